@@ -204,9 +204,7 @@ def wheels(session: nox.Session) -> None:
             str(built[0]),
             external=True,
         )
-        session.run(
-            python, "scripts/verify_wheel.py", "--dist", str(dist), name, external=True
-        )
+        session.run(python, "scripts/verify_wheel.py", "--dist", str(dist), name, external=True)
 
 
 @nox.session(python=PYTHON)

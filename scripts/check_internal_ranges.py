@@ -68,9 +68,7 @@ def packages_from_wheels(wheel_dir: Path) -> list[Package]:
     found = []
     for wheel in sorted(wheel_dir.glob("*.whl")):
         with zipfile.ZipFile(wheel) as archive:
-            metadata_name = next(
-                n for n in archive.namelist() if n.endswith(".dist-info/METADATA")
-            )
+            metadata_name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
             headers = HeaderParser().parsestr(archive.read(metadata_name).decode("utf-8"))
         found.append(
             Package(

@@ -103,7 +103,7 @@ def test_no_packages_is_an_error(tmp_path: Path) -> None:
 def test_wheel_metadata_mode(tmp_path: Path) -> None:
     def wheel(name: str, version: str, requires: list[str]) -> None:
         dist = name.replace("-", "_")
-        lines = [f"Metadata-Version: 2.3", f"Name: {name}", f"Version: {version}"]
+        lines = ["Metadata-Version: 2.3", f"Name: {name}", f"Version: {version}"]
         lines += [f"Requires-Dist: {r}" for r in requires]
         path = tmp_path / f"{dist}-{version}-py3-none-any.whl"
         with zipfile.ZipFile(path, "w") as archive:
