@@ -223,7 +223,11 @@ class DeviceFlowError(MeshFSError):
 
 _BY_CODE: dict[str, type[MeshFSError]] = {}
 for _cls in list(globals().values()):
-    if isinstance(_cls, type) and issubclass(_cls, MeshFSError) and _cls is not DeviceFlowError:
+    if (
+        isinstance(_cls, type)
+        and issubclass(_cls, MeshFSError)
+        and _cls not in (MeshFSError, DeviceFlowError)
+    ):
         _BY_CODE.setdefault(_cls.code, _cls)
 _BY_CODE["already_exists"] = AlreadyExistsError
 _DEVICE_FLOW_CODES = {
