@@ -1,0 +1,611 @@
+"""`MeshFSClient`: the async client, one method per endpoint of docs/http-api.md."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+
+from meshfs_client._auth import FixedToken, NoToken, StoredSession, TokenSource, credentials_from
+from meshfs_client._credentials import Credentials, CredentialStore
+from meshfs_client._download import DownloadInfo, DownloadStream, download_to_path
+from meshfs_client._retry import RetryPolicy
+from meshfs_client._settings import DEFAULT_SERVER, Settings, Timeouts, normalise_server
+from meshfs_client._transport import Transport
+from meshfs_client._upload import DEFAULT_CONCURRENCY, Progress, Uploader
+from meshfs_client._watch import ChangeFeed
+from meshfs_common import paths
+from meshfs_common.errors import (
+    AlreadyExistsError,
+    AuthError,
+    DeviceFlowError,
+    MeshFSError,
+    NotFoundError,
+    UnavailableError,
+)
+from meshfs_common.models import (
+    CommitResult,
+    DeleteResult,
+    DeviceActivateRequest,
+    DevicePollRequest,
+    DeviceStartRequest,
+    DeviceStartResponse,
+    Entry,
+    Health,
+    ListPage,
+    LogoutRequest,
+    MkdirRequest,
+    PullResponse,
+    RefreshRequest,
+    RenameRequest,
+    RestoreRequest,
+    TokenResponse,
+    Version,
+    VersionPage,
+    Whoami,
+)
+
+UploadSource = bytes | bytearray | memoryview | str | os.PathLike[str] | AsyncIterable[bytes]
+"""What :meth:`MeshFSClient.upload` accepts: bytes, a local file path, or an async stream."""
+
+_USER_AGENT = "meshfs-client/0.1"
+
+
+class _NotLoggedIn(NoToken):
+    """No session: a 401 becomes an error that says how to log in."""
+
+    def __init__(self, server: str) -> None:
+        self._server = server
+
+    async def renew(self, rejected: str | None) -> bool:
+        raise AuthError(f"not logged in to {self._server}; run `meshfs login` or set MESHFS_TOKEN")
+
+
+class MeshFSClient:
+    """Async MeshFS client. Use as ``async with MeshFSClient() as client: ...``.
+
+    Where to connect and as whom, first match wins:
+
+    * server: the *server* argument, ``MESHFS_SERVER``, the server of the last login, then
+      ``http://127.0.0.1:8787``;
+    * identity: the *token* argument, ``MESHFS_TOKEN`` (used as-is), then the login session
+      stored for that server (refreshed transparently and saved back), else anonymous.
+
+    Paths are MeshFS paths (``/a/b``), normalised with :mod:`meshfs_common.paths` before they
+    are sent. Failures raise :mod:`meshfs_common.errors` exceptions.
+    """
+
+    def __init__(
+        self,
+        server: str | None = None,
+        *,
+        token: str | None = None,
+        settings: Settings | None = None,
+        store: CredentialStore | None = None,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        upload_concurrency: int = DEFAULT_CONCURRENCY,
+        session: aiohttp.ClientSession | None = None,
+    ) -> None:
+        self._server_arg = normalise_server(server) if server else None
+        self._token_arg = token
+        self._settings = settings
+        self._store = store
+        self._timeouts = timeouts or Timeouts()
+        self._retry = retry or RetryPolicy()
+        self._upload_concurrency = max(1, upload_concurrency)
+        self._session = session
+        self._owns_session = session is None
+        self._transport: Transport | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def __aenter__(self) -> MeshFSClient:
+        settings = self._settings or Settings.from_environ()
+        store = self._store or CredentialStore(settings.credentials_path)
+        self._store = store
+        server = self._server_arg or settings.server
+        if server is None:
+            server = await asyncio.to_thread(store.default_server) or DEFAULT_SERVER
+        if self._session is None:
+            self._session = aiohttp.ClientSession(headers={"User-Agent": _USER_AGENT})
+        self._transport = Transport(
+            server, self._session, NoToken(), retry=self._retry, timeouts=self._timeouts
+        )
+        token = self._token_arg or settings.token
+        auth: TokenSource
+        if token:
+            auth = FixedToken(token)
+        else:
+            stored = await asyncio.to_thread(store.load, server)
+            auth = self._session_auth(stored) if stored else _NotLoggedIn(server)
+        self._transport.auth = auth
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session (when this client created it)."""
+        if self._session is not None and self._owns_session:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def _t(self) -> Transport:
+        if self._transport is None:
+            raise RuntimeError("use `async with MeshFSClient() as client:` first")
+        return self._transport
+
+    @property
+    def server(self) -> str:
+        """The server this client talks to."""
+        return self._t.server
+
+    @property
+    def credentials(self) -> Credentials | None:
+        """The stored login session in use, if any (``None`` with a fixed token)."""
+        auth = self._t.auth
+        return auth.credentials if isinstance(auth, StoredSession) else None
+
+    @property
+    def store(self) -> CredentialStore:
+        """Where login sessions are kept."""
+        if self._store is None:
+            raise RuntimeError("use `async with MeshFSClient() as client:` first")
+        return self._store
+
+    def _session_auth(self, credentials: Credentials) -> StoredSession:
+        return StoredSession(self.store, credentials, self._refresh_call)
+
+    # --- service and auth -------------------------------------------------------------------
+
+    async def health(self) -> Health:
+        """``GET /healthz``."""
+        return await self._t.call("GET", "/healthz", Health, idempotent=True, authenticated=False)
+
+    async def whoami(self) -> Whoami:
+        """Who the current token speaks for."""
+        return await self._t.call("GET", "/auth/whoami", Whoami, idempotent=True)
+
+    async def start_device_login(self, client_name: str = "meshfs") -> DeviceStartResponse:
+        """Begin an RFC 8628 device login; show the user ``verification_uri`` and
+        ``user_code``."""
+        # A repeated start only leaves an unused code behind, so retrying is harmless.
+        return await self._t.call(
+            "POST",
+            "/auth/device/start",
+            DeviceStartResponse,
+            json=DeviceStartRequest(client_name=client_name),
+            idempotent=True,
+            authenticated=False,
+        )
+
+    async def poll_device_login(self, device_code: str) -> TokenResponse:
+        """Poll once; raises :class:`~meshfs_common.errors.DeviceFlowError` while pending."""
+        # Not idempotent: a device code is exchanged for tokens once.
+        return await self._t.call(
+            "POST",
+            "/auth/device/poll",
+            TokenResponse,
+            json=DevicePollRequest(device_code=device_code),
+            idempotent=False,
+            authenticated=False,
+        )
+
+    async def wait_for_device_login(self, start: DeviceStartResponse) -> Credentials:
+        """Poll until the user approves (honouring ``interval`` and ``slow_down``), then store
+        and use the new session. Raises ``DeviceFlowError`` when denied or expired."""
+        interval = max(1, start.interval or 5)
+        deadline = time.monotonic() + max(1, start.expires_in)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                answer = await self.poll_device_login(start.device_code)
+                break
+            except DeviceFlowError as exc:
+                if exc.code == "authorization_pending":
+                    pass
+                elif exc.code == "slow_down":
+                    interval += 5  # RFC 8628 section 3.5
+                else:
+                    raise
+            except UnavailableError:
+                pass  # keep polling through a brief outage until the code expires
+            if time.monotonic() >= deadline:
+                raise DeviceFlowError("expired_token", "the login code expired before approval")
+        return await self.adopt_tokens(answer)
+
+    async def adopt_tokens(self, answer: TokenResponse) -> Credentials:
+        """Store a token answer as this server's session (the default one) and use it."""
+        credentials = credentials_from(self.server, answer)
+        session = self._session_auth(credentials)
+        self._t.auth = session
+        try:
+            me = await self.whoami()
+            credentials = credentials_from(self.server, answer, username=me.username)
+            session = self._session_auth(credentials)
+            self._t.auth = session
+        except MeshFSError:
+            pass  # the username is cosmetic
+        await asyncio.to_thread(self.store.save, credentials, make_default=True)
+        return credentials
+
+    async def activate_device(self, user_code: str, *, approve: bool = True) -> str:
+        """Approve (or deny) another device's login code as the current user."""
+        reply = await self._t.request(
+            "POST",
+            "/auth/device/activate",
+            json=DeviceActivateRequest(user_code=user_code, approve=approve),
+            idempotent=True,
+        )
+        status = reply.decode(dict[str, Any]).get("status", "")
+        return str(status)
+
+    async def _refresh_call(self, refresh_token: str) -> TokenResponse:
+        # Never resent after a lost answer: the server would see a reused refresh token and
+        # revoke the session. 429 and "could not connect" are still retried (nothing was sent).
+        return await self._t.call(
+            "POST",
+            "/auth/refresh",
+            TokenResponse,
+            json=RefreshRequest(refresh_token=refresh_token),
+            idempotent=False,
+            authenticated=False,
+        )
+
+    async def refresh(self) -> Credentials:
+        """Renew the stored session now (normally automatic)."""
+        auth = self._t.auth
+        if not isinstance(auth, StoredSession):
+            raise AuthError("no stored login session to refresh")
+        await auth.renew(None)
+        return auth.credentials
+
+    async def logout(self) -> bool:
+        """End the stored session on the server and forget it locally.
+
+        Returns True when the server confirmed the revocation; the local copy is removed
+        either way.
+        """
+        auth = self._t.auth
+        if not isinstance(auth, StoredSession):
+            return False
+        revoked = False
+        try:
+            await self._t.request(
+                "POST",
+                "/auth/logout",
+                json=LogoutRequest(refresh_token=auth.credentials.refresh_token),
+                idempotent=True,
+            )
+            revoked = True
+        except AuthError:
+            revoked = True  # already invalid on the server
+        finally:
+            await asyncio.to_thread(self.store.delete, self.server)
+            self._t.auth = _NotLoggedIn(self.server)
+        return revoked
+
+    # --- namespace --------------------------------------------------------------------------
+
+    async def mkdir(self, path: str, *, parents: bool = True, exist_ok: bool = True) -> Entry:
+        """Create a directory (and its parents with ``parents``)."""
+        # Idempotent by contract: 200 when the directory already exists.
+        reply = await self._t.request(
+            "POST",
+            "/files/mkdir",
+            json=MkdirRequest(path=paths.normalise(path), parents=parents),
+            idempotent=True,
+        )
+        entry = reply.decode(Entry)
+        if reply.status == 200 and not exist_ok:
+            raise AlreadyExistsError(f"directory already exists: {entry.path}")
+        return entry
+
+    async def list_page(
+        self,
+        path: str = "/",
+        *,
+        limit: int = 1000,
+        after: str | None = None,
+        include_deleted: bool = False,
+    ) -> ListPage:
+        """One page of a directory listing, sorted by name."""
+        return await self._t.call(
+            "GET",
+            "/files/list",
+            ListPage,
+            params={
+                "path": paths.normalise(path),
+                "limit": limit,
+                "after": after,
+                "include_deleted": include_deleted or None,
+            },
+            idempotent=True,
+        )
+
+    async def iterdir(
+        self, path: str = "/", *, include_deleted: bool = False, page_size: int = 1000
+    ) -> AsyncIterator[Entry]:
+        """Every entry of a directory, fetching pages as needed."""
+        after: str | None = None
+        while True:
+            page = await self.list_page(
+                path, limit=page_size, after=after, include_deleted=include_deleted
+            )
+            for entry in page.entries:
+                yield entry
+            if not page.has_more or not page.entries:
+                return
+            after = page.next_after or page.entries[-1].name
+
+    async def listdir(self, path: str = "/", *, include_deleted: bool = False) -> list[Entry]:
+        """Every entry of a directory, as a list."""
+        return [entry async for entry in self.iterdir(path, include_deleted=include_deleted)]
+
+    async def walk(self, path: str = "/") -> AsyncIterator[Entry]:
+        """Every entry below *path*, depth first, parents before children."""
+        pending = [paths.normalise(path)]
+        while pending:
+            directory = pending.pop()
+            children = [entry async for entry in self.iterdir(directory)]
+            for entry in children:
+                yield entry
+            pending.extend(e.path for e in reversed(children) if e.kind == "dir")
+
+    async def meta(self, path: str | None = None, *, node_id: str | None = None) -> Entry:
+        """Metadata of a file or directory, by path or node id."""
+        return await self._t.call(
+            "GET", "/files/meta", Entry, params=_where(path, node_id), idempotent=True
+        )
+
+    stat = meta
+
+    async def exists(self, path: str) -> bool:
+        """True when *path* names a live file or directory."""
+        try:
+            await self.meta(path)
+        except NotFoundError:
+            return False
+        return True
+
+    async def rename(
+        self, path: str, new_path: str, *, overwrite: bool = False, if_match: str | None = None
+    ) -> Entry:
+        """Move or rename; ``overwrite`` replaces an existing file or empty directory."""
+        # Not idempotent: after a lost answer a resend would find the source gone.
+        return await self._t.call(
+            "POST",
+            "/files/rename",
+            Entry,
+            json=RenameRequest(
+                path=paths.normalise(path), new_path=paths.normalise(new_path), overwrite=overwrite
+            ),
+            headers={"If-Match": if_match} if if_match else None,
+            idempotent=False,
+        )
+
+    async def delete(
+        self, path: str, *, recursive: bool = False, if_match: str | None = None
+    ) -> DeleteResult:
+        """Delete (tombstone) a file, or a directory with ``recursive``."""
+        return await self._t.call(
+            "DELETE",
+            "/files",
+            DeleteResult,
+            params={"path": paths.normalise(path), "recursive": recursive or None},
+            headers={"If-Match": if_match} if if_match else None,
+            idempotent=False,  # a resend after a lost answer would report not_found
+        )
+
+    # --- content ----------------------------------------------------------------------------
+
+    async def upload(
+        self,
+        path: str,
+        source: UploadSource,
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+        progress: Progress | None = None,
+    ) -> CommitResult:
+        """Write *source* to *path* as a new version.
+
+        *source* is content (``bytes``), a local file (``str`` or ``os.PathLike``), or an async
+        iterable of ``bytes``. ``if_match`` (a version id) / ``if_none_match`` make the write
+        conditional (412 ``precondition_failed`` otherwise). Memory use is constant.
+        """
+        remote = paths.normalise(path)
+        uploader = Uploader(self._t, self._upload_concurrency, progress)
+        if isinstance(source, bytes | bytearray | memoryview):
+            return await uploader.put_bytes(
+                remote, bytes(source), if_match=if_match, if_none_match=if_none_match
+            )
+        if isinstance(source, str | os.PathLike):
+            return await uploader.put_file(
+                remote, Path(source), if_match=if_match, if_none_match=if_none_match
+            )
+        return await uploader.put_stream(
+            remote, source, if_match=if_match, if_none_match=if_none_match
+        )
+
+    def download(
+        self,
+        path: str | None = None,
+        *,
+        node_id: str | None = None,
+        version_id: str | None = None,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> DownloadStream:
+        """Stream a file (the head, or ``version_id``), optionally a byte range.
+
+        ``async with client.download("/a") as stream: async for block in stream: ...``
+        """
+        return DownloadStream(
+            self._t, _where(path, node_id), version_id=version_id, offset=offset, length=length
+        )
+
+    async def read_bytes(
+        self,
+        path: str | None = None,
+        *,
+        node_id: str | None = None,
+        version_id: str | None = None,
+        offset: int = 0,
+        length: int | None = None,
+    ) -> bytes:
+        """A file's content (or a range of it) in memory."""
+        stream = self.download(
+            path, node_id=node_id, version_id=version_id, offset=offset, length=length
+        )
+        async with stream:
+            return b"".join([block async for block in stream])
+
+    async def download_to(
+        self,
+        path: str | None,
+        local: str | os.PathLike[str],
+        *,
+        node_id: str | None = None,
+        version_id: str | None = None,
+        progress: Progress | None = None,
+    ) -> DownloadInfo:
+        """Download into a local file: verified, atomic, resumable."""
+        return await download_to_path(
+            self._t,
+            _where(path, node_id),
+            Path(local),
+            version_id=version_id,
+            progress=progress,
+        )
+
+    # --- versions ---------------------------------------------------------------------------
+
+    async def node_id_of(self, path: str) -> str:
+        """The node id of *path*, also for a deleted file (its newest tombstone)."""
+        try:
+            return (await self.meta(path)).node_id
+        except NotFoundError:
+            canonical = paths.normalise(path)
+            name = paths.basename(canonical)
+            candidates = [
+                entry
+                async for entry in self.iterdir(paths.parent(canonical), include_deleted=True)
+                if entry.name == name
+            ]
+            if not candidates:
+                raise
+            newest = max(candidates, key=lambda e: e.deleted_at or e.modified_at)
+            return newest.node_id
+
+    async def versions_page(
+        self,
+        path: str | None = None,
+        *,
+        node_id: str | None = None,
+        limit: int = 100,
+        before: str | None = None,
+    ) -> VersionPage:
+        """One page of a file's versions, newest first."""
+        node = node_id or await self.node_id_of(_required(path))
+        return await self._t.call(
+            "GET",
+            f"/files/{node}/versions",
+            VersionPage,
+            params={"limit": limit, "before": before},
+            idempotent=True,
+        )
+
+    async def versions(
+        self, path: str | None = None, *, node_id: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[Version]:
+        """Every version of a file, newest first, fetching pages as needed."""
+        node = node_id or await self.node_id_of(_required(path))
+        before: str | None = None
+        while True:
+            page = await self.versions_page(node_id=node, limit=page_size, before=before)
+            for version in page.versions:
+                yield version
+            if not page.has_more or not page.versions:
+                return
+            before = page.next_before or page.versions[-1].version_id
+
+    async def restore(
+        self,
+        path: str | None,
+        version_id: str,
+        *,
+        node_id: str | None = None,
+        to_path: str | None = None,
+    ) -> CommitResult:
+        """Make an old version the head again (also undeletes; ``to_path`` relocates)."""
+        node = node_id or await self.node_id_of(_required(path))
+        # Safe to resend: restoring the version that is already the head writes identical
+        # content, which the server treats as a no-op.
+        return await self._t.call(
+            "POST",
+            f"/files/{node}/versions/{version_id}/restore",
+            CommitResult,
+            json=RestoreRequest(path=paths.normalise(to_path) if to_path else None),
+            idempotent=True,
+        )
+
+    # --- change feed ------------------------------------------------------------------------
+
+    async def pull(self, cursor: int = 0, *, limit: int = 1000) -> PullResponse:
+        """One page of change events after *cursor*."""
+        return await self._t.call(
+            "GET",
+            "/sync/pull",
+            PullResponse,
+            params={"cursor": cursor, "limit": limit},
+            idempotent=True,
+        )
+
+    async def current_cursor(self) -> int:
+        """The cursor of the newest event (start here to see only future changes)."""
+        # A cursor ahead of the log is answered with `reset` and the current cursor.
+        page = await self.pull(2**62, limit=1)
+        return page.cursor
+
+    def watch(
+        self,
+        cursor: int = 0,
+        *,
+        websocket: bool = True,
+        poll_interval: float = 2.0,
+        max_failures: int | None = None,
+    ) -> ChangeFeed:
+        """Live change events after *cursor*: ``async with client.watch(n) as feed:``."""
+        return ChangeFeed(
+            self._t,
+            cursor,
+            websocket=websocket,
+            poll_interval=poll_interval,
+            max_failures=max_failures,
+        )
+
+
+def _where(path: str | None, node_id: str | None) -> dict[str, str | int | bool | None]:
+    if node_id:
+        return {"node_id": node_id}
+    return {"path": paths.normalise(_required(path))}
+
+
+def _required(path: str | None) -> str:
+    if path is None:
+        raise TypeError("give a path or a node_id")
+    return path
