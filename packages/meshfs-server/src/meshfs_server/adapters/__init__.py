@@ -1,0 +1,1 @@
+"""Storage adapters implementing the ports in :mod:`meshfs_server.domain.ports`."""

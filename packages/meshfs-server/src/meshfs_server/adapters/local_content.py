@@ -1,0 +1,119 @@
+"""Chunk content in a local directory: the embedded default's content port.
+
+Layout: ``<root>/chunks/<tenant_id>/<hash[:2]>/<hash>``; temporary files live in ``<root>/tmp``
+on the same filesystem so that storing is a rename. Every stored chunk is fsynced, then renamed
+into place, then its directory is fsynced: a chunk that a committed version references survives a
+crash. Content is immutable, so a chunk that already exists is left alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from meshfs_common.errors import InternalError, UnavailableError
+from meshfs_common.ids import is_id
+
+READ_BLOCK = 1024 * 1024
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalContentStore:
+    """Chunks as files under one directory."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.tmp = root / "tmp"
+        self.chunks = root / "chunks"
+
+    @classmethod
+    async def open(cls, root: Path) -> LocalContentStore:
+        store = cls(root)
+        await asyncio.to_thread(store._prepare)
+        return store
+
+    def _prepare(self) -> None:
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.chunks.mkdir(parents=True, exist_ok=True)
+        for leftover in self.tmp.iterdir():  # partial writes of a previous run
+            leftover.unlink(missing_ok=True)
+
+    def _path(self, tenant_id: str, chunk_hash: str) -> Path:
+        if not is_id(tenant_id) or len(chunk_hash) != 64 or not chunk_hash.isalnum():
+            raise InternalError("refusing a malformed content key")
+        return self.chunks / tenant_id / chunk_hash[:2] / chunk_hash
+
+    def _temp_file(self) -> tuple[int, Path]:
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="in-")
+        return fd, Path(name)
+
+    def _install(self, source: Path, dest: Path) -> None:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(source, dest)
+        _fsync_dir(dest.parent)
+
+    async def put_bytes(self, tenant_id: str, chunk_hash: str, data: bytes) -> None:
+        dest = self._path(tenant_id, chunk_hash)
+
+        def write() -> None:
+            fd, tmp = self._temp_file()
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                self._install(tmp, dest)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
+        await asyncio.to_thread(write)
+
+    async def open(
+        self, tenant_id: str, chunk_hash: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        path = self._path(tenant_id, chunk_hash)
+        try:
+            handle = await asyncio.to_thread(open, path, "rb")
+        except FileNotFoundError:
+            raise UnavailableError(f"content {chunk_hash[:12]} is missing from the store") from None
+        try:
+            await asyncio.to_thread(handle.seek, start)
+            remaining = None if end is None else end - start
+            while remaining is None or remaining > 0:
+                size = READ_BLOCK if remaining is None else min(READ_BLOCK, remaining)
+                block = await asyncio.to_thread(handle.read, size)
+                if not block:
+                    break
+                if remaining is not None:
+                    remaining -= len(block)
+                yield block
+        finally:
+            handle.close()
+
+    async def delete(self, tenant_id: str, chunk_hash: str) -> None:
+        await asyncio.to_thread(self._path(tenant_id, chunk_hash).unlink, missing_ok=True)
+
+    async def check(self) -> None:
+        def probe() -> None:
+            fd, tmp = self._temp_file()
+            os.close(fd)
+            tmp.unlink()
+
+        try:
+            await asyncio.to_thread(probe)
+        except OSError as exc:
+            raise UnavailableError(f"content directory is not writable: {exc}") from exc
+
+    async def close(self) -> None:
+        return None

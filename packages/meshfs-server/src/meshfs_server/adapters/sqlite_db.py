@@ -1,0 +1,137 @@
+"""One SQLite database file shared by the server's components (the embedded default).
+
+Connections: one writer (every write transaction holds an asyncio lock, so writes are serialised
+exactly as SQLite would serialise them anyway) and a small pool of readers (WAL mode lets them
+read a consistent snapshot while a write commits). Statements are microseconds and run on the
+event loop; ``BEGIN IMMEDIATE`` and ``COMMIT`` - the calls that may wait for a lock or fsync -
+run in a worker thread so the loop never blocks on the disk.
+
+Durability: WAL with ``synchronous=FULL``: a commit that was acknowledged survives power loss.
+
+Schema versions: each component (namespace, identity, ...) registers an ordered list of
+migration scripts; ``schema_migrations`` records which have run. One server process per database
+file (several processes need the Postgres backend).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from meshfs_common.errors import UnavailableError
+
+Migrations = dict[str, Sequence[str]]
+
+_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=10000",
+    "PRAGMA temp_store=MEMORY",
+)
+
+
+def _connect(path: Path | str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    for pragma in _PRAGMAS:
+        conn.execute(pragma)
+    return conn
+
+
+class SqliteDatabase:
+    """Connections to one SQLite file; create with :meth:`open`."""
+
+    def __init__(self, path: Path, writer: sqlite3.Connection, readers: list[sqlite3.Connection]):
+        self.path = path
+        self._writer = writer
+        self._write_lock = asyncio.Lock()
+        self._readers: asyncio.Queue[sqlite3.Connection] = asyncio.Queue()
+        self._all_readers = readers
+        for conn in readers:
+            self._readers.put_nowait(conn)
+
+    @classmethod
+    async def open(cls, path: Path, *, readers: int = 4) -> SqliteDatabase:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def connect_all() -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
+            writer = _connect(path)
+            return writer, [_connect(path) for _ in range(readers)]
+
+        writer, pool = await asyncio.to_thread(connect_all)
+        return cls(path, writer, pool)
+
+    async def migrate(self, migrations: Migrations) -> None:
+        """Apply every migration not yet recorded, each in its own transaction."""
+        async with self.write() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " component TEXT NOT NULL, version INTEGER NOT NULL,"
+                " PRIMARY KEY (component, version))"
+            )
+        for component, scripts in migrations.items():
+            for version, script in enumerate(scripts, start=1):
+                async with self.write() as conn:
+                    done = conn.execute(
+                        "SELECT 1 FROM schema_migrations WHERE component = ? AND version = ?",
+                        (component, version),
+                    ).fetchone()
+                    if done:
+                        continue
+                    for statement in _statements(script):
+                        conn.execute(statement)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (component, version) VALUES (?, ?)",
+                        (component, version),
+                    )
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[sqlite3.Connection]:
+        """An immediate (write-locked) transaction; commits on normal exit, rolls back on error."""
+        async with self._write_lock:
+            conn = self._writer
+            try:
+                await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
+            except sqlite3.OperationalError as exc:
+                raise UnavailableError(f"database is busy: {exc}") from exc
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            try:
+                await asyncio.to_thread(conn.execute, "COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[sqlite3.Connection]:
+        """A read transaction on a pooled connection: one consistent snapshot."""
+        conn = await self._readers.get()
+        try:
+            conn.execute("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.execute("COMMIT")
+        finally:
+            self._readers.put_nowait(conn)
+
+    async def check(self) -> None:
+        async with self.read() as conn:
+            conn.execute("SELECT 1").fetchone()
+
+    async def close(self) -> None:
+        async with self._write_lock:
+            self._writer.close()
+            for conn in self._all_readers:
+                conn.close()
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";\n") if s.strip()]

@@ -1,0 +1,540 @@
+"""Namespace metadata in SQLite: the embedded default's implementation of the metadata port.
+
+Schema and its invariants (Postgres mirrors it):
+
+``ns_tenants``
+    One row per tenant that has used its namespace. ``next_seq`` is the next change sequence
+    number; it is read and bumped inside the writing transaction, so sequence numbers are
+    allocated in commit order with no gaps (a reader can never see seq N+1 before N).
+    ``log_start`` is the oldest retained event.
+``nodes``
+    Files and directories linked by ``parent_id``; the root has ``node_id = tenant_id`` and no
+    parent. Among *live* nodes, (parent_id, name) is unique (partial unique index); tombstones
+    (``deleted_at`` set) keep their parent and name for history and never block a new node with
+    the same name. A directory rename updates one row.
+    ``head_version_id``/``size``/``content_hash`` mirror the file's head version.
+``versions``
+    Immutable. ``seq`` is the change sequence number of the commit that created the version, so
+    ordering versions by ``seq`` is commit order. ``chunks`` is the concatenation of the 64-hex
+    chunk names.
+``chunks``
+    One row per chunk of a tenant. ``refs`` counts references from versions (a chunk used twice
+    in one version counts twice). A row is *reserved* (``stored = 0``) before its content is
+    written and *stored* after; only stored chunks are present. ``collecting = 1`` means a garbage
+    collector has claimed it: it is absent and cannot be reserved until the collector deletes
+    the row, so a collector never deletes content that someone is relying on.
+``uploads`` / ``chunk_holds``
+    Chunked uploads in progress, and holds on chunks: a held chunk is never claimed by the
+    collector (an upload holds every chunk it names until it commits or expires).
+``events``
+    The change feed, (tenant_id, seq) unique.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from meshfs_common.models import ChangeEvent, Writer
+
+from meshfs_server.adapters.sqlite_db import SqliteDatabase
+from meshfs_server.domain.ports import (
+    FeedBounds,
+    GarbageBatch,
+    NewEvent,
+    NodeRow,
+    UploadRow,
+    VersionRow,
+)
+
+NAMESPACE_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE ns_tenants (
+        tenant_id TEXT PRIMARY KEY,
+        next_seq INTEGER NOT NULL,
+        log_start INTEGER NOT NULL
+    );
+    CREATE TABLE nodes (
+        tenant_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        parent_id TEXT,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('file', 'dir')),
+        created_at REAL NOT NULL,
+        modified_at REAL NOT NULL,
+        head_version_id TEXT,
+        size INTEGER NOT NULL DEFAULT 0,
+        content_hash TEXT,
+        deleted_at REAL,
+        PRIMARY KEY (tenant_id, node_id)
+    );
+    CREATE UNIQUE INDEX nodes_live_name ON nodes (tenant_id, parent_id, name)
+        WHERE deleted_at IS NULL;
+    CREATE INDEX nodes_by_parent ON nodes (tenant_id, parent_id, name, deleted_at);
+    CREATE TABLE versions (
+        tenant_id TEXT NOT NULL,
+        version_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        chunks TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        writer TEXT,
+        replaces TEXT,
+        restored_from TEXT,
+        PRIMARY KEY (tenant_id, version_id)
+    );
+    CREATE INDEX versions_by_node ON versions (tenant_id, node_id, seq);
+    CREATE TABLE chunks (
+        tenant_id TEXT NOT NULL,
+        chunk_hash TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        refs INTEGER NOT NULL DEFAULT 0 CHECK (refs >= 0),
+        stored INTEGER NOT NULL DEFAULT 0,
+        collecting INTEGER NOT NULL DEFAULT 0,
+        touched_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, chunk_hash)
+    );
+    CREATE INDEX chunks_unreferenced ON chunks (refs, collecting, touched_at);
+    CREATE TABLE uploads (
+        tenant_id TEXT NOT NULL,
+        upload_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        content_hash TEXT NOT NULL,
+        chunks TEXT NOT NULL,
+        created_at REAL NOT NULL,
+        expires_at REAL NOT NULL,
+        user_id TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, upload_id)
+    );
+    CREATE TABLE chunk_holds (
+        tenant_id TEXT NOT NULL,
+        hold_id TEXT NOT NULL,
+        chunk_hash TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (tenant_id, hold_id, chunk_hash)
+    );
+    CREATE INDEX chunk_holds_by_chunk ON chunk_holds (tenant_id, chunk_hash);
+    CREATE INDEX chunk_holds_by_expiry ON chunk_holds (expires_at);
+    CREATE TABLE events (
+        tenant_id TEXT NOT NULL,
+        seq INTEGER NOT NULL,
+        type TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        old_path TEXT,
+        version_id TEXT,
+        size INTEGER,
+        content_hash TEXT,
+        replaced_node_id TEXT,
+        at REAL NOT NULL,
+        writer TEXT,
+        PRIMARY KEY (tenant_id, seq)
+    )
+    """,
+]
+
+_NODE_COLUMNS = (
+    "node_id, parent_id, name, kind, created_at, modified_at, head_version_id, size,"
+    " content_hash, deleted_at"
+)
+_VERSION_COLUMNS = (
+    "version_id, node_id, seq, size, content_hash, chunks, created_at, writer, replaces,"
+    " restored_from"
+)
+_EVENT_COLUMNS = (
+    "seq, type, node_id, kind, path, old_path, version_id, size, content_hash,"
+    " replaced_node_id, at, writer"
+)
+_BATCH = 400  # stay well below SQLite's bound-parameter limit
+
+_writer_encoder = msgspec.json.Encoder()
+_writer_decoder = msgspec.json.Decoder(Writer)
+
+
+def _node(row: tuple[Any, ...]) -> NodeRow:
+    return NodeRow(*row)
+
+
+def _pack(chunks: Iterable[str]) -> str:
+    return "".join(chunks)
+
+
+def _unpack(packed: str) -> tuple[str, ...]:
+    return tuple(packed[i : i + 64] for i in range(0, len(packed), 64))
+
+
+def _writer_json(writer: Writer | None) -> str | None:
+    return None if writer is None else _writer_encoder.encode(writer).decode()
+
+
+def _writer_from(text: str | None) -> Writer | None:
+    return None if text is None else _writer_decoder.decode(text)
+
+
+def _version(row: tuple[Any, ...]) -> VersionRow:
+    (vid, node_id, seq, size, chash, chunks, created, writer, replaces, restored) = row
+    return VersionRow(
+        vid, node_id, seq, size, chash, _unpack(chunks), created, _writer_from(writer),
+        replaces, restored,
+    )  # fmt: skip
+
+
+def _event(row: tuple[Any, ...]) -> ChangeEvent:
+    (seq, type_, node_id, kind, path, old, vid, size, chash, replaced, at, writer) = row
+    return ChangeEvent(
+        seq=seq, type=type_, node_id=node_id, kind=kind, path=path, old_path=old,
+        version_id=vid, size=size, content_hash=chash, replaced_node_id=replaced,
+        at=datetime.fromtimestamp(at, UTC), writer=_writer_from(writer),
+    )  # fmt: skip
+
+
+def _batches(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), _BATCH):
+        yield items[i : i + _BATCH]
+
+
+class SqliteReadTx:
+    """Read queries bound to one tenant on one connection."""
+
+    def __init__(self, conn: sqlite3.Connection, tenant_id: str) -> None:
+        self.conn = conn
+        self.tenant_id = tenant_id
+
+    def _one(self, sql: str, *args: Any) -> tuple[Any, ...] | None:
+        row: tuple[Any, ...] | None = self.conn.execute(sql, (self.tenant_id, *args)).fetchone()
+        return row
+
+    def _all(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return self.conn.execute(sql, (self.tenant_id, *args)).fetchall()
+
+    async def root(self) -> NodeRow:
+        node = await self.get_node(self.tenant_id)
+        if node is None:  # never written to: an empty root, created by the first write
+            return NodeRow(self.tenant_id, None, "", "dir", 0.0, 0.0)
+        return node
+
+    async def get_node(self, node_id: str) -> NodeRow | None:
+        row = self._one(
+            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND node_id = ?", node_id
+        )
+        return None if row is None else _node(row)
+
+    async def child(self, parent_id: str, name: str) -> NodeRow | None:
+        row = self._one(
+            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND parent_id = ?"
+            " AND name = ? AND deleted_at IS NULL",
+            parent_id,
+            name,
+        )
+        return None if row is None else _node(row)
+
+    async def children(
+        self, parent_id: str, *, after: str | None, limit: int, include_deleted: bool = False
+    ) -> list[NodeRow]:
+        live = "" if include_deleted else " AND deleted_at IS NULL"
+        rows = self._all(
+            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND parent_id = ?"
+            f" AND name > ?{live} ORDER BY name, deleted_at LIMIT ?",
+            parent_id,
+            after if after is not None else "",
+            limit,
+        )
+        return [_node(r) for r in rows]
+
+    async def has_live_children(self, node_id: str) -> bool:
+        return (
+            self._one(
+                "SELECT 1 FROM nodes WHERE tenant_id = ? AND parent_id = ?"
+                " AND deleted_at IS NULL LIMIT 1",
+                node_id,
+            )
+            is not None
+        )
+
+    async def get_version(self, version_id: str) -> VersionRow | None:
+        row = self._one(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE tenant_id = ? AND version_id = ?",
+            version_id,
+        )
+        return None if row is None else _version(row)
+
+    async def versions(self, node_id: str, *, before_seq: int | None, limit: int) -> list[VersionRow]:
+        rows = self._all(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE tenant_id = ? AND node_id = ?"
+            " AND seq < ? ORDER BY seq DESC LIMIT ?",
+            node_id,
+            before_seq if before_seq is not None else 2**62,
+            limit,
+        )
+        return [_version(r) for r in rows]
+
+    async def events_after(self, cursor: int, limit: int) -> list[ChangeEvent]:
+        rows = self._all(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND seq > ?"
+            " ORDER BY seq LIMIT ?",
+            cursor,
+            limit,
+        )
+        return [_event(r) for r in rows]
+
+    async def feed_bounds(self) -> FeedBounds:
+        row = self._one("SELECT log_start, next_seq FROM ns_tenants WHERE tenant_id = ?")
+        if row is None:
+            return FeedBounds(first=1, last=0)
+        return FeedBounds(first=row[0], last=row[1] - 1)
+
+    async def present_chunks(self, hashes: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        for batch in _batches(sorted(set(hashes))):
+            marks = ",".join("?" * len(batch))
+            found.update(
+                r[0]
+                for r in self._all(
+                    f"SELECT chunk_hash FROM chunks WHERE tenant_id = ? AND stored = 1 AND collecting = 0"
+                    f" AND chunk_hash IN ({marks})",
+                    *batch,
+                )
+            )
+        return found
+
+    async def chunk_sizes(self, hashes: Sequence[str]) -> dict[str, int]:
+        sizes: dict[str, int] = {}
+        for batch in _batches(sorted(set(hashes))):
+            marks = ",".join("?" * len(batch))
+            sizes.update(
+                (r[0], r[1])
+                for r in self._all(
+                    f"SELECT chunk_hash, size FROM chunks WHERE tenant_id = ? AND stored = 1"
+                    f" AND collecting = 0"
+                    f" AND chunk_hash IN ({marks})",
+                    *batch,
+                )
+            )
+        return sizes
+
+    async def get_upload(self, upload_id: str) -> UploadRow | None:
+        row = self._one(
+            "SELECT upload_id, path, size, content_hash, chunks, created_at, expires_at, user_id"
+            " FROM uploads WHERE tenant_id = ? AND upload_id = ?",
+            upload_id,
+        )
+        if row is None:
+            return None
+        uid, path, size, chash, chunks, created, expires, user = row
+        return UploadRow(uid, path, size, chash, _unpack(chunks), created, expires, user)
+
+
+class SqliteWriteTx(SqliteReadTx):
+    """Write statements bound to one tenant inside an immediate transaction."""
+
+    def _run(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        return self.conn.execute(sql, (self.tenant_id, *args))
+
+    def ensure_tenant(self) -> None:
+        now = time.time()
+        cur = self._run(
+            "INSERT OR IGNORE INTO ns_tenants (tenant_id, next_seq, log_start) VALUES (?, 1, 1)"
+        )
+        if cur.rowcount:
+            self._run(
+                "INSERT INTO nodes (tenant_id, node_id, parent_id, name, kind, created_at,"
+                " modified_at) VALUES (?, ?, NULL, '', 'dir', ?, ?)",
+                self.tenant_id,
+                now,
+                now,
+            )
+
+    async def insert_node(self, node: NodeRow) -> None:
+        self._run(
+            f"INSERT INTO nodes (tenant_id, {_NODE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            node.node_id, node.parent_id, node.name, node.kind, node.created_at,
+            node.modified_at, node.head_version_id, node.size, node.content_hash, node.deleted_at,
+        )  # fmt: skip
+
+    async def move_node(self, node_id: str, parent_id: str, name: str, at: float) -> None:
+        self.conn.execute(
+            "UPDATE nodes SET parent_id = ?, name = ?, modified_at = ?"
+            " WHERE tenant_id = ? AND node_id = ?",
+            (parent_id, name, at, self.tenant_id, node_id),
+        )
+
+    async def set_head(self, node_id: str, version: VersionRow) -> None:
+        self.conn.execute(
+            "UPDATE nodes SET head_version_id = ?, size = ?, content_hash = ?, modified_at = ?"
+            " WHERE tenant_id = ? AND node_id = ?",
+            (version.version_id, version.size, version.content_hash, version.created_at,
+             self.tenant_id, node_id),
+        )  # fmt: skip
+
+    async def tombstone(self, node_ids: Sequence[str], at: float) -> None:
+        self.conn.executemany(
+            "UPDATE nodes SET deleted_at = ? WHERE tenant_id = ? AND node_id = ?",
+            [(at, self.tenant_id, nid) for nid in node_ids],
+        )
+
+    async def revive(self, node_id: str, parent_id: str, name: str, at: float) -> None:
+        self.conn.execute(
+            "UPDATE nodes SET deleted_at = NULL, parent_id = ?, name = ?, modified_at = ?"
+            " WHERE tenant_id = ? AND node_id = ?",
+            (parent_id, name, at, self.tenant_id, node_id),
+        )
+
+    async def live_descendants(self, node_id: str) -> list[NodeRow]:
+        cols = ", ".join(f"n.{c.strip()}" for c in _NODE_COLUMNS.split(","))
+        rows = self._all(
+            f"WITH RECURSIVE sub(node_id) AS ("
+            f"  SELECT node_id FROM nodes WHERE tenant_id = ?1 AND parent_id = ?2"
+            f"    AND deleted_at IS NULL"
+            f"  UNION ALL"
+            f"  SELECT n.node_id FROM nodes n JOIN sub ON n.parent_id = sub.node_id"
+            f"    WHERE n.tenant_id = ?1 AND n.deleted_at IS NULL)"
+            f" SELECT {cols} FROM nodes n JOIN sub ON n.node_id = sub.node_id"
+            f" WHERE n.tenant_id = ?1",
+            node_id,
+        )
+        return [_node(r) for r in rows]
+
+    async def insert_version(self, version: VersionRow) -> None:
+        self._run(
+            f"INSERT INTO versions (tenant_id, {_VERSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            version.version_id, version.node_id, version.seq, version.size, version.content_hash,
+            _pack(version.chunks), version.created_at, _writer_json(version.writer),
+            version.replaces, version.restored_from,
+        )  # fmt: skip
+        counts: dict[str, int] = {}
+        for name in version.chunks:
+            counts[name] = counts.get(name, 0) + 1
+        self.conn.executemany(
+            "UPDATE chunks SET refs = refs + ? WHERE tenant_id = ? AND chunk_hash = ?",
+            [(n, self.tenant_id, name) for name, n in counts.items()],
+        )
+
+    async def next_seq(self) -> int:
+        row = self._one("SELECT next_seq FROM ns_tenants WHERE tenant_id = ?")
+        assert row is not None
+        return int(row[0])
+
+    async def append_event(self, event: NewEvent) -> ChangeEvent:
+        seq = await self.next_seq()
+        self._run("UPDATE ns_tenants SET next_seq = next_seq + 1 WHERE tenant_id = ?")
+        at = time.time()
+        self._run(
+            f"INSERT INTO events (tenant_id, {_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            seq, event.type, event.node_id, event.kind, event.path, event.old_path,
+            event.version_id, event.size, event.content_hash, event.replaced_node_id, at,
+            _writer_json(event.writer),
+        )  # fmt: skip
+        return ChangeEvent(
+            seq=seq, type=event.type, node_id=event.node_id, kind=event.kind, path=event.path,
+            old_path=event.old_path, version_id=event.version_id, size=event.size,
+            content_hash=event.content_hash, replaced_node_id=event.replaced_node_id,
+            at=datetime.fromtimestamp(at, UTC), writer=event.writer,
+        )  # fmt: skip
+
+    async def reserve_chunk(self, chunk_hash: str, size: int) -> bool:
+        self._run(
+            "INSERT INTO chunks (tenant_id, chunk_hash, size, refs, stored, collecting, touched_at)"
+            " VALUES (?, ?, ?, 0, 0, 0, ?) ON CONFLICT (tenant_id, chunk_hash)"
+            " DO UPDATE SET touched_at = excluded.touched_at",
+            chunk_hash,
+            size,
+            time.time(),
+        )
+        row = self._one(
+            "SELECT collecting FROM chunks WHERE tenant_id = ? AND chunk_hash = ?", chunk_hash
+        )
+        return row is not None and row[0] == 0
+
+    async def mark_stored(self, chunk_hash: str) -> None:
+        self._run(
+            "UPDATE chunks SET stored = 1 WHERE tenant_id = ? AND chunk_hash = ?", chunk_hash
+        )
+
+    async def hold_chunks(self, hold_id: str, hashes: Sequence[str], expires_at: float) -> None:
+        self.conn.executemany(
+            "INSERT OR IGNORE INTO chunk_holds (tenant_id, hold_id, chunk_hash, expires_at)"
+            " VALUES (?, ?, ?, ?)",
+            [(self.tenant_id, hold_id, c, expires_at) for c in set(hashes)],
+        )
+
+    async def release_holds(self, hold_id: str) -> None:
+        self._run("DELETE FROM chunk_holds WHERE tenant_id = ? AND hold_id = ?", hold_id)
+
+    async def insert_upload(self, upload: UploadRow) -> None:
+        self._run(
+            "INSERT INTO uploads (tenant_id, upload_id, path, size, content_hash, chunks,"
+            " created_at, expires_at, user_id) VALUES (?,?,?,?,?,?,?,?,?)",
+            upload.upload_id, upload.path, upload.size, upload.content_hash,
+            _pack(upload.chunks), upload.created_at, upload.expires_at, upload.user_id,
+        )  # fmt: skip
+        await self.hold_chunks(upload.upload_id, upload.chunks, upload.expires_at)
+
+    async def delete_upload(self, upload_id: str) -> None:
+        self._run("DELETE FROM uploads WHERE tenant_id = ? AND upload_id = ?", upload_id)
+        await self.release_holds(upload_id)
+
+
+class SqliteMetadataStore:
+    """The metadata port on a :class:`SqliteDatabase`."""
+
+    def __init__(self, db: SqliteDatabase) -> None:
+        self.db = db
+
+    @classmethod
+    async def open(cls, db: SqliteDatabase) -> SqliteMetadataStore:
+        await db.migrate({"namespace": NAMESPACE_MIGRATIONS})
+        return cls(db)
+
+    @asynccontextmanager
+    async def read(self, tenant_id: str) -> AsyncIterator[SqliteReadTx]:
+        async with self.db.read() as conn:
+            yield SqliteReadTx(conn, tenant_id)
+
+    @asynccontextmanager
+    async def write(self, tenant_id: str) -> AsyncIterator[SqliteWriteTx]:
+        async with self.db.write() as conn:
+            tx = SqliteWriteTx(conn, tenant_id)
+            tx.ensure_tenant()
+            yield tx
+
+    async def claim_garbage(self, *, older_than: float, limit: int) -> GarbageBatch:
+        now = time.time()
+        async with self.db.write() as conn:
+            conn.execute("DELETE FROM uploads WHERE expires_at < ?", (now,))
+            conn.execute("DELETE FROM chunk_holds WHERE expires_at < ?", (now,))
+            rows = conn.execute(
+                # Earlier claims whose deletion did not finish are claimed again.
+                "SELECT c.tenant_id, c.chunk_hash FROM chunks c WHERE c.collecting = 1"
+                " OR (c.refs = 0 AND c.touched_at < ? AND NOT EXISTS ("
+                "  SELECT 1 FROM chunk_holds h"
+                "  WHERE h.tenant_id = c.tenant_id AND h.chunk_hash = c.chunk_hash))"
+                " LIMIT ?",
+                (older_than, limit),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE chunks SET collecting = 1 WHERE tenant_id = ? AND chunk_hash = ?", rows
+            )
+        return GarbageBatch(chunks=[(t, h) for t, h in rows])
+
+    async def release_garbage(self, batch: GarbageBatch) -> None:
+        async with self.db.write() as conn:
+            conn.executemany(
+                "DELETE FROM chunks WHERE tenant_id = ? AND chunk_hash = ? AND collecting = 1",
+                batch.chunks,
+            )
+
+    async def check(self) -> None:
+        await self.db.check()
+
+    async def close(self) -> None:
+        await self.db.close()

@@ -1,0 +1,71 @@
+"""The Starlette application: routes, error handlers, and a lifespan that owns every resource."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute
+
+from meshfs_common.errors import MeshFSError
+
+from meshfs_server.http import errors, files, health, openapi, sync, transfer
+from meshfs_server.services import Authenticate, Services, open_services
+from meshfs_server.settings import Settings
+
+log = logging.getLogger("meshfs_server")
+GC_INTERVAL = 600.0
+
+
+def all_routes() -> list[BaseRoute]:
+    from meshfs_server.identity.http import routes as identity_routes
+
+    return [
+        *health.routes,
+        *identity_routes,
+        *files.routes,
+        *transfer.routes,
+        *sync.routes,
+        *openapi.routes,
+    ]
+
+
+async def _collect_forever(services: Services) -> None:
+    while True:
+        await anyio.sleep(GC_INTERVAL)
+        try:
+            report = await services.collector.collect()
+            if report.deleted_chunks:
+                log.info("garbage collection deleted %d chunks", report.deleted_chunks)
+        except MeshFSError as exc:  # the store is unavailable; try again next round
+            log.warning("garbage collection failed: %s", exc)
+
+
+def create_app(
+    settings: Settings, *, authenticate: Authenticate | None = None, background: bool = True
+) -> Starlette:
+    """Build the app; storage opens when the ASGI lifespan starts and closes when it ends."""
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with open_services(settings, authenticate=authenticate) as services:
+            app.state.services = services
+            async with anyio.create_task_group() as tasks:
+                if background:
+                    tasks.start_soon(_collect_forever, services)
+                yield
+                tasks.cancel_scope.cancel()
+
+    return Starlette(
+        routes=all_routes(),
+        lifespan=lifespan,
+        exception_handlers={
+            MeshFSError: errors.on_meshfs_error,
+            HTTPException: errors.on_http_error,
+            Exception: errors.on_unexpected,
+        },
+    )

@@ -1,0 +1,126 @@
+"""``meshfs-server``: run the server and administer it.
+
+With no sub-command it serves, so ``meshfs-server`` alone starts the embedded default.
+Exit codes: 0 success, 1 runtime failure, 2 bad usage or settings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from meshfs_server.settings import Settings, SettingsError
+
+_SERVE_OPTIONS = [
+    click.option("--bind", help="HOST:PORT to listen on [env MESHFS_BIND_ADDR; 127.0.0.1:8787]"),
+    click.option(
+        "--data-dir",
+        type=click.Path(path_type=Path),
+        help="where metadata, content and keys live [env MESHFS_DATA_DIR; user data dir]",
+    ),
+    click.option("--public-url", help="URL clients use to reach this server [MESHFS_PUBLIC_URL]"),
+    click.option(
+        "--dev-auto-approve/--no-dev-auto-approve",
+        default=None,
+        help="DEVELOPMENT ONLY: approve every device login automatically [MESHFS_DEV_AUTO_APPROVE]",
+    ),
+    click.option(
+        "--log-level",
+        type=click.Choice(["debug", "info", "warning", "error"]),
+        help="[MESHFS_LOG_LEVEL; info]",
+    ),
+]
+
+
+def serve_options(func: Any) -> Any:
+    for option in reversed(_SERVE_OPTIONS):
+        func = option(func)
+    return func
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment and flags; a bad value exits with code 2 and its name."""
+    try:
+        return Settings.from_env(**overrides)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@serve_options
+@click.version_option(package_name="meshfs-server")
+@click.pass_context
+def main(ctx: click.Context, **flags: Any) -> None:
+    """MeshFS server. Without a command, `serve`."""
+    if ctx.invoked_subcommand is None:
+        ctx.invoke(serve, **flags)
+
+
+@main.command()
+@serve_options
+def serve(**flags: Any) -> None:
+    """Serve the HTTP API (embedded default: SQLite + a local content directory).
+
+    Every setting can also come from its MESHFS_* environment variable; see the README.
+    """
+    settings = load_settings(**flags)
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        asyncio.run(_serve(settings))
+    except OSError as exc:
+        click.echo(f"meshfs-server: cannot serve on {settings.bind}: {exc.strerror}", err=True)
+        sys.exit(1)
+
+
+async def _serve(settings: Settings) -> None:
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    from meshfs_server.app import create_app
+
+    config = Config()
+    config.bind = [settings.bind]
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    config.keep_alive_timeout = 75
+    config.websocket_ping_interval = 20.0
+    config.graceful_timeout = 5.0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    app = create_app(settings)
+    click.echo(
+        f"MeshFS server on {settings.base_url} (data in {settings.resolved_data_dir})", err=True
+    )
+    await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+
+
+@main.command("openapi")
+def openapi_command() -> None:
+    """Print the OpenAPI document."""
+    from meshfs_server import __version__
+    from meshfs_server.app import all_routes
+    from meshfs_server.http.openapi import build_document
+
+    click.echo(json.dumps(build_document(all_routes(), __version__), indent=2))
+
+
+def _register_extensions() -> None:
+    from meshfs_server.identity.cli import register
+
+    register(main)
+
+
+_register_extensions()

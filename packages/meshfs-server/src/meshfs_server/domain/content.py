@@ -1,0 +1,336 @@
+"""Content flow: chunked uploads, one-shot writes, and reads of committed versions.
+
+Order of work (never a transaction across object-store I/O): (1) a short transaction reserves
+and holds the chunks, (2) the chunk bytes are stored, (3) a short transaction marks them stored
+and/or commits the version. A crash between the steps leaves only unreferenced chunks, which
+the collector deletes later; a version is visible only after its chunks are stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from meshfs_common import paths
+from meshfs_common.errors import (
+    BadRequestError,
+    HashMismatchError,
+    IsADirError,
+    NotFoundError,
+    PayloadTooLargeError,
+    RangeNotSatisfiableError,
+    UnavailableError,
+    UploadIncompleteError,
+)
+from meshfs_common.hashing import CHUNK_SIZE, chunk_hash, content_hash_of
+from meshfs_common.ids import new_id
+from meshfs_common.models import (
+    ChangeEvent,
+    CommitResult,
+    UploadInitRequest,
+    UploadInitResponse,
+    UploadPartResponse,
+)
+
+from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.feed import ChangeFeed
+from meshfs_server.domain.namespace import check_precondition, commit_version
+from meshfs_server.domain.ports import (
+    ContentStore,
+    MetadataStore,
+    NodeRow,
+    UploadRow,
+    VersionRow,
+    WriteTx,
+)
+from meshfs_server.domain.tree import lookup, to_entry, to_version
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+UPLOAD_TTL = 24 * 3600.0
+COLLECTION_WAIT = 10.0
+
+#: A hook run inside the commit transaction with the size being committed (quota accounting).
+CommitHook = Callable[[WriteTx, Actor, int], Awaitable[None]]
+
+
+def chunk_count(size: int) -> int:
+    return (size + CHUNK_SIZE - 1) // CHUNK_SIZE
+
+
+def expected_chunk_size(size: int, index: int) -> int:
+    return min(CHUNK_SIZE, size - index * CHUNK_SIZE)
+
+
+@dataclass(slots=True)
+class ByteRange:
+    """A satisfiable ``[start, end)`` byte range of a version."""
+
+    start: int
+    end: int
+
+
+def parse_range(header: str | None, size: int) -> ByteRange | None:
+    """Parse a single-range ``Range: bytes=`` header (RFC 9110); None means the whole body."""
+    if header is None:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec:
+        return None  # unsupported forms are ignored, as RFC 9110 allows
+    first, _, last = spec.strip().partition("-")
+    try:
+        if first == "":
+            length = int(last)
+            if length <= 0:
+                raise RangeNotSatisfiableError(f"empty suffix range for a {size}-byte file")
+            return ByteRange(max(0, size - length), size)
+        start = int(first)
+        end = int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if start >= size or end <= start:
+        raise RangeNotSatisfiableError(
+            f"range {header} is outside the {size}-byte file", detail={"size": size}
+        )
+    return ByteRange(start, min(end, size))
+
+
+class ContentService:
+    """Uploads, one-shot writes and downloads."""
+
+    def __init__(
+        self,
+        store: MetadataStore,
+        content: ContentStore,
+        feed: ChangeFeed,
+        *,
+        max_upload_size: int = 1 << 50,
+        commit_hook: CommitHook | None = None,
+    ) -> None:
+        self.store = store
+        self.content = content
+        self.feed = feed
+        self.max_upload_size = max_upload_size
+        self.commit_hook = commit_hook
+
+    # --- chunked uploads ------------------------------------------------------------------------
+
+    async def init_upload(
+        self, actor: Actor, request: UploadInitRequest, *, if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> UploadInitResponse:  # fmt: skip
+        """Start an upload; the answer lists the chunks the server does not yet hold."""
+        where = paths.normalise(request.path)
+        actor.check_write(where)
+        if request.size < 0:
+            raise BadRequestError("size must be >= 0")
+        if request.size > self.max_upload_size:
+            raise PayloadTooLargeError(f"files are limited to {self.max_upload_size} bytes")
+        if len(request.chunks) != chunk_count(request.size):
+            raise BadRequestError(
+                f"a {request.size}-byte file has {chunk_count(request.size)} chunks of "
+                f"{CHUNK_SIZE} bytes, not {len(request.chunks)}"
+            )
+        if not all(_HEX64.match(c) for c in request.chunks):
+            raise BadRequestError("chunk names must be 64 lowercase hex digits (SHA-256)")
+        if content_hash_of(request.chunks) != request.content_hash:
+            raise BadRequestError("content_hash does not match the chunk list")
+        now = time.time()
+        upload = UploadRow(
+            upload_id=new_id(), path=where, size=request.size, content_hash=request.content_hash,
+            chunks=tuple(request.chunks), created_at=now, expires_at=now + UPLOAD_TTL,
+            user_id=actor.user_id,
+        )  # fmt: skip
+        async with self.store.write(actor.tenant_id) as tx:
+            existing = await lookup(tx, paths.split(where))
+            if existing is not None and existing.is_dir:
+                raise IsADirError(f"is a directory: {where}")
+            check_precondition(existing, if_match, if_none_match)
+            await tx.insert_upload(upload)
+            present = await tx.present_chunks(upload.chunks)
+        missing = [i for i, c in enumerate(upload.chunks) if c not in present]
+        return UploadInitResponse(
+            upload_id=upload.upload_id,
+            chunk_size=CHUNK_SIZE,
+            missing=missing,
+            expires_at=datetime.fromtimestamp(upload.expires_at, UTC),
+        )
+
+    async def _upload(self, actor: Actor, upload_id: str) -> UploadRow:
+        async with self.store.read(actor.tenant_id) as tx:
+            upload = await tx.get_upload(upload_id)
+        if upload is None:
+            raise NotFoundError(f"no such upload (expired or committed): {upload_id}")
+        actor.check_write(upload.path)
+        return upload
+
+    async def put_part(
+        self, actor: Actor, upload_id: str, index: int, body: AsyncIterator[bytes]
+    ) -> UploadPartResponse:
+        """Receive one chunk of an upload, verified against its name."""
+        upload = await self._upload(actor, upload_id)
+        if not 0 <= index < len(upload.chunks):
+            raise BadRequestError(f"index must be between 0 and {len(upload.chunks) - 1}")
+        expected = upload.chunks[index]
+        data = await read_limited(body, CHUNK_SIZE)
+        if len(data) != expected_chunk_size(upload.size, index):
+            raise HashMismatchError(
+                f"chunk {index} must be {expected_chunk_size(upload.size, index)} bytes,"
+                f" got {len(data)}"
+            )
+        if chunk_hash(data) != expected:
+            raise HashMismatchError(f"chunk {index} does not match its SHA-256 {expected}")
+        await self.store_chunk(actor.tenant_id, expected, data)
+        async with self.store.read(actor.tenant_id) as tx:
+            present = await tx.present_chunks(upload.chunks)
+        missing = [i for i, c in enumerate(upload.chunks) if c not in present]
+        return UploadPartResponse(upload_id=upload_id, index=index, chunk=expected, missing=missing)
+
+    async def store_chunk(self, tenant_id: str, name: str, data: bytes) -> None:
+        """Reserve, store, mark stored; waits out a collector that is deleting the same chunk."""
+        deadline = time.monotonic() + COLLECTION_WAIT
+        while True:
+            async with self.store.write(tenant_id) as tx:
+                if name in await tx.present_chunks([name]):
+                    return
+                reserved = await tx.reserve_chunk(name, len(data))
+            if reserved:
+                break
+            if time.monotonic() > deadline:
+                raise UnavailableError("content is being garbage-collected; retry shortly")
+            await asyncio.sleep(0.05)
+        await self.content.put_bytes(tenant_id, name, data)
+        async with self.store.write(tenant_id) as tx:
+            await tx.mark_stored(name)
+
+    async def commit_upload(
+        self, actor: Actor, upload_id: str, *, if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> CommitResult:  # fmt: skip
+        """Verify an upload is complete and make it the file's head version."""
+        upload = await self._upload(actor, upload_id)
+        events: list[ChangeEvent] = []
+        async with self.store.write(actor.tenant_id) as tx:
+            if await tx.get_upload(upload_id) is None:
+                raise NotFoundError(f"no such upload (expired or committed): {upload_id}")
+            sizes = await tx.chunk_sizes(upload.chunks)
+            missing = [i for i, c in enumerate(upload.chunks) if c not in sizes]
+            if missing:
+                raise UploadIncompleteError(
+                    f"{len(missing)} chunk(s) still missing", detail={"missing": missing}
+                )
+            if sum(sizes[c] for c in upload.chunks) != upload.size:
+                raise HashMismatchError("stored chunks do not add up to the declared size")
+            if self.commit_hook is not None:
+                await self.commit_hook(tx, actor, upload.size)
+            done = await commit_version(
+                tx, actor, upload.path, size=upload.size, content_hash=upload.content_hash,
+                chunks=upload.chunks, events=events, if_match=if_match,
+                if_none_match=if_none_match,
+            )  # fmt: skip
+            await tx.delete_upload(upload_id)
+        await self._publish(actor, events)
+        return self._result(done.node, done.version, upload.path, done.created)
+
+    # --- one-shot writes ------------------------------------------------------------------------
+
+    async def write(
+        self,
+        actor: Actor,
+        path: str,
+        body: AsyncIterator[bytes],
+        *,
+        if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> CommitResult:
+        """Write a whole file from a byte stream in one request (any size, constant memory)."""
+        where = paths.normalise(path)
+        actor.check_write(where)
+        hold_id = new_id()
+        names: list[str] = []
+        total = 0
+        events: list[ChangeEvent] = []
+        try:
+            async for block in chunked(body, CHUNK_SIZE):
+                total += len(block)
+                if total > self.max_upload_size:
+                    raise PayloadTooLargeError(f"files are limited to {self.max_upload_size} bytes")
+                name = chunk_hash(block)
+                names.append(name)
+                async with self.store.write(actor.tenant_id) as tx:
+                    await tx.hold_chunks(hold_id, [name], time.time() + UPLOAD_TTL)
+                await self.store_chunk(actor.tenant_id, name, block)
+            chunks = tuple(names)
+            async with self.store.write(actor.tenant_id) as tx:
+                if self.commit_hook is not None:
+                    await self.commit_hook(tx, actor, total)
+                done = await commit_version(
+                    tx, actor, where, size=total, content_hash=content_hash_of(chunks),
+                    chunks=chunks, events=events, if_match=if_match, if_none_match=if_none_match,
+                )  # fmt: skip
+                await tx.release_holds(hold_id)
+        except BaseException:
+            if names:
+                async with self.store.write(actor.tenant_id) as tx:
+                    await tx.release_holds(hold_id)
+            raise
+        await self._publish(actor, events)
+        return self._result(done.node, done.version, where, done.created)
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    async def read(
+        self, tenant_id: str, version: VersionRow, byte_range: ByteRange | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream a version's bytes (or a range of them) from the content store."""
+        start, end = (0, version.size) if byte_range is None else (byte_range.start, byte_range.end)
+        first = start // CHUNK_SIZE
+        for index in range(first, chunk_count(version.size)):
+            chunk_start = index * CHUNK_SIZE
+            if chunk_start >= end:
+                break
+            lo = max(start - chunk_start, 0)
+            hi = min(end - chunk_start, CHUNK_SIZE)
+            async for block in self.content.open(
+                tenant_id, version.chunks[index], start=lo, end=hi
+            ):
+                yield block
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    async def _publish(self, actor: Actor, events: list[ChangeEvent]) -> None:
+        if events:
+            await self.feed.publish(actor.tenant_id, events)
+
+    @staticmethod
+    def _result(node: NodeRow, version: VersionRow, path: str, created: bool) -> CommitResult:
+        return CommitResult(
+            entry=to_entry(node, path), version=to_version(version), created_version=created
+        )
+
+
+async def read_limited(body: AsyncIterator[bytes], limit: int) -> bytes:
+    """Read a whole body of at most *limit* bytes."""
+    parts: list[bytes] = []
+    size = 0
+    async for block in body:
+        size += len(block)
+        if size > limit:
+            raise PayloadTooLargeError(f"a part is at most {limit} bytes")
+        parts.append(block)
+    return b"".join(parts)
+
+
+async def chunked(body: AsyncIterator[bytes], size: int) -> AsyncIterator[bytes]:
+    """Re-cut a byte stream into blocks of exactly *size* bytes (the last may be shorter)."""
+    buffer = bytearray()
+    async for block in body:
+        buffer += block
+        while len(buffer) >= size:
+            yield bytes(buffer[:size])
+            del buffer[:size]
+    if buffer:
+        yield bytes(buffer)

@@ -1,0 +1,481 @@
+"""The namespace: directories, files, their versions, and the rules that keep the tree sound.
+
+Every mutation runs in one short metadata transaction that also appends its change events, then
+publishes those events to live subscribers after the commit. Rules enforced here:
+
+* ``mkdir`` makes parents when asked; an existing directory is success, a file is a conflict.
+* ``rename`` is atomic; a directory cannot move into its own subtree; replacing an existing file
+  needs ``overwrite`` and keeps that file's identity and history (the moved content becomes its
+  new head version; the moved node becomes a tombstone); a non-empty directory is never replaced.
+* ``delete`` of a non-empty directory needs ``recursive``; deleted nodes become tombstones that
+  keep their history and never block creating the same path again.
+* ``If-Match`` preconditions compare with the head version (for a directory, its node id).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from meshfs_common import paths
+from meshfs_common.errors import (
+    AlreadyExistsError,
+    BadRequestError,
+    DirectoryNotEmptyError,
+    InvalidMoveError,
+    IsADirError,
+    NotADirError,
+    NotFoundError,
+    PreconditionFailedError,
+)
+from meshfs_common.ids import new_id
+from meshfs_common.models import (
+    ChangeEvent,
+    CommitResult,
+    DeleteResult,
+    Entry,
+    ListPage,
+    VersionPage,
+)
+
+from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.feed import ChangeFeed
+from meshfs_server.domain.ports import MetadataStore, NewEvent, NodeRow, ReadTx, VersionRow, WriteTx
+from meshfs_server.domain.tree import (
+    ensure_dirs,
+    is_reachable,
+    lookup,
+    make_dir,
+    path_of,
+    resolve,
+    resolve_dir,
+    to_entry,
+    to_version,
+)
+
+MAX_PAGE = 1000
+
+
+def check_precondition(node: NodeRow | None, if_match: str | None, if_none_match: bool) -> None:
+    """Apply ``If-Match`` / ``If-None-Match: *`` to the node currently at a path."""
+    if if_none_match and node is not None:
+        raise PreconditionFailedError("the path already exists (If-None-Match: *)")
+    if if_match is None:
+        return
+    if node is None:
+        raise PreconditionFailedError("the path does not exist (If-Match)")
+    current = node.node_id if node.is_dir else node.head_version_id
+    if if_match not in ("*", current):
+        raise PreconditionFailedError(
+            f"the head is {current}, not {if_match} (If-Match)", detail={"current": current}
+        )
+
+
+def page_limit(limit: int | None) -> int:
+    if limit is None:
+        return MAX_PAGE
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadRequestError(f"limit must be between 1 and {MAX_PAGE}")
+    return limit
+
+
+@dataclass(slots=True)
+class Committed:
+    """What :func:`commit_version` did."""
+
+    node: NodeRow
+    version: VersionRow
+    created: bool
+
+
+async def commit_version(
+    tx: WriteTx,
+    actor: Actor,
+    path: str,
+    *,
+    size: int,
+    content_hash: str,
+    chunks: tuple[str, ...],
+    events: list[ChangeEvent],
+    if_match: str | None = None,
+    if_none_match: bool = False,
+) -> Committed:
+    """Make content the head of the file at *path* (creating it and its parents as needed).
+
+    Content identical to the head creates no version and no event.
+    """
+    names = paths.split(path)
+    if not names:
+        raise IsADirError("the root is a directory")
+    parent = await ensure_dirs(tx, names[:-1], actor.writer, events)
+    existing = await tx.child(parent.node_id, names[-1])
+    if existing is not None and existing.is_dir:
+        raise IsADirError(f"is a directory: {path}")
+    check_precondition(existing, if_match, if_none_match)
+    if existing is not None and existing.content_hash == content_hash and existing.size == size:
+        head = await tx.get_version(existing.head_version_id or "")
+        assert head is not None
+        return Committed(existing, head, created=False)
+    now = time.time()
+    if existing is None:
+        node = NodeRow(new_id(), parent.node_id, names[-1], "file", now, now)
+        await tx.insert_node(node)
+    else:
+        node = existing
+    version = VersionRow(
+        version_id=new_id(),
+        node_id=node.node_id,
+        seq=await tx.next_seq(),
+        size=size,
+        content_hash=content_hash,
+        chunks=chunks,
+        created_at=now,
+        writer=actor.writer,
+        replaces=node.head_version_id,
+    )
+    await _install_version(tx, node, version)
+    events.append(
+        await tx.append_event(
+            NewEvent(
+                type="write", node_id=node.node_id, kind="file", path=path,
+                version_id=version.version_id, size=size, content_hash=content_hash,
+                writer=actor.writer,
+            )
+        )
+    )  # fmt: skip
+    return Committed(node, version, created=True)
+
+
+async def _install_version(tx: WriteTx, node: NodeRow, version: VersionRow) -> None:
+    await tx.insert_version(version)
+    await tx.set_head(node.node_id, version)
+    node.head_version_id = version.version_id
+    node.size = version.size
+    node.content_hash = version.content_hash
+    node.modified_at = version.created_at
+
+
+class Namespace:
+    """Directory and file operations for authenticated actors."""
+
+    def __init__(self, store: MetadataStore, feed: ChangeFeed) -> None:
+        self.store = store
+        self.feed = feed
+
+    async def _publish(self, actor: Actor, events: list[ChangeEvent]) -> None:
+        if events:
+            await self.feed.publish(actor.tenant_id, events)
+
+    # --- reads ----------------------------------------------------------------------------------
+
+    async def meta(self, actor: Actor, *, path: str | None = None, node_id: str | None = None) -> Entry:
+        """Entry by path, or by node id (a tombstone too, with its last path)."""
+        async with self.store.read(actor.tenant_id) as tx:
+            if node_id is not None:
+                node = await tx.get_node(node_id)
+                if node is None:
+                    raise NotFoundError(f"no such node: {node_id}")
+                where = await path_of(tx, node)
+                if node.is_live and not await is_reachable(tx, node):
+                    raise NotFoundError(f"no such node: {node_id}")
+            elif path is not None:
+                where = paths.normalise(path)
+                node = await resolve(tx, where)
+            else:
+                raise BadRequestError("give a path or a node_id")
+        actor.check_read(where)
+        return to_entry(node, where)
+
+    async def list(
+        self,
+        actor: Actor,
+        path: str,
+        *,
+        after: str | None = None,
+        limit: int | None = None,
+        include_deleted: bool = False,
+    ) -> ListPage:
+        """One page of a directory, sorted by name."""
+        where = paths.normalise(path)
+        actor.check_read(where)
+        size = page_limit(limit)
+        async with self.store.read(actor.tenant_id) as tx:
+            directory = await resolve_dir(tx, where)
+            rows = await tx.children(
+                directory.node_id, after=after, limit=size + 1, include_deleted=include_deleted
+            )
+        more = len(rows) > size
+        rows = rows[:size]
+        base = "" if where == paths.ROOT else where
+        entries = [to_entry(r, f"{base}/{r.name}") for r in rows]
+        return ListPage(
+            path=where,
+            entries=entries,
+            has_more=more,
+            next_after=rows[-1].name if more and rows else None,
+        )
+
+    async def versions(
+        self, actor: Actor, node_id: str, *, before: str | None = None, limit: int | None = None
+    ) -> VersionPage:
+        """Versions of a file, newest first."""
+        size = page_limit(limit)
+        async with self.store.read(actor.tenant_id) as tx:
+            node = await self._node(tx, node_id)
+            actor.check_read(await path_of(tx, node))
+            before_seq = None
+            if before is not None:
+                anchor = await tx.get_version(before)
+                if anchor is None or anchor.node_id != node_id:
+                    raise NotFoundError(f"no such version of {node_id}: {before}")
+                before_seq = anchor.seq
+            rows = await tx.versions(node_id, before_seq=before_seq, limit=size + 1)
+        more = len(rows) > size
+        rows = rows[:size]
+        return VersionPage(
+            node_id=node_id,
+            versions=[to_version(r) for r in rows],
+            has_more=more,
+            next_before=rows[-1].version_id if more and rows else None,
+        )
+
+    async def version_for_read(
+        self, actor: Actor, *, path: str | None, node_id: str | None, version_id: str | None
+    ) -> tuple[NodeRow, VersionRow]:
+        """The node and version a download addresses (the head unless *version_id*)."""
+        async with self.store.read(actor.tenant_id) as tx:
+            if node_id is not None:
+                node = await self._node(tx, node_id)
+                if version_id is None and not (node.is_live and await is_reachable(tx, node)):
+                    raise NotFoundError(f"node {node_id} is deleted; name a version_id")
+                where = await path_of(tx, node)
+            elif path is not None:
+                where = paths.normalise(path)
+                node = await resolve(tx, where)
+            else:
+                raise BadRequestError("give a path or a node_id")
+            actor.check_read(where)
+            if node.is_dir:
+                raise IsADirError(f"is a directory: {where}")
+            wanted = version_id or node.head_version_id
+            version = await tx.get_version(wanted or "")
+            if version is None or version.node_id != node.node_id:
+                raise NotFoundError(f"no such version: {version_id}")
+        return node, version
+
+    async def _node(self, tx: ReadTx, node_id: str) -> NodeRow:
+        node = await tx.get_node(node_id)
+        if node is None:
+            raise NotFoundError(f"no such node: {node_id}")
+        return node
+
+    # --- mutations ------------------------------------------------------------------------------
+
+    async def mkdir(self, actor: Actor, path: str, *, parents: bool = True) -> tuple[Entry, bool]:
+        """Create a directory; returns the entry and whether it was created."""
+        where = paths.normalise(path)
+        actor.check_write(where)
+        names = paths.split(where)
+        events: list[ChangeEvent] = []
+        async with self.store.write(actor.tenant_id) as tx:
+            existing = await lookup(tx, names)
+            if existing is not None:
+                if not existing.is_dir:
+                    raise AlreadyExistsError(f"a file exists at {where}")
+                return to_entry(existing, where), False
+            if parents:
+                node = await ensure_dirs(tx, names, actor.writer, events)
+            else:
+                parent = await lookup(tx, names[:-1])
+                if parent is None:
+                    raise NotFoundError(f"parent directory does not exist: {paths.parent(where)}")
+                if not parent.is_dir:
+                    raise NotADirError(f"not a directory: {paths.parent(where)}")
+                node = await make_dir(tx, parent, names[-1], where, actor.writer, events)
+        await self._publish(actor, events)
+        return to_entry(node, where), True
+
+    async def rename(
+        self,
+        actor: Actor,
+        path: str,
+        new_path: str,
+        *,
+        overwrite: bool = False,
+        if_match: str | None = None,
+    ) -> Entry:
+        """Move *path* to *new_path* atomically (see the module rules)."""
+        src, dst = paths.normalise(path), paths.normalise(new_path)
+        actor.check_write(src)
+        actor.check_write(dst)
+        if src == paths.ROOT or dst == paths.ROOT:
+            raise InvalidMoveError("the root cannot be moved or replaced")
+        if paths.is_within(dst, src) and src != dst:
+            raise InvalidMoveError(f"cannot move {src} into itself ({dst})")
+        events: list[ChangeEvent] = []
+        async with self.store.write(actor.tenant_id) as tx:
+            node = await resolve(tx, src)
+            check_precondition(node, if_match, False)
+            if src == dst:
+                return to_entry(node, dst)
+            parent = await lookup(tx, paths.split(paths.parent(dst)))
+            if parent is None:
+                raise NotFoundError(f"parent directory does not exist: {paths.parent(dst)}")
+            if not parent.is_dir:
+                raise NotADirError(f"not a directory: {paths.parent(dst)}")
+            name = paths.basename(dst)
+            target = await tx.child(parent.node_id, name)
+            now = time.time()
+            if target is not None:
+                if not overwrite:
+                    raise AlreadyExistsError(f"{dst} exists; pass overwrite to replace it")
+                if node.is_dir and not target.is_dir:
+                    raise NotADirError(f"cannot replace file {dst} with a directory")
+                if not node.is_dir and target.is_dir:
+                    raise IsADirError(f"cannot replace directory {dst} with a file")
+                if target.is_dir:
+                    if await tx.has_live_children(target.node_id):
+                        raise DirectoryNotEmptyError(f"directory not empty: {dst}")
+                    await tx.tombstone([target.node_id], now)
+                else:
+                    moved = await self._replace_file(tx, actor, node, target, src, dst, events)
+                    await self._publish(actor, events)
+                    return to_entry(moved, dst)
+            await tx.move_node(node.node_id, parent.node_id, name, now)
+            node.parent_id, node.name, node.modified_at = parent.node_id, name, now
+            events.append(
+                await tx.append_event(
+                    NewEvent(
+                        type="rename", node_id=node.node_id, kind=node.kind, path=dst,
+                        old_path=src, version_id=node.head_version_id,
+                        size=node.size if not node.is_dir else None,
+                        content_hash=node.content_hash, writer=actor.writer,
+                    )
+                )
+            )  # fmt: skip
+        await self._publish(actor, events)
+        return to_entry(node, dst)
+
+    async def _replace_file(
+        self,
+        tx: WriteTx,
+        actor: Actor,
+        node: NodeRow,
+        target: NodeRow,
+        src: str,
+        dst: str,
+        events: list[ChangeEvent],
+    ) -> NodeRow:
+        """Rename a file over another: the target keeps its id and history and gains the moved
+        content as its head; the moved node becomes a tombstone (its history stays reachable)."""
+        now = time.time()
+        head = await tx.get_version(node.head_version_id or "")
+        assert head is not None, "a live file always has a head version"
+        if target.content_hash != head.content_hash or target.size != head.size:
+            version = VersionRow(
+                version_id=new_id(), node_id=target.node_id, seq=await tx.next_seq(),
+                size=head.size, content_hash=head.content_hash, chunks=head.chunks,
+                created_at=now, writer=actor.writer, replaces=target.head_version_id,
+                restored_from=head.version_id,
+            )  # fmt: skip
+            await _install_version(tx, target, version)
+        await tx.tombstone([node.node_id], now)
+        events.append(
+            await tx.append_event(
+                NewEvent(
+                    type="rename", node_id=target.node_id, kind="file", path=dst, old_path=src,
+                    version_id=target.head_version_id, size=target.size,
+                    content_hash=target.content_hash, replaced_node_id=node.node_id,
+                    writer=actor.writer,
+                )
+            )
+        )  # fmt: skip
+        return target
+
+    async def delete(
+        self, actor: Actor, path: str, *, recursive: bool = False, if_match: str | None = None
+    ) -> DeleteResult:
+        """Tombstone a file, or a directory (recursively when it has children)."""
+        where = paths.normalise(path)
+        actor.check_write(where)
+        if where == paths.ROOT:
+            raise InvalidMoveError("the root cannot be deleted")
+        events: list[ChangeEvent] = []
+        async with self.store.write(actor.tenant_id) as tx:
+            node = await resolve(tx, where)
+            check_precondition(node, if_match, False)
+            below: list[NodeRow] = []
+            if node.is_dir:
+                below = await tx.live_descendants(node.node_id)
+                if below and not recursive:
+                    raise DirectoryNotEmptyError(f"directory not empty: {where} (use recursive)")
+            now = time.time()
+            await tx.tombstone([node.node_id, *(n.node_id for n in below)], now)
+            node.deleted_at = now
+            events.append(
+                await tx.append_event(
+                    NewEvent(
+                        type="delete", node_id=node.node_id, kind=node.kind, path=where,
+                        version_id=node.head_version_id, writer=actor.writer,
+                    )
+                )
+            )  # fmt: skip
+        await self._publish(actor, events)
+        return DeleteResult(entry=to_entry(node, where), deleted_nodes=1 + len(below))
+
+    async def restore(
+        self, actor: Actor, node_id: str, version_id: str, *, path: str | None = None
+    ) -> CommitResult:
+        """Make an old version the head again; a deleted file comes back (at *path* if given,
+        else where it was, recreating missing parent directories)."""
+        events: list[ChangeEvent] = []
+        async with self.store.write(actor.tenant_id) as tx:
+            node = await self._node(tx, node_id)
+            if node.is_dir:
+                raise IsADirError("only files have versions to restore")
+            old = await tx.get_version(version_id)
+            if old is None or old.node_id != node_id:
+                raise NotFoundError(f"no such version of {node_id}: {version_id}")
+            live = node.is_live and await is_reachable(tx, node)
+            where = await path_of(tx, node)
+            target_path = paths.normalise(path) if path is not None else where
+            actor.check_write(target_path)
+            if live and target_path != where:
+                raise BadRequestError("a live file is restored in place; use rename to move it")
+            now = time.time()
+            if not live:
+                names = paths.split(target_path)
+                parent = await ensure_dirs(tx, names[:-1], actor.writer, events)
+                if await tx.child(parent.node_id, names[-1]) is not None:
+                    raise AlreadyExistsError(
+                        f"{target_path} exists; restore to another path with 'path'"
+                    )
+                await tx.revive(node.node_id, parent.node_id, names[-1], now)
+                node.deleted_at = None
+            created = node.content_hash != old.content_hash or node.size != old.size
+            if created:
+                version = VersionRow(
+                    version_id=new_id(), node_id=node_id, seq=await tx.next_seq(),
+                    size=old.size, content_hash=old.content_hash, chunks=old.chunks,
+                    created_at=now, writer=actor.writer, replaces=node.head_version_id,
+                    restored_from=old.version_id,
+                )  # fmt: skip
+                await _install_version(tx, node, version)
+            else:
+                head = await tx.get_version(node.head_version_id or "")
+                assert head is not None
+                version = head
+            if created or not live:
+                events.append(
+                    await tx.append_event(
+                        NewEvent(
+                            type="restore", node_id=node_id, kind="file", path=target_path,
+                            version_id=version.version_id, size=version.size,
+                            content_hash=version.content_hash, writer=actor.writer,
+                        )
+                    )
+                )  # fmt: skip
+        await self._publish(actor, events)
+        return CommitResult(
+            entry=to_entry(node, target_path), version=to_version(version), created_version=created
+        )

@@ -1,0 +1,256 @@
+"""Ports: what the domain needs from storage, as Protocols, and the rows that cross them.
+
+Adapters implement these for SQLite + a local directory (the embedded default) and for Postgres +
+S3 (production). The domain never sees SQL or object-store calls; every metadata query goes
+through a transaction that is bound to exactly one tenant, so no query can cross tenants.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from meshfs_common.models import ChangeEvent, EventType, NodeKind, Writer
+
+# --- rows ---------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class NodeRow:
+    """A file or directory. ``parent_id`` is None only for a tenant's root (whose name is '')."""
+
+    node_id: str
+    parent_id: str | None
+    name: str
+    kind: NodeKind
+    created_at: float
+    modified_at: float
+    head_version_id: str | None = None
+    size: int = 0
+    content_hash: str | None = None
+    deleted_at: float | None = None
+
+    @property
+    def is_dir(self) -> bool:
+        return self.kind == "dir"
+
+    @property
+    def is_live(self) -> bool:
+        return self.deleted_at is None
+
+
+@dataclass(slots=True)
+class VersionRow:
+    """One immutable committed content. ``seq`` is the feed sequence of the commit that made it."""
+
+    version_id: str
+    node_id: str
+    seq: int
+    size: int
+    content_hash: str
+    chunks: tuple[str, ...]
+    created_at: float
+    writer: Writer | None = None
+    replaces: str | None = None
+    restored_from: str | None = None
+
+
+@dataclass(slots=True)
+class UploadRow:
+    """A chunked upload in progress. Its chunks are *held*: garbage collection will not touch
+    them until the upload is committed, abandoned or expired."""
+
+    upload_id: str
+    path: str
+    size: int
+    content_hash: str
+    chunks: tuple[str, ...]
+    created_at: float
+    expires_at: float
+    user_id: str
+
+
+@dataclass(slots=True)
+class NewEvent:
+    """An event as the domain records it; the store assigns ``seq`` and ``at``."""
+
+    type: EventType
+    node_id: str
+    kind: NodeKind
+    path: str
+    old_path: str | None = None
+    version_id: str | None = None
+    size: int | None = None
+    content_hash: str | None = None
+    replaced_node_id: str | None = None
+    writer: Writer | None = None
+
+
+@dataclass(slots=True)
+class FeedBounds:
+    """``first`` is the oldest retained sequence number, ``last`` the newest (0 if none)."""
+
+    first: int
+    last: int
+
+
+@dataclass(slots=True)
+class GarbageBatch:
+    """Chunks a collector has claimed for deletion, per tenant."""
+
+    chunks: list[tuple[str, str]] = field(default_factory=list)  # (tenant_id, chunk_hash)
+
+
+# --- metadata -----------------------------------------------------------------------------------
+
+
+class ReadTx(Protocol):
+    """A consistent read-only snapshot of one tenant's metadata."""
+
+    tenant_id: str
+
+    async def root(self) -> NodeRow:
+        """The tenant's root directory (created on first use by a write transaction)."""
+
+    async def get_node(self, node_id: str) -> NodeRow | None:
+        """The node with this id, live or tombstoned, or None."""
+
+    async def child(self, parent_id: str, name: str) -> NodeRow | None:
+        """The live child called *name* of *parent_id*, or None."""
+
+    async def children(
+        self, parent_id: str, *, after: str | None, limit: int, include_deleted: bool = False
+    ) -> list[NodeRow]:
+        """Children of *parent_id* ordered by name (then by deletion time), after *after*."""
+
+    async def has_live_children(self, node_id: str) -> bool:
+        """True when the directory has at least one live child."""
+
+    async def get_version(self, version_id: str) -> VersionRow | None:
+        """The version with this id, or None."""
+
+    async def versions(self, node_id: str, *, before_seq: int | None, limit: int) -> list[VersionRow]:
+        """Versions of *node_id*, newest first, with ``seq < before_seq`` when given."""
+
+    async def events_after(self, cursor: int, limit: int) -> list[ChangeEvent]:
+        """Events with ``seq > cursor`` in sequence order."""
+
+    async def feed_bounds(self) -> FeedBounds:
+        """The retained range of the change sequence."""
+
+    async def present_chunks(self, hashes: Sequence[str]) -> set[str]:
+        """The subset of *hashes* whose content is stored and not being collected."""
+
+    async def chunk_sizes(self, hashes: Sequence[str]) -> dict[str, int]:
+        """Sizes of the stored chunks among *hashes*."""
+
+    async def get_upload(self, upload_id: str) -> UploadRow | None:
+        """The upload in progress with this id, or None."""
+
+
+class WriteTx(ReadTx, Protocol):
+    """A read-write transaction on one tenant. Changes become visible together at commit."""
+
+    async def insert_node(self, node: NodeRow) -> None:
+        """Add a node; a live sibling with the same name violates the tree invariant."""
+
+    async def move_node(self, node_id: str, parent_id: str, name: str, at: float) -> None:
+        """Re-parent and/or rename a node (its subtree follows, being linked by id)."""
+
+    async def set_head(self, node_id: str, version: VersionRow) -> None:
+        """Point a file at a new head version."""
+
+    async def tombstone(self, node_ids: Sequence[str], at: float) -> None:
+        """Mark nodes deleted; they keep parent and name for history and restore."""
+
+    async def revive(self, node_id: str, parent_id: str, name: str, at: float) -> None:
+        """Bring a tombstoned node back at (parent_id, name)."""
+
+    async def live_descendants(self, node_id: str) -> list[NodeRow]:
+        """Every live node below *node_id* (not including it)."""
+
+    async def insert_version(self, version: VersionRow) -> None:
+        """Record a committed version and take a reference on each of its chunks."""
+
+    async def append_event(self, event: NewEvent) -> ChangeEvent:
+        """Allocate the next sequence number and record *event*; gap-free per tenant."""
+
+    async def next_seq(self) -> int:
+        """The sequence number the next appended event will get."""
+
+    async def reserve_chunk(self, chunk_hash: str, size: int) -> bool:
+        """Announce that a chunk's content is about to be stored.
+
+        Returns False while a collector is deleting that chunk (the caller waits and retries).
+        A reserved chunk is not *present* until :meth:`mark_stored`.
+        """
+
+    async def mark_stored(self, chunk_hash: str) -> None:
+        """Record that a reserved chunk's content is now durably stored."""
+
+    async def hold_chunks(self, hold_id: str, hashes: Sequence[str], expires_at: float) -> None:
+        """Protect chunks from garbage collection until released or expired."""
+
+    async def release_holds(self, hold_id: str) -> None:
+        """Drop the holds taken under *hold_id*."""
+
+    async def insert_upload(self, upload: UploadRow) -> None:
+        """Record an upload and hold its chunks (under its upload id) until it expires."""
+
+    async def delete_upload(self, upload_id: str) -> None:
+        """Forget an upload and release its holds."""
+
+
+class MetadataStore(Protocol):
+    """Transactional metadata storage."""
+
+    def read(self, tenant_id: str) -> AbstractAsyncContextManager[ReadTx]:
+        """A read-only snapshot of one tenant."""
+
+    def write(self, tenant_id: str) -> AbstractAsyncContextManager[WriteTx]:
+        """A short read-write transaction on one tenant; commits on normal exit."""
+
+    async def claim_garbage(self, *, older_than: float, limit: int) -> GarbageBatch:
+        """Claim unreferenced, unheld chunks and expired uploads for deletion (one transaction).
+
+        A claimed chunk is reported absent by :meth:`ReadTx.present_chunks` until
+        :meth:`release_garbage` forgets it, so no upload can start relying on it meanwhile.
+        """
+
+    async def release_garbage(self, batch: GarbageBatch) -> None:
+        """Forget chunks whose stored content has been deleted."""
+
+    async def check(self) -> None:
+        """Raise if the database cannot serve requests (used by /readyz)."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+# --- content ------------------------------------------------------------------------------------
+
+
+class ContentStore(Protocol):
+    """Immutable chunk storage, addressed by (tenant, chunk hash)."""
+
+    async def put_bytes(self, tenant_id: str, chunk_hash: str, data: bytes) -> None:
+        """Durably store a verified chunk (at most one chunk size, so it fits in memory)."""
+
+    def open(
+        self, tenant_id: str, chunk_hash: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        """Stream bytes ``[start, end)`` of a chunk."""
+
+    async def delete(self, tenant_id: str, chunk_hash: str) -> None:
+        """Delete a chunk's content; deleting a missing chunk is not an error."""
+
+    async def check(self) -> None:
+        """Raise if the store cannot serve requests (used by /readyz)."""
+
+    async def close(self) -> None:
+        """Release resources."""
+
+
+StoreKind = Literal["sqlite", "postgres"]

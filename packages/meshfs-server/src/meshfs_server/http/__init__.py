@@ -1,0 +1,1 @@
+"""HTTP routes: parse the request, call the domain, render the answer. No rules live here."""

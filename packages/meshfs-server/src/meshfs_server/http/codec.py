@@ -1,0 +1,150 @@
+"""Request parsing and response rendering shared by every route."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import msgspec
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from meshfs_common.errors import BadRequestError, UnsupportedMediaTypeError
+from meshfs_common.models import encode
+
+from meshfs_server.domain.actor import Actor
+
+T = TypeVar("T")
+MAX_JSON_BODY = 4 * 1024 * 1024
+
+
+class JSONResponse(Response):
+    """A response whose body is a msgspec-encoded model."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return encode(content)
+
+
+def respond(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(model, status_code=status, headers=headers)
+
+
+async def parse_json(request: Request, model: type[T], *, optional: bool = False) -> T:
+    """Decode the JSON body into *model*; a bad body is a 400 that says what is wrong."""
+    kind = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    body = await request.body()
+    if not body and optional:
+        return msgspec.json.decode(b"{}", type=model)
+    if kind not in ("application/json", ""):
+        raise UnsupportedMediaTypeError(f"send application/json, not {kind}")
+    if len(body) > MAX_JSON_BODY:
+        raise BadRequestError("JSON body is too large")
+    try:
+        return msgspec.json.decode(body, type=model)
+    except msgspec.ValidationError as exc:
+        raise BadRequestError(f"invalid request body: {exc}") from None
+    except msgspec.DecodeError:
+        raise BadRequestError("request body is not valid JSON") from None
+
+
+def query_str(request: HTTPConnection, name: str) -> str | None:
+    return request.query_params.get(name)
+
+
+def query_int(
+    request: HTTPConnection, name: str, default: int | None = None, *, minimum: int = 0
+) -> int | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequestError(f"query parameter {name} must be an integer") from None
+    if value < minimum:
+        raise BadRequestError(f"query parameter {name} must be >= {minimum}")
+    return value
+
+
+def query_bool(request: HTTPConnection, name: str, default: bool = False) -> bool:
+    raw = request.query_params.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes"):
+        return True
+    if raw.lower() in ("0", "false", "no", ""):
+        return False
+    raise BadRequestError(f"query parameter {name} must be true or false")
+
+
+def if_match(request: Request) -> str | None:
+    """The version (or node) id in ``If-Match``, without quotes or weak prefix."""
+    raw = request.headers.get("if-match")
+    if raw is None:
+        return None
+    value = raw.strip()
+    if value.startswith("W/"):
+        value = value[2:]
+    return value.strip('"')
+
+
+def if_none_match_any(request: Request) -> bool:
+    """True for ``If-None-Match: *`` (create only)."""
+    return request.headers.get("if-none-match", "").strip() == "*"
+
+
+async def actor(request: HTTPConnection) -> Actor:
+    """The authenticated actor of a request (401 otherwise)."""
+    authenticate = request.app.state.services.authenticate
+    result: Actor = await authenticate(request)
+    return result
+
+
+# --- endpoint descriptions for the OpenAPI document ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str = "query"  # query | path | header
+    type: str = "string"
+    required: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """How one route appears in /openapi.json."""
+
+    summary: str
+    request: type[Any] | None = None
+    request_media: str = "application/json"
+    response: type[Any] | None = None
+    response_media: str = "application/json"
+    status: int = 200
+    params: tuple[Param, ...] = ()
+    errors: tuple[str, ...] = ()
+    auth: bool = True
+    tags: tuple[str, ...] = ()
+    extra_responses: dict[int, str] = field(default_factory=dict)
+
+
+def endpoint(spec: Endpoint) -> Callable[[T], T]:
+    def mark(func: T) -> T:
+        func.__dict__["openapi"] = spec  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
+PATH_OR_NODE = (
+    Param("path", description="file or directory path"),
+    Param("node_id", description="node id (instead of path)"),
+)
+IF_MATCH = Param(
+    "If-Match", "header", description="expected head version id (node id for a directory)"
+)
+IF_NONE_MATCH = Param("If-None-Match", "header", description="'*': only create, never replace")

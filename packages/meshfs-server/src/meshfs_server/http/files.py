@@ -1,0 +1,160 @@
+"""Namespace routes: mkdir, list, meta, rename, delete, versions, restore."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from meshfs_common.errors import BadRequestError
+from meshfs_common.models import (
+    CommitResult,
+    DeleteResult,
+    Entry,
+    ListPage,
+    MkdirRequest,
+    RenameRequest,
+    RestoreRequest,
+    VersionPage,
+)
+
+from meshfs_server.http.codec import (
+    IF_MATCH,
+    PATH_OR_NODE,
+    Endpoint,
+    Param,
+    actor,
+    endpoint,
+    if_match,
+    parse_json,
+    query_bool,
+    query_int,
+    query_str,
+    respond,
+)
+
+TAGS = ("files",)
+PATH_ERRORS = ("invalid_path", "not_found", "not_a_directory", "forbidden")
+
+
+@endpoint(Endpoint(
+    "Create a directory (and its parents unless parents=false)", request=MkdirRequest,
+    response=Entry, errors=(*PATH_ERRORS, "already_exists", "read_only"), tags=TAGS,
+    extra_responses={201: "created"},
+))  # fmt: skip
+async def mkdir(request: Request) -> Response:
+    who = await actor(request)
+    body = await parse_json(request, MkdirRequest)
+    entry, created = await request.app.state.services.namespace.mkdir(
+        who, body.path, parents=body.parents
+    )
+    return respond(entry, status=201 if created else 200)
+
+
+@endpoint(Endpoint(
+    "List a directory, sorted by name, one page at a time", response=ListPage,
+    params=(
+        Param("path", required=True), Param("limit", type="integer"), Param("after"),
+        Param("include_deleted", type="boolean", description="also list tombstones"),
+    ),
+    errors=PATH_ERRORS, tags=TAGS,
+))  # fmt: skip
+async def list_dir(request: Request) -> Response:
+    who = await actor(request)
+    page = await request.app.state.services.namespace.list(
+        who,
+        query_str(request, "path") or "/",
+        after=query_str(request, "after"),
+        limit=query_int(request, "limit", minimum=1),
+        include_deleted=query_bool(request, "include_deleted"),
+    )
+    return respond(page)
+
+
+@endpoint(Endpoint(
+    "Metadata of a file or directory by path or node id (tombstones by node id)",
+    response=Entry, params=PATH_OR_NODE, errors=PATH_ERRORS, tags=TAGS,
+))  # fmt: skip
+async def meta(request: Request) -> Response:
+    who = await actor(request)
+    entry = await request.app.state.services.namespace.meta(
+        who, path=query_str(request, "path"), node_id=query_str(request, "node_id")
+    )
+    return respond(entry)
+
+
+@endpoint(Endpoint(
+    "Move or rename atomically", request=RenameRequest, response=Entry, params=(IF_MATCH,),
+    errors=(*PATH_ERRORS, "already_exists", "invalid_move", "is_a_directory",
+            "directory_not_empty", "precondition_failed", "read_only"),
+    tags=TAGS,
+))  # fmt: skip
+async def rename(request: Request) -> Response:
+    who = await actor(request)
+    body = await parse_json(request, RenameRequest)
+    entry = await request.app.state.services.namespace.rename(
+        who, body.path, body.new_path, overwrite=body.overwrite, if_match=if_match(request)
+    )
+    return respond(entry)
+
+
+@endpoint(Endpoint(
+    "Delete a file or directory (tombstoned; restorable)", response=DeleteResult,
+    params=(Param("path", required=True), Param("recursive", type="boolean"), IF_MATCH),
+    errors=(*PATH_ERRORS, "directory_not_empty", "invalid_move", "precondition_failed",
+            "read_only"),
+    tags=TAGS,
+))  # fmt: skip
+async def delete(request: Request) -> Response:
+    who = await actor(request)
+    path = query_str(request, "path")
+    if not path:
+        raise BadRequestError("query parameter path is required")
+    result = await request.app.state.services.namespace.delete(
+        who, path, recursive=query_bool(request, "recursive"), if_match=if_match(request)
+    )
+    return respond(result)
+
+
+@endpoint(Endpoint(
+    "Versions of a file, newest first", response=VersionPage,
+    params=(Param("node_id", "path", required=True), Param("limit", type="integer"),
+            Param("before", description="version id to page from")),
+    errors=("not_found", "forbidden"), tags=("versions",),
+))  # fmt: skip
+async def versions(request: Request) -> Response:
+    who = await actor(request)
+    page = await request.app.state.services.namespace.versions(
+        who,
+        request.path_params["node_id"],
+        before=query_str(request, "before"),
+        limit=query_int(request, "limit", minimum=1),
+    )
+    return respond(page)
+
+
+@endpoint(Endpoint(
+    "Make a version the head again (a new version); brings back a deleted file",
+    request=RestoreRequest, response=CommitResult,
+    params=(Param("node_id", "path", required=True), Param("version_id", "path", required=True)),
+    errors=("not_found", "already_exists", "is_a_directory", "forbidden", "read_only"),
+    tags=("versions",),
+))  # fmt: skip
+async def restore(request: Request) -> Response:
+    who = await actor(request)
+    body = await parse_json(request, RestoreRequest, optional=True)
+    result = await request.app.state.services.namespace.restore(
+        who, request.path_params["node_id"], request.path_params["version_id"], path=body.path
+    )
+    return respond(result)
+
+
+routes = [
+    Route("/files/mkdir", mkdir, methods=["POST"]),
+    Route("/files/list", list_dir, methods=["GET"]),
+    Route("/files/meta", meta, methods=["GET"]),
+    Route("/files/rename", rename, methods=["POST"]),
+    Route("/files", delete, methods=["DELETE"]),
+    Route("/files/{node_id}/versions", versions, methods=["GET"]),
+    Route("/files/{node_id}/versions/{version_id}/restore", restore, methods=["POST"]),
+]

@@ -1,0 +1,165 @@
+"""Change feed routes: cursor pull, Server-Sent Events, and WebSocket push."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import anyio
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from meshfs_common.errors import MeshFSError
+from meshfs_common.models import ErrorBody, PullResponse, StreamMessage, encode
+
+from meshfs_server.domain.feed import CaughtUp, ChangeFeed, Reset
+from meshfs_server.http.codec import Endpoint, Param, actor, endpoint, query_int, respond
+
+TAGS = ("sync",)
+HEARTBEAT_SECONDS = 15.0
+_incoming = msgspec.json.Decoder(StreamMessage)
+
+
+@endpoint(Endpoint(
+    "Events after a cursor, in sequence order; reset=true when the cursor is not retained",
+    response=PullResponse,
+    params=(Param("cursor", type="integer"), Param("limit", type="integer")),
+    errors=("bad_request",), tags=TAGS,
+))  # fmt: skip
+async def pull(request: Request) -> Response:
+    who = await actor(request)
+    feed: ChangeFeed = request.app.state.services.feed
+    page = await feed.pull(
+        who.tenant_id,
+        query_int(request, "cursor", 0) or 0,
+        query_int(request, "limit", 1000, minimum=1) or 1000,
+    )
+    return respond(page)
+
+
+async def _with_heartbeats(
+    items: AsyncIterator[object], interval: float
+) -> AsyncIterator[object | None]:
+    """Yield from *items*, and None whenever nothing arrived for *interval* seconds."""
+    pending: asyncio.Future[object] | None = None
+    try:
+        while True:
+            if pending is None:
+                pending = asyncio.ensure_future(anext(items))
+            done, _ = await asyncio.wait({pending}, timeout=interval)
+            if not done:
+                yield None
+                continue
+            item = pending.result()
+            pending = None
+            yield item
+    finally:
+        if pending is not None:
+            pending.cancel()
+            with contextlib.suppress(BaseException):
+                await pending
+        aclose = getattr(items, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+@endpoint(Endpoint(
+    "Server-Sent Events of the change feed (id = seq; honours Last-Event-ID)",
+    response=str, response_media="text/event-stream",
+    params=(Param("cursor", type="integer"), Param("Last-Event-ID", "header")), tags=TAGS,
+))  # fmt: skip
+async def stream(request: Request) -> Response:
+    who = await actor(request)
+    feed: ChangeFeed = request.app.state.services.feed
+    last_id = request.headers.get("last-event-id")
+    if last_id is not None and last_id.strip().isdigit():
+        cursor = int(last_id)
+    else:
+        default = await feed.head(who.tenant_id)
+        cursor = query_int(request, "cursor", default) or 0
+    interval = request.app.state.services.settings_heartbeat
+
+    async def events() -> AsyncIterator[bytes]:
+        yield b": connected\nretry: 1000\n\n"
+        async for item in _with_heartbeats(feed.follow(who.tenant_id, cursor), interval):
+            if item is None:
+                yield b": heartbeat\n\n"
+            elif isinstance(item, Reset):
+                yield b"event: reset\ndata: " + encode({"cursor": item.cursor}) + b"\n\n"
+            elif isinstance(item, CaughtUp):
+                yield b"event: caught_up\ndata: " + encode({"cursor": item.cursor}) + b"\n\n"
+            else:
+                seq = getattr(item, "seq", 0)
+                yield f"id: {seq}\nevent: change\ndata: ".encode() + encode(item) + b"\n\n"
+
+    return StreamingResponse(
+        events(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def websocket(ws: WebSocket) -> None:
+    """``/sync/ws``: subscribe, replay the backlog after ``cursor``, then stream live events."""
+    try:
+        who = await actor(ws)
+    except MeshFSError as exc:
+        await ws.close(code=4401 if exc.status == 401 else 4403, reason=exc.message[:120])
+        return
+    feed: ChangeFeed = ws.app.state.services.feed
+    try:
+        requested = query_int(ws, "cursor")
+    except MeshFSError as exc:
+        await ws.close(code=4400, reason=exc.message[:120])
+        return
+    cursor = requested if requested is not None else await feed.head(who.tenant_id)
+    await ws.accept()
+    lock = anyio.Lock()
+
+    async def send(message: StreamMessage) -> None:
+        async with lock:
+            await ws.send_text(encode(message).decode())
+
+    async def pump() -> None:
+        await send(StreamMessage(type="hello", cursor=cursor))
+        async for item in feed.follow(who.tenant_id, cursor):
+            if isinstance(item, Reset):
+                await send(StreamMessage(type="reset", cursor=item.cursor))
+            elif isinstance(item, CaughtUp):
+                await send(StreamMessage(type="caught_up", cursor=item.cursor))
+            else:
+                await send(StreamMessage(type="event", cursor=item.seq, event=item))
+
+    async def listen(scope: anyio.CancelScope) -> None:
+        try:
+            while True:
+                raw = await ws.receive_text()
+                try:
+                    message = _incoming.decode(raw)
+                except msgspec.MsgspecError:
+                    error = ErrorBody(error="bad_request", error_description="unreadable message")
+                    await send(StreamMessage(type="error", error=error))
+                    continue
+                if message.type == "ping":
+                    await send(StreamMessage(type="pong", cursor=message.cursor))
+        except WebSocketDisconnect:
+            pass
+        scope.cancel()
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(pump)
+            tasks.start_soon(listen, tasks.cancel_scope)
+    except* (WebSocketDisconnect, anyio.ClosedResourceError, RuntimeError):
+        pass  # the peer went away while we were sending
+
+
+routes = [
+    Route("/sync/pull", pull, methods=["GET"]),
+    Route("/sync/stream", stream, methods=["GET"]),
+    WebSocketRoute("/sync/ws", websocket),
+]
