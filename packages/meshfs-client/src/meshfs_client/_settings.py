@@ -85,3 +85,13 @@ def normalise_server(url: str) -> str:
     if scheme not in ("http", "https"):
         raise ValueError(f"server URL must be http:// or https://, got {url!r}")
     return url.rstrip("/")
+
+
+def has_display(environ: Mapping[str, str] | None = None) -> bool:
+    """True when a web browser can probably be opened for the user."""
+    import sys
+
+    env = os.environ if environ is None else environ
+    if sys.platform in ("darwin", "win32"):
+        return True
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))

@@ -1,0 +1,92 @@
+"""``meshfs login``, ``logout`` and ``whoami``."""
+
+from __future__ import annotations
+
+import webbrowser
+
+import click
+import msgspec
+
+from meshfs_client._settings import has_display
+from meshfs_client.cli._context import CliState, pass_state, run
+
+
+@click.command()
+@click.option("--no-browser", is_flag=True, help="Do not try to open a web browser.")
+@click.option(
+    "--client-name", default="meshfs-cli", show_default=True, help="Name shown for this device."
+)
+@pass_state
+def login(state: CliState, no_browser: bool, client_name: str) -> None:
+    """Sign in with the device flow: approve the shown code in a browser."""
+
+    async def body() -> None:
+        async with state.client() as client:
+            start = await client.start_device_login(client_name)
+            if state.json:
+                state.emit(
+                    {
+                        "verification_uri": start.verification_uri,
+                        "verification_uri_complete": start.verification_uri_complete,
+                        "user_code": start.user_code,
+                        "expires_in": start.expires_in,
+                    }
+                )
+            else:
+                click.echo(
+                    f"To sign in to {client.server}, open {start.verification_uri}\n"
+                    f"and enter the code: {start.user_code}\n"
+                    f"(or open {start.verification_uri_complete})",
+                    err=True,
+                )
+            if not no_browser and has_display():
+                webbrowser.open(start.verification_uri_complete)
+            state.info("Waiting for approval...")
+            credentials = await client.wait_for_device_login(start)
+            if state.json:
+                public = msgspec.structs.asdict(credentials)
+                for secret in ("access_token", "refresh_token"):
+                    public.pop(secret, None)
+                state.emit(public)
+            elif not state.quiet:
+                who = credentials.username or credentials.user_id
+                click.echo(f"Logged in to {client.server} as {who}.", err=True)
+
+    run(body())
+
+
+@click.command()
+@pass_state
+def logout(state: CliState) -> None:
+    """Sign out: revoke the session on the server and forget it here."""
+
+    async def body() -> None:
+        async with state.client() as client:
+            had_session = client.credentials is not None
+            revoked = await client.logout()
+            if state.json:
+                state.emit({"server": client.server, "logged_out": had_session, "revoked": revoked})
+            elif not had_session:
+                state.info(f"Not logged in to {client.server}.")
+            else:
+                state.info(f"Logged out of {client.server}.")
+
+    run(body())
+
+
+@click.command()
+@pass_state
+def whoami(state: CliState) -> None:
+    """Show the user and tenant the current credentials speak for."""
+
+    async def body() -> None:
+        async with state.client() as client:
+            me = await client.whoami()
+            if state.json:
+                state.emit({"server": client.server, **msgspec.structs.asdict(me)})
+            else:
+                click.echo(
+                    f"{me.username} ({me.user_id}) in tenant {me.tenant_name} on {client.server}"
+                )
+
+    run(body())

@@ -1,0 +1,155 @@
+"""Namespace commands: ``ls``, ``stat``, ``mkdir``, ``mv``, ``rm``."""
+
+from __future__ import annotations
+
+import click
+
+from meshfs_client._client import MeshFSClient
+from meshfs_client.cli._context import CliState, human_size, human_time, pass_state, run
+from meshfs_common import paths
+from meshfs_common.errors import NotADirError, NotFoundError
+from meshfs_common.models import Entry
+
+
+def _line(entry: Entry, *, long: bool, full_path: bool) -> str:
+    name = entry.path if full_path else entry.name or "/"
+    if entry.kind == "dir":
+        name += "/"
+    if not long:
+        return name
+    kind = "d" if entry.kind == "dir" else "-"
+    size = "-" if entry.kind == "dir" else human_size(entry.size)
+    return f"{kind} {size:>8} {human_time(entry.modified_at)} {name}"
+
+
+async def resolve_into_dir(client: MeshFSClient, src: str, dst: str) -> str:
+    """``dst/basename(src)`` when *dst* is an existing directory (or ends in ``/``)."""
+    if dst.endswith("/") and paths.normalise(dst) != "/":
+        return paths.normalise(dst) + "/" + paths.basename(paths.normalise(src))
+    target = paths.normalise(dst)
+    try:
+        entry = await client.meta(target)
+    except NotFoundError:
+        return target
+    if entry.kind == "dir":
+        return (target.rstrip("/") or "") + "/" + paths.basename(paths.normalise(src))
+    return target
+
+
+@click.command("ls")
+@click.option("-l", "long", is_flag=True, help="Long format: kind, size, modified time.")
+@click.option("-R", "recursive", is_flag=True, help="List subdirectories recursively.")
+@click.option("--deleted", is_flag=True, help="Include deleted entries (tombstones).")
+@click.argument("path", default="/")
+@pass_state
+def ls(state: CliState, long: bool, recursive: bool, deleted: bool, path: str) -> None:
+    """List a directory (or show one file)."""
+
+    async def body() -> None:
+        async with state.client() as client:
+            entries: list[Entry] = []
+            try:
+                if recursive:
+                    async for entry in client.walk(path):
+                        entries.append(entry)
+                        if not state.json:
+                            click.echo(_line(entry, long=long, full_path=True))
+                else:
+                    async for entry in client.iterdir(path, include_deleted=deleted):
+                        entries.append(entry)
+                        if not state.json:
+                            click.echo(_line(entry, long=long, full_path=False))
+            except NotADirError:
+                entry = await client.meta(path)
+                entries = [entry]
+                if not state.json:
+                    click.echo(_line(entry, long=long, full_path=True))
+            if state.json:
+                state.emit(entries)
+
+    run(body())
+
+
+@click.command()
+@click.argument("path")
+@pass_state
+def stat(state: CliState, path: str) -> None:
+    """Show the metadata of a file or directory."""
+
+    async def body() -> None:
+        async with state.client() as client:
+            entry = await client.meta(path)
+            if state.json:
+                state.emit(entry)
+                return
+            click.echo(f"path:      {entry.path}")
+            click.echo(f"kind:      {entry.kind}")
+            click.echo(f"node id:   {entry.node_id}")
+            if entry.kind == "file":
+                click.echo(f"size:      {entry.size} ({human_size(entry.size)})")
+                click.echo(f"version:   {entry.version_id}")
+                click.echo(f"hash:      {entry.content_hash}")
+            click.echo(f"created:   {human_time(entry.created_at)}")
+            click.echo(f"modified:  {human_time(entry.modified_at)}")
+
+    run(body())
+
+
+@click.command()
+@click.option("-p", "parents", is_flag=True, help="Create parents; no error if it exists.")
+@click.argument("paths_", metavar="PATH...", nargs=-1, required=True)
+@pass_state
+def mkdir(state: CliState, parents: bool, paths_: tuple[str, ...]) -> None:
+    """Create directories."""
+
+    async def body() -> None:
+        async with state.client() as client:
+            made = [await client.mkdir(p, parents=parents, exist_ok=parents) for p in paths_]
+            if state.json:
+                state.emit(made)
+
+    run(body())
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Replace an existing file or empty directory.")
+@click.option("--if-match", metavar="VERSION", help="Only if the source head is this version.")
+@click.argument("src")
+@click.argument("dst")
+@pass_state
+def mv(state: CliState, force: bool, if_match: str | None, src: str, dst: str) -> None:
+    """Move or rename SRC to DST (into DST when it is a directory)."""
+
+    async def body() -> None:
+        async with state.client() as client:
+            target = await resolve_into_dir(client, src, dst)
+            entry = await client.rename(src, target, overwrite=force, if_match=if_match)
+            if state.json:
+                state.emit(entry)
+            else:
+                state.info(f"{paths.normalise(src)} -> {entry.path}")
+
+    run(body())
+
+
+@click.command()
+@click.option("-r", "-R", "recursive", is_flag=True, help="Delete directories and their contents.")
+@click.option("-f", "force", is_flag=True, help="Ignore paths that do not exist.")
+@click.argument("paths_", metavar="PATH...", nargs=-1, required=True)
+@pass_state
+def rm(state: CliState, recursive: bool, force: bool, paths_: tuple[str, ...]) -> None:
+    """Delete files (and directories with -r). Deleted files keep their versions."""
+
+    async def body() -> None:
+        async with state.client() as client:
+            results = []
+            for path in paths_:
+                try:
+                    results.append(await client.delete(path, recursive=recursive))
+                except NotFoundError:
+                    if not force:
+                        raise
+            if state.json:
+                state.emit(results)
+
+    run(body())

@@ -1,0 +1,94 @@
+"""History and change commands: ``versions``, ``restore``, ``watch``."""
+
+from __future__ import annotations
+
+import click
+
+from meshfs_client._watch import FeedReset
+from meshfs_client.cli._context import CliState, human_size, human_time, pass_state, run
+from meshfs_common.models import ChangeEvent
+
+
+@click.command()
+@click.argument("path")
+@pass_state
+def versions(state: CliState, path: str) -> None:
+    """List a file's versions, newest first (also works for deleted files)."""
+
+    async def body() -> None:
+        async with state.client() as client:
+            found = [v async for v in client.versions(path)]
+            if state.json:
+                state.emit(found)
+                return
+            for version in found:
+                writer = ""
+                if version.writer is not None:
+                    writer = version.writer.agent_name or version.writer.device_name or ""
+                    writer = writer or version.writer.user_id
+                restored = (
+                    f" (restored from {version.restored_from})" if version.restored_from else ""
+                )
+                click.echo(
+                    f"{version.version_id}  {human_time(version.created_at)}  "
+                    f"{human_size(version.size):>8}  {writer}{restored}"
+                )
+
+    run(body())
+
+
+@click.command()
+@click.option("--to", "to_path", metavar="PATH", help="Restore a deleted file at another path.")
+@click.argument("path")
+@click.argument("version_id")
+@pass_state
+def restore(state: CliState, to_path: str | None, path: str, version_id: str) -> None:
+    """Make VERSION_ID the new head of PATH (undeletes a deleted file)."""
+
+    async def body() -> None:
+        async with state.client() as client:
+            result = await client.restore(path, version_id, to_path=to_path)
+            if state.json:
+                state.emit(result)
+            elif result.created_version:
+                state.info(f"restored {result.entry.path} to {version_id}")
+            else:
+                state.info(f"{result.entry.path} already has that content; nothing changed")
+
+    run(body())
+
+
+def _event_line(event: ChangeEvent) -> str:
+    where = f"{event.old_path} -> {event.path}" if event.old_path else event.path
+    extra = f"  {human_size(event.size)}" if event.size is not None else ""
+    return f"{event.seq:>8}  {human_time(event.at)}  {event.type:<7}  {where}{extra}"
+
+
+@click.command()
+@click.option(
+    "--cursor",
+    type=click.IntRange(min=0),
+    help="Replay events after this cursor first (default: only new events).",
+)
+@click.option("--no-websocket", is_flag=True, help="Poll /sync/pull instead of a WebSocket.")
+@pass_state
+def watch(state: CliState, cursor: int | None, no_websocket: bool) -> None:
+    """Print change events as they happen (Ctrl-C to stop)."""
+
+    async def body() -> None:
+        async with state.client() as client:
+            start = cursor if cursor is not None else await client.current_cursor()
+            state.info(f"watching {client.server} from cursor {start}")
+            async with client.watch(start, websocket=not no_websocket) as feed:
+                async for item in feed:
+                    if isinstance(item, FeedReset):
+                        if state.json:
+                            state.emit({"type": "reset", "cursor": item.cursor})
+                        else:
+                            click.echo(f"reset: history before cursor {item.cursor} is gone")
+                    elif state.json:
+                        state.emit(item)
+                    else:
+                        click.echo(_event_line(item))
+
+    run(body())

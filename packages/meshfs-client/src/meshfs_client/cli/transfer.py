@@ -1,0 +1,248 @@
+"""Content commands: ``cat``, ``put``, ``get``, ``cp``."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import click
+
+from meshfs_client._client import MeshFSClient
+from meshfs_client.cli._context import CliState, pass_state, run
+from meshfs_client.cli._progress import TransferProgress
+from meshfs_client.cli.files import resolve_into_dir
+from meshfs_common import paths
+from meshfs_common.errors import IsADirError
+from meshfs_common.models import CommitResult, Entry
+
+FILE_CONCURRENCY = 4
+"""Files transferred at once by ``put -r`` / ``get -r`` (each also sends chunks in parallel)."""
+
+
+async def _stdin_blocks() -> AsyncIterator[bytes]:
+    stdin = sys.stdin.buffer
+    read = getattr(stdin, "read1", stdin.read)
+    while block := await asyncio.to_thread(read, 1024 * 1024):
+        yield block
+
+
+async def _to_stdout(client: MeshFSClient, path: str, version_id: str | None) -> None:
+    out = sys.stdout.buffer
+    stream = client.download(path, version_id=version_id)
+    async with stream:
+        async for block in stream:
+            await asyncio.to_thread(out.write, block)
+    await asyncio.to_thread(out.flush)
+
+
+@click.command()
+@click.option("--version", "version_id", metavar="ID", help="Print this version instead.")
+@click.argument("path")
+@pass_state
+def cat(state: CliState, version_id: str | None, path: str) -> None:
+    """Print a file's content to stdout."""
+
+    async def body() -> None:
+        async with state.client() as client:
+            await _to_stdout(client, path, version_id)
+
+    run(body())
+
+
+def _report(state: CliState, verb: str, results: list[Any], nbytes: int) -> None:
+    if state.json:
+        state.emit(results)
+    else:
+        noun = "file" if len(results) == 1 else "files"
+        state.info(f"{verb} {len(results)} {noun} ({nbytes} bytes)")
+
+
+@click.command()
+@click.option("-r", "-R", "recursive", is_flag=True, help="Upload a directory tree.")
+@click.option("--if-match", metavar="VERSION", help="Only replace this head version.")
+@click.option("--no-clobber", "-n", is_flag=True, help="Fail if the remote file exists.")
+@click.argument("src", type=click.Path(allow_dash=True, path_type=str))
+@click.argument("dst")
+@pass_state
+def put(
+    state: CliState, recursive: bool, if_match: str | None, no_clobber: bool, src: str, dst: str
+) -> None:
+    """Upload local SRC (a file, '-' for stdin, or a directory with -r) to remote DST."""
+    local = Path(src)
+    is_dir = src != "-" and local.is_dir()
+    if is_dir and not recursive:
+        raise click.UsageError(f"{src} is a directory (use -r)")
+    size = 0 if src == "-" or is_dir else local.stat().st_size
+
+    async def body() -> None:
+        async with state.client() as client:
+            if src == "-":
+                result = await client.upload(
+                    paths.normalise(dst),
+                    _stdin_blocks(),
+                    if_match=if_match,
+                    if_none_match=no_clobber,
+                )
+                _report(state, "uploaded", [result], result.entry.size)
+                return
+            target = await resolve_into_dir(client, local.name, dst)
+            if is_dir:
+                results = await _put_tree(state, client, local, target, no_clobber)
+            else:
+                with TransferProgress(state.show_progress, local.name, size) as bar:
+                    results = [
+                        await client.upload(
+                            target,
+                            local,
+                            if_match=if_match,
+                            if_none_match=no_clobber,
+                            progress=bar.advance,
+                        )
+                    ]
+            _report(state, "uploaded", results, sum(r.entry.size for r in results))
+
+    run(body())
+
+
+def _scan_tree(root: Path, target: str) -> tuple[list[str], list[tuple[Path, str]], int]:
+    """Remote directories to create, (local, remote) files to send, and their total size."""
+    directories = [target]
+    files: list[tuple[Path, str]] = []
+    total = 0
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        rel = Path(directory).relative_to(root)
+        remote_dir = target if rel == Path(".") else f"{target}/{rel.as_posix()}"
+        if rel != Path("."):
+            directories.append(remote_dir)
+        for name in sorted(filenames):
+            local = Path(directory) / name
+            if local.is_file():
+                files.append((local, f"{remote_dir}/{name}"))
+                total += local.stat().st_size
+    return directories, files, total
+
+
+async def _put_tree(
+    state: CliState, client: MeshFSClient, root: Path, target: str, no_clobber: bool
+) -> list[CommitResult]:
+    directories, files, total = await asyncio.to_thread(_scan_tree, root, target)
+    for remote_dir in directories:
+        await client.mkdir(remote_dir, parents=True)
+    limit = asyncio.Semaphore(FILE_CONCURRENCY)
+    results: list[CommitResult] = []
+    with TransferProgress(state.show_progress, root.name, total) as bar:
+
+        async def one(local: Path, remote: str) -> None:
+            async with limit:
+                results.append(
+                    await client.upload(
+                        remote, local, if_none_match=no_clobber, progress=bar.advance
+                    )
+                )
+
+        async with asyncio.TaskGroup() as group:
+            for local, remote in files:
+                group.create_task(one(local, remote))
+    return sorted(results, key=lambda r: r.entry.path)
+
+
+@click.command()
+@click.option("-r", "-R", "recursive", is_flag=True, help="Download a directory tree.")
+@click.option("--version", "version_id", metavar="ID", help="Download this version.")
+@click.argument("src")
+@click.argument("dst", type=click.Path(allow_dash=True, path_type=str), default=".")
+@pass_state
+def get(state: CliState, recursive: bool, version_id: str | None, src: str, dst: str) -> None:
+    """Download remote SRC to local DST ('-' for stdout; a directory tree with -r)."""
+    into_dir = dst != "-" and Path(dst).is_dir()
+
+    async def body() -> None:
+        async with state.client() as client:
+            if dst == "-":
+                await _to_stdout(client, src, version_id)
+                return
+            entry = await client.meta(src)
+            local = Path(dst)
+            if into_dir:
+                local = local / (entry.name or "root")
+            if entry.kind == "dir":
+                if not recursive:
+                    raise IsADirError(f"{entry.path} is a directory (use -r)")
+                results = await _get_tree(state, client, entry, local)
+            else:
+                with TransferProgress(state.show_progress, entry.name, entry.size) as bar:
+                    await client.download_to(
+                        entry.path, local, version_id=version_id, progress=bar.advance
+                    )
+                results = [entry]
+            if state.json:
+                state.emit([{"path": e.path, "local": str(local), "size": e.size} for e in results])
+            else:
+                _report(state, "downloaded", results, sum(e.size for e in results))
+
+    run(body())
+
+
+async def _get_tree(
+    state: CliState, client: MeshFSClient, root: Entry, local_root: Path
+) -> list[Entry]:
+    await asyncio.to_thread(local_root.mkdir, parents=True, exist_ok=True)
+    files: list[Entry] = []
+    async for entry in client.walk(root.path):
+        local = local_root / paths.relative_to(entry.path, root.path).lstrip("/")
+        if entry.kind == "dir":
+            await asyncio.to_thread(local.mkdir, parents=True, exist_ok=True)
+        else:
+            files.append(entry)
+    limit = asyncio.Semaphore(FILE_CONCURRENCY)
+    with TransferProgress(state.show_progress, root.name, sum(e.size for e in files)) as bar:
+
+        async def one(entry: Entry) -> None:
+            async with limit:
+                local = local_root / paths.relative_to(entry.path, root.path).lstrip("/")
+                await client.download_to(entry.path, local, progress=bar.advance)
+
+        async with asyncio.TaskGroup() as group:
+            for entry in files:
+                group.create_task(one(entry))
+    return files
+
+
+@click.command()
+@click.option("--version", "version_id", metavar="ID", help="Copy this version of SRC.")
+@click.option("--no-clobber", "-n", is_flag=True, help="Fail if DST exists.")
+@click.argument("src")
+@click.argument("dst")
+@pass_state
+def cp(state: CliState, version_id: str | None, no_clobber: bool, src: str, dst: str) -> None:
+    """Copy remote file SRC to remote DST.
+
+    There is no server-side copy, so the content is streamed down and written back; the
+    server already holds every chunk, so nothing is uploaded again.
+    """
+
+    async def body() -> None:
+        async with state.client() as client:
+            target = await resolve_into_dir(client, src, dst)
+            entry = await client.meta(src)
+            if entry.kind == "dir":
+                raise IsADirError(f"{entry.path} is a directory; cp copies files")
+
+            async def blocks() -> AsyncIterator[bytes]:
+                stream = client.download(entry.path, version_id=version_id)
+                async with stream:
+                    async for block in stream:
+                        yield block
+
+            result = await client.upload(target, blocks(), if_none_match=no_clobber)
+            if state.json:
+                state.emit(result)
+            else:
+                state.info(f"{entry.path} -> {result.entry.path}")
+
+    run(body())
