@@ -35,7 +35,11 @@ PACKAGES = ROOT / "packages"
 PACKAGE_NAMES = ["common", "server", "client", "fuse"]
 
 TEST_TOOLS = ["pytest>=8", "pytest-asyncio>=1.0", "hypothesis>=6.100", "httpx>=0.27"]
-FUSE_TEST_TOOLS = ["pytest>=8", "pytest-trio>=0.8", "hypothesis>=6.100", "httpx>=0.27"]
+# meshfs-common has no async code; the FUSE daemon runs on trio (pytest-trio, trio_mode).
+PACKAGE_TEST_TOOLS = {
+    "common": ["pytest>=8", "hypothesis>=6.100"],
+    "fuse": ["pytest>=8", "pytest-trio>=0.8", "hypothesis>=6.100", "httpx>=0.27"],
+}
 SCRIPTS_TEST_TOOLS = ["pytest>=8", "packaging>=24"]
 
 
@@ -150,7 +154,7 @@ def tests(session: nox.Session, package: str) -> None:
         session.run("pytest", "-q", "scripts/tests", *session.posargs)
         return
     directory = _package_dir(package)
-    tools = FUSE_TEST_TOOLS if package == "fuse" else TEST_TOOLS
+    tools = PACKAGE_TEST_TOOLS.get(package, TEST_TOOLS)
     _install_packages(session, [directory], *tools, *_group(directory / "pyproject.toml", "test"))
     # Run from the package directory so its own [tool.pytest.ini_options] apply.
     session.chdir(directory)

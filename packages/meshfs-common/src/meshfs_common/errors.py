@@ -216,7 +216,7 @@ class DeviceFlowError(MeshFSError):
         super().__init__(message)
         self._code = code
 
-    @property  # type: ignore[override]
+    @property
     def code(self) -> str:  # type: ignore[override]
         return self._code
 
