@@ -17,7 +17,7 @@ NodeKind = Literal["file", "dir"]
 EventType = Literal["mkdir", "write", "rename", "delete", "restore"]
 
 
-class Model(msgspec.Struct, kw_only=True, omit_defaults=True, forbid_unknown_fields=False):
+class Model(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
     """Base of all wire models."""
 
 

@@ -48,7 +48,7 @@ async def open_services(
         db = await SqliteDatabase.open(settings.sqlite_path)
         stack.push_async_callback(db.close)
         store = await SqliteMetadataStore.open(db)
-        content_store = await LocalContentStore.open(settings.content_path)
+        content_store = await LocalContentStore.create(settings.content_path)
         stack.push_async_callback(content_store.close)
         bus = LocalBus()
         feed = ChangeFeed(store, bus)

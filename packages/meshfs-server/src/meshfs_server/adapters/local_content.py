@@ -37,7 +37,7 @@ class LocalContentStore:
         self.chunks = root / "chunks"
 
     @classmethod
-    async def open(cls, root: Path) -> LocalContentStore:
+    async def create(cls, root: Path) -> LocalContentStore:
         store = cls(root)
         await asyncio.to_thread(store._prepare)
         return store

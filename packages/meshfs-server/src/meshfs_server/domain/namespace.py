@@ -310,14 +310,16 @@ class Namespace:
         actor.check_write(dst)
         if src == paths.ROOT or dst == paths.ROOT:
             raise InvalidMoveError("the root cannot be moved or replaced")
-        if paths.is_within(dst, src) and src != dst:
-            raise InvalidMoveError(f"cannot move {src} into itself ({dst})")
         events: list[ChangeEvent] = []
         async with self.store.write(actor.tenant_id) as tx:
             node = await resolve(tx, src)
             check_precondition(node, if_match, False)
             if src == dst:
                 return to_entry(node, dst)
+            if paths.is_within(dst, src):
+                if node.is_dir:
+                    raise InvalidMoveError(f"cannot move {src} into itself ({dst})")
+                raise NotADirError(f"not a directory: {src}")
             parent = await lookup(tx, paths.split(paths.parent(dst)))
             if parent is None:
                 raise NotFoundError(f"parent directory does not exist: {paths.parent(dst)}")

@@ -6,7 +6,7 @@ import time
 from datetime import UTC, datetime
 
 from meshfs_common import paths
-from meshfs_common.errors import AlreadyExistsError, NotADirError, NotFoundError
+from meshfs_common.errors import NotADirError, NotFoundError
 from meshfs_common.ids import new_id
 from meshfs_common.models import ChangeEvent, Entry, Version, Writer
 
@@ -109,10 +109,7 @@ async def ensure_dirs(
         if found is None:
             found = await make_dir(tx, node, name, paths.join(names[: i + 1]), writer, events)
         elif not found.is_dir:
-            path = paths.join(names[: i + 1])
-            if i == len(names) - 1:
-                raise AlreadyExistsError(f"a file exists at {path}")
-            raise NotADirError(f"not a directory: {path}")
+            raise NotADirError(f"not a directory: {paths.join(names[: i + 1])}")
         node = found
     return node
 

@@ -1,0 +1,144 @@
+"""JWT access tokens and opaque secrets (refresh tokens, device codes, agent tokens).
+
+Access tokens are JWTs signed with the key ring's current key, ``kid`` in the header. They
+carry ``iss`` (the server's base URL), ``aud`` (``meshfs``), ``sub`` (user id), ``tid`` (tenant
+id), ``sid`` (session id), ``scope``, ``iat``, ``exp`` and ``jti``. Verification pins the
+algorithm (a token whose header names any other algorithm, ``none`` included, is refused),
+looks the key up by ``kid`` and checks ``iss``, ``aud`` and ``exp`` (no leeway beyond
+:data:`LEEWAY` seconds of clock skew). Whether the session is still alive is checked by the
+caller against the database on every request.
+
+Opaque secrets are 32 random bytes, URL-safe base64, with a prefix naming their kind; only
+their SHA-256 is stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwt import JWTClaimsRegistry
+
+from meshfs_common.errors import AuthError
+from meshfs_common.ids import new_id
+
+from meshfs_server.identity.keys import KeyRing, from_secret, load_or_create
+
+AUDIENCE = "meshfs"
+LEEWAY = 30
+KEY_RELOAD_INTERVAL = 5.0
+
+REFRESH_PREFIX = "mfr_"
+AGENT_PREFIX = "mfa_"
+DEVICE_PREFIX = "mfd_"
+
+
+def new_secret(prefix: str) -> str:
+    """A fresh unguessable token with a kind prefix."""
+    return prefix + secrets.token_urlsafe(32)
+
+
+def secret_hash(secret: str) -> str:
+    """The stored form of an opaque secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class AccessClaims:
+    """The verified claims of an access token."""
+
+    user_id: str
+    tenant_id: str
+    session_id: str
+    scope: str
+    expires_at: int
+
+
+class TokenSigner:
+    """Issues and verifies access tokens with a :class:`KeyRing`."""
+
+    def __init__(
+        self, ring: KeyRing, *, issuer: str, ttl: int, keys_dir: Path | None = None
+    ) -> None:
+        self.ring = ring
+        self.issuer = issuer
+        self.ttl = ttl
+        self._keys_dir = keys_dir
+        self._last_reload = time.monotonic()
+
+    @classmethod
+    def open(cls, *, secret: str | None, keys_dir: Path, issuer: str, ttl: int) -> TokenSigner:
+        """Use the shared secret when configured, else the persisted (or new) key pair."""
+        if secret:
+            return cls(from_secret(secret), issuer=issuer, ttl=ttl)
+        return cls(load_or_create(keys_dir), issuer=issuer, ttl=ttl, keys_dir=keys_dir)
+
+    def refresh_keys(self, *, force: bool = False) -> None:
+        """Re-read the key file (picks up ``meshfs-server keys rotate`` without a restart)."""
+        if self._keys_dir is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_reload < KEY_RELOAD_INTERVAL:
+            return
+        self._last_reload = now
+        self.ring = load_or_create(self._keys_dir)
+
+    def issue(self, *, user_id: str, tenant_id: str, session_id: str, scope: str) -> str:
+        """Sign a new access token valid for ``ttl`` seconds."""
+        self.refresh_keys()
+        now = int(time.time())
+        header = {"alg": self.ring.algorithm, "kid": self.ring.current_kid, "typ": "JWT"}
+        claims = {
+            "iss": self.issuer, "aud": AUDIENCE, "sub": user_id, "tid": tenant_id,
+            "sid": session_id, "scope": scope, "iat": now, "exp": now + self.ttl,
+            "jti": new_id(),
+        }  # fmt: skip
+        return jwt.encode(header, claims, self.ring.current, algorithms=[self.ring.algorithm])
+
+    def verify(self, token: str) -> AccessClaims:
+        """Verify signature, algorithm, issuer, audience and expiry; AuthError otherwise."""
+        try:
+            return self._verify(token)
+        except AuthError as first:
+            # A key rotated by another process: reload once (rate-limited) and try again.
+            if "unknown signing key" not in first.message:
+                raise
+            self.refresh_keys()
+            return self._verify(token)
+
+    def _verify(self, token: str) -> AccessClaims:
+        try:
+            decoded = jwt.decode(token, self.ring.key_set(), algorithms=[self.ring.algorithm])
+        except ValueError as exc:  # joserfc's "no key for this kid" is a ValueError
+            raise AuthError("access token: unknown signing key") from exc
+        except JoseError as exc:
+            raise AuthError(f"access token rejected: {exc.error}") from None
+        if decoded.header.get("alg") != self.ring.algorithm:
+            raise AuthError("access token rejected: unexpected algorithm")
+        registry = JWTClaimsRegistry(
+            leeway=LEEWAY,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": AUDIENCE},
+            exp={"essential": True},
+            sub={"essential": True},
+            tid={"essential": True},
+            sid={"essential": True},
+        )
+        try:
+            registry.validate(decoded.claims)
+        except JoseError as exc:
+            raise AuthError(f"access token rejected: {exc.error} {exc.description or ''}".strip())
+        claims = decoded.claims
+        try:
+            return AccessClaims(
+                user_id=str(claims["sub"]), tenant_id=str(claims["tid"]),
+                session_id=str(claims["sid"]), scope=str(claims.get("scope", "")),
+                expires_at=int(claims["exp"]),
+            )  # fmt: skip
+        except (TypeError, ValueError) as exc:
+            raise AuthError("access token rejected: malformed claims") from exc
