@@ -22,7 +22,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 class Fake:
     """An aiohttp app whose routes each test defines; records every request it sees."""
 
-    app: web.Application = field(default_factory=web.Application)
+    app: web.Application = field(
+        default_factory=lambda: web.Application(client_max_size=64 * 1024 * 1024)
+    )
     calls: list[tuple[str, str]] = field(default_factory=list)
     server: TestServer | None = None
 

@@ -239,9 +239,13 @@ class Uploader:
             for part in pending:  # a shared iterator: each part is taken by one worker
                 await self._send_part(upload_id, source, part)
 
-        async with asyncio.TaskGroup() as group:
-            for _ in range(min(self.concurrency, len(parts))):
-                group.create_task(worker())
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.concurrency, len(parts))):
+                    group.create_task(worker())
+        except BaseExceptionGroup as failed:
+            # Callers expect the MeshFS error a single request would raise, not a group.
+            raise first_error(failed) from None
 
     async def _send_part(self, upload_id: str, source: ChunkSource, part: Part) -> None:
         data = await source.read(part.offset, part.length)
@@ -322,6 +326,14 @@ class Uploader:
 def _read_all(handle: IO[bytes]) -> bytes:
     handle.seek(0)
     return handle.read()
+
+
+def first_error(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first leaf exception of a (possibly nested) exception group."""
+    error: BaseException = group
+    while isinstance(error, BaseExceptionGroup) and error.exceptions:
+        error = error.exceptions[0]
+    return error
 
 
 async def spool_stream(stream: AsyncIterable[bytes], spool: IO[bytes]) -> ContentDigest:
