@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -85,3 +86,121 @@ async def harness(settings: Settings) -> AsyncIterator[Harness]:
 @pytest.fixture
 def client(harness: Harness) -> httpx.AsyncClient:
     return harness.client
+
+
+@dataclass
+class LiveServer:
+    """The app served by hypercorn on a real loopback socket."""
+
+    url: str
+    token: str
+    harness: Harness
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+async def live(harness: Harness) -> AsyncIterator[LiveServer]:
+    import asyncio
+
+    from hypercorn.asyncio import serve
+    from hypercorn.config import Config
+
+    port = _free_port()
+    config = Config()
+    config.bind = [f"127.0.0.1:{port}"]
+    config.accesslog = None
+    stop = asyncio.Event()
+    started = harness.client._transport.app  # type: ignore[attr-defined]
+
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":  # already started by the harness: acknowledge only
+            while (message := await receive())["type"] != "lifespan.shutdown":
+                await send({"type": "lifespan.startup.complete"})
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+        await started(scope, receive, send)
+
+    task = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait, mode="asgi"))
+    url = f"http://127.0.0.1:{port}"
+    async with httpx.AsyncClient() as probe:
+        for _ in range(200):
+            try:
+                await probe.get(f"{url}/healthz")
+                break
+            except httpx.TransportError:
+                await asyncio.sleep(0.02)
+    token = harness.client.headers["Authorization"].removeprefix("Bearer ")
+    try:
+        yield LiveServer(url, token, harness)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+# --- identity: the real Identity with real tokens (appended by the identity work) -------------
+
+
+@dataclass
+class AuthHarness:
+    """An app with real identity: device logins, JWTs, sessions, roles."""
+
+    app: Any
+    transport: httpx.ASGITransport
+    client: httpx.AsyncClient
+    services: Services
+    settings: Settings
+
+    def client_for(self, token: str | None = None, **headers: str) -> httpx.AsyncClient:
+        """A client on the same app, with *token* as its bearer (or anonymous)."""
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.AsyncClient(
+            transport=self.transport, base_url="http://meshfs.test", headers=headers
+        )
+
+    async def login(
+        self, username: str = "alice", *, tenant: str | None = None, role: str = "owner",
+        client_name: str = "pytest",
+    ) -> Any:  # fmt: skip
+        """A full device login approved for *username* (created as needed); the TokenResponse."""
+        import time
+
+        from meshfs_common.models import TokenResponse, decode
+
+        from meshfs_server.identity.service import approve_for_account
+
+        started = await self.client.post("/auth/device/start", json={"client_name": client_name})
+        assert started.status_code == 200, started.text
+        user_code = started.json()["user_code"]
+        async with self.services.db.write() as conn:
+            approve_for_account(
+                conn, user_code, username, tenant, role, approve=True, now=time.time(),
+                via="test",
+            )
+        polled = await self.client.post(
+            "/auth/device/poll", json={"device_code": started.json()["device_code"]}
+        )
+        assert polled.status_code == 200, polled.text
+        return decode(polled.content, TokenResponse)
+
+
+@pytest.fixture
+def auth_settings(tmp_path: Path) -> Settings:
+    return Settings(data_dir=tmp_path / "auth-data", gc_grace_seconds=0)
+
+
+@pytest.fixture
+async def auth(auth_settings: Settings) -> AsyncIterator[AuthHarness]:
+    app = create_app(auth_settings, background=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://meshfs.test") as client:
+            yield AuthHarness(app, transport, client, app.state.services, auth_settings)

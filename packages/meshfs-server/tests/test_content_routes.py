@@ -108,7 +108,7 @@ async def test_oversized_part_is_refused(client: httpx.AsyncClient) -> None:
 @pytest.mark.parametrize(
     "change",
     [
-        {"size": 6},
+        {"size": CHUNK_SIZE + 1},
         {"content_hash": "0" * 64},
         {"chunks": ["xyz"]},
         {"chunks": []},

@@ -14,7 +14,7 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from meshfs_common.errors import ERROR_TABLE
 from meshfs_common.models import ErrorBody, StreamMessage
 
-from meshfs_server.http.codec import Endpoint, respond
+from meshfs_server.http.codec import Endpoint, endpoint, respond
 
 REF = "#/components/schemas/{name}"
 
@@ -122,6 +122,7 @@ def _operation(path: str, method: str, spec: Endpoint) -> dict[str, Any]:
     return operation
 
 
+@endpoint(Endpoint("This OpenAPI document", auth=False, tags=("service",)))
 async def openapi(request: Request) -> Response:
     from meshfs_server import __version__
 

@@ -18,6 +18,7 @@ from meshfs_common.models import ErrorBody, PullResponse, StreamMessage, encode
 
 from meshfs_server.domain.feed import CaughtUp, ChangeFeed, Reset
 from meshfs_server.http.codec import Endpoint, Param, actor, endpoint, query_int, respond
+from meshfs_server.http.errors import render
 
 TAGS = ("sync",)
 HEARTBEAT_SECONDS = 15.0
@@ -107,15 +108,11 @@ async def websocket(ws: WebSocket) -> None:
     """``/sync/ws``: subscribe, replay the backlog after ``cursor``, then stream live events."""
     try:
         who = await actor(ws)
-    except MeshFSError as exc:
-        await ws.close(code=4401 if exc.status == 401 else 4403, reason=exc.message[:120])
-        return
-    feed: ChangeFeed = ws.app.state.services.feed
-    try:
         requested = query_int(ws, "cursor")
     except MeshFSError as exc:
-        await ws.close(code=4400, reason=exc.message[:120])
+        await _deny(ws, exc)
         return
+    feed: ChangeFeed = ws.app.state.services.feed
     cursor = requested if requested is not None else await feed.head(who.tenant_id)
     await ws.accept()
     lock = anyio.Lock()
@@ -156,6 +153,14 @@ async def websocket(ws: WebSocket) -> None:
             tasks.start_soon(listen, tasks.cancel_scope)
     except* (WebSocketDisconnect, anyio.ClosedResourceError, RuntimeError):
         pass  # the peer went away while we were sending
+
+
+async def _deny(ws: WebSocket, error: MeshFSError) -> None:
+    """Refuse the handshake with the error envelope as an HTTP answer (or a close code)."""
+    if "websocket.http.response" in ws.scope.get("extensions", {}):
+        await ws.send_denial_response(render(error))
+    else:
+        await ws.close(code=4000 + error.status, reason=error.message[:120])
 
 
 routes = [

@@ -1,0 +1,118 @@
+"""The change feed: pull paging and reset, SSE with Last-Event-ID, WebSocket replay + live."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import aiohttp
+import httpx
+
+from conftest import LiveServer
+
+
+async def make_events(client: httpx.AsyncClient, n: int, prefix: str = "/e") -> None:
+    for i in range(n):
+        await client.put("/files/content", params={"path": f"{prefix}{i}"}, content=b"x")
+
+
+async def test_pull_pages_without_gaps(client: httpx.AsyncClient) -> None:
+    await make_events(client, 25)
+    seqs: list[int] = []
+    cursor = 0
+    while True:
+        page = (await client.get("/sync/pull", params={"cursor": cursor, "limit": 10})).json()
+        seqs += [e["seq"] for e in page["events"]]
+        cursor = page["cursor"]
+        if not page["has_more"]:
+            break
+    assert seqs == list(range(1, 26))
+    empty = (await client.get("/sync/pull", params={"cursor": cursor})).json()
+    assert (empty["events"], empty["cursor"], empty["reset"]) == ([], 25, False)
+
+
+async def test_cursor_outside_log_gets_reset(client: httpx.AsyncClient) -> None:
+    await make_events(client, 3)
+    r = (await client.get("/sync/pull", params={"cursor": 99})).json()
+    assert r["reset"] is True
+    assert r["cursor"] == 3
+
+
+async def test_rename_event_carries_both_paths(client: httpx.AsyncClient) -> None:
+    await client.put("/files/content", params={"path": "/a"}, content=b"1")
+    await client.post("/files/rename", json={"path": "/a", "new_path": "/b"})
+    last = (await client.get("/sync/pull")).json()["events"][-1]
+    assert (last["type"], last["old_path"], last["path"]) == ("rename", "/a", "/b")
+
+
+async def read_sse(response: aiohttp.ClientResponse, count: int) -> list[dict]:
+    """Parse *count* ``change`` events from an SSE response."""
+    found: list[dict] = []
+    event: dict = {}
+    while len(found) < count:
+        line = (await asyncio.wait_for(response.content.readline(), 5)).decode().rstrip("\n")
+        if line == "":
+            if event.get("event") == "change":
+                found.append(event)
+            event = {}
+        elif not line.startswith(":"):
+            key, _, value = line.partition(": ")
+            event[key] = value
+    return found
+
+
+async def test_sse_replays_then_streams_and_honours_last_event_id(live: LiveServer) -> None:
+    client = live.harness.client
+    await make_events(client, 3)
+    headers = {"Authorization": f"Bearer {live.token}"}
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"{live.url}/sync/stream?cursor=1", headers=headers) as r:
+            assert r.headers["content-type"].startswith("text/event-stream")
+            backlog = await read_sse(r, 2)
+            assert [int(e["id"]) for e in backlog] == [2, 3]
+            await make_events(client, 1, prefix="/live")
+            (live_event,) = await read_sse(r, 1)
+            assert json.loads(live_event["data"])["path"] == "/live0"
+            assert live_event["id"] == "4"
+        resume = headers | {"Last-Event-ID": "2"}
+        async with session.get(f"{live.url}/sync/stream", headers=resume) as r:
+            assert [int(e["id"]) for e in await read_sse(r, 2)] == [3, 4]
+
+
+async def test_websocket_backlog_then_live_no_gaps(live: LiveServer) -> None:
+    client = live.harness.client
+    await make_events(client, 5)
+    url = f"{live.url}/sync/ws?cursor=2&access_token={live.token}"
+    async with aiohttp.ClientSession() as session, session.ws_connect(url) as ws:
+        hello = await ws.receive_json(timeout=5)
+        assert hello == {"type": "hello", "cursor": 2, "event": None, "error": None}
+        writer = asyncio.create_task(make_events(client, 20, prefix="/w"))  # races the replay
+        seqs: list[int] = []
+        caught_up = False
+        while len(seqs) < 23:
+            message = await ws.receive_json(timeout=5)
+            if message["type"] == "caught_up":
+                caught_up = True
+            elif message["type"] == "event":
+                seqs.append(message["event"]["seq"])
+        await writer
+        assert caught_up
+        assert seqs == list(range(3, 26))
+        await ws.send_json({"type": "ping"})
+        while (message := await ws.receive_json(timeout=5))["type"] != "pong":
+            pass
+
+
+async def test_websocket_reset_and_auth(live: LiveServer) -> None:
+    async with aiohttp.ClientSession() as session:
+        url = f"{live.url}/sync/ws?cursor=50&access_token={live.token}"
+        async with session.ws_connect(url) as ws:
+            await ws.receive_json(timeout=5)  # hello
+            reset = await ws.receive_json(timeout=5)
+            assert (reset["type"], reset["cursor"]) == ("reset", 0)
+        try:
+            await session.ws_connect(f"{live.url}/sync/ws?access_token=bad")
+        except aiohttp.WSServerHandshakeError as exc:
+            assert exc.status == 401
+        else:
+            raise AssertionError("a bad token must not open a WebSocket")
