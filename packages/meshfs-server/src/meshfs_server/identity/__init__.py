@@ -1,23 +1,12 @@
-"""PLACEHOLDER until the identity package lands: nobody can authenticate."""
+"""Identity and access: users, tenants, device logins, sessions, tokens and safety controls.
+
+The server builds one :class:`Identity` per process (``Identity.open(db, settings)``); routes
+ask it who a request speaks for (``authenticate``), and ``identity.http.routes`` serve the
+``/auth/*`` endpoints.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from meshfs_server.identity.service import Identity, Principal
 
-from starlette.requests import HTTPConnection
-
-from meshfs_common.errors import AuthError
-
-from meshfs_server.domain.actor import Actor
-
-
-class Identity:
-    @classmethod
-    async def open(cls, db: Any, settings: Any) -> Identity:
-        return cls()
-
-    async def authenticate(self, conn: HTTPConnection) -> Actor:
-        raise AuthError("sign in first")
-
-    async def close(self) -> None:
-        return None
+__all__ = ["Identity", "Principal"]

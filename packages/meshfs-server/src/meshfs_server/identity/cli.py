@@ -1,7 +1,144 @@
+"""``meshfs-server approve``, ``meshfs-server keys ...`` and ``meshfs-server admin ...``.
+
+They work on the database and key files directly, so they can run next to a running server
+(SQLite WAL lets one writer and many readers share the file). Exit codes: 0 success, 1 the
+operation failed (one line on stderr says why), 2 bad usage or settings.
+"""
+
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from meshfs_common.errors import MeshFSError
+from meshfs_server.adapters.sqlite_db import SqliteDatabase
+from meshfs_server.identity import accounts
+from meshfs_server.identity.keys import KeyFileError, rotate
+from meshfs_server.identity.schema import IDENTITY_MIGRATIONS
+from meshfs_server.identity.service import approve_for_account
+from meshfs_server.settings import Settings
+
+T = TypeVar("T")
+
+DATA_DIR = click.option(
+    "--data-dir", type=click.Path(path_type=Path),
+    help="the server's data directory [env MESHFS_DATA_DIR; user data dir]",
+)  # fmt: skip
 
 
-def register(group: Any) -> None:
-    return None
+def settings_for(data_dir: Path | None) -> Settings:
+    """The server's settings, exactly as ``meshfs-server serve`` would load them."""
+    from meshfs_server.cli import load_settings
+
+    return load_settings(data_dir=data_dir)
+
+
+def run_db(settings: Settings, work: Callable[[SqliteDatabase], Awaitable[T]]) -> T:
+    """Open the database, make sure the identity tables exist, run *work*, close."""
+
+    async def main() -> T:
+        db = await SqliteDatabase.open(settings.sqlite_path)
+        try:
+            await db.migrate({"identity": IDENTITY_MIGRATIONS})
+            return await work(db)
+        finally:
+            await db.close()
+
+    try:
+        return asyncio.run(main())
+    except MeshFSError as exc:
+        click.echo(f"meshfs-server: {exc.message}", err=True)
+        sys.exit(1)
+
+
+def approve_code(
+    settings: Settings, user_code: str, username: str, tenant: str | None, role: str, deny: bool
+) -> str:
+    """Approve (or deny) a pending device login directly in the database."""
+    accounts.check_role(role)
+
+    async def work(db: SqliteDatabase) -> str:
+        async with db.write() as conn:
+            return approve_for_account(
+                conn,
+                user_code,
+                username,
+                tenant,
+                role,
+                approve=not deny,
+                now=time.time(),
+                via="cli",
+            )
+
+    return run_db(settings, work)
+
+
+def register(group: click.Group) -> None:
+    """Add the identity commands to the ``meshfs-server`` group."""
+    group.add_command(approve)
+    group.add_command(keys)
+    from meshfs_server.identity.admin import admin
+
+    group.add_command(admin)
+
+
+@click.command()
+@click.argument("user_code")
+@click.option("--user", "username", default=None, help="sign in as this user [the OS user name]")
+@click.option("--tenant", default=None, help="in this tenant [the user's tenant, or a new one]")
+@click.option("--role", default="owner", show_default=True,
+              help="role given if the user is not yet a member")  # fmt: skip
+@click.option("--deny", is_flag=True, help="refuse the login instead")
+@DATA_DIR
+def approve(
+    user_code: str, username: str | None, tenant: str | None, role: str, deny: bool,
+    data_dir: Path | None,
+) -> None:  # fmt: skip
+    """Approve a pending device login (USER_CODE as shown by `meshfs login`).
+
+    Creates the user, tenant and membership when missing: a new user becomes owner of a new
+    tenant named after them.
+    """
+    import getpass
+
+    name = username or getpass.getuser()
+    settings = settings_for(data_dir)
+    if role not in accounts.ROLES:
+        raise click.BadParameter(f"one of {', '.join(accounts.ROLES)}", param_hint="--role")
+    click.echo(approve_code(settings, user_code, name, tenant, role, deny))
+
+
+@click.group()
+def keys() -> None:
+    """Access-token signing keys."""
+
+
+@keys.command("rotate")
+@click.option("--keep-days", type=float, default=None,
+              help="drop keys older than this (default: keep all for verification)")  # fmt: skip
+@DATA_DIR
+def keys_rotate(keep_days: float | None, data_dir: Path | None) -> None:
+    """Make a new signing key current; older keys still verify tokens until dropped."""
+    settings = settings_for(data_dir)
+    if settings.jwt_secret:
+        click.echo("meshfs-server: MESHFS_JWT_SECRET is set; change the secret instead", err=True)
+        sys.exit(1)
+    try:
+        ring = rotate(
+            settings.keys_path, keep_seconds=None if keep_days is None else keep_days * 86400
+        )
+    except (KeyFileError, OSError) as exc:
+        click.echo(f"meshfs-server: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"current key {ring.current_kid}; {len(ring.keys)} key(s) accepted")
+
+
+def _echo_rows(rows: list[dict[str, Any]]) -> None:
+    for row in rows:
+        click.echo("  ".join(f"{k}={v}" for k, v in row.items()))

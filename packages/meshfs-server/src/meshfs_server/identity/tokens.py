@@ -26,7 +26,6 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from meshfs_common.errors import AuthError
 from meshfs_common.ids import new_id
-
 from meshfs_server.identity.keys import KeyRing, from_secret, load_or_create
 
 AUDIENCE = "meshfs"
@@ -132,7 +131,8 @@ class TokenSigner:
         try:
             registry.validate(decoded.claims)
         except JoseError as exc:
-            raise AuthError(f"access token rejected: {exc.error} {exc.description or ''}".strip())
+            detail = f"{exc.error} {exc.description or ''}".strip()
+            raise AuthError(f"access token rejected: {detail}") from None
         claims = decoded.claims
         try:
             return AccessClaims(

@@ -1,0 +1,238 @@
+"""``meshfs-server admin ...``: local accounts, tenants, memberships and plans.
+
+Every command is audited (action ``admin.*``) in the tenant it concerns.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from meshfs_common.errors import NotFoundError
+from meshfs_server.adapters.sqlite_db import SqliteDatabase
+from meshfs_server.identity import accounts, audit
+from meshfs_server.identity.cli import DATA_DIR, run_db, settings_for
+
+
+def _password(stdin: bool) -> str:
+    if stdin:
+        return sys.stdin.readline().rstrip("\n")
+    value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return value
+
+
+Work = Callable[[sqlite3.Connection], str]
+
+
+def _admin(data_dir: Path | None, work: Work) -> str:
+    async def run(db: SqliteDatabase) -> str:
+        async with db.write() as conn:
+            return work(conn)
+
+    return run_db(settings_for(data_dir), run)
+
+
+def _when(at: float) -> str:
+    return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+@click.group()
+def admin() -> None:
+    """Manage local accounts, tenants and memberships (works while the server runs)."""
+
+
+@admin.command("create-user")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="read the password from stdin")
+@click.option("--no-password", is_flag=True, help="no password (device approval by CLI only)")
+@click.option("--tenant", default=None, help="also add to this tenant (created if missing)")
+@click.option(
+    "--role",
+    type=click.Choice(accounts.ROLES),
+    default="owner",
+    show_default=True,
+    help="role in --tenant",
+)
+@DATA_DIR
+def create_user(
+    username: str, password_stdin: bool, no_password: bool, tenant: str | None, role: str,
+    data_dir: Path | None,
+) -> None:  # fmt: skip
+    """Create a local account (argon2id password hash)."""
+    password = None if no_password else _password(password_stdin)
+
+    def work(conn: sqlite3.Connection) -> str:
+        user = accounts.create_user(conn, username, password)
+        line = f"created user {username} ({user.user_id})"
+        if tenant is not None:
+            found = accounts.get_tenant(conn, name=tenant) or accounts.create_tenant(conn, tenant)
+            accounts.set_member(conn, found.tenant_id, user.user_id, role)
+            audit.record(conn, found.tenant_id, "admin.add_member", target=username,
+                         detail={"role": role, "via": "cli"})  # fmt: skip
+            line += f", {role} of {tenant}"
+        audit.record(conn, None, "admin.create_user", target=username, detail={"via": "cli"})
+        return line
+
+    click.echo(_admin(data_dir, work))
+
+
+@admin.command("set-password")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="read the password from stdin")
+@DATA_DIR
+def set_password(username: str, password_stdin: bool, data_dir: Path | None) -> None:
+    """Replace a user's password."""
+    password = _password(password_stdin)
+
+    def work(conn: sqlite3.Connection) -> str:
+        accounts.set_password(conn, username, password)
+        audit.record(conn, None, "admin.set_password", target=username, detail={"via": "cli"})
+        return f"password of {username} changed"
+
+    click.echo(_admin(data_dir, work))
+
+
+@admin.command("list-users")
+@DATA_DIR
+def list_users(data_dir: Path | None) -> None:
+    """List users with their tenants and roles."""
+
+    def work(conn: sqlite3.Connection) -> str:
+        lines = []
+        for user in accounts.list_users(conn):
+            roles = ",".join(
+                f"{m.tenant_name}:{m.role}"
+                for m in accounts.memberships(conn, user_id=user.user_id)
+            )
+            state = "disabled" if user.disabled else "active"
+            password = "password" if user.has_password else "no-password"
+            lines.append(f"{user.username}\t{user.user_id}\t{state}\t{password}\t{roles or '-'}"
+                         f"\t{_when(user.created_at)}")  # fmt: skip
+        return "\n".join(lines) or "(no users)"
+
+    click.echo(_admin(data_dir, work))
+
+
+@admin.command("disable-user")
+@click.argument("username")
+@click.option("--enable", is_flag=True, help="re-enable instead")
+@DATA_DIR
+def disable_user(username: str, enable: bool, data_dir: Path | None) -> None:
+    """Disable a user: every session and agent token of theirs stops working at once."""
+
+    def work(conn: sqlite3.Connection) -> str:
+        user = accounts.set_disabled(conn, username, not enable)
+        for m in accounts.memberships(conn, user_id=user.user_id):
+            audit.record(conn, m.tenant_id, "admin.enable_user" if enable else
+                         "admin.disable_user", target=username, detail={"via": "cli"})  # fmt: skip
+        return f"{'enabled' if enable else 'disabled'} {username}"
+
+    click.echo(_admin(data_dir, work))
+
+
+@admin.command("create-tenant")
+@click.argument("name")
+@click.option("--plan", type=click.Choice(accounts.PLANS), default="free", show_default=True)
+@click.option("--owner", default=None, help="make this existing user its owner")
+@DATA_DIR
+def create_tenant(name: str, plan: str, owner: str | None, data_dir: Path | None) -> None:
+    """Create a tenant."""
+
+    def work(conn: sqlite3.Connection) -> str:
+        tenant = accounts.create_tenant(conn, name, plan)
+        audit.record(conn, tenant.tenant_id, "admin.create_tenant", target=name,
+                     detail={"plan": plan, "via": "cli"})  # fmt: skip
+        if owner is not None:
+            user = accounts.get_user(conn, username=owner)
+            if user is None:
+                raise NotFoundError(f"no such user: {owner}")
+            accounts.set_member(conn, tenant.tenant_id, user.user_id, "owner")
+            audit.record(conn, tenant.tenant_id, "admin.add_member", target=owner,
+                         detail={"role": "owner", "via": "cli"})  # fmt: skip
+        return f"created tenant {name} ({tenant.tenant_id}) on plan {plan}"
+
+    click.echo(_admin(data_dir, work))
+
+
+@admin.command("list-tenants")
+@DATA_DIR
+def list_tenants(data_dir: Path | None) -> None:
+    """List tenants with their plans and members."""
+
+    def work(conn: sqlite3.Connection) -> str:
+        lines = []
+        for t in accounts.list_tenants(conn):
+            members = ",".join(
+                f"{m.username}:{m.role}" for m in accounts.memberships(conn, tenant_id=t.tenant_id)
+            )
+            lines.append(f"{t.name}\t{t.tenant_id}\t{t.plan}\t{members or '-'}")
+        return "\n".join(lines) or "(no tenants)"
+
+    click.echo(_admin(data_dir, work))
+
+
+@admin.command("add-member")
+@click.argument("tenant")
+@click.argument("username")
+@click.option("--role", type=click.Choice(accounts.ROLES), default="writer", show_default=True)
+@DATA_DIR
+def add_member(tenant: str, username: str, role: str, data_dir: Path | None) -> None:
+    """Add USERNAME to TENANT with a role (or change their role)."""
+
+    def work(conn: sqlite3.Connection) -> str:
+        found = accounts.get_tenant(conn, name=tenant)
+        user = accounts.get_user(conn, username=username)
+        if found is None:
+            raise NotFoundError(f"no such tenant: {tenant}")
+        if user is None:
+            raise NotFoundError(f"no such user: {username}")
+        accounts.set_member(conn, found.tenant_id, user.user_id, role)
+        audit.record(conn, found.tenant_id, "admin.add_member", target=username,
+                     detail={"role": role, "via": "cli"})  # fmt: skip
+        return f"{username} is {role} of {tenant}"
+
+    click.echo(_admin(data_dir, work))
+
+
+@admin.command("remove-member")
+@click.argument("tenant")
+@click.argument("username")
+@DATA_DIR
+def remove_member(tenant: str, username: str, data_dir: Path | None) -> None:
+    """Remove USERNAME from TENANT (their sessions there stop working at once)."""
+
+    def work(conn: sqlite3.Connection) -> str:
+        found = accounts.get_tenant(conn, name=tenant)
+        user = accounts.get_user(conn, username=username)
+        if found is None or user is None:
+            raise NotFoundError(f"no such tenant or user: {tenant} / {username}")
+        if not accounts.remove_member(conn, found.tenant_id, user.user_id):
+            raise NotFoundError(f"{username} is not a member of {tenant}")
+        audit.record(conn, found.tenant_id, "admin.remove_member", target=username,
+                     detail={"via": "cli"})  # fmt: skip
+        return f"removed {username} from {tenant}"
+
+    click.echo(_admin(data_dir, work))
+
+
+@admin.command("set-plan")
+@click.argument("tenant")
+@click.argument("plan", type=click.Choice(accounts.PLANS))
+@DATA_DIR
+def set_plan(tenant: str, plan: str, data_dir: Path | None) -> None:
+    """Change a tenant's plan (only server administrators can; there is no API for it)."""
+
+    def work(conn: sqlite3.Connection) -> str:
+        accounts.set_plan(conn, tenant, plan)
+        found = accounts.get_tenant(conn, name=tenant)
+        assert found is not None
+        audit.record(conn, found.tenant_id, "admin.set_plan", target=tenant,
+                     detail={"plan": plan, "via": "cli"})  # fmt: skip
+        return f"{tenant} is on plan {plan}"
+
+    click.echo(_admin(data_dir, work))

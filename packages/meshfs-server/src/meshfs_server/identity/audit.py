@@ -1,0 +1,136 @@
+"""The audit log: one row per mutation, auth event and admin action, kept per tenant."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from meshfs_server.domain.actor import Actor
+
+
+class AuditEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """One audit row as /audit/recent returns it."""
+
+    audit_id: int
+    at: datetime
+    action: str
+    outcome: str
+    user_id: str | None = None
+    session_id: str | None = None
+    device_name: str | None = None
+    agent_name: str | None = None
+    client_address: str | None = None
+    target: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+class AuditPage(msgspec.Struct, kw_only=True):
+    """Newest first; pass ``next_before`` as ``before`` for the next page."""
+
+    entries: list[AuditEntry]
+    has_more: bool = False
+    next_before: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Who:
+    """Who did something, for an audit row."""
+
+    user_id: str | None = None
+    session_id: str | None = None
+    device_name: str | None = None
+    agent_name: str | None = None
+    client_address: str | None = None
+
+    @classmethod
+    def of(cls, actor: Actor, client_address: str | None = None) -> Who:
+        return cls(actor.user_id, actor.session_id, actor.device_name, actor.agent_name,
+                   client_address)  # fmt: skip
+
+
+def record(
+    conn: sqlite3.Connection,
+    tenant_id: str | None,
+    action: str,
+    *,
+    outcome: str = "ok",
+    who: Who | None = None,
+    target: str | None = None,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    """Append an audit row inside the caller's write transaction."""
+    w = who or Who()
+    conn.execute(
+        "INSERT INTO audit (tenant_id, at, action, outcome, user_id, session_id, device_name,"
+        " agent_name, client_address, target, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+        (tenant_id, time.time(), action, outcome, w.user_id, w.session_id, w.device_name,
+         w.agent_name, w.client_address, target,
+         json.dumps(detail, sort_keys=True) if detail else None),
+    )  # fmt: skip
+
+
+def recent(
+    conn: sqlite3.Connection,
+    tenant_id: str,
+    *,
+    limit: int,
+    before: int | None = None,
+    action: str | None = None,
+    user_id: str | None = None,
+    outcome: str | None = None,
+) -> AuditPage:
+    """A page of one tenant's audit log, newest first, optionally filtered.
+
+    ``action`` matches exactly or, ending in ``*``, as a prefix (``auth.*``).
+    """
+    where = ["tenant_id = ?"]
+    args: list[Any] = [tenant_id]
+    if before is not None:
+        where.append("audit_id < ?")
+        args.append(before)
+    if action:
+        if action.endswith("*"):
+            where.append("action LIKE ? ESCAPE '\\'")
+            prefix = action[:-1].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            args.append(prefix + "%")
+        else:
+            where.append("action = ?")
+            args.append(action)
+    if user_id:
+        where.append("user_id = ?")
+        args.append(user_id)
+    if outcome:
+        where.append("outcome = ?")
+        args.append(outcome)
+    rows = conn.execute(
+        "SELECT audit_id, at, action, outcome, user_id, session_id, device_name, agent_name,"
+        f" client_address, target, detail FROM audit WHERE {' AND '.join(where)}"
+        " ORDER BY audit_id DESC LIMIT ?",
+        (*args, limit + 1),
+    ).fetchall()
+    entries = [
+        AuditEntry(
+            audit_id=r[0],
+            at=datetime.fromtimestamp(r[1], UTC),
+            action=r[2],
+            outcome=r[3],
+            user_id=r[4],
+            session_id=r[5],
+            device_name=r[6],
+            agent_name=r[7],
+            client_address=r[8],
+            target=r[9],
+            detail=json.loads(r[10]) if r[10] else None,
+        )
+        for r in rows[:limit]
+    ]
+    more = len(rows) > limit
+    return AuditPage(
+        entries=entries, has_more=more, next_before=entries[-1].audit_id if more else None
+    )

@@ -1,0 +1,427 @@
+"""The identity service: who a request speaks for, device logins, sessions and tokens.
+
+Every authenticated request resolves its bearer token to a :class:`Principal` with one
+indexed read: the session row, its user and the user's membership in the session's tenant.
+A revoked session, a disabled user or a removed membership therefore stops working on the very
+next request (there is no cache to wait out); a role change applies at once too.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Literal, cast
+
+from starlette.requests import HTTPConnection
+
+from meshfs_common import paths
+from meshfs_common.errors import AuthError, DeviceFlowError, ForbiddenError, NotFoundError
+from meshfs_common.ids import new_id
+from meshfs_common.models import DeviceStartResponse, TokenResponse, Whoami
+from meshfs_server.adapters.sqlite_db import SqliteDatabase
+from meshfs_server.domain.actor import Actor
+from meshfs_server.identity import accounts, audit, device
+from meshfs_server.identity.accounts import Role
+from meshfs_server.identity.audit import Who
+from meshfs_server.identity.schema import IDENTITY_MIGRATIONS
+from meshfs_server.identity.tokens import (
+    AGENT_PREFIX,
+    REFRESH_PREFIX,
+    AccessClaims,
+    TokenSigner,
+    new_secret,
+    secret_hash,
+)
+from meshfs_server.settings import Settings
+
+SessionKind = Literal["device", "agent"]
+PRINCIPAL_KEY = "meshfs.principal"
+DEFAULT_SCOPE = "files"
+DEV_USER = "dev"
+DEV_TENANT = "dev"
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """An authenticated caller: the domain's :class:`Actor` plus what identity needs."""
+
+    actor: Actor
+    role: Role
+    kind: SessionKind
+    scope: str
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == "owner" and self.kind == "device"
+
+
+def client_address(conn: HTTPConnection) -> str | None:
+    """The peer address of a request (a proxy in front should be configured to pass it)."""
+    return conn.client.host if conn.client else None
+
+
+def bearer_token(conn: HTTPConnection) -> str | None:
+    """The token in ``Authorization: Bearer``, or ``?access_token=`` for WebSocket and SSE."""
+    header = conn.headers.get("authorization")
+    if header:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise AuthError("use Authorization: Bearer <token>")
+        return value.strip()
+    streaming = conn.scope["type"] == "websocket" or conn.url.path.endswith("/sync/stream")
+    if streaming:
+        return conn.query_params.get("access_token") or None
+    return None
+
+
+def approve_for_account(
+    db: sqlite3.Connection, user_code: str, username: str, tenant: str | None, role: str,
+    *, approve: bool, now: float, via: str,
+) -> str:  # fmt: skip
+    """Decide a pending code as *username* (creating user, tenant, membership if missing).
+
+    Used by ``meshfs-server approve`` and by tests; returns a one-line summary.
+    """
+    code = device.by_user_code(db, user_code, now)
+    if code is None:
+        raise NotFoundError(f"no pending login with code {user_code} (expired or mistyped)")
+    user, found, _ = accounts.ensure_account(db, username, tenant, accounts.check_role(role))
+    device.decide(db, code, approve=approve, user_id=user.user_id, tenant_id=found.tenant_id)
+    audit.record(
+        db, found.tenant_id, "auth.device_approve" if approve else "auth.device_deny",
+        who=Who(user.user_id), detail={"user_code": code.user_code, "via": via,
+                                       "client_name": code.client_name},
+    )  # fmt: skip
+    verb = "approved" if approve else "denied"
+    return f"{verb} {code.client_name} ({code.user_code}) for {user.username} in {found.name}"
+
+
+class Identity:
+    """Users, tenants, sessions and tokens on the server's database."""
+
+    def __init__(self, db: SqliteDatabase, settings: Settings, signer: TokenSigner) -> None:
+        self.db = db
+        self.settings = settings
+        self.signer = signer
+        self.clock: Callable[[], float] = time.time
+        """Wall clock for device-code timing (tests replace it)."""
+
+    @classmethod
+    async def open(cls, db: SqliteDatabase, settings: Settings) -> Identity:
+        """Create the tables if needed and load (or generate) the signing keys."""
+        await db.migrate({"identity": IDENTITY_MIGRATIONS})
+        signer = TokenSigner.open(
+            secret=settings.jwt_secret, keys_dir=settings.keys_path,
+            issuer=settings.base_url, ttl=settings.token_ttl_seconds,
+        )  # fmt: skip
+        return cls(db, settings, signer)
+
+    async def close(self) -> None:
+        """Nothing to release: the database belongs to the caller."""
+
+    # --- authentication -------------------------------------------------------------------------
+
+    async def authenticate(self, conn: HTTPConnection) -> Actor:
+        """The actor a request speaks for; :class:`AuthError` (401) otherwise."""
+        return (await self.principal(conn)).actor
+
+    async def principal(self, conn: HTTPConnection) -> Principal:
+        """Resolve (once per request) the bearer token to a :class:`Principal`."""
+        cached = conn.scope.get(PRINCIPAL_KEY)
+        if isinstance(cached, Principal):
+            return cached
+        token = bearer_token(conn)
+        if token is None:
+            raise AuthError("sign in first (Authorization: Bearer <token>)")
+        try:
+            found = await self.resolve(token)
+        except AuthError as exc:
+            await self._audit_failure(conn, exc)
+            raise
+        conn.scope[PRINCIPAL_KEY] = found
+        return found
+
+    async def resolve(self, token: str) -> Principal:
+        """Check an access token or agent token and the session behind it."""
+        if token.startswith(AGENT_PREFIX):
+            async with self.db.read() as conn:
+                row = conn.execute(
+                    "SELECT session_id FROM sessions WHERE token_hash = ? AND kind = 'agent'",
+                    (secret_hash(token),),
+                ).fetchone()
+            if row is None:
+                raise AuthError("unknown agent token")
+            return await self._session_principal(str(row[0]), None)
+        claims = self.signer.verify(token)
+        return await self._session_principal(claims.session_id, claims)
+
+    async def _session_principal(self, session_id: str, claims: AccessClaims | None) -> Principal:
+        async with self.db.read() as conn:
+            row = conn.execute(
+                "SELECT s.kind, s.user_id, s.tenant_id, s.name, s.scope, s.revoked_at,"
+                " s.expires_at, s.path_prefix, s.can_write, u.disabled, m.role"
+                " FROM sessions s JOIN users u ON u.user_id = s.user_id"
+                " LEFT JOIN memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id"
+                " WHERE s.session_id = ?",
+                (session_id,),
+            ).fetchone()
+        if row is None:
+            raise AuthError("unknown session")
+        kind, user_id, tenant_id, name, scope, revoked, expires, prefix, can_write, off, role = row
+        if claims is not None and (claims.user_id, claims.tenant_id) != (user_id, tenant_id):
+            raise AuthError("access token does not match its session")
+        if revoked is not None:
+            raise AuthError("this session was signed out or revoked; sign in again")
+        if expires is not None and expires <= time.time():
+            raise AuthError("this token has expired")
+        if off:
+            raise AuthError("this account is disabled")
+        if role is None:
+            raise AuthError("this account is no longer a member of the tenant")
+        is_agent = kind == "agent"
+        actor = Actor(
+            tenant_id=tenant_id, user_id=user_id, session_id=session_id,
+            device_name=None if is_agent else name, agent_name=name if is_agent else None,
+            can_write=bool(can_write) and role != "reader", path_prefix=prefix,
+        )  # fmt: skip
+        return Principal(actor=actor, role=cast(Role, role), kind=kind, scope=scope)
+
+    async def _audit_failure(self, conn: HTTPConnection, exc: AuthError) -> None:
+        async with self.db.write() as db:
+            audit.record(
+                db, None, "auth.failed", outcome="denied",
+                who=Who(client_address=client_address(conn)), target=conn.url.path,
+                detail={"reason": exc.message},
+            )  # fmt: skip
+
+    # --- sessions and tokens --------------------------------------------------------------------
+
+    def _new_session(
+        self, db: sqlite3.Connection, *, user_id: str, tenant_id: str, name: str, scope: str,
+        kind: SessionKind = "device", expires_at: float | None = None,
+        token_hash: str | None = None, path_prefix: str = paths.ROOT, can_write: bool = True,
+    ) -> str:  # fmt: skip
+        session_id = new_id()
+        db.execute(
+            "INSERT INTO sessions (session_id, kind, user_id, tenant_id, name, scope, created_at,"
+            " last_used_at, expires_at, token_hash, path_prefix, can_write)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (session_id, kind, user_id, tenant_id, name, scope, time.time(), time.time(),
+             expires_at, token_hash, path_prefix, int(can_write)),
+        )  # fmt: skip
+        return session_id
+
+    def _token_answer(
+        self, db: sqlite3.Connection, *, session_id: str, user_id: str, tenant_id: str, scope: str
+    ) -> TokenResponse:
+        refresh = new_secret(REFRESH_PREFIX)
+        now = time.time()
+        db.execute(
+            "INSERT INTO refresh_tokens (token_hash, session_id, family, created_at, expires_at)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (secret_hash(refresh), session_id, session_id, now,
+             now + self.settings.refresh_token_ttl_seconds),
+        )  # fmt: skip
+        access = self.signer.issue(
+            user_id=user_id, tenant_id=tenant_id, session_id=session_id, scope=scope
+        )
+        return TokenResponse(
+            access_token=access, expires_in=self.signer.ttl, user_id=user_id,
+            tenant_id=tenant_id, session_id=session_id, refresh_token=refresh, scope=scope,
+        )  # fmt: skip
+
+    async def refresh(self, refresh_token: str, address: str | None = None) -> TokenResponse:
+        """Rotate a refresh token; a reused one revokes its whole family (theft detection)."""
+        failure: DeviceFlowError | None = None
+        answer: TokenResponse | None = None
+        async with self.db.write() as db:
+            row = db.execute(
+                "SELECT r.session_id, r.used_at, r.expires_at, s.user_id, s.tenant_id, s.scope,"
+                " s.revoked_at, s.name, u.disabled FROM refresh_tokens r"
+                " JOIN sessions s ON s.session_id = r.session_id"
+                " JOIN users u ON u.user_id = s.user_id WHERE r.token_hash = ?",
+                (secret_hash(refresh_token),),
+            ).fetchone()
+            if row is None:
+                failure = DeviceFlowError("invalid_grant", "unknown refresh token; sign in again")
+            else:
+                sid, used, expires, uid, tid, scope, revoked, name, off = row
+                who = Who(uid, sid, name, None, address)
+                if used is not None:
+                    self._revoke(db, sid, "refresh token reused")
+                    audit.record(db, tid, "auth.refresh_reuse", outcome="revoked", who=who,
+                                 target=sid)  # fmt: skip
+                    failure = DeviceFlowError(
+                        "invalid_grant",
+                        "this refresh token was already used; the session has been revoked",
+                    )
+                elif revoked is not None or off:
+                    failure = DeviceFlowError("invalid_grant", "the session is no longer valid")
+                elif expires <= time.time():
+                    failure = DeviceFlowError("invalid_grant", "the refresh token has expired")
+                else:
+                    db.execute(
+                        "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ?",
+                        (time.time(), secret_hash(refresh_token)),
+                    )
+                    db.execute(
+                        "UPDATE sessions SET last_used_at = ? WHERE session_id = ?",
+                        (time.time(), sid),
+                    )
+                    answer = self._token_answer(
+                        db, session_id=sid, user_id=uid, tenant_id=tid, scope=scope
+                    )
+                    audit.record(db, tid, "auth.refresh", who=who, target=sid)
+        if failure is not None:
+            raise failure
+        assert answer is not None
+        return answer
+
+    @staticmethod
+    def _revoke(db: sqlite3.Connection, session_id: str, reason: str) -> bool:
+        cur = db.execute(
+            "UPDATE sessions SET revoked_at = ?, revoked_reason = ?"
+            " WHERE session_id = ? AND revoked_at IS NULL",
+            (time.time(), reason, session_id),
+        )
+        # Outstanding refresh tokens of the family are spent with it.
+        db.execute(
+            "UPDATE refresh_tokens SET used_at = COALESCE(used_at, ?) WHERE family = ?",
+            (time.time(), session_id),
+        )
+        return bool(cur.rowcount)
+
+    async def logout(self, principal: Principal, address: str | None = None) -> None:
+        """Revoke the caller's session."""
+        async with self.db.write() as db:
+            self._revoke(db, cast(str, principal.actor.session_id), "signed out")
+            audit.record(db, principal.actor.tenant_id, "auth.logout",
+                         who=Who.of(principal.actor, address),
+                         target=principal.actor.session_id)  # fmt: skip
+
+    async def logout_refresh(self, refresh_token: str, address: str | None = None) -> None:
+        """Revoke the session a (still valid) refresh token belongs to."""
+        async with self.db.write() as db:
+            row = db.execute(
+                "SELECT r.session_id, s.tenant_id, s.user_id FROM refresh_tokens r"
+                " JOIN sessions s ON s.session_id = r.session_id"
+                " WHERE r.token_hash = ? AND r.used_at IS NULL",
+                (secret_hash(refresh_token),),
+            ).fetchone()
+            if row is not None:
+                self._revoke(db, row[0], "signed out")
+                audit.record(db, row[1], "auth.logout", who=Who(row[2], row[0], None, None,
+                             address), target=row[0])  # fmt: skip
+        if row is None:
+            raise AuthError("unknown or used refresh token")
+
+    async def whoami(self, principal: Principal) -> Whoami:
+        """Who the caller is."""
+        async with self.db.read() as db:
+            user = accounts.get_user(db, user_id=principal.actor.user_id)
+            tenant = accounts.get_tenant(db, tenant_id=principal.actor.tenant_id)
+        if user is None or tenant is None:
+            raise AuthError("unknown user or tenant")
+        return Whoami(
+            user_id=user.user_id, username=user.username, tenant_id=tenant.tenant_id,
+            tenant_name=tenant.name, scope=principal.scope, session_id=principal.actor.session_id,
+        )  # fmt: skip
+
+    # --- device flow ----------------------------------------------------------------------------
+
+    async def device_start(
+        self, client_name: str, scope: str | None, address: str | None = None
+    ) -> DeviceStartResponse:
+        """Begin a device login (RFC 8628 3.2)."""
+        now = self.clock()
+        name = (client_name or "meshfs").strip()[:100] or "meshfs"
+        async with self.db.write() as db:
+            device_code, user_code = device.start(db, name, scope or DEFAULT_SCOPE, now, address)
+            audit.record(db, None, "auth.device_start", who=Who(client_address=address),
+                         detail={"client_name": name, "user_code": user_code})  # fmt: skip
+        base = self.settings.base_url
+        return DeviceStartResponse(
+            device_code=device_code, user_code=user_code, verification_uri=f"{base}/device",
+            verification_uri_complete=f"{base}/device?user_code={user_code}",
+            expires_in=device.DEVICE_CODE_TTL, interval=device.POLL_INTERVAL,
+        )  # fmt: skip
+
+    async def device_poll(self, device_code: str, address: str | None = None) -> TokenResponse:
+        """Exchange an approved device code for tokens, or answer as RFC 8628 says."""
+        now = self.clock()
+        answer: TokenResponse | None = None
+        async with self.db.write() as db:
+            if self.settings.dev_auto_approve:
+                self._auto_approve(db, device_code, now)
+            outcome = device.poll(db, device_code, now)
+            if isinstance(outcome, device.DeviceCode):
+                assert outcome.user_id is not None
+                assert outcome.tenant_id is not None
+                sid = self._new_session(
+                    db, user_id=outcome.user_id, tenant_id=outcome.tenant_id,
+                    name=outcome.client_name, scope=outcome.scope,
+                )  # fmt: skip
+                answer = self._token_answer(
+                    db, session_id=sid, user_id=outcome.user_id, tenant_id=outcome.tenant_id,
+                    scope=outcome.scope,
+                )  # fmt: skip
+                audit.record(db, outcome.tenant_id, "auth.login",
+                             who=Who(outcome.user_id, sid, outcome.client_name, None, address),
+                             target=sid)  # fmt: skip
+        if isinstance(outcome, DeviceFlowError):
+            raise outcome
+        assert answer is not None
+        return answer
+
+    def _auto_approve(self, db: sqlite3.Connection, device_code: str, now: float) -> None:
+        row = db.execute(
+            "SELECT user_code FROM device_codes WHERE device_code_hash = ? AND status = 'pending'"
+            " AND expires_at > ?",
+            (secret_hash(device_code), now),
+        ).fetchone()
+        if row is None:
+            return
+        code = device.by_user_code(db, row[0], now)
+        if code is None:
+            return
+        user, tenant, _ = accounts.ensure_account(db, DEV_USER, DEV_TENANT)
+        device.decide(db, code, approve=True, user_id=user.user_id, tenant_id=tenant.tenant_id)
+        audit.record(db, tenant.tenant_id, "auth.device_approve", who=Who(user.user_id),
+                     detail={"user_code": code.user_code, "by": "dev-auto-approve"})  # fmt: skip
+
+    async def pending_device(self, user_code: str) -> device.DeviceCode | None:
+        """The live code a person typed (for the approval page)."""
+        async with self.db.read() as db:
+            return device.by_user_code(db, user_code, self.clock())
+
+    async def device_decide(
+        self, user_code: str, *, approve: bool, user_id: str, tenant_id: str,
+        who: Who, via: str,
+    ) -> device.DeviceCode:  # fmt: skip
+        """Approve or deny a pending code for *user_id* in *tenant_id*."""
+        async with self.db.write() as db:
+            code = device.by_user_code(db, user_code, self.clock())
+            if code is None:
+                raise NotFoundError("no pending login with this code (expired or mistyped)")
+            device.decide(db, code, approve=approve, user_id=user_id, tenant_id=tenant_id)
+            audit.record(
+                db, tenant_id, "auth.device_approve" if approve else "auth.device_deny",
+                who=who, detail={"user_code": code.user_code, "client_name": code.client_name,
+                                 "via": via},
+            )  # fmt: skip
+        return replace(code, status="approved" if approve else "denied")
+
+    async def device_activate(
+        self, principal: Principal, user_code: str, approve: bool, address: str | None = None
+    ) -> str:
+        """A signed-in user approves (or denies) a code for their own tenant."""
+        if principal.kind != "device":
+            raise ForbiddenError("agent tokens cannot approve logins")
+        code = await self.device_decide(
+            user_code, approve=approve, user_id=principal.actor.user_id,
+            tenant_id=principal.actor.tenant_id, who=Who.of(principal.actor, address),
+            via="api",
+        )  # fmt: skip
+        return code.status
