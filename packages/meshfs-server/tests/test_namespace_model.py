@@ -1,0 +1,390 @@
+"""A Hypothesis stateful test: random mkdir/write/rename/delete/restore sequences against the
+real domain on real SQLite, compared after every step with an in-memory model of the tree and
+its versions; replaying the change feed from cursor 0 must rebuild the same tree."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import tempfile
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
+from meshfs_common import paths
+from meshfs_common.errors import MeshFSError
+from meshfs_common.hashing import hash_bytes
+from meshfs_common.ids import new_id
+
+from meshfs_server.domain.actor import Actor
+from meshfs_server.services import Services, open_services
+from meshfs_server.settings import Settings
+
+T = TypeVar("T")
+NAMES = st.sampled_from(["a", "b", "c"])
+PATHS = st.lists(NAMES, min_size=1, max_size=3).map(lambda n: "/" + "/".join(n))
+DATA = st.sampled_from([b"", b"one", b"two", b"three"])
+
+
+@dataclass
+class MNode:
+    """The model's idea of a node; ``sid`` is the server's node id once known."""
+
+    kind: str
+    parent: int | None
+    name: str
+    live: bool = True
+    content: str | None = None  # content hash of the head (files)
+    versions: list[tuple[str, str]] = field(default_factory=list)  # (version_id, hash)
+    sid: str | None = None
+
+
+class Model:
+    """The namespace rules, written independently of the server's code."""
+
+    def __init__(self) -> None:
+        self.nodes: dict[int, MNode] = {0: MNode("dir", None, "")}
+        self.next = 1
+
+    def path(self, key: int) -> str:
+        names: list[str] = []
+        node = self.nodes[key]
+        while node.parent is not None:
+            names.append(node.name)
+            node = self.nodes[node.parent]
+        return paths.join(list(reversed(names)))
+
+    def child(self, parent: int, name: str) -> int | None:
+        for key, node in self.nodes.items():
+            if node.live and node.parent == parent and node.name == name:
+                return key
+        return None
+
+    def lookup(self, path: str) -> int | None:
+        key = 0
+        for name in paths.split(path):
+            if self.nodes[key].kind != "dir":
+                raise ModelError("not_a_directory")
+            found = self.child(key, name)
+            if found is None:
+                return None
+            key = found
+        return key
+
+    def add(self, kind: str, parent: int, name: str) -> int:
+        key = self.next
+        self.next += 1
+        self.nodes[key] = MNode(kind, parent, name)
+        return key
+
+    def ensure_dirs(self, names: tuple[str, ...]) -> tuple[int, list[int]]:
+        key, made = 0, []
+        for name in names:
+            found = self.child(key, name)
+            if found is None:
+                found = self.add("dir", key, name)
+                made.append(found)
+            elif self.nodes[found].kind != "dir":
+                raise ModelError("not_a_directory")
+            key = found
+        return key, made
+
+    def descendants(self, key: int) -> list[int]:
+        out = [k for k, n in self.nodes.items() if n.live and n.parent == key]
+        for k in list(out):
+            out += self.descendants(k)
+        return out
+
+    def tree(self) -> dict[str, tuple[str, str | None]]:
+        return {
+            self.path(k): (n.kind, n.content)
+            for k, n in self.nodes.items()
+            if k != 0 and n.live and self._reachable(k)
+        }
+
+    def _reachable(self, key: int) -> bool:
+        node = self.nodes[key]
+        while node.parent is not None:
+            if not node.live:
+                return False
+            node = self.nodes[node.parent]
+        return True
+
+
+class ModelError(Exception):
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+class NamespaceMachine(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.tmp = Path(tempfile.mkdtemp(prefix="meshfs-model-"))
+        self.actor = Actor(tenant_id=new_id(), user_id=new_id())
+        self.context = open_services(
+            Settings(data_dir=self.tmp), authenticate=self._no_auth
+        )
+        self.services: Services = self.run(self.context.__aenter__())
+        self.model = Model()
+        self.created: list[tuple[int, str, str]] = []  # (model key, version id, hash)
+
+    async def _no_auth(self, conn: Any) -> Actor:
+        raise AssertionError("not used")
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def teardown(self) -> None:
+        self.run(self.context.__aexit__(None, None, None))
+        self.loop.close()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def expect(self, model_step: Any, server_step: Coroutine[Any, Any, T]) -> T | None:
+        """Run both; they must agree on success or on the error code."""
+        try:
+            predicted = model_step()
+            expected_error = None
+        except ModelError as exc:
+            predicted, expected_error = None, exc.code
+        try:
+            result = self.run(server_step)
+        except MeshFSError as exc:
+            assert exc.code == expected_error, f"server said {exc.code}, model {expected_error}"
+            return None
+        assert expected_error is None, f"server succeeded, model expected {expected_error}"
+        if callable(predicted):
+            predicted(result)
+        return result
+
+    def learn_ids(self, keys: list[int]) -> None:
+        for key in keys:
+            entry = self.run(self.services.namespace.meta(self.actor, path=self.model.path(key)))
+            self.model.nodes[key].sid = entry.node_id
+
+    # --- rules ----------------------------------------------------------------------------------
+
+    @rule(path=PATHS)
+    def mkdir(self, path: str) -> None:
+        m = self.model
+        made: list[int] = []
+
+        def step() -> None:
+            existing = m.lookup(path)
+            if existing is not None:
+                if m.nodes[existing].kind != "dir":
+                    raise ModelError("already_exists")
+                return
+            made.extend(m.ensure_dirs(paths.split(path))[1])
+
+        self.expect(step, self.services.namespace.mkdir(self.actor, path))
+        self.learn_ids(made)
+
+    @rule(path=PATHS, data=DATA)
+    def write(self, path: str, data: bytes) -> None:
+        m = self.model
+        digest = hash_bytes(data).content_hash
+        names = paths.split(path)
+        made: list[int] = []
+
+        def step() -> Any:
+            parent, new_dirs = m.ensure_dirs(names[:-1])
+            made.extend(new_dirs)
+            key = m.child(parent, names[-1])
+            if key is not None and m.nodes[key].kind == "dir":
+                raise ModelError("is_a_directory")
+            if key is None:
+                key = m.add("file", parent, names[-1])
+                made.append(key)
+            node = m.nodes[key]
+            changed = node.content != digest
+            node.content = digest
+
+            def check(result: Any) -> None:
+                assert result.created_version == changed
+                if changed:
+                    node.versions.append((result.version.version_id, digest))
+                    self.created.append((key, result.version.version_id, digest))
+
+            return check
+
+        snapshot = _copy(m)
+        result = self.expect(step, self.services.content.write(self.actor, path, _stream(data)))
+        if result is None:
+            self.model = snapshot
+            return
+        self.learn_ids(made)
+
+    @rule(src=PATHS, dst=PATHS, overwrite=st.booleans())
+    def rename(self, src: str, dst: str, overwrite: bool) -> None:
+        m = self.model
+
+        def step() -> Any:
+            key = m.lookup(src)
+            if key is None:
+                raise ModelError("not_found")
+            node = m.nodes[key]
+            if src == dst:
+                return None
+            if paths.is_within(dst, src):
+                raise ModelError("invalid_move" if node.kind == "dir" else "not_a_directory")
+            parent = m.lookup(paths.parent(dst))
+            if parent is None:
+                raise ModelError("not_found")
+            if m.nodes[parent].kind != "dir":
+                raise ModelError("not_a_directory")
+            name = paths.basename(dst)
+            target = m.child(parent, name)
+            if target is not None:
+                tnode = m.nodes[target]
+                if not overwrite:
+                    raise ModelError("already_exists")
+                if node.kind == "dir" and tnode.kind != "dir":
+                    raise ModelError("not_a_directory")
+                if node.kind != "dir" and tnode.kind == "dir":
+                    raise ModelError("is_a_directory")
+                if tnode.kind == "dir":
+                    if m.descendants(target):
+                        raise ModelError("directory_not_empty")
+                    tnode.live = False
+                else:  # the target keeps its identity and gains the moved content
+                    changed = tnode.content != node.content
+                    tnode.content = node.content
+                    node.live = False
+
+                    def check(entry: Any) -> None:
+                        assert entry.node_id == tnode.sid
+                        if changed:
+                            tnode.versions.append((entry.version_id, tnode.content or ""))
+
+                    return check
+            node.parent, node.name = parent, name
+            return None
+
+        # Every refusal is decided before the model changes anything.
+        self.expect(step, self.services.namespace.rename(self.actor, src, dst, overwrite=overwrite))
+
+    @rule(path=PATHS, recursive=st.booleans())
+    def delete(self, path: str, recursive: bool) -> None:
+        m = self.model
+
+        def step() -> None:
+            key = m.lookup(path)
+            if key is None:
+                raise ModelError("not_found")
+            below = m.descendants(key)
+            if below and not recursive:
+                raise ModelError("directory_not_empty")
+            for k in [key, *below]:
+                m.nodes[k].live = False
+
+        self.expect(step, self.services.namespace.delete(self.actor, path, recursive=recursive))
+
+    @precondition(lambda self: bool(self.created))
+    @rule(data=st.data())
+    def restore(self, data: st.DataObject) -> None:
+        m = self.model
+        key, version_id, digest = data.draw(st.sampled_from(self.created))
+        node = m.nodes[key]
+        made: list[int] = []
+
+        def step() -> Any:
+            reachable = node.live and m._reachable(key)
+            if not reachable:
+                names = paths.split(m.path(key))
+                parent, new_dirs = m.ensure_dirs(names[:-1])
+                made.extend(new_dirs)
+                if m.child(parent, names[-1]) is not None:
+                    raise ModelError("already_exists")
+                node.parent, node.name, node.live = parent, names[-1], True
+            changed = node.content != digest
+            node.content = digest
+
+            def check(result: Any) -> None:
+                assert result.created_version == changed
+                if changed:
+                    node.versions.append((result.version.version_id, digest))
+
+            return check
+
+        snapshot = _copy(m)
+        result = self.expect(
+            step, self.services.namespace.restore(self.actor, node.sid or "", version_id)
+        )
+        if result is None:
+            self.model = snapshot
+            return
+        self.learn_ids(made)
+
+    # --- invariants -----------------------------------------------------------------------------
+
+    @invariant()
+    def tree_matches_model(self) -> None:
+        assert self.server_tree() == self.model.tree()
+
+    @invariant()
+    def feed_replay_rebuilds_tree(self) -> None:
+        assert self.replayed_tree() == self.server_tree()
+
+    def server_tree(self) -> dict[str, tuple[str, str | None]]:
+        found: dict[str, tuple[str, str | None]] = {}
+
+        def walk(path: str) -> None:
+            page = self.run(self.services.namespace.list(self.actor, path))
+            for e in page.entries:
+                found[e.path] = (e.kind, e.content_hash)
+                if e.kind == "dir":
+                    walk(e.path)
+
+        walk("/")
+        return found
+
+    def replayed_tree(self) -> dict[str, tuple[str, str | None]]:
+        tree: dict[str, tuple[str, str | None]] = {}
+        page = self.run(self.services.feed.pull(self.actor.tenant_id, 0))
+        assert [e.seq for e in page.events] == list(range(1, len(page.events) + 1))
+        for event in page.events:
+            if event.type in ("delete", "rename"):
+                gone = event.old_path if event.type == "rename" else event.path
+                moved = {
+                    p: v for p, v in tree.items() if gone is not None and paths.is_within(p, gone)
+                }
+                for p in moved:
+                    del tree[p]
+                if event.type == "rename":
+                    for p in [p for p in tree if paths.is_within(p, event.path)]:
+                        del tree[p]
+                    for p, v in moved.items():
+                        tree[paths.rebase(p, gone or "/", event.path)] = v
+                    if event.kind == "file":
+                        tree[event.path] = ("file", event.content_hash)
+            elif event.type == "mkdir":
+                tree[event.path] = ("dir", None)
+            else:  # write, restore
+                tree[event.path] = ("file", event.content_hash)
+        return tree
+
+
+def _copy(model: Model) -> Model:
+    import copy
+
+    return copy.deepcopy(model)
+
+
+async def _stream(data: bytes) -> Any:
+    yield data
+
+
+NamespaceMachine.TestCase.settings = settings(
+    max_examples=60,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+TestNamespaceModel = NamespaceMachine.TestCase
