@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import platformdirs
 
@@ -60,8 +61,48 @@ def _optional_path(value: str) -> Path | None:
     return Path(value).expanduser() if value else None
 
 
-def _setting(env: str, parse: Callable[[str], Any], default: Any = None, **kw: Any) -> Any:
-    return field(default=default, metadata={"env": env, "parse": parse}, **kw)
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0 or number == float("inf"):
+        raise ValueError("must be a positive number of seconds")
+    return number
+
+
+def _postgres_dsn(value: str) -> str | None:
+    if not value:
+        return None
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("postgresql", "postgres"):
+        raise ValueError("expected a postgresql:// URL, e.g. postgresql://user:pass@host:5432/db")
+    try:
+        parsed.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"malformed port: {exc}") from None
+    return value
+
+
+def _http_url(value: str) -> str | None:
+    if not value:
+        return None
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("expected an http:// or https:// URL, e.g. http://127.0.0.1:8333")
+    try:
+        parsed.port  # noqa: B018 - raises on a malformed port
+    except ValueError as exc:
+        raise ValueError(f"malformed port: {exc}") from None
+    return value.rstrip("/")
+
+
+def _optional_str(value: str) -> str | None:
+    return value or None
+
+
+def _setting(
+    env: str, parse: Callable[[str], Any], default: Any = None, *, secret: bool = False, **kw: Any
+) -> Any:
+    # A secret's value is never echoed in an error message.
+    return field(default=default, metadata={"env": env, "parse": parse, "secret": secret}, **kw)
 
 
 @dataclass(frozen=True)
@@ -73,7 +114,7 @@ class Settings:
     metadata_sqlite_path: Path | None = _setting("MESHFS_METADATA_SQLITE_PATH", _optional_path)
     content_dir: Path | None = _setting("MESHFS_CONTENT_DIR", _optional_path)
     public_url: str | None = _setting("MESHFS_PUBLIC_URL", str)
-    jwt_secret: str | None = _setting("MESHFS_JWT_SECRET", str)
+    jwt_secret: str | None = _setting("MESHFS_JWT_SECRET", str, secret=True)
     token_ttl_seconds: int = _setting("MESHFS_TOKEN_TTL_SECONDS", _positive_int, 3600)
     refresh_token_ttl_seconds: int = _setting(
         "MESHFS_REFRESH_TOKEN_TTL_SECONDS", _positive_int, 2592000
@@ -87,6 +128,64 @@ class Settings:
     log_level: str = _setting(
         "MESHFS_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info"
     )
+    # Production backends. Metadata is in Postgres when a DSN is set, else in SQLite.
+    database_url: str | None = _setting("MESHFS_DATABASE_URL", _postgres_dsn, secret=True)
+    database_pool_size: int = _setting("MESHFS_DATABASE_POOL_SIZE", _positive_int, 10)
+    database_timeout_seconds: float = _setting(
+        "MESHFS_DATABASE_TIMEOUT_SECONDS", _positive_float, 5.0
+    )
+    database_migrate_on_start: bool = _setting("MESHFS_DATABASE_MIGRATE_ON_START", _bool, True)
+    object_store_backend: str = _setting(
+        "MESHFS_OBJECT_STORE_BACKEND", _choice("local", "s3"), "local"
+    )
+    object_store_bucket: str | None = _setting("MESHFS_OBJECT_STORE_BUCKET", _optional_str)
+    object_store_region: str = _setting("MESHFS_OBJECT_STORE_REGION", str, "us-east-1")
+    object_store_endpoint: str | None = _setting("MESHFS_OBJECT_STORE_ENDPOINT", _http_url)
+    object_store_public_endpoint: str | None = _setting(
+        "MESHFS_OBJECT_STORE_PUBLIC_ENDPOINT", _http_url
+    )
+    object_store_access_key_id: str | None = _setting(
+        "MESHFS_OBJECT_STORE_ACCESS_KEY_ID", _optional_str
+    )
+    object_store_secret_access_key: str | None = _setting(
+        "MESHFS_OBJECT_STORE_SECRET_ACCESS_KEY", _optional_str, secret=True
+    )
+    object_store_force_path_style: bool = _setting(
+        "MESHFS_OBJECT_STORE_FORCE_PATH_STYLE", _bool, False
+    )
+    object_store_direct_transfers: bool = _setting(
+        "MESHFS_OBJECT_STORE_DIRECT_TRANSFERS", _bool, False
+    )
+    object_store_presign_ttl_seconds: int = _setting(
+        "MESHFS_OBJECT_STORE_PRESIGN_TTL_SECONDS", _positive_int, 900
+    )
+    object_store_connect_timeout_seconds: float = _setting(
+        "MESHFS_OBJECT_STORE_CONNECT_TIMEOUT_SECONDS", _positive_float, 2.0
+    )
+    object_store_timeout_seconds: float = _setting(
+        "MESHFS_OBJECT_STORE_TIMEOUT_SECONDS", _positive_float, 8.0
+    )
+    object_store_max_attempts: int = _setting(
+        "MESHFS_OBJECT_STORE_MAX_ATTEMPTS", _positive_int, 3
+    )
+
+    def __post_init__(self) -> None:
+        # Combinations are checked here so that flags, the environment and code all agree.
+        if self.object_store_backend == "s3" and not self.object_store_bucket:
+            raise SettingsError(
+                "MESHFS_OBJECT_STORE_BUCKET must be set when MESHFS_OBJECT_STORE_BACKEND=s3"
+            )
+        if self.object_store_direct_transfers and self.object_store_backend != "s3":
+            raise SettingsError(
+                "MESHFS_OBJECT_STORE_DIRECT_TRANSFERS needs MESHFS_OBJECT_STORE_BACKEND=s3"
+            )
+        if bool(self.object_store_access_key_id) != bool(self.object_store_secret_access_key):
+            missing = (
+                "MESHFS_OBJECT_STORE_SECRET_ACCESS_KEY"
+                if self.object_store_access_key_id
+                else "MESHFS_OBJECT_STORE_ACCESS_KEY_ID"
+            )
+            raise SettingsError(f"{missing} must be set together with its pair")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -105,7 +204,8 @@ class Settings:
                 try:
                     values[spec.name] = spec.metadata["parse"](env[name])
                 except ValueError as exc:
-                    raise SettingsError(f"{name}={env[name]!r}: {exc}") from None
+                    shown = "(value hidden)" if spec.metadata["secret"] else repr(env[name])
+                    raise SettingsError(f"{name}={shown}: {exc}") from None
         values.update({k: v for k, v in overrides.items() if v is not None})
         settings = replace(cls(), **values)
         _bind(settings.bind)
@@ -130,6 +230,11 @@ class Settings:
     @property
     def keys_path(self) -> Path:
         return self.resolved_data_dir / "control-plane" / "keys"
+
+    @property
+    def metadata_backend(self) -> str:
+        """``postgres`` when MESHFS_DATABASE_URL is set, else ``sqlite``."""
+        return "postgres" if self.database_url else "sqlite"
 
     @property
     def base_url(self) -> str:
