@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 import anyio
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from meshfs_common.errors import MeshFSError
@@ -60,9 +61,12 @@ def create_app(
                 yield
                 tasks.cancel_scope.cancel()
 
+    from meshfs_server.identity.safety import SafetyMiddleware
+
     return Starlette(
         routes=all_routes(),
         lifespan=lifespan,
+        middleware=[Middleware(SafetyMiddleware)],
         exception_handlers={
             MeshFSError: errors.on_meshfs_error,
             HTTPException: errors.on_http_error,

@@ -67,7 +67,11 @@ async def open_services(
             bus=bus,
             feed=feed,
             namespace=Namespace(store, feed),
-            content=ContentService(store, content_store, feed),
+            content=ContentService(
+                store, content_store, feed,
+                commit_hook=identity.quota.commit if identity is not None else None,
+                reserve_hook=identity.quota.reserve if identity is not None else None,
+            ),  # fmt: skip
             collector=Collector(store, content_store, grace=float(settings.gc_grace_seconds)),
             authenticate=authenticate,
             identity=identity,

@@ -49,6 +49,7 @@ from meshfs_server.domain.ports import (
     GarbageBatch,
     NewEvent,
     NodeRow,
+    StorageUsage,
     UploadRow,
     VersionRow,
 )
@@ -333,6 +334,21 @@ class SqliteReadTx:
         uid, path, size, chash, chunks, created, expires, user = row
         return UploadRow(uid, path, size, chash, _unpack(chunks), created, expires, user)
 
+    async def storage_usage(self, *, excluding_content: str | None = None) -> StorageUsage:
+        committed = self._one(
+            "SELECT COALESCE(SUM(size), 0) FROM chunks WHERE tenant_id = ? AND refs > 0"
+        )
+        pending = self._one(
+            "SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM uploads"
+            " WHERE tenant_id = ? AND expires_at > ? AND content_hash IS NOT ?"
+            " GROUP BY content_hash)",
+            time.time(),
+            excluding_content,
+        )
+        assert committed is not None
+        assert pending is not None
+        return StorageUsage(committed=int(committed[0]), pending=int(pending[0]))
+
 
 class SqliteWriteTx(SqliteReadTx):
     """Write statements bound to one tenant inside an immediate transaction."""
@@ -482,6 +498,72 @@ class SqliteWriteTx(SqliteReadTx):
     async def delete_upload(self, upload_id: str) -> None:
         self._run("DELETE FROM uploads WHERE tenant_id = ? AND upload_id = ?", upload_id)
         await self.release_holds(upload_id)
+
+    async def prunable_versions(
+        self, *, keep: int, created_before: float, limit: int
+    ) -> list[str]:
+        rows = self._all(
+            "SELECT v.version_id FROM (SELECT version_id, node_id, created_at, ROW_NUMBER() OVER"
+            " (PARTITION BY node_id ORDER BY seq DESC) AS rank FROM versions WHERE tenant_id = ?1)"
+            " v JOIN nodes n ON n.tenant_id = ?1 AND n.node_id = v.node_id"
+            " WHERE v.version_id IS NOT n.head_version_id AND (v.rank > ?2 OR v.created_at < ?3)"
+            " LIMIT ?4",
+            keep,
+            created_before,
+            limit,
+        )
+        return [r[0] for r in rows]
+
+    async def delete_versions(self, version_ids: Sequence[str]) -> int:
+        deleted = 0
+        for vid in version_ids:
+            row = self._one(
+                "SELECT v.chunks FROM versions v JOIN nodes n ON n.tenant_id = v.tenant_id"
+                " AND n.node_id = v.node_id WHERE v.tenant_id = ? AND v.version_id = ?"
+                " AND v.version_id IS NOT n.head_version_id",
+                vid,
+            )
+            if row is None:
+                continue
+            self._drop_refs(_unpack(row[0]))
+            self._run("DELETE FROM versions WHERE tenant_id = ? AND version_id = ?", vid)
+            deleted += 1
+        return deleted
+
+    def _drop_refs(self, chunks: Sequence[str]) -> None:
+        counts: dict[str, int] = {}
+        for name in chunks:
+            counts[name] = counts.get(name, 0) + 1
+        now = time.time()
+        # touched_at restarts the collector's grace period for newly unreferenced chunks.
+        self.conn.executemany(
+            "UPDATE chunks SET refs = MAX(refs - ?, 0), touched_at = ?"
+            " WHERE tenant_id = ? AND chunk_hash = ?",
+            [(n, now, self.tenant_id, name) for name, n in counts.items()],
+        )
+
+    async def purge_tombstones(self, deleted_before: float, limit: int) -> int:
+        purged = 0
+        while purged < limit:
+            rows = self._all(
+                "SELECT n.node_id, n.kind FROM nodes n WHERE n.tenant_id = ?1"
+                " AND n.deleted_at IS NOT NULL AND n.deleted_at < ?2 AND n.parent_id IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM nodes c WHERE c.tenant_id = ?1"
+                "  AND c.parent_id = n.node_id) LIMIT ?3",
+                deleted_before,
+                limit - purged,
+            )
+            if not rows:
+                break
+            for node_id, _kind in rows:
+                for (chunks,) in self._all(
+                    "SELECT chunks FROM versions WHERE tenant_id = ? AND node_id = ?", node_id
+                ):
+                    self._drop_refs(_unpack(chunks))
+                self._run("DELETE FROM versions WHERE tenant_id = ? AND node_id = ?", node_id)
+                self._run("DELETE FROM nodes WHERE tenant_id = ? AND node_id = ?", node_id)
+            purged += len(rows)
+        return purged
 
 
 class SqliteMetadataStore:

@@ -55,6 +55,8 @@ COLLECTION_WAIT = 10.0
 
 #: A hook run inside the commit transaction with the size being committed (quota accounting).
 CommitHook = Callable[[WriteTx, Actor, int], Awaitable[None]]
+#: Run inside the upload-init transaction before the upload is recorded (quota reservation).
+ReserveHook = Callable[[WriteTx, Actor, UploadRow], Awaitable[None]]
 
 
 def chunk_count(size: int) -> int:
@@ -109,12 +111,14 @@ class ContentService:
         *,
         max_upload_size: int = 1 << 50,
         commit_hook: CommitHook | None = None,
+        reserve_hook: ReserveHook | None = None,
     ) -> None:
         self.store = store
         self.content = content
         self.feed = feed
         self.max_upload_size = max_upload_size
         self.commit_hook = commit_hook
+        self.reserve_hook = reserve_hook
 
     # --- chunked uploads ------------------------------------------------------------------------
 
@@ -149,6 +153,8 @@ class ContentService:
             if existing is not None and existing.is_dir:
                 raise IsADirError(f"is a directory: {where}")
             check_precondition(existing, if_match, if_none_match)
+            if self.reserve_hook is not None:
+                await self.reserve_hook(tx, actor, upload)
             await tx.insert_upload(upload)
             present = await tx.present_chunks(upload.chunks)
         missing = [i for i, c in enumerate(upload.chunks) if c not in present]

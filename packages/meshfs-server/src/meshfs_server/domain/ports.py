@@ -103,6 +103,19 @@ class GarbageBatch:
     chunks: list[tuple[str, str]] = field(default_factory=list)  # (tenant_id, chunk_hash)
 
 
+@dataclass(slots=True)
+class StorageUsage:
+    """A tenant's storage for quota accounting (bytes).
+
+    ``committed``: the sizes of the chunks that versions reference, each chunk counted once
+    (deduplicated). ``pending``: the declared sizes of unexpired uploads (reservations), each
+    distinct content counted once.
+    """
+
+    committed: int
+    pending: int
+
+
 # --- metadata -----------------------------------------------------------------------------------
 
 
@@ -148,6 +161,10 @@ class ReadTx(Protocol):
 
     async def get_upload(self, upload_id: str) -> UploadRow | None:
         """The upload in progress with this id, or None."""
+
+    async def storage_usage(self, *, excluding_content: str | None = None) -> StorageUsage:
+        """Deduplicated committed bytes and reserved (pending upload) bytes of the tenant;
+        uploads of *excluding_content* (a content hash) are left out of ``pending``."""
 
 
 class WriteTx(ReadTx, Protocol):
@@ -201,6 +218,20 @@ class WriteTx(ReadTx, Protocol):
 
     async def delete_upload(self, upload_id: str) -> None:
         """Forget an upload and release its holds."""
+
+    async def prunable_versions(
+        self, *, keep: int, created_before: float, limit: int
+    ) -> list[str]:
+        """Ids of versions that retention may delete: never a node's head version; among the
+        rest, those beyond the newest *keep* of their node or created before *created_before*."""
+
+    async def delete_versions(self, version_ids: Sequence[str]) -> int:
+        """Delete versions (never a head: those are skipped) and drop their chunk references;
+        returns how many were deleted. Unreferenced chunks are left to the collector."""
+
+    async def purge_tombstones(self, deleted_before: float, limit: int) -> int:
+        """Hard-delete nodes tombstoned before *deleted_before* (files with all their versions;
+        directories once they have no children left); returns how many nodes went."""
 
 
 class MetadataStore(Protocol):

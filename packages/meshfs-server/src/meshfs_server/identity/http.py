@@ -1,4 +1,5 @@
-"""``/auth/*`` routes: device login (RFC 8628), refresh, logout, whoami.
+"""Identity routes: device login (RFC 8628), refresh, logout, whoami, sessions, agent tokens,
+audit, plans and retention (plus the approval page from :mod:`.page`).
 
 Routes parse, call :class:`~meshfs_server.identity.Identity` and render; errors are raised as
 meshfs_common exceptions and rendered by the app's one handler.
@@ -13,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
+from meshfs_common.errors import BadRequestError
 from meshfs_common.models import (
     DeviceActivateRequest,
     DevicePollRequest,
@@ -23,7 +25,21 @@ from meshfs_common.models import (
     TokenResponse,
     Whoami,
 )
-from meshfs_server.http.codec import Endpoint, endpoint, parse_json, respond
+from meshfs_server.http.codec import (
+    Endpoint,
+    Param,
+    endpoint,
+    parse_json,
+    query_bool,
+    query_int,
+    query_str,
+    respond,
+)
+from meshfs_server.identity import control
+from meshfs_server.identity.audit import AuditPage
+from meshfs_server.identity.control import AgentToken, AgentTokenRequest, SessionList
+from meshfs_server.identity.page import routes as page_routes
+from meshfs_server.identity.plans import PlanInfo, RetentionPolicy, RetentionReport
 from meshfs_server.identity.service import Identity, Principal, client_address
 
 _FLOW_ERRORS = ("authorization_pending", "slow_down", "access_denied", "expired_token",
@@ -115,6 +131,107 @@ async def whoami(request: Request) -> Response:
     return respond(await identity_of(request).whoami(who))
 
 
+# --- sessions, agents, audit, plans, retention ----------------------------------------------
+
+
+@endpoint(Endpoint(
+    "Your signed-in devices and agent tokens (owners: everyone's with all=true)",
+    response=SessionList, tags=("auth",),
+    params=(Param("all", type="boolean", description="every session of the tenant (owners)"),
+            Param("include_revoked", type="boolean")),
+))  # fmt: skip
+async def list_sessions(request: Request) -> Response:
+    who = await principal_of(request)
+    answer = await control.list_sessions(
+        identity_of(request), who, everyone=query_bool(request, "all"),
+        include_revoked=query_bool(request, "include_revoked"),
+    )  # fmt: skip
+    return respond(answer)
+
+
+@endpoint(Endpoint(
+    "Revoke a session or agent token (yours; owners: any in the tenant)", status=204,
+    tags=("auth",), errors=("not_found", "forbidden"),
+))  # fmt: skip
+async def revoke_session(request: Request) -> Response:
+    who = await principal_of(request)
+    await control.revoke_session(
+        identity_of(request), who, request.path_params["session_id"], client_address(request)
+    )
+    return Response(status_code=204)
+
+
+@endpoint(Endpoint(
+    "Create an agent token: named, expiring, limited to a path prefix, read or write "
+    "(owners and writers; the token is shown once)", request=AgentTokenRequest,
+    response=AgentToken, status=201, tags=("auth",), errors=("forbidden", "bad_request"),
+))  # fmt: skip
+async def create_agent(request: Request) -> Response:
+    who = await principal_of(request)
+    body = await parse_json(request, AgentTokenRequest)
+    token = await control.create_agent(identity_of(request), who, body, client_address(request))
+    return respond(token, status=201, headers={"Cache-Control": "no-store"})
+
+
+@endpoint(Endpoint(
+    "The tenant's audit log, newest first (owners: everything; others: their own rows)",
+    response=AuditPage, tags=("admin",),
+    params=(Param("limit", type="integer", description="1-1000, default 100"),
+            Param("before", type="integer", description="audit_id to page from"),
+            Param("action", description="exact action, or a prefix ending in *"),
+            Param("user_id"), Param("outcome")),
+))  # fmt: skip
+async def audit_recent(request: Request) -> Response:
+    who = await principal_of(request)
+    limit = query_int(request, "limit", 100, minimum=1) or 100
+    if limit > 1000:
+        raise BadRequestError("limit must be between 1 and 1000")
+    page = await control.recent_audit(
+        identity_of(request), who, limit=limit, before=query_int(request, "before"),
+        action=query_str(request, "action"), user_id=query_str(request, "user_id"),
+        outcome=query_str(request, "outcome"),
+    )  # fmt: skip
+    return respond(page)
+
+
+@endpoint(Endpoint(
+    "The tenant's plan, retention, rate limit and storage usage", response=PlanInfo,
+    tags=("admin",),
+))  # fmt: skip
+async def plans_current(request: Request) -> Response:
+    who = await principal_of(request)
+    services = request.app.state.services
+    return respond(await control.plan_info(identity_of(request), who, services.store))
+
+
+@endpoint(Endpoint(
+    "The retention policy in force (PUT: owners tighten it within the plan's preset)",
+    request=RetentionPolicy, response=RetentionPolicy, tags=("admin",),
+    errors=("forbidden", "bad_request"),
+))  # fmt: skip
+async def retention_policy(request: Request) -> Response:
+    who = await principal_of(request)
+    identity = identity_of(request)
+    if request.method == "PUT":
+        body = await parse_json(request, RetentionPolicy)
+        return respond(await control.put_policy(identity, who, body, client_address(request)))
+    return respond(await control.get_policy(identity, who))
+
+
+@endpoint(Endpoint(
+    "Run retention now (owners): prune versions beyond the policy (never a current version), "
+    "purge old deleted files, collect unreferenced content", response=RetentionReport,
+    tags=("admin",), errors=("forbidden",),
+))  # fmt: skip
+async def retention_apply(request: Request) -> Response:
+    who = await principal_of(request)
+    services = request.app.state.services
+    report = await control.apply_retention(
+        identity_of(request), who, services.store, services.collector, client_address(request)
+    )
+    return respond(report)
+
+
 routes: list[BaseRoute] = [
     Route("/auth/device/start", device_start, methods=["POST"]),
     Route("/auth/device/poll", device_poll, methods=["POST"]),
@@ -122,4 +239,12 @@ routes: list[BaseRoute] = [
     Route("/auth/refresh", refresh, methods=["POST"]),
     Route("/auth/logout", logout, methods=["POST"]),
     Route("/auth/whoami", whoami, methods=["GET"]),
+    Route("/auth/sessions", list_sessions, methods=["GET"]),
+    Route("/auth/sessions/{session_id}", revoke_session, methods=["DELETE"]),
+    Route("/auth/agents", create_agent, methods=["POST"]),
+    Route("/audit/recent", audit_recent, methods=["GET"]),
+    Route("/plans/current", plans_current, methods=["GET"]),
+    Route("/retention/policy", retention_policy, methods=["GET", "PUT"]),
+    Route("/retention/apply", retention_apply, methods=["POST"]),
+    *page_routes,
 ]

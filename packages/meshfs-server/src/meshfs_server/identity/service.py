@@ -8,6 +8,7 @@ next request (there is no cache to wait out); a role change applies at once too.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable
@@ -17,14 +18,22 @@ from typing import Literal, cast
 from starlette.requests import HTTPConnection
 
 from meshfs_common import paths
-from meshfs_common.errors import AuthError, DeviceFlowError, ForbiddenError, NotFoundError
+from meshfs_common.errors import (
+    AuthError,
+    DeviceFlowError,
+    ForbiddenError,
+    NotFoundError,
+    RateLimitedError,
+)
 from meshfs_common.ids import new_id
 from meshfs_common.models import DeviceStartResponse, TokenResponse, Whoami
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
 from meshfs_server.domain.actor import Actor
-from meshfs_server.identity import accounts, audit, device
+from meshfs_server.identity import accounts, audit, device, safety
 from meshfs_server.identity.accounts import Role
 from meshfs_server.identity.audit import Who
+from meshfs_server.identity.ratelimit import Limits
+from meshfs_server.identity.safety import Plans, Quota
 from meshfs_server.identity.schema import IDENTITY_MIGRATIONS
 from meshfs_server.identity.tokens import (
     AGENT_PREFIX,
@@ -107,6 +116,9 @@ class Identity:
         self.signer = signer
         self.clock: Callable[[], float] = time.time
         """Wall clock for device-code timing (tests replace it)."""
+        self.limits = Limits.default(settings.rate_limit_per_minute)
+        self.plans = Plans(self)
+        self.quota = Quota(self, self.plans)
 
     @classmethod
     async def open(cls, db: SqliteDatabase, settings: Settings) -> Identity:
@@ -120,6 +132,33 @@ class Identity:
 
     async def close(self) -> None:
         """Nothing to release: the database belongs to the caller."""
+
+    # --- safety controls ------------------------------------------------------------------------
+
+    async def admit(self, conn: HTTPConnection) -> None:
+        """Rate limits for one request (called by :class:`SafetyMiddleware`)."""
+        await safety.admit(self, self.limits, self.plans, conn)
+
+    async def audit_request(self, conn: HTTPConnection, status: int) -> None:
+        """Audit a mutating request (called by :class:`SafetyMiddleware`)."""
+        await safety.audit_request(self, conn, status)
+
+    async def audit_event(
+        self, tenant_id: str | None, action: str, outcome: str, who: Who,
+        detail: dict[str, object] | None = None,
+    ) -> None:  # fmt: skip
+        """Record an audit row in its own transaction."""
+        async with self.db.write() as db:
+            audit.record(db, tenant_id, action, outcome=outcome, who=who, detail=detail)
+
+    def check_guesses(self, key: str) -> None:
+        """Refuse while *key* (an address or account) has used up its failed attempts."""
+        self.limits.guesses.check(key, what="attempts")
+
+    def count_guess(self, key: str) -> None:
+        """Spend one failed attempt of *key* (never raises)."""
+        with contextlib.suppress(RateLimitedError):
+            self.limits.guesses.take(key)
 
     # --- authentication -------------------------------------------------------------------------
 
@@ -198,7 +237,7 @@ class Identity:
 
     # --- sessions and tokens --------------------------------------------------------------------
 
-    def _new_session(
+    def new_session_in(
         self, db: sqlite3.Connection, *, user_id: str, tenant_id: str, name: str, scope: str,
         kind: SessionKind = "device", expires_at: float | None = None,
         token_hash: str | None = None, path_prefix: str = paths.ROOT, can_write: bool = True,
@@ -250,7 +289,7 @@ class Identity:
                 sid, used, expires, uid, tid, scope, revoked, name, off = row
                 who = Who(uid, sid, name, None, address)
                 if used is not None:
-                    self._revoke(db, sid, "refresh token reused")
+                    self.revoke_in(db, sid, "refresh token reused")
                     audit.record(db, tid, "auth.refresh_reuse", outcome="revoked", who=who,
                                  target=sid)  # fmt: skip
                     failure = DeviceFlowError(
@@ -280,7 +319,7 @@ class Identity:
         return answer
 
     @staticmethod
-    def _revoke(db: sqlite3.Connection, session_id: str, reason: str) -> bool:
+    def revoke_in(db: sqlite3.Connection, session_id: str, reason: str) -> bool:
         cur = db.execute(
             "UPDATE sessions SET revoked_at = ?, revoked_reason = ?"
             " WHERE session_id = ? AND revoked_at IS NULL",
@@ -296,7 +335,7 @@ class Identity:
     async def logout(self, principal: Principal, address: str | None = None) -> None:
         """Revoke the caller's session."""
         async with self.db.write() as db:
-            self._revoke(db, cast(str, principal.actor.session_id), "signed out")
+            self.revoke_in(db, cast(str, principal.actor.session_id), "signed out")
             audit.record(db, principal.actor.tenant_id, "auth.logout",
                          who=Who.of(principal.actor, address),
                          target=principal.actor.session_id)  # fmt: skip
@@ -311,7 +350,7 @@ class Identity:
                 (secret_hash(refresh_token),),
             ).fetchone()
             if row is not None:
-                self._revoke(db, row[0], "signed out")
+                self.revoke_in(db, row[0], "signed out")
                 audit.record(db, row[1], "auth.logout", who=Who(row[2], row[0], None, None,
                              address), target=row[0])  # fmt: skip
         if row is None:
@@ -359,7 +398,7 @@ class Identity:
             if isinstance(outcome, device.DeviceCode):
                 assert outcome.user_id is not None
                 assert outcome.tenant_id is not None
-                sid = self._new_session(
+                sid = self.new_session_in(
                     db, user_id=outcome.user_id, tenant_id=outcome.tenant_id,
                     name=outcome.client_name, scope=outcome.scope,
                 )  # fmt: skip
@@ -419,9 +458,17 @@ class Identity:
         """A signed-in user approves (or denies) a code for their own tenant."""
         if principal.kind != "device":
             raise ForbiddenError("agent tokens cannot approve logins")
-        code = await self.device_decide(
-            user_code, approve=approve, user_id=principal.actor.user_id,
-            tenant_id=principal.actor.tenant_id, who=Who.of(principal.actor, address),
-            via="api",
-        )  # fmt: skip
+        keys = (f"ip:{address}", f"user:{principal.actor.user_id}")
+        for key in keys:
+            self.check_guesses(key)
+        try:
+            code = await self.device_decide(
+                user_code, approve=approve, user_id=principal.actor.user_id,
+                tenant_id=principal.actor.tenant_id, who=Who.of(principal.actor, address),
+                via="api",
+            )  # fmt: skip
+        except NotFoundError:
+            for key in keys:
+                self.count_guess(key)
+            raise
         return code.status

@@ -19,6 +19,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
@@ -99,6 +100,40 @@ class TokenSigner:
         }  # fmt: skip
         return jwt.encode(header, claims, self.ring.current, algorithms=[self.ring.algorithm])
 
+    def issue_ticket(self, claims: dict[str, Any], *, audience: str, ttl: int) -> str:
+        """A short-lived signed statement for *audience* (e.g. the approval page's sign-in)."""
+        self.refresh_keys()
+        now = int(time.time())
+        header = {"alg": self.ring.algorithm, "kid": self.ring.current_kid, "typ": "JWT"}
+        body = {**claims, "iss": self.issuer, "aud": audience, "iat": now, "exp": now + ttl}
+        return jwt.encode(header, body, self.ring.current, algorithms=[self.ring.algorithm])
+
+    def verify_ticket(self, token: str, *, audience: str) -> dict[str, Any]:
+        """The claims of a ticket made by :meth:`issue_ticket` for *audience*."""
+        decoded = self._decode(token)
+        registry = JWTClaimsRegistry(
+            leeway=LEEWAY,
+            iss={"essential": True, "value": self.issuer},
+            aud={"essential": True, "value": audience},
+            exp={"essential": True},
+        )
+        try:
+            registry.validate(decoded.claims)
+        except JoseError as exc:
+            raise AuthError(f"ticket rejected: {exc.error}") from None
+        return dict(decoded.claims)
+
+    def _decode(self, token: str) -> Any:
+        try:
+            decoded = jwt.decode(token, self.ring.key_set(), algorithms=[self.ring.algorithm])
+        except ValueError as exc:  # joserfc's "no key for this kid" is a ValueError
+            raise AuthError("access token: unknown signing key") from exc
+        except JoseError as exc:
+            raise AuthError(f"access token rejected: {exc.error}") from None
+        if decoded.header.get("alg") != self.ring.algorithm:
+            raise AuthError("access token rejected: unexpected algorithm")
+        return decoded
+
     def verify(self, token: str) -> AccessClaims:
         """Verify signature, algorithm, issuer, audience and expiry; AuthError otherwise."""
         try:
@@ -111,14 +146,7 @@ class TokenSigner:
             return self._verify(token)
 
     def _verify(self, token: str) -> AccessClaims:
-        try:
-            decoded = jwt.decode(token, self.ring.key_set(), algorithms=[self.ring.algorithm])
-        except ValueError as exc:  # joserfc's "no key for this kid" is a ValueError
-            raise AuthError("access token: unknown signing key") from exc
-        except JoseError as exc:
-            raise AuthError(f"access token rejected: {exc.error}") from None
-        if decoded.header.get("alg") != self.ring.algorithm:
-            raise AuthError("access token rejected: unexpected algorithm")
+        decoded = self._decode(token)
         registry = JWTClaimsRegistry(
             leeway=LEEWAY,
             iss={"essential": True, "value": self.issuer},

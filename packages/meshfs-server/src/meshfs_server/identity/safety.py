@@ -1,0 +1,183 @@
+"""Safety controls around every request: rate limits, storage quota, and the audit of mutations.
+
+:class:`SafetyMiddleware` is a pure ASGI middleware. For each HTTP request it (1) spends a
+token from the client address's auth budget on ``/auth/*`` and ``/device``; (2) resolves the
+bearer token once (the endpoint reuses the result) and spends a token from the tenant's
+budget; (3) after the response, records an audit row for every mutating request (POST, PUT,
+PATCH, DELETE) of an authenticated caller, with its status. Over-limit requests get
+``429 rate_limited`` with ``Retry-After`` before any work is done.
+
+Quota (see :class:`Quota`): checked inside the metadata transactions, so concurrent uploads
+cannot together exceed it. At upload init the upload's declared size is *reserved*:
+committed + other pending uploads + this one must fit. At commit, committed + this size must
+fit (the version's new chunks are not yet referenced, so this is an upper bound of the usage
+after the commit). One-shot writes are checked at commit. Over quota -> ``507
+quota_exceeded``. Usage is deduplicated: a chunk referenced by any number of versions and
+files counts once.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from meshfs_common.errors import AuthError, QuotaExceededError, RateLimitedError
+from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.ports import UploadRow, WriteTx
+from meshfs_server.identity import audit, plans
+from meshfs_server.identity.accounts import Plan
+from meshfs_server.identity.audit import Who
+from meshfs_server.identity.ratelimit import Limits
+
+if TYPE_CHECKING:
+    from meshfs_server.identity.service import Identity
+
+PLAN_CACHE_SECONDS = 5.0
+_MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
+# Audited where they happen (with more detail), or not mutations of tenant state.
+_NOT_AUDITED = {
+    "/auth/device/start", "/auth/device/poll", "/auth/device/activate", "/auth/refresh",
+    "/auth/logout", "/files/upload/part", "/files/upload/init", "/device",
+}  # fmt: skip
+_ID_SEGMENT = re.compile(r"/[0-9A-HJKMNP-TV-Z]{26}(?=/|$)")
+_IP_LIMITED = ("/auth/", "/device")
+
+
+class Plans:
+    """Tenant plans, cached for a few seconds (they change only by an administrator)."""
+
+    def __init__(self, identity: Identity) -> None:
+        self.identity = identity
+        self._cache: dict[str, tuple[Plan, float]] = {}
+
+    async def plan(self, tenant_id: str) -> Plan:
+        hit = self._cache.get(tenant_id)
+        now = time.monotonic()
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        async with self.identity.db.read() as conn:
+            found = plans.plan_of(conn, tenant_id)
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[tenant_id] = (found, now + PLAN_CACHE_SECONDS)
+        return found
+
+
+class Quota:
+    """Storage quota hooks for :class:`~meshfs_server.domain.content.ContentService`."""
+
+    def __init__(self, identity: Identity, plans_: Plans) -> None:
+        self.identity = identity
+        self.plans = plans_
+
+    async def limit(self, tenant_id: str) -> int:
+        return plans.quota_bytes(await self.plans.plan(tenant_id), self.identity.settings)
+
+    async def reserve(self, tx: WriteTx, actor: Actor, upload: UploadRow) -> None:
+        """At upload init: committed + other reservations + this upload must fit."""
+        quota = await self.limit(actor.tenant_id)
+        usage = await tx.storage_usage(excluding_content=upload.content_hash)
+        if usage.committed + usage.pending + upload.size > quota:
+            raise QuotaExceededError(
+                f"storage quota exceeded: {usage.committed} bytes stored and {usage.pending}"
+                f" reserved by uploads in progress, {upload.size} more asked, quota {quota}",
+                detail={"quota": quota, "used": usage.committed, "reserved": usage.pending,
+                        "requested": upload.size},
+            )  # fmt: skip
+
+    async def commit(self, tx: WriteTx, actor: Actor, size: int) -> None:
+        """At commit (inside the commit transaction): committed + this size must fit."""
+        quota = await self.limit(actor.tenant_id)
+        usage = await tx.storage_usage()
+        if usage.committed + size > quota:
+            raise QuotaExceededError(
+                f"storage quota exceeded: {usage.committed} bytes stored, {size} more asked,"
+                f" quota {quota}",
+                detail={"quota": quota, "used": usage.committed, "requested": size},
+            )
+
+
+def audit_action(method: str, path: str) -> str:
+    """``POST /files/{id}/versions/{id}/restore`` - the route with ids elided."""
+    return f"{method} {_ID_SEGMENT.sub('/{id}', path)}"
+
+
+class SafetyMiddleware:
+    """Rate limits and the audit of mutations, in front of every route."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        services = getattr(getattr(scope.get("app"), "state", None), "services", None)
+        identity: Identity | None = getattr(services, "identity", None)
+        if scope["type"] != "http" or identity is None:
+            await self.app(scope, receive, send)
+            return
+        conn = HTTPConnection(scope)
+        try:
+            await identity.admit(conn)
+        except RateLimitedError as exc:
+            from meshfs_server.http.errors import render
+
+            await render(exc)(scope, receive, send)
+            return
+        status = 500
+
+        async def watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        finally:
+            if conn.scope["method"] in _MUTATING and conn.url.path not in _NOT_AUDITED:
+                await identity.audit_request(conn, status)
+
+
+async def admit(identity: Identity, limits: Limits, plans_: Plans, conn: HTTPConnection) -> None:
+    """Spend the request's rate-limit tokens (raises :class:`RateLimitedError`)."""
+    from meshfs_server.identity.service import PRINCIPAL_KEY, bearer_token, client_address
+
+    path = conn.url.path
+    if path.startswith(_IP_LIMITED):
+        limits.auth_addresses.take(
+            f"ip:{client_address(conn)}", what="sign-in requests from this address"
+        )
+    try:
+        token = bearer_token(conn)
+    except AuthError:
+        return
+    if token is None:
+        return
+    try:
+        principal = await identity.resolve(token)
+    except AuthError:
+        return  # the endpoint answers 401 (and audits the failure)
+    conn.scope[PRINCIPAL_KEY] = principal
+    tenant = principal.actor.tenant_id
+    capacity = plans.rate_per_minute(await plans_.plan(tenant), identity.settings)
+    limits.tenants.take(f"tenant:{tenant}", capacity=capacity, what="requests for this tenant")
+
+
+async def audit_request(identity: Identity, conn: HTTPConnection, status: int) -> None:
+    """Record a mutating request of an authenticated caller."""
+    from meshfs_server.identity.service import PRINCIPAL_KEY, client_address
+
+    principal: Any = conn.scope.get(PRINCIPAL_KEY)
+    if principal is None:
+        return
+    target = conn.query_params.get("path") or conn.url.path
+    async with identity.db.write() as db:
+        audit.record(
+            db, principal.actor.tenant_id, audit_action(conn.scope["method"], conn.url.path),
+            outcome="ok" if status < 400 else f"error:{status}",
+            who=Who.of(principal.actor, client_address(conn)), target=target,
+            detail={"status": status},
+        )  # fmt: skip
