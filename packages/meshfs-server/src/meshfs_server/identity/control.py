@@ -31,7 +31,7 @@ DEFAULT_AGENT_SECONDS = 30 * 86400
 DAY = 86400.0
 
 
-class SessionInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+class SessionInfo(msgspec.Struct, kw_only=True):
     """A signed-in device or an agent token."""
 
     session_id: str
