@@ -11,6 +11,7 @@ import json
 import logging
 import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +78,20 @@ def serve(**flags: Any) -> None:
         stream=sys.stderr,
     )
     try:
-        asyncio.run(_serve(settings))
+        _run(_serve(settings))
     except OSError as exc:
         click.echo(f"meshfs-server: cannot serve on {settings.bind}: {exc.strerror}", err=True)
         sys.exit(1)
+
+
+def _run(main: Coroutine[Any, Any, None]) -> None:
+    """Run on uvloop where it is installed (about 1.5x the HTTP throughput), else asyncio."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+    else:
+        uvloop.run(main)
 
 
 async def _serve(settings: Settings) -> None:

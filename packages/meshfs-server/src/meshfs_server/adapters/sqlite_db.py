@@ -89,10 +89,16 @@ class SqliteDatabase:
                     )
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[sqlite3.Connection]:
-        """An immediate (write-locked) transaction; commits on normal exit, rolls back on error."""
+    async def write(self, *, durable: bool = True) -> AsyncIterator[sqlite3.Connection]:
+        """An immediate (write-locked) transaction; commits on normal exit, rolls back on error.
+
+        ``durable=False`` commits without an fsync; the WAL is sequential, so the next durable
+        commit makes it durable too.
+        """
         async with self._write_lock:
             conn = self._writer
+            if not durable:
+                conn.execute("PRAGMA synchronous=NORMAL")
             try:
                 await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
             except sqlite3.OperationalError as exc:
@@ -103,11 +109,17 @@ class SqliteDatabase:
                 conn.execute("ROLLBACK")
                 raise
             try:
-                await asyncio.to_thread(conn.execute, "COMMIT")
+                if durable:
+                    await asyncio.to_thread(conn.execute, "COMMIT")
+                else:
+                    conn.execute("COMMIT")  # no fsync: microseconds
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            finally:
+                if not durable:
+                    conn.execute("PRAGMA synchronous=FULL")
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[sqlite3.Connection]:

@@ -18,11 +18,12 @@ Schema and its invariants (Postgres mirrors it):
     ordering versions by ``seq`` is commit order. ``chunks`` is the concatenation of the 64-hex
     chunk names.
 ``chunks``
-    One row per chunk of a tenant. ``refs`` counts references from versions (a chunk used twice
-    in one version counts twice). A row is *reserved* (``stored = 0``) before its content is
-    written and *stored* after; only stored chunks are present. ``collecting = 1`` means a garbage
-    collector has claimed it: it is absent and cannot be reserved until the collector deletes
-    the row, so a collector never deletes content that someone is relying on.
+    One row per chunk of a tenant whose content is stored (``stored = 1``; rows from older
+    versions of the protocol may be 0, meaning absent). ``refs`` counts references from versions
+    (a chunk used twice in one version counts twice). ``collecting = 1`` means a garbage
+    collector has claimed it: it is absent, and writers wait until the collector has deleted
+    the content and the row. A collector only claims unheld chunks, and writers hold a chunk
+    before checking that it is not being collected, so it never deletes content someone relies on.
 ``uploads`` / ``chunk_holds``
     Chunked uploads in progress, and holds on chunks: a held chunk is never claimed by the
     collector (an upload holds every chunk it names until it commits or expires).
@@ -45,6 +46,7 @@ from meshfs_common.models import ChangeEvent, Writer
 
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
 from meshfs_server.domain.ports import (
+    ChunkState,
     FeedBounds,
     GarbageBatch,
     NewEvent,
@@ -269,7 +271,9 @@ class SqliteReadTx:
         )
         return None if row is None else _version(row)
 
-    async def versions(self, node_id: str, *, before_seq: int | None, limit: int) -> list[VersionRow]:
+    async def versions(
+        self, node_id: str, *, before_seq: int | None, limit: int
+    ) -> list[VersionRow]:
         rows = self._all(
             f"SELECT {_VERSION_COLUMNS} FROM versions WHERE tenant_id = ? AND node_id = ?"
             " AND seq < ? ORDER BY seq DESC LIMIT ?",
@@ -322,6 +326,17 @@ class SqliteReadTx:
                 )
             )
         return sizes
+
+    async def chunk_state(self, chunk_hash: str) -> ChunkState:
+        row = self._one(
+            "SELECT stored, collecting FROM chunks WHERE tenant_id = ? AND chunk_hash = ?",
+            chunk_hash,
+        )
+        if row is None:
+            return "absent"
+        if row[1]:
+            return "collecting"
+        return "stored" if row[0] else "absent"
 
     async def get_upload(self, upload_id: str) -> UploadRow | None:
         row = self._one(
@@ -457,23 +472,14 @@ class SqliteWriteTx(SqliteReadTx):
             at=datetime.fromtimestamp(at, UTC), writer=event.writer,
         )  # fmt: skip
 
-    async def reserve_chunk(self, chunk_hash: str, size: int) -> bool:
+    async def mark_stored(self, chunk_hash: str, size: int) -> None:
         self._run(
             "INSERT INTO chunks (tenant_id, chunk_hash, size, refs, stored, collecting, touched_at)"
-            " VALUES (?, ?, ?, 0, 0, 0, ?) ON CONFLICT (tenant_id, chunk_hash)"
-            " DO UPDATE SET touched_at = excluded.touched_at",
+            " VALUES (?, ?, ?, 0, 1, 0, ?) ON CONFLICT (tenant_id, chunk_hash)"
+            " DO UPDATE SET stored = 1, touched_at = excluded.touched_at",
             chunk_hash,
             size,
             time.time(),
-        )
-        row = self._one(
-            "SELECT collecting FROM chunks WHERE tenant_id = ? AND chunk_hash = ?", chunk_hash
-        )
-        return row is not None and row[0] == 0
-
-    async def mark_stored(self, chunk_hash: str) -> None:
-        self._run(
-            "UPDATE chunks SET stored = 1 WHERE tenant_id = ? AND chunk_hash = ?", chunk_hash
         )
 
     async def hold_chunks(self, hold_id: str, hashes: Sequence[str], expires_at: float) -> None:
@@ -499,9 +505,7 @@ class SqliteWriteTx(SqliteReadTx):
         self._run("DELETE FROM uploads WHERE tenant_id = ? AND upload_id = ?", upload_id)
         await self.release_holds(upload_id)
 
-    async def prunable_versions(
-        self, *, keep: int, created_before: float, limit: int
-    ) -> list[str]:
+    async def prunable_versions(self, *, keep: int, created_before: float, limit: int) -> list[str]:
         rows = self._all(
             "SELECT v.version_id FROM (SELECT version_id, node_id, created_at, ROW_NUMBER() OVER"
             " (PARTITION BY node_id ORDER BY seq DESC) AS rank FROM versions WHERE tenant_id = ?1)"
@@ -583,8 +587,8 @@ class SqliteMetadataStore:
             yield SqliteReadTx(conn, tenant_id)
 
     @asynccontextmanager
-    async def write(self, tenant_id: str) -> AsyncIterator[SqliteWriteTx]:
-        async with self.db.write() as conn:
+    async def write(self, tenant_id: str, *, durable: bool = True) -> AsyncIterator[SqliteWriteTx]:
+        async with self.db.write(durable=durable) as conn:
             tx = SqliteWriteTx(conn, tenant_id)
             tx.ensure_tenant()
             yield tx

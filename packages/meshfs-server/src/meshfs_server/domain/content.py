@@ -196,21 +196,25 @@ class ContentService:
         return UploadPartResponse(upload_id=upload_id, index=index, chunk=expected, missing=missing)
 
     async def store_chunk(self, tenant_id: str, name: str, data: bytes) -> None:
-        """Reserve, store, mark stored; waits out a collector that is deleting the same chunk."""
+        """Store a chunk the caller holds; waits out a collector that claimed it before the hold.
+
+        The hold means no collector can claim the chunk from now on, so once it is seen not
+        being collected, storing it and marking it stored is safe.
+        """
         deadline = time.monotonic() + COLLECTION_WAIT
         while True:
-            async with self.store.write(tenant_id) as tx:
-                if name in await tx.present_chunks([name]):
-                    return
-                reserved = await tx.reserve_chunk(name, len(data))
-            if reserved:
+            async with self.store.read(tenant_id) as tx:
+                state = await tx.chunk_state(name)
+            if state == "stored":
+                return
+            if state == "absent":
                 break
             if time.monotonic() > deadline:
                 raise UnavailableError("content is being garbage-collected; retry shortly")
             await asyncio.sleep(0.05)
         await self.content.put_bytes(tenant_id, name, data)
-        async with self.store.write(tenant_id) as tx:
-            await tx.mark_stored(name)
+        async with self.store.write(tenant_id, durable=False) as tx:
+            await tx.mark_stored(name, len(data))
 
     async def commit_upload(
         self, actor: Actor, upload_id: str, *, if_match: str | None = None,
@@ -266,7 +270,7 @@ class ContentService:
                     raise PayloadTooLargeError(f"files are limited to {self.max_upload_size} bytes")
                 name = chunk_hash(block)
                 names.append(name)
-                async with self.store.write(actor.tenant_id) as tx:
+                async with self.store.write(actor.tenant_id, durable=False) as tx:
                     await tx.hold_chunks(hold_id, [name], time.time() + UPLOAD_TTL)
                 await self.store_chunk(actor.tenant_id, name, block)
             chunks = tuple(names)
@@ -280,7 +284,7 @@ class ContentService:
                 await tx.release_holds(hold_id)
         except BaseException:
             if names:
-                async with self.store.write(actor.tenant_id) as tx:
+                async with self.store.write(actor.tenant_id, durable=False) as tx:
                     await tx.release_holds(hold_id)
             raise
         await self._publish(actor, events)

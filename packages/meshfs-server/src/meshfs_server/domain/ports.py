@@ -156,6 +156,9 @@ class ReadTx(Protocol):
     async def present_chunks(self, hashes: Sequence[str]) -> set[str]:
         """The subset of *hashes* whose content is stored and not being collected."""
 
+    async def chunk_state(self, chunk_hash: str) -> ChunkState:
+        """Whether a chunk is absent, stored, or claimed by a garbage collector right now."""
+
     async def chunk_sizes(self, hashes: Sequence[str]) -> dict[str, int]:
         """Sizes of the stored chunks among *hashes*."""
 
@@ -197,15 +200,12 @@ class WriteTx(ReadTx, Protocol):
     async def next_seq(self) -> int:
         """The sequence number the next appended event will get."""
 
-    async def reserve_chunk(self, chunk_hash: str, size: int) -> bool:
-        """Announce that a chunk's content is about to be stored.
+    async def mark_stored(self, chunk_hash: str, size: int) -> None:
+        """Record that a chunk's content is now durably stored (idempotent).
 
-        Returns False while a collector is deleting that chunk (the caller waits and retries).
-        A reserved chunk is not *present* until :meth:`mark_stored`.
+        The caller holds the chunk (see :meth:`hold_chunks`) and has seen it was not being
+        collected, so no collector can have claimed it since.
         """
-
-    async def mark_stored(self, chunk_hash: str) -> None:
-        """Record that a reserved chunk's content is now durably stored."""
 
     async def hold_chunks(self, hold_id: str, hashes: Sequence[str], expires_at: float) -> None:
         """Protect chunks from garbage collection until released or expired."""
@@ -240,8 +240,13 @@ class MetadataStore(Protocol):
     def read(self, tenant_id: str) -> AbstractAsyncContextManager[ReadTx]:
         """A read-only snapshot of one tenant."""
 
-    def write(self, tenant_id: str) -> AbstractAsyncContextManager[WriteTx]:
-        """A short read-write transaction on one tenant; commits on normal exit."""
+    def write(self, tenant_id: str, *, durable: bool = True) -> AbstractAsyncContextManager[WriteTx]:
+        """A short read-write transaction on one tenant; commits on normal exit.
+
+        ``durable=False`` is for bookkeeping that may be lost in a crash (holds, chunk marks):
+        such a commit need not reach the disk by itself, but it must become durable no later
+        than the next durable commit (true of a WAL, and of Postgres ``synchronous_commit``).
+        """
 
     async def claim_garbage(self, *, older_than: float, limit: int) -> GarbageBatch:
         """Claim unreferenced, unheld chunks and expired uploads for deletion (one transaction).
@@ -285,3 +290,4 @@ class ContentStore(Protocol):
 
 
 StoreKind = Literal["sqlite", "postgres"]
+ChunkState = Literal["absent", "stored", "collecting"]
