@@ -1,0 +1,97 @@
+"""``meshfs-server admin ...`` on a temporary data directory, then the effect through the API."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+from conftest import AuthHarness
+
+from meshfs_server.cli import main
+from meshfs_server.identity import accounts
+
+
+def admin(data: Path, *args: str, password: str | None = None) -> Result:
+    return CliRunner().invoke(
+        main, ["admin", *args, "--data-dir", str(data)],
+        input=None if password is None else password + "\n",
+    )  # fmt: skip
+
+
+def test_accounts_tenants_and_members(tmp_path: Path) -> None:
+    made = admin(tmp_path, "create-user", "alice", "--password-stdin", "--tenant", "acme",
+                 password="s3cret-pass")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert "owner of acme" in made.output
+    assert admin(tmp_path, "create-user", "bob", "--no-password").exit_code == 0
+    assert (
+        admin(tmp_path, "create-tenant", "labs", "--plan", "pro", "--owner", "bob").exit_code == 0
+    )
+    assert admin(tmp_path, "add-member", "acme", "bob", "--role", "reader").exit_code == 0
+
+    users = admin(tmp_path, "list-users")
+    assert users.exit_code == 0
+    lines = {line.split("\t")[0]: line for line in users.output.splitlines()}
+    assert "acme:owner" in lines["alice"]
+    assert "password" in lines["alice"].split("\t")
+    assert "acme:reader" in lines["bob"]
+    assert "labs:owner" in lines["bob"]
+    assert "no-password" in lines["bob"]
+    tenants = admin(tmp_path, "list-tenants").output
+    assert "labs" in tenants
+    assert "\tpro\t" in tenants
+
+    # Conflicts and unknown names fail with one line and exit code 1.
+    again = admin(tmp_path, "create-user", "alice", "--no-password")
+    assert again.exit_code == 1
+    assert "already exists" in again.output
+    assert admin(tmp_path, "add-member", "nope", "bob").exit_code == 1
+    assert admin(tmp_path, "add-member", "acme", "bob", "--role", "god").exit_code == 2
+    short = admin(tmp_path, "create-user", "carol", "--password-stdin", password="short")
+    assert short.exit_code == 1
+    assert "at least 8" in short.output
+
+    # The password is stored as an argon2id hash and verifies.
+    db = sqlite3.connect(tmp_path / "control-plane" / "metadata.db")
+    (stored,) = db.execute("SELECT password_hash FROM users WHERE username = 'alice'").fetchone()
+    assert stored.startswith("$argon2id$")
+    assert accounts.verify_password(stored, "s3cret-pass")
+    assert not accounts.verify_password(stored, "wrong")
+    actions = {row[0] for row in db.execute("SELECT action FROM audit")}
+    assert {"admin.create_user", "admin.create_tenant", "admin.add_member"} <= actions
+
+
+async def test_disable_user_stops_sessions_at_once(auth: AuthHarness) -> None:
+    tokens = await auth.login("alice")
+    data = auth.settings.resolved_data_dir
+    async with auth.client_for(tokens.access_token) as alice:
+        assert (await alice.get("/auth/whoami")).status_code == 200
+        result = await asyncio.to_thread(admin, data, "disable-user", "alice")
+        assert result.exit_code == 0, result.output
+        assert (await alice.get("/auth/whoami")).status_code == 401
+        refreshed = await auth.client.post(
+            "/auth/refresh", json={"refresh_token": tokens.refresh_token}
+        )
+        assert refreshed.status_code == 400
+        assert (
+            await asyncio.to_thread(admin, data, "disable-user", "alice", "--enable")
+        ).exit_code == 0
+        assert (await alice.get("/auth/whoami")).status_code == 200
+
+
+async def test_set_plan_is_admin_only_and_changes_limits(auth: AuthHarness) -> None:
+    tokens = await auth.login("alice")
+    data = auth.settings.resolved_data_dir
+    async with auth.client_for(tokens.access_token) as alice:
+        before = (await alice.get("/plans/current")).json()
+        result = await asyncio.to_thread(admin, data, "set-plan", "alice", "team")
+        assert result.exit_code == 0, result.output
+        auth.services.identity.plans._cache.clear()
+        after = (await alice.get("/plans/current")).json()
+    assert before["plan"] == "free"
+    assert after["plan"] == "team"
+    assert after["plan_retention"] == {"max_versions": 1000, "max_days": 180, "grace_days": 60}
+    assert after["storage"]["quota"] == 100 * before["storage"]["quota"]
+    assert after["rate_limit_per_minute"] == 5 * before["rate_limit_per_minute"]
