@@ -121,6 +121,13 @@ def _probes() -> dict[tuple[str, str], list[Probe]]:
                 "/files/download", params={"node_id": a.node_id, "version_id": a.old_version_id}
             ),
         ],
+        # Presigned URLs (only with an S3 store; otherwise a 400 that says so).
+        ("GET", "/files/download/direct"): [
+            lambda c, a: c.get("/files/download/direct", params={"node_id": a.node_id}),
+            lambda c, a: c.get(
+                "/files/download/direct", params={"node_id": a.node_id, "version_id": a.version_id}
+            ),
+        ],
         ("GET", "/sync/pull"): [lambda c, a: c.get("/sync/pull", params={"cursor": 0})],
         # Last: with a bearer, logout ends the caller's own session whatever the body says.
         ("POST", "/auth/logout"): [
