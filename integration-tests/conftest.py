@@ -96,7 +96,9 @@ class ServerProcess:
         """The real device flow: start, approve from the command line, poll."""
         start = httpx.post(f"{self.url}/auth/device/start", json={"client_name": "pytest"}).json()
         self.approve(start["user_code"], user, tenant)
-        answer = httpx.post(f"{self.url}/auth/device/poll", json={"device_code": start["device_code"]})
+        answer = httpx.post(
+            f"{self.url}/auth/device/poll", json={"device_code": start["device_code"]}
+        )
         assert answer.status_code == 200, answer.text
         token: str = answer.json()["access_token"]
         return token

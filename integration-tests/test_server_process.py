@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import httpx
-
 from conftest import ServerProcess
 
 
@@ -26,7 +25,9 @@ def test_serve_login_write_restart(server: ServerProcess) -> None:
     node_id = kept["entry"]["node_id"]
     versions = api.get(f"/files/{node_id}/versions").json()["versions"]
     assert len(versions) == 2
-    old = api.get("/files/download", params={"node_id": node_id, "version_id": versions[1]["version_id"]})
+    old = api.get(
+        "/files/download", params={"node_id": node_id, "version_id": versions[1]["version_id"]}
+    )
     assert old.content == b"kept"
     assert api.get("/sync/pull", params={"cursor": cursor}).json() == {
         "events": [], "cursor": cursor, "has_more": False, "reset": False,
@@ -35,8 +36,12 @@ def test_serve_login_write_restart(server: ServerProcess) -> None:
 
 
 def test_second_tenant_is_isolated(server: ServerProcess) -> None:
-    alice = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.login('alice', 'acme')}"})
-    bob = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {server.login('bob', 'globex')}"})
+    alice = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {server.login('alice', 'acme')}"}
+    )
+    bob = httpx.Client(
+        base_url=server.url, headers={"Authorization": f"Bearer {server.login('bob', 'globex')}"}
+    )
     written = alice.put("/files/content", params={"path": "/secret"}, content=b"a").json()
     bob.put("/files/content", params={"path": "/secret"}, content=b"b")
     assert bob.get("/files/download", params={"path": "/secret"}).content == b"b"

@@ -26,9 +26,9 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from _harness import Server, median, percentile, report, running_server  # noqa: E402
+from _harness import Server, median, percentile, report, running_server
 
-from meshfs_common.hashing import CHUNK_SIZE, hash_file, iter_chunks  # noqa: E402
+from meshfs_common.hashing import CHUNK_SIZE, hash_file, iter_chunks
 
 PART_CONCURRENCY = 4
 
@@ -82,7 +82,9 @@ async def upload(session: aiohttp.ClientSession, server: Server, source: Path, p
                 gate.release()
                 tasks.append(asyncio.create_task(send(index, block)))
         await asyncio.gather(*tasks)
-    r = await session.post(f"{server.url}/files/upload/commit", json={"upload_id": init["upload_id"]})
+    r = await session.post(
+        f"{server.url}/files/upload/commit", json={"upload_id": init["upload_id"]}
+    )
     assert r.status in (200, 201), await r.text()
 
 
@@ -117,8 +119,18 @@ async def big_transfer(server: Server, work: Path, size: int, runs: int) -> None
     up_rate = mib / median(up_times)
     down_rate = mib / median(down_times)
     report(f"cp {mib:.0f} MiB (baseline)", cp_rate, "MiB/s")
-    report("upload (hash + init + parts x4 + commit)", up_rate, "MiB/s", f"ratio to cp {up_rate / cp_rate:.2f} (target >= 0.5)")
-    report("download (streamed to disk)", down_rate, "MiB/s", f"ratio to cp {down_rate / cp_rate:.2f} (target >= 0.5)")
+    report(
+        "upload (hash + init + parts x4 + commit)",
+        up_rate,
+        "MiB/s",
+        f"ratio to cp {up_rate / cp_rate:.2f} (target >= 0.5)",
+    )
+    report(
+        "download (streamed to disk)",
+        down_rate,
+        "MiB/s",
+        f"ratio to cp {down_rate / cp_rate:.2f} (target >= 0.5)",
+    )
     source.unlink()
 
 
@@ -130,7 +142,7 @@ async def small_writes(server: Server, count: int, concurrency: int = 8) -> None
         for run in range(3):
             queue = list(range(count))
 
-            async def worker() -> None:
+            async def worker(queue: list[int] = queue, run: int = run) -> None:
                 while queue:
                     i = queue.pop()
                     r = await session.put(
@@ -144,7 +156,12 @@ async def small_writes(server: Server, count: int, concurrency: int = 8) -> None
             start = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             rates.append(count / (time.perf_counter() - start))
-    report(f"small-file writes (1 KiB, concurrency {concurrency})", median(rates), "files/s", "(target >= 500)")
+    report(
+        f"small-file writes (1 KiB, concurrency {concurrency})",
+        median(rates),
+        "files/s",
+        "(target >= 500)",
+    )
 
 
 async def stats(server: Server, count: int, concurrency: int = 8) -> None:
@@ -154,7 +171,7 @@ async def stats(server: Server, count: int, concurrency: int = 8) -> None:
         for _ in range(3):
             queue = list(range(count))
 
-            async def worker() -> None:
+            async def worker(queue: list[int] = queue) -> None:
                 while queue:
                     i = queue.pop() % 500
                     r = await session.get(
@@ -166,7 +183,12 @@ async def stats(server: Server, count: int, concurrency: int = 8) -> None:
             start = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             rates.append(count / (time.perf_counter() - start))
-    report(f"stats (GET /files/meta, concurrency {concurrency})", median(rates), "stats/s", "(target >= 3000)")
+    report(
+        f"stats (GET /files/meta, concurrency {concurrency})",
+        median(rates),
+        "stats/s",
+        "(target >= 3000)",
+    )
 
 
 async def listing(server: Server, entries: int) -> None:
@@ -202,7 +224,9 @@ async def listing(server: Server, entries: int) -> None:
 async def ws_latency(server: Server, samples: int) -> None:
     headers = {"Authorization": f"Bearer {server.token}"}
     async with aiohttp.ClientSession(headers=headers) as writer, aiohttp.ClientSession() as reader:
-        head = await (await writer.get(f"{server.url}/sync/pull", params={"cursor": 0, "limit": 1})).json()
+        head = await (
+            await writer.get(f"{server.url}/sync/pull", params={"cursor": 0, "limit": 1})
+        ).json()
         url = f"{server.url.replace('http', 'ws')}/sync/ws?access_token={server.token}"
         async with reader.ws_connect(url) as ws:
             await ws.receive_json()  # hello
@@ -222,7 +246,12 @@ async def ws_latency(server: Server, samples: int) -> None:
                 latencies.append((time.perf_counter() - start) * 1000)
     del head
     report("write -> WebSocket event at 2nd connection p50", percentile(latencies, 50), "ms")
-    report("write -> WebSocket event at 2nd connection p99", percentile(latencies, 99), "ms", "(target p99 <= 20)")
+    report(
+        "write -> WebSocket event at 2nd connection p99",
+        percentile(latencies, 99),
+        "ms",
+        "(target p99 <= 20)",
+    )
 
 
 async def main() -> None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 
 import httpx
+from conftest import Harness
 
 from meshfs_common.errors import MeshFSError
 from meshfs_common.hashing import hash_bytes
-
-from conftest import Harness
 
 
 async def stored(harness: Harness, name: str) -> bool:
@@ -29,7 +28,9 @@ async def test_abandoned_upload_content_is_collected(harness: Harness) -> None:
     body = {"path": "/a", "size": digest.size, "content_hash": digest.content_hash,
             "chunks": list(digest.chunks)}  # fmt: skip
     init = (await client.post("/files/upload/init", json=body)).json()
-    await client.put("/files/upload/part", params={"upload_id": init["upload_id"], "index": 0}, content=data)
+    await client.put(
+        "/files/upload/part", params={"upload_id": init["upload_id"], "index": 0}, content=data
+    )
     assert await stored(harness, digest.chunks[0])
     # Held by the upload in progress: not collected.
     assert (await harness.services.collector.collect()).deleted_chunks == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import httpx
 
@@ -25,7 +26,7 @@ async def test_32_concurrent_writers_to_one_path(client: httpx.AsyncClient) -> N
     # Each version replaces the one committed just before it: one linear history.
     ordered = list(reversed(versions))
     assert ordered[0]["replaces"] is None
-    assert all(b["replaces"] == a["version_id"] for a, b in zip(ordered, ordered[1:], strict=False))
+    assert all(b["replaces"] == a["version_id"] for a, b in itertools.pairwise(ordered))
 
     head = (await client.get("/files/meta", params={"path": "/hot.txt"})).json()
     assert head["version_id"] == feed[-1]["version_id"]

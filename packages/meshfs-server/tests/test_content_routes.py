@@ -79,13 +79,19 @@ async def test_part_verification(client: httpx.AsyncClient) -> None:
     data = b"a" * 100
     init = (await client.post("/files/upload/init", json=init_body("/v", data))).json()
     uid = init["upload_id"]
-    r = await client.put("/files/upload/part", params={"upload_id": uid, "index": 0}, content=b"b" * 100)
+    r = await client.put(
+        "/files/upload/part", params={"upload_id": uid, "index": 0}, content=b"b" * 100
+    )
     assert (r.status_code, r.json()["error"]) == (422, "hash_mismatch")
-    r = await client.put("/files/upload/part", params={"upload_id": uid, "index": 0}, content=b"a" * 99)
+    r = await client.put(
+        "/files/upload/part", params={"upload_id": uid, "index": 0}, content=b"a" * 99
+    )
     assert r.status_code == 422
     r = await client.put("/files/upload/part", params={"upload_id": uid, "index": 5}, content=data)
     assert r.status_code == 400
-    r = await client.put("/files/upload/part", params={"upload_id": "nope", "index": 0}, content=data)
+    r = await client.put(
+        "/files/upload/part", params={"upload_id": "nope", "index": 0}, content=data
+    )
     assert r.status_code == 404
     r = await client.put("/files/upload/part", params={"upload_id": uid}, content=data)
     assert r.status_code == 400
@@ -126,7 +132,9 @@ async def test_bad_upload_init(client: httpx.AsyncClient, change: dict) -> None:
 async def test_commit_twice_is_not_found(client: httpx.AsyncClient) -> None:
     init = (await client.post("/files/upload/init", json=init_body("/c", b""))).json()
     assert init["missing"] == []
-    assert (await client.post("/files/upload/commit", json={"upload_id": init["upload_id"]})).status_code == 201
+    assert (
+        await client.post("/files/upload/commit", json={"upload_id": init["upload_id"]})
+    ).status_code == 201
     again = await client.post("/files/upload/commit", json={"upload_id": init["upload_id"]})
     assert again.status_code == 404
     assert (await client.get("/files/download", params={"path": "/c"})).content == b""
@@ -153,7 +161,9 @@ async def test_ranges(client: httpx.AsyncClient, big: bytes) -> None:
         assert r.status_code == 206, header
         assert r.content == expected, header
         assert r.headers["content-range"].endswith(f"/{len(big)}")
-    r = await client.get("/files/download", params={"path": "/r"}, headers={"Range": f"bytes={len(big)}-"})
+    r = await client.get(
+        "/files/download", params={"path": "/r"}, headers={"Range": f"bytes={len(big)}-"}
+    )
     assert (r.status_code, r.json()["error"]) == (416, "range_not_satisfiable")
 
 

@@ -6,7 +6,6 @@ import httpx
 import pytest
 
 from meshfs_common.errors import ERROR_TABLE
-
 from meshfs_server.app import all_routes
 
 
@@ -35,10 +34,16 @@ async def test_unknown_endpoint_and_method(client: httpx.AsyncClient) -> None:
         (b"{not json", {"content-type": "application/json"}, "bad_request"),
         (b'{"path": 5}', {"content-type": "application/json"}, "bad_request"),
         (b"{}", {"content-type": "application/json"}, "bad_request"),
-        (b"path=/a", {"content-type": "application/x-www-form-urlencoded"}, "unsupported_media_type"),
+        (
+            b"path=/a",
+            {"content-type": "application/x-www-form-urlencoded"},
+            "unsupported_media_type",
+        ),
     ],
 )
-async def test_bad_bodies(client: httpx.AsyncClient, content: bytes, headers: dict, code: str) -> None:
+async def test_bad_bodies(
+    client: httpx.AsyncClient, content: bytes, headers: dict, code: str
+) -> None:
     r = await client.post("/files/mkdir", content=content, headers=headers)
     assert_envelope(r, ERROR_TABLE[code].status, code)
     listing = await client.get("/files/list", params={"path": "/"})

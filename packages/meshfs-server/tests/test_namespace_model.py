@@ -20,7 +20,6 @@ from meshfs_common import paths
 from meshfs_common.errors import MeshFSError
 from meshfs_common.hashing import hash_bytes
 from meshfs_common.ids import new_id
-
 from meshfs_server.domain.actor import Actor
 from meshfs_server.services import Services, open_services
 from meshfs_server.settings import Settings
@@ -128,9 +127,7 @@ class NamespaceMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.tmp = Path(tempfile.mkdtemp(prefix="meshfs-model-"))
         self.actor = Actor(tenant_id=new_id(), user_id=new_id())
-        self.context = open_services(
-            Settings(data_dir=self.tmp), authenticate=self._no_auth
-        )
+        self.context = open_services(Settings(data_dir=self.tmp), authenticate=self._no_auth)
         self.services: Services = self.run(self.context.__aenter__())
         self.model = Model()
         self.created: list[tuple[int, str, str]] = []  # (model key, version id, hash)
@@ -153,10 +150,15 @@ class NamespaceMachine(RuleBasedStateMachine):
             expected_error = None
         except ModelError as exc:
             predicted, expected_error = None, exc.code
+        result = None
         try:
             result = self.run(server_step)
         except MeshFSError as exc:
-            assert exc.code == expected_error, f"server said {exc.code}, model {expected_error}"
+            refused = exc.code
+        else:
+            refused = None
+        if refused is not None:
+            assert refused == expected_error, f"server said {refused}, model {expected_error}"
             return None
         assert expected_error is None, f"server succeeded, model expected {expected_error}"
         if callable(predicted):
@@ -336,7 +338,7 @@ class NamespaceMachine(RuleBasedStateMachine):
         found: dict[str, tuple[str, str | None]] = {}
 
         def walk(path: str) -> None:
-            page = self.run(self.services.namespace.list(self.actor, path))
+            page = self.run(self.services.namespace.list_directory(self.actor, path))
             for e in page.entries:
                 found[e.path] = (e.kind, e.content_hash)
                 if e.kind == "dir":

@@ -6,7 +6,9 @@ import httpx
 import pytest
 
 
-async def write(client: httpx.AsyncClient, path: str, data: bytes, **headers: str) -> httpx.Response:
+async def write(
+    client: httpx.AsyncClient, path: str, data: bytes, **headers: str
+) -> httpx.Response:
     return await client.put("/files/content", params={"path": path}, content=data, headers=headers)
 
 
@@ -137,7 +139,9 @@ async def test_rename_onto_existing_file_needs_overwrite_and_keeps_history(
 ) -> None:
     target = (await write(client, "/report.txt", b"v1")).json()
     await write(client, "/.report.txt.tmp", b"v2")
-    r = await client.post("/files/rename", json={"path": "/.report.txt.tmp", "new_path": "/report.txt"})
+    r = await client.post(
+        "/files/rename", json={"path": "/.report.txt.tmp", "new_path": "/report.txt"}
+    )
     assert (r.status_code, r.json()["error"]) == (409, "already_exists")
     r = await client.post(
         "/files/rename",
@@ -182,7 +186,9 @@ async def test_rename_refusals(client: httpx.AsyncClient) -> None:
 async def test_rename_directory_over_empty_directory(client: httpx.AsyncClient) -> None:
     await write(client, "/src/f", b"1")
     await client.post("/files/mkdir", json={"path": "/dst"})
-    r = await client.post("/files/rename", json={"path": "/src", "new_path": "/dst", "overwrite": True})
+    r = await client.post(
+        "/files/rename", json={"path": "/src", "new_path": "/dst", "overwrite": True}
+    )
     assert r.status_code == 200
     assert (await client.get("/files/download", params={"path": "/dst/f"})).content == b"1"
 
@@ -279,11 +285,15 @@ async def test_versions_are_paged_newest_first(client: httpx.AsyncClient) -> Non
 
 async def test_if_match_on_write_rename_delete(client: httpx.AsyncClient) -> None:
     v1 = (await write(client, "/f", b"1")).json()["version"]["version_id"]
-    v2 = (await write(client, "/f", b"2", **{"If-Match": f'"{v1}"'})).json()["version"]["version_id"]
+    v2 = (await write(client, "/f", b"2", **{"If-Match": f'"{v1}"'})).json()["version"][
+        "version_id"
+    ]
     stale = await write(client, "/f", b"3", **{"If-Match": v1})
     assert (stale.status_code, stale.json()["error"]) == (412, "precondition_failed")
     assert stale.json()["detail"]["current"] == v2
-    r = await client.post("/files/rename", json={"path": "/f", "new_path": "/g"}, headers={"If-Match": v1})
+    r = await client.post(
+        "/files/rename", json={"path": "/f", "new_path": "/g"}, headers={"If-Match": v1}
+    )
     assert r.status_code == 412
     r = await client.delete("/files", params={"path": "/f"}, headers={"If-Match": v1})
     assert r.status_code == 412

@@ -58,7 +58,7 @@ def load_settings(**overrides: Any) -> Settings:
 @serve_options
 @click.version_option(package_name="meshfs-server")
 @click.pass_context
-def main(ctx: click.Context, **flags: Any) -> None:
+def main(ctx: click.Context, /, **flags: Any) -> None:
     """MeshFS server. Without a command, `serve`."""
     if ctx.invoked_subcommand is None:
         ctx.invoke(serve, **flags)

@@ -43,7 +43,6 @@ from typing import Any
 import msgspec
 
 from meshfs_common.models import ChangeEvent, Writer
-
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
 from meshfs_server.domain.ports import (
     ChunkState,
@@ -305,8 +304,8 @@ class SqliteReadTx:
             found.update(
                 r[0]
                 for r in self._all(
-                    f"SELECT chunk_hash FROM chunks WHERE tenant_id = ? AND stored = 1 AND collecting = 0"
-                    f" AND chunk_hash IN ({marks})",
+                    f"SELECT chunk_hash FROM chunks WHERE tenant_id = ? AND stored = 1"
+                    f" AND collecting = 0 AND chunk_hash IN ({marks})",
                     *batch,
                 )
             )

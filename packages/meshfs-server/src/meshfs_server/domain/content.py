@@ -35,7 +35,6 @@ from meshfs_common.models import (
     UploadInitResponse,
     UploadPartResponse,
 )
-
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.feed import ChangeFeed
 from meshfs_server.domain.namespace import check_precondition, commit_version

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 
 from meshfs_common.errors import BadRequestError
 from meshfs_common.models import ChangeEvent, PullResponse
-
 from meshfs_server.domain.ports import MetadataStore
 
 MAX_PULL = 1000

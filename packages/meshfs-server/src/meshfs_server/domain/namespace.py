@@ -37,7 +37,6 @@ from meshfs_common.models import (
     ListPage,
     VersionPage,
 )
-
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.feed import ChangeFeed
 from meshfs_server.domain.ports import MetadataStore, NewEvent, NodeRow, ReadTx, VersionRow, WriteTx
@@ -168,7 +167,9 @@ class Namespace:
 
     # --- reads ----------------------------------------------------------------------------------
 
-    async def meta(self, actor: Actor, *, path: str | None = None, node_id: str | None = None) -> Entry:
+    async def meta(
+        self, actor: Actor, *, path: str | None = None, node_id: str | None = None
+    ) -> Entry:
         """Entry by path, or by node id (a tombstone too, with its last path)."""
         async with self.store.read(actor.tenant_id) as tx:
             if node_id is not None:
@@ -186,7 +187,7 @@ class Namespace:
         actor.check_read(where)
         return to_entry(node, where)
 
-    async def list(
+    async def list_directory(
         self,
         actor: Actor,
         path: str,

@@ -144,7 +144,9 @@ class ReadTx(Protocol):
     async def get_version(self, version_id: str) -> VersionRow | None:
         """The version with this id, or None."""
 
-    async def versions(self, node_id: str, *, before_seq: int | None, limit: int) -> list[VersionRow]:
+    async def versions(
+        self, node_id: str, *, before_seq: int | None, limit: int
+    ) -> list[VersionRow]:
         """Versions of *node_id*, newest first, with ``seq < before_seq`` when given."""
 
     async def events_after(self, cursor: int, limit: int) -> list[ChangeEvent]:
@@ -219,9 +221,7 @@ class WriteTx(ReadTx, Protocol):
     async def delete_upload(self, upload_id: str) -> None:
         """Forget an upload and release its holds."""
 
-    async def prunable_versions(
-        self, *, keep: int, created_before: float, limit: int
-    ) -> list[str]:
+    async def prunable_versions(self, *, keep: int, created_before: float, limit: int) -> list[str]:
         """Ids of versions that retention may delete: never a node's head version; among the
         rest, those beyond the newest *keep* of their node or created before *created_before*."""
 
@@ -240,7 +240,9 @@ class MetadataStore(Protocol):
     def read(self, tenant_id: str) -> AbstractAsyncContextManager[ReadTx]:
         """A read-only snapshot of one tenant."""
 
-    def write(self, tenant_id: str, *, durable: bool = True) -> AbstractAsyncContextManager[WriteTx]:
+    def write(
+        self, tenant_id: str, *, durable: bool = True
+    ) -> AbstractAsyncContextManager[WriteTx]:
         """A short read-write transaction on one tenant; commits on normal exit.
 
         ``durable=False`` is for bookkeeping that may be lost in a crash (holds, chunk marks):

@@ -9,7 +9,6 @@ from meshfs_common import paths
 from meshfs_common.errors import NotADirError, NotFoundError
 from meshfs_common.ids import new_id
 from meshfs_common.models import ChangeEvent, Entry, Version, Writer
-
 from meshfs_server.domain.ports import NewEvent, NodeRow, ReadTx, VersionRow, WriteTx
 
 

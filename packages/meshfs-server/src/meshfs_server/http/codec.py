@@ -12,7 +12,6 @@ from starlette.responses import Response
 
 from meshfs_common.errors import BadRequestError, UnsupportedMediaTypeError
 from meshfs_common.models import encode
-
 from meshfs_server.domain.actor import Actor
 
 T = TypeVar("T")
@@ -134,7 +133,7 @@ class Endpoint:
 
 def endpoint(spec: Endpoint) -> Callable[[T], T]:
     def mark(func: T) -> T:
-        func.__dict__["openapi"] = spec  # type: ignore[attr-defined]
+        func.__dict__["openapi"] = spec
         return func
 
     return mark

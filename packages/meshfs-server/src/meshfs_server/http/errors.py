@@ -16,7 +16,6 @@ from meshfs_common.errors import (
     NotFoundError,
     RateLimitedError,
 )
-
 from meshfs_server.http.codec import respond
 
 log = logging.getLogger("meshfs_server")

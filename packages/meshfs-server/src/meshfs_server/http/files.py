@@ -17,7 +17,6 @@ from meshfs_common.models import (
     RestoreRequest,
     VersionPage,
 )
-
 from meshfs_server.http.codec import (
     IF_MATCH,
     PATH_OR_NODE,
@@ -61,7 +60,7 @@ async def mkdir(request: Request) -> Response:
 ))  # fmt: skip
 async def list_dir(request: Request) -> Response:
     who = await actor(request)
-    page = await request.app.state.services.namespace.list(
+    page = await request.app.state.services.namespace.list_directory(
         who,
         query_str(request, "path") or "/",
         after=query_str(request, "after"),

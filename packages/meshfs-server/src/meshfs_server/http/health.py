@@ -9,7 +9,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from meshfs_common.models import Health
-
 from meshfs_server.http.codec import Endpoint, endpoint, respond
 
 CHECK_TIMEOUT = 5.0
@@ -31,7 +30,10 @@ async def readyz(request: Request) -> Response:
 
     services = request.app.state.services
     checks: dict[str, str] = {}
-    for name, probe in (("database", services.store.check), ("content", services.content_store.check)):
+    for name, probe in (
+        ("database", services.store.check),
+        ("content", services.content_store.check),
+    ):
         try:
             await asyncio.wait_for(probe(), CHECK_TIMEOUT)
             checks[name] = "ok"

@@ -13,7 +13,6 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from meshfs_common.errors import ERROR_TABLE
 from meshfs_common.models import ErrorBody, StreamMessage
-
 from meshfs_server.http.codec import Endpoint, endpoint, respond
 
 REF = "#/components/schemas/{name}"
@@ -52,14 +51,15 @@ def build_document(routes: list[BaseRoute], version: str) -> dict[str, Any]:
             "title": "MeshFS",
             "version": version,
             "description": "Cloud filesystem shared by people and agents. Errors use the "
-            "envelope ErrorBody; codes and statuses: " + ", ".join(
-                f"{c}={s.status}" for c, s in ERROR_TABLE.items()
-            ),
+            "envelope ErrorBody; codes and statuses: "
+            + ", ".join(f"{c}={s.status}" for c, s in ERROR_TABLE.items()),
         },
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
     }
 
@@ -105,19 +105,23 @@ def _operation(path: str, method: str, spec: Endpoint) -> dict[str, Any]:
         entry.setdefault("content", error_ref)
     operation: dict[str, Any] = {
         "summary": spec.summary,
-        "operationId": f"{method}_{path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
+        "operationId": method + "_" + re.sub(r"[^a-z0-9]+", "_", path.lower()).strip("_"),
         "tags": list(spec.tags),
         "parameters": params,
         "responses": responses,
     }
     if spec.request is not None:
         operation["requestBody"] = {
-            "required": spec.request_media != "application/json" or method != "post"
+            "required": spec.request_media != "application/json"
+            or method != "post"
             or spec.request.__name__ not in ("RestoreRequest",),
             "content": _content(spec.request, spec.request_media),
         }
     elif spec.request_media == "application/octet-stream":
-        operation["requestBody"] = {"required": True, "content": _content(bytes, spec.request_media)}
+        operation["requestBody"] = {
+            "required": True,
+            "content": _content(bytes, spec.request_media),
+        }
     operation["security"] = [{"bearer": []}] if spec.auth else []
     return operation
 

@@ -15,7 +15,6 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from meshfs_common.errors import MeshFSError
 from meshfs_common.models import ErrorBody, PullResponse, StreamMessage, encode
-
 from meshfs_server.domain.feed import CaughtUp, ChangeFeed, Reset
 from meshfs_server.http.codec import Endpoint, Param, actor, endpoint, query_int, respond
 from meshfs_server.http.errors import render

@@ -12,12 +12,12 @@ from starlette.routing import Route
 from meshfs_common.errors import BadRequestError
 from meshfs_common.models import (
     CommitResult,
+    DirectDownload,
     UploadCommitRequest,
     UploadInitRequest,
     UploadInitResponse,
     UploadPartResponse,
 )
-
 from meshfs_server.domain.content import parse_range
 from meshfs_server.http.codec import (
     IF_MATCH,
@@ -54,7 +54,10 @@ def _created(result: CommitResult) -> int:
 async def upload_init(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, UploadInitRequest)
-    answer = await request.app.state.services.content.init_upload(
+    services = request.app.state.services
+    # With direct transfers the answer also carries presigned PUT URLs for missing chunks.
+    uploads = services.direct or services.content
+    answer = await uploads.init_upload(
         who, body, if_match=if_match(request), if_none_match=if_none_match_any(request)
     )
     return respond(answer)
@@ -87,7 +90,10 @@ async def upload_part(request: Request) -> Response:
 async def upload_commit(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, UploadCommitRequest)
-    result = await request.app.state.services.content.commit_upload(
+    services = request.app.state.services
+    # With direct transfers, chunks put straight into the store are verified first.
+    uploads = services.direct or services.content
+    result = await uploads.commit_upload(
         who, body.upload_id, if_match=if_match(request), if_none_match=if_none_match_any(request)
     )
     return respond(result, status=_created(result))
@@ -159,6 +165,26 @@ async def download(request: Request) -> Response:
     )
 
 
+@endpoint(Endpoint(
+    "Presigned URLs to download a file's chunks straight from the object store"
+    " (servers with direct transfers only)",
+    response=DirectDownload, params=(*PATH_OR_NODE, Param("version_id")),
+    errors=("not_found", "is_a_directory", "forbidden", "bad_request"), tags=TAGS,
+))  # fmt: skip
+async def download_direct(request: Request) -> Response:
+    who = await actor(request)
+    services = request.app.state.services
+    if services.direct is None:
+        raise BadRequestError("direct transfers are not enabled on this server")
+    _node, version = await services.namespace.version_for_read(
+        who,
+        path=query_str(request, "path"),
+        node_id=query_str(request, "node_id"),
+        version_id=query_str(request, "version_id"),
+    )
+    return respond(await services.direct.download(who.tenant_id, version))
+
+
 def _etags(header: str) -> set[str]:
     return {t.strip().removeprefix("W/") for t in header.split(",")}
 
@@ -177,4 +203,5 @@ routes = [
     Route("/files/upload/commit", upload_commit, methods=["POST"]),
     Route("/files/content", put_content, methods=["PUT"]),
     Route("/files/download", download, methods=["GET", "HEAD"]),
+    Route("/files/download/direct", download_direct, methods=["GET"]),
 ]
