@@ -68,7 +68,7 @@ def _identity(request: Request) -> Identity:
     return found
 
 
-def _page(title: str, body: str, csrf: str, status: int = 200,
+def _page(request: Request, title: str, body: str, csrf: str, status: int = 200,
           headers: dict[str, str] | None = None) -> HTMLResponse:  # fmt: skip
     html = (
         f"<!doctype html><html lang='en'><head><meta charset='utf-8'>"
@@ -80,7 +80,7 @@ def _page(title: str, body: str, csrf: str, status: int = 200,
                                                               **(headers or {})})  # fmt: skip
     response.set_cookie(
         CSRF_COOKIE, csrf, max_age=3600, path="/device", httponly=True, samesite="strict",
-        secure=False,
+        secure=_identity(request).settings.base_url.startswith("https://"),
     )  # fmt: skip
     return response
 
@@ -134,7 +134,7 @@ def _error_page(request: Request, exc: MeshFSError) -> HTMLResponse:
         f"<p class='error' id='error'>{escape(exc.message)}</p>"
         "<p><a href='/device'>Start over</a></p>"
     )
-    return _page("Cannot continue", body, csrf, exc.status, headers)
+    return _page(request, "Cannot continue", body, csrf, exc.status, headers)
 
 
 @endpoint(Endpoint(
@@ -146,7 +146,7 @@ async def device_page(request: Request) -> Response:
     """Step 1: the sign-in form."""
     csrf = _csrf_of(request)
     code = request.query_params.get("user_code", "")[:20]
-    return _page("Approve a device", _signin_form(csrf, code), csrf)
+    return _page(request, "Approve a device", _signin_form(csrf, code), csrf)
 
 
 @endpoint(Endpoint(
@@ -182,7 +182,7 @@ async def _signin(request: Request) -> Response:
         await identity.audit_event(None, "auth.signin", "denied", Who(client_address=address),
                                    detail={"username": username})  # fmt: skip
         form_html = _signin_form(csrf, user_code, username, "Wrong username or password.")
-        return _page("Approve a device", form_html, csrf, 401)
+        return _page(request, "Approve a device", form_html, csrf, 401)
     code = await identity.pending_device(user_code)
     if code is None or code.status != "pending":
         identity.count_guess(f"ip:{address}")
@@ -191,7 +191,7 @@ async def _signin(request: Request) -> Response:
             "(codes expire after 10 minutes)."
         )
         form_html = _signin_form(csrf, user_code, username, problem)
-        return _page("Approve a device", form_html, csrf, 404)
+        return _page(request, "Approve a device", form_html, csrf, 404)
     async with identity.db.read() as db:
         tenants = accounts.memberships(db, user_id=user.user_id)
     if not tenants:
@@ -218,7 +218,7 @@ async def _signin(request: Request) -> Response:
         f"</button><button id='deny' name='decision' value='deny' type='submit'>Deny</button>"
         f"</form>"
     )
-    return _page("Approve this device?", body, csrf)
+    return _page(request, "Approve this device?", body, csrf)
 
 
 @endpoint(Endpoint(
@@ -263,9 +263,9 @@ async def _decide(request: Request) -> Response:
     if code.status == "approved":
         body = (f"<p id='result'>Approved. <strong>{escape(code.client_name)}</strong> is now "
                 "signed in; you can close this page and return to it.</p>")  # fmt: skip
-        return _page("Device approved", body, csrf)
+        return _page(request, "Device approved", body, csrf)
     body = f"<p id='result'>Denied. {escape(code.client_name)} was not signed in.</p>"
-    return _page("Device denied", body, csrf)
+    return _page(request, "Device denied", body, csrf)
 
 
 routes: list[BaseRoute] = [
