@@ -134,6 +134,8 @@ class ChangeFeed:
                         yield item
                 except _WebSocketUnsupportedError:
                     self._to_pull()
+                except (AuthError, ForbiddenError):
+                    raise
                 except MeshFSError as exc:
                     ws_failures += 1
                     if ws_failures >= _WS_FAILURES_BEFORE_PULL:
