@@ -208,9 +208,7 @@ class ContentService:
                 return
             if state == "absent":
                 break
-            if time.monotonic() > deadline:
-                raise UnavailableError("content is being garbage-collected; retry shortly")
-            await asyncio.sleep(0.05)
+            await self._wait_for_collector(deadline)
         await self.content.put_bytes(tenant_id, name, data)
         async with self.store.write(tenant_id, durable=False) as tx:
             await tx.mark_stored(name, len(data))
@@ -258,12 +256,84 @@ class ContentService:
         """Write a whole file from a byte stream in one request (any size, constant memory)."""
         where = paths.normalise(path)
         actor.check_write(where)
+        blocks = chunked(body, CHUNK_SIZE)
+        first = await anext(blocks, b"")
+        second = await anext(blocks, None)
+        if second is None:
+            return await self._write_small(actor, where, first, if_match, if_none_match)
+        return await self._write_stream(
+            actor, where, _prepend((first, second), blocks), if_match, if_none_match
+        )
+
+    async def _write_small(
+        self, actor: Actor, where: str, data: bytes, if_match: str | None, if_none_match: bool
+    ) -> CommitResult:
+        """One chunk at most: store it, then one transaction re-checks it and commits.
+
+        No hold is needed: the commit transaction re-reads the chunk's state. If a collector
+        claimed or deleted it since it was checked, the commit is abandoned and retried (and
+        the chunk rewritten); a chunk row created meanwhile is younger than the collector's
+        grace period, so it cannot have been claimed.
+        """
+        name = chunk_hash(data) if data else None
+        chunks = (name,) if name else ()
+        deadline = time.monotonic() + COLLECTION_WAIT
+        events: list[ChangeEvent] = []
+        while True:
+            wrote = False
+            if name is not None:
+                async with self.store.read(actor.tenant_id) as rtx:
+                    state = await rtx.chunk_state(name)
+                if state == "collecting":
+                    await self._wait_for_collector(deadline)
+                    continue
+                if state == "absent":
+                    await self.content.put_bytes(actor.tenant_id, name, data)
+                    wrote = True
+            try:
+                async with self.store.write(actor.tenant_id) as tx:
+                    if name is not None:
+                        now = await tx.chunk_state(name)
+                        if now == "collecting" or (now == "absent" and not wrote):
+                            raise _Collected
+                        if now == "absent":
+                            await tx.mark_stored(name, len(data))
+                    if self.commit_hook is not None:
+                        await self.commit_hook(tx, actor, len(data))
+                    done = await commit_version(
+                        tx, actor, where, size=len(data), content_hash=content_hash_of(chunks),
+                        chunks=chunks, events=events, if_match=if_match,
+                        if_none_match=if_none_match,
+                    )  # fmt: skip
+            except _Collected:
+                events.clear()
+                await self._wait_for_collector(deadline)
+                continue
+            break
+        await self._publish(actor, events)
+        return self._result(done.node, done.version, where, done.created)
+
+    @staticmethod
+    async def _wait_for_collector(deadline: float) -> None:
+        if time.monotonic() > deadline:
+            raise UnavailableError("content is being garbage-collected; retry shortly")
+        await asyncio.sleep(0.05)
+
+    async def _write_stream(
+        self,
+        actor: Actor,
+        where: str,
+        blocks: AsyncIterator[bytes],
+        if_match: str | None,
+        if_none_match: bool,
+    ) -> CommitResult:
+        """Several chunks: hold each before storing it, commit once at the end."""
         hold_id = new_id()
         names: list[str] = []
         total = 0
         events: list[ChangeEvent] = []
         try:
-            async for block in chunked(body, CHUNK_SIZE):
+            async for block in blocks:
                 total += len(block)
                 if total > self.max_upload_size:
                     raise PayloadTooLargeError(f"files are limited to {self.max_upload_size} bytes")
@@ -319,6 +389,17 @@ class ContentService:
         return CommitResult(
             entry=to_entry(node, path), version=to_version(version), created_version=created
         )
+
+
+class _Collected(Exception):
+    """A chunk disappeared into garbage collection during a write; retry it."""
+
+
+async def _prepend(head: tuple[bytes, ...], rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    for block in head:
+        yield block
+    async for block in rest:
+        yield block
 
 
 async def read_limited(body: AsyncIterator[bytes], limit: int) -> bytes:
