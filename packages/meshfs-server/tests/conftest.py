@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import meshfs_server_backends
 import pytest
 from asgi_lifespan import LifespanManager
 from starlette.requests import HTTPConnection
@@ -62,9 +63,15 @@ class Harness:
         )
 
 
+# Postgres + SeaweedFS for the session, and the backend each test runs on.
+production = meshfs_server_backends.production
+backend = meshfs_server_backends.backend
+
+
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "data", gc_grace_seconds=0)
+def settings(tmp_path: Path, backend: dict[str, Any]) -> Settings:
+    """Run on each backend (see meshfs_server_backends: SQLite + local dir, Postgres + S3)."""
+    return Settings(data_dir=tmp_path / "data", gc_grace_seconds=0, **backend)
 
 
 @pytest.fixture

@@ -152,12 +152,21 @@ class UploadInitRequest(Model):
 
 
 class UploadInitResponse(Model):
-    """``missing`` lists the chunk indexes the server still needs; empty means commit now."""
+    """``missing`` lists the chunk indexes the server still needs; empty means commit now.
+
+    Direct transfers (a server on S3 with them enabled): ``part_urls`` maps missing chunk
+    indexes to presigned URLs. PUT the chunk's bytes there with every header of
+    ``part_headers[index]`` (the chunk's SHA-256, which the store verifies), instead of sending
+    them to ``/files/upload/part``; then commit as usual. A missing chunk without a URL goes
+    through ``/files/upload/part``.
+    """
 
     upload_id: str
     chunk_size: int
     missing: list[int]
     expires_at: datetime
+    part_urls: dict[int, str] | None = None
+    part_headers: dict[int, dict[str, str]] | None = None
 
 
 class UploadPartResponse(Model):
@@ -169,6 +178,23 @@ class UploadPartResponse(Model):
 
 class UploadCommitRequest(Model):
     upload_id: str
+
+
+class DirectDownload(Model):
+    """Where to GET a version's bytes straight from the object store (direct transfers).
+
+    ``urls[i]`` serves chunk ``chunks[i]`` (``chunk_size`` bytes, the last one shorter) and
+    honours Range; the URLs stop working ``expires_in`` seconds after the answer.
+    """
+
+    version_id: str
+    node_id: str
+    size: int
+    content_hash: str
+    chunk_size: int
+    chunks: list[str]
+    urls: list[str]
+    expires_in: int
 
 
 # --- change feed --------------------------------------------------------------------------------

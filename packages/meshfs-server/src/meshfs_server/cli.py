@@ -118,6 +118,28 @@ async def _serve(settings: Settings) -> None:
     await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
 
 
+@main.command()
+@click.option("--dry-run", is_flag=True, help="list pending migrations without applying them")
+def migrate(dry_run: bool) -> None:
+    """Apply pending metadata schema migrations (Postgres when MESHFS_DATABASE_URL is set).
+
+    Safe to run from several hosts at once. The server also applies them at start unless
+    MESHFS_DATABASE_MIGRATE_ON_START=false.
+    """
+    from meshfs_common.errors import MeshFSError
+    from meshfs_server.services import migrate_metadata
+
+    settings = load_settings()
+    try:
+        done = asyncio.run(migrate_metadata(settings, dry_run=dry_run))
+    except MeshFSError as exc:
+        click.echo(f"meshfs-server: cannot migrate: {exc}", err=True)
+        sys.exit(1)
+    where = "postgres" if settings.database_url else str(settings.sqlite_path)
+    verb = "pending" if dry_run else "applied"
+    click.echo(f"{where}: {verb}: {', '.join(done) if done else 'none'}")
+
+
 @main.command("openapi")
 def openapi_command() -> None:
     """Print the OpenAPI document."""

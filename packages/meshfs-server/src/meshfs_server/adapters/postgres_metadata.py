@@ -1,0 +1,704 @@
+"""Namespace metadata in Postgres: the production implementation of the metadata port.
+
+The schema and its invariants are those of :mod:`meshfs_server.adapters.sqlite_metadata` (read
+the table descriptions there), translated: INTEGER -> BIGINT, REAL -> DOUBLE PRECISION, flags ->
+BOOLEAN, ``nodes.name`` compared byte-wise (``COLLATE "C"``, as SQLite does) so listing order and
+paging do not depend on the server's locale, and NULLs sorted first where SQLite sorts them first.
+
+Concurrency (what SQLite's single writer gave for free, made explicit per tenant):
+
+- Every write transaction starts by locking its tenant's ``ns_tenants`` row (``SELECT ... FOR
+  UPDATE``), so the writers of one tenant are serialised and each sees everything committed
+  before it; writers of different tenants run in parallel. ``append_event`` allocates the
+  sequence with ``UPDATE ns_tenants SET next_seq = next_seq + 1 ... RETURNING`` in the same
+  transaction, so sequence numbers are gap-free and in commit order.
+- The garbage collector claims and releases chunks tenant by tenant under the same lock, so a
+  claim can never interleave with a commit that is about to reference the chunk.
+- Lock order is always tenant row first, then that tenant's rows: no deadlocks between our own
+  transactions; conflicts that still happen are retried or become retryable 503s
+  (:mod:`meshfs_server.adapters.postgres_db`).
+- ``append_event`` also sends ``NOTIFY meshfs_feed, '<tenant_id>'``; Postgres delivers it only
+  when (and if) the transaction commits. Other server processes listening on the channel ring
+  their subscribers, who read the feed from here - the table is the truth, the notification
+  only a doorbell.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+
+from meshfs_common.models import ChangeEvent, Writer
+from meshfs_server.adapters.postgres_db import Connection, PostgresDatabase
+from meshfs_server.domain.ports import (
+    ChunkState,
+    FeedBounds,
+    GarbageBatch,
+    NewEvent,
+    NodeRow,
+    StorageUsage,
+    UploadRow,
+    VersionRow,
+)
+
+FEED_CHANNEL = "meshfs_feed"
+
+NAMESPACE_MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE ns_tenants (
+        tenant_id TEXT PRIMARY KEY,
+        next_seq BIGINT NOT NULL,
+        log_start BIGINT NOT NULL
+    );
+    CREATE TABLE nodes (
+        tenant_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        parent_id TEXT,
+        name TEXT COLLATE "C" NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('file', 'dir')),
+        created_at DOUBLE PRECISION NOT NULL,
+        modified_at DOUBLE PRECISION NOT NULL,
+        head_version_id TEXT,
+        size BIGINT NOT NULL DEFAULT 0,
+        content_hash TEXT,
+        deleted_at DOUBLE PRECISION,
+        PRIMARY KEY (tenant_id, node_id)
+    );
+    CREATE UNIQUE INDEX nodes_live_name ON nodes (tenant_id, parent_id, name)
+        WHERE deleted_at IS NULL;
+    CREATE INDEX nodes_by_parent ON nodes (tenant_id, parent_id, name, deleted_at);
+    CREATE TABLE versions (
+        tenant_id TEXT NOT NULL,
+        version_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        size BIGINT NOT NULL,
+        content_hash TEXT NOT NULL,
+        chunks TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        writer TEXT,
+        replaces TEXT,
+        restored_from TEXT,
+        PRIMARY KEY (tenant_id, version_id)
+    );
+    CREATE INDEX versions_by_node ON versions (tenant_id, node_id, seq);
+    CREATE TABLE chunks (
+        tenant_id TEXT NOT NULL,
+        chunk_hash TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        refs BIGINT NOT NULL DEFAULT 0 CHECK (refs >= 0),
+        stored BOOLEAN NOT NULL DEFAULT FALSE,
+        collecting BOOLEAN NOT NULL DEFAULT FALSE,
+        touched_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, chunk_hash)
+    );
+    CREATE INDEX chunks_unreferenced ON chunks (refs, collecting, touched_at);
+    CREATE TABLE uploads (
+        tenant_id TEXT NOT NULL,
+        upload_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size BIGINT NOT NULL,
+        content_hash TEXT NOT NULL,
+        chunks TEXT NOT NULL,
+        created_at DOUBLE PRECISION NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        user_id TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, upload_id)
+    );
+    CREATE INDEX uploads_by_expiry ON uploads (expires_at);
+    CREATE TABLE chunk_holds (
+        tenant_id TEXT NOT NULL,
+        hold_id TEXT NOT NULL,
+        chunk_hash TEXT NOT NULL,
+        expires_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (tenant_id, hold_id, chunk_hash)
+    );
+    CREATE INDEX chunk_holds_by_chunk ON chunk_holds (tenant_id, chunk_hash);
+    CREATE INDEX chunk_holds_by_expiry ON chunk_holds (expires_at);
+    CREATE TABLE events (
+        tenant_id TEXT NOT NULL,
+        seq BIGINT NOT NULL,
+        type TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        old_path TEXT,
+        version_id TEXT,
+        size BIGINT,
+        content_hash TEXT,
+        replaced_node_id TEXT,
+        at DOUBLE PRECISION NOT NULL,
+        writer TEXT,
+        PRIMARY KEY (tenant_id, seq)
+    )
+    """,
+]
+
+_NODE_COLUMNS = (
+    "node_id, parent_id, name, kind, created_at, modified_at, head_version_id, size,"
+    " content_hash, deleted_at"
+)
+_VERSION_COLUMNS = (
+    "version_id, node_id, seq, size, content_hash, chunks, created_at, writer, replaces,"
+    " restored_from"
+)
+_EVENT_COLUMNS = (
+    "seq, type, node_id, kind, path, old_path, version_id, size, content_hash,"
+    " replaced_node_id, at, writer"
+)
+_TENANT_SCAN = 100  # tenants the collector visits per claim
+
+_writer_encoder = msgspec.json.Encoder()
+_writer_decoder = msgspec.json.Decoder(Writer)
+
+
+def _node(row: asyncpg.Record) -> NodeRow:
+    return NodeRow(*row)
+
+
+def _pack(chunks: Iterable[str]) -> str:
+    return "".join(chunks)
+
+
+def _unpack(packed: str) -> tuple[str, ...]:
+    return tuple(packed[i : i + 64] for i in range(0, len(packed), 64))
+
+
+def _writer_json(writer: Writer | None) -> str | None:
+    return None if writer is None else _writer_encoder.encode(writer).decode()
+
+
+def _writer_from(text: str | None) -> Writer | None:
+    return None if text is None else _writer_decoder.decode(text)
+
+
+def _version(row: asyncpg.Record) -> VersionRow:
+    (vid, node_id, seq, size, chash, chunks, created, writer, replaces, restored) = row
+    return VersionRow(
+        vid, node_id, seq, size, chash, _unpack(chunks), created, _writer_from(writer),
+        replaces, restored,
+    )  # fmt: skip
+
+
+def _event(row: asyncpg.Record) -> ChangeEvent:
+    (seq, type_, node_id, kind, path, old, vid, size, chash, replaced, at, writer) = row
+    return ChangeEvent(
+        seq=seq, type=type_, node_id=node_id, kind=kind, path=path, old_path=old,
+        version_id=vid, size=size, content_hash=chash, replaced_node_id=replaced,
+        at=datetime.fromtimestamp(at, UTC), writer=_writer_from(writer),
+    )  # fmt: skip
+
+
+def _counts(chunks: Sequence[str]) -> tuple[list[str], list[int]]:
+    counts: dict[str, int] = {}
+    for name in chunks:
+        counts[name] = counts.get(name, 0) + 1
+    return list(counts), list(counts.values())
+
+
+async def lock_tenant(conn: Connection, tenant_id: str) -> None:
+    """Create the tenant (with its root) on first use and lock its row for this transaction."""
+    now = time.time()
+    created = await conn.fetchval(
+        "INSERT INTO ns_tenants (tenant_id, next_seq, log_start) VALUES ($1, 1, 1)"
+        " ON CONFLICT (tenant_id) DO NOTHING RETURNING tenant_id",
+        tenant_id,
+    )
+    if created is not None:
+        await conn.execute(
+            "INSERT INTO nodes (tenant_id, node_id, parent_id, name, kind, created_at,"
+            " modified_at) VALUES ($1, $1, NULL, '', 'dir', $2, $2)",
+            tenant_id,
+            now,
+        )
+    else:
+        await conn.execute("SELECT 1 FROM ns_tenants WHERE tenant_id = $1 FOR UPDATE", tenant_id)
+
+
+class PostgresReadTx:
+    """Read queries bound to one tenant on one connection."""
+
+    def __init__(self, conn: Connection, tenant_id: str) -> None:
+        self.conn = conn
+        self.tenant_id = tenant_id
+
+    async def root(self) -> NodeRow:
+        node = await self.get_node(self.tenant_id)
+        if node is None:  # never written to: an empty root, created by the first write
+            return NodeRow(self.tenant_id, None, "", "dir", 0.0, 0.0)
+        return node
+
+    async def get_node(self, node_id: str) -> NodeRow | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE tenant_id = $1 AND node_id = $2",
+            self.tenant_id,
+            node_id,
+        )
+        return None if row is None else _node(row)
+
+    async def child(self, parent_id: str, name: str) -> NodeRow | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE tenant_id = $1 AND parent_id = $2"
+            " AND name = $3 AND deleted_at IS NULL",
+            self.tenant_id,
+            parent_id,
+            name,
+        )
+        return None if row is None else _node(row)
+
+    async def children(
+        self, parent_id: str, *, after: str | None, limit: int, include_deleted: bool = False
+    ) -> list[NodeRow]:
+        live = "" if include_deleted else " AND deleted_at IS NULL"
+        rows = await self.conn.fetch(
+            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE tenant_id = $1 AND parent_id = $2"
+            f" AND name > $3{live} ORDER BY name, deleted_at NULLS FIRST LIMIT $4",
+            self.tenant_id,
+            parent_id,
+            after if after is not None else "",
+            limit,
+        )
+        return [_node(r) for r in rows]
+
+    async def has_live_children(self, node_id: str) -> bool:
+        found = await self.conn.fetchval(
+            "SELECT 1 FROM nodes WHERE tenant_id = $1 AND parent_id = $2"
+            " AND deleted_at IS NULL LIMIT 1",
+            self.tenant_id,
+            node_id,
+        )
+        return found is not None
+
+    async def get_version(self, version_id: str) -> VersionRow | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE tenant_id = $1 AND version_id = $2",
+            self.tenant_id,
+            version_id,
+        )
+        return None if row is None else _version(row)
+
+    async def versions(
+        self, node_id: str, *, before_seq: int | None, limit: int
+    ) -> list[VersionRow]:
+        rows = await self.conn.fetch(
+            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE tenant_id = $1 AND node_id = $2"
+            " AND seq < $3 ORDER BY seq DESC LIMIT $4",
+            self.tenant_id,
+            node_id,
+            before_seq if before_seq is not None else 2**62,
+            limit,
+        )
+        return [_version(r) for r in rows]
+
+    async def events_after(self, cursor: int, limit: int) -> list[ChangeEvent]:
+        rows = await self.conn.fetch(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq > $2"
+            " ORDER BY seq LIMIT $3",
+            self.tenant_id,
+            cursor,
+            limit,
+        )
+        return [_event(r) for r in rows]
+
+    async def feed_bounds(self) -> FeedBounds:
+        row = await self.conn.fetchrow(
+            "SELECT log_start, next_seq FROM ns_tenants WHERE tenant_id = $1", self.tenant_id
+        )
+        if row is None:
+            return FeedBounds(first=1, last=0)
+        return FeedBounds(first=row[0], last=row[1] - 1)
+
+    async def present_chunks(self, hashes: Sequence[str]) -> set[str]:
+        rows = await self.conn.fetch(
+            "SELECT chunk_hash FROM chunks WHERE tenant_id = $1 AND stored AND NOT collecting"
+            " AND chunk_hash = ANY($2::text[])",
+            self.tenant_id,
+            sorted(set(hashes)),
+        )
+        return {r[0] for r in rows}
+
+    async def chunk_sizes(self, hashes: Sequence[str]) -> dict[str, int]:
+        rows = await self.conn.fetch(
+            "SELECT chunk_hash, size FROM chunks WHERE tenant_id = $1 AND stored"
+            " AND NOT collecting AND chunk_hash = ANY($2::text[])",
+            self.tenant_id,
+            sorted(set(hashes)),
+        )
+        return {r[0]: r[1] for r in rows}
+
+    async def chunk_state(self, chunk_hash: str) -> ChunkState:
+        row = await self.conn.fetchrow(
+            "SELECT stored, collecting FROM chunks WHERE tenant_id = $1 AND chunk_hash = $2",
+            self.tenant_id,
+            chunk_hash,
+        )
+        if row is None:
+            return "absent"
+        if row[1]:
+            return "collecting"
+        return "stored" if row[0] else "absent"
+
+    async def get_upload(self, upload_id: str) -> UploadRow | None:
+        row = await self.conn.fetchrow(
+            "SELECT upload_id, path, size, content_hash, chunks, created_at, expires_at, user_id"
+            " FROM uploads WHERE tenant_id = $1 AND upload_id = $2",
+            self.tenant_id,
+            upload_id,
+        )
+        if row is None:
+            return None
+        uid, path, size, chash, chunks, created, expires, user = row
+        return UploadRow(uid, path, size, chash, _unpack(chunks), created, expires, user)
+
+    async def storage_usage(self, *, excluding_content: str | None = None) -> StorageUsage:
+        committed = await self.conn.fetchval(
+            "SELECT COALESCE(SUM(size), 0) FROM chunks WHERE tenant_id = $1 AND refs > 0",
+            self.tenant_id,
+        )
+        pending = await self.conn.fetchval(
+            "SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM uploads"
+            " WHERE tenant_id = $1 AND expires_at > $2 AND content_hash IS DISTINCT FROM $3"
+            " GROUP BY content_hash) AS p",
+            self.tenant_id,
+            time.time(),
+            excluding_content,
+        )
+        return StorageUsage(committed=int(committed), pending=int(pending))
+
+
+class PostgresWriteTx(PostgresReadTx):
+    """Write statements bound to one tenant inside a transaction holding the tenant's lock."""
+
+    async def insert_node(self, node: NodeRow) -> None:
+        await self.conn.execute(
+            f"INSERT INTO nodes (tenant_id, {_NODE_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            self.tenant_id, node.node_id, node.parent_id, node.name, node.kind, node.created_at,
+            node.modified_at, node.head_version_id, node.size, node.content_hash, node.deleted_at,
+        )  # fmt: skip
+
+    async def move_node(self, node_id: str, parent_id: str, name: str, at: float) -> None:
+        await self.conn.execute(
+            "UPDATE nodes SET parent_id = $3, name = $4, modified_at = $5"
+            " WHERE tenant_id = $1 AND node_id = $2",
+            self.tenant_id, node_id, parent_id, name, at,
+        )  # fmt: skip
+
+    async def set_head(self, node_id: str, version: VersionRow) -> None:
+        await self.conn.execute(
+            "UPDATE nodes SET head_version_id = $3, size = $4, content_hash = $5,"
+            " modified_at = $6 WHERE tenant_id = $1 AND node_id = $2",
+            self.tenant_id, node_id, version.version_id, version.size, version.content_hash,
+            version.created_at,
+        )  # fmt: skip
+
+    async def tombstone(self, node_ids: Sequence[str], at: float) -> None:
+        await self.conn.execute(
+            "UPDATE nodes SET deleted_at = $3 WHERE tenant_id = $1 AND node_id = ANY($2::text[])",
+            self.tenant_id,
+            list(node_ids),
+            at,
+        )
+
+    async def revive(self, node_id: str, parent_id: str, name: str, at: float) -> None:
+        await self.conn.execute(
+            "UPDATE nodes SET deleted_at = NULL, parent_id = $3, name = $4, modified_at = $5"
+            " WHERE tenant_id = $1 AND node_id = $2",
+            self.tenant_id, node_id, parent_id, name, at,
+        )  # fmt: skip
+
+    async def live_descendants(self, node_id: str) -> list[NodeRow]:
+        cols = ", ".join(f"n.{c.strip()}" for c in _NODE_COLUMNS.split(","))
+        rows = await self.conn.fetch(
+            "WITH RECURSIVE sub(node_id) AS ("
+            "  SELECT node_id FROM nodes WHERE tenant_id = $1 AND parent_id = $2"
+            "    AND deleted_at IS NULL"
+            "  UNION ALL"
+            "  SELECT n.node_id FROM nodes n JOIN sub ON n.parent_id = sub.node_id"
+            "    WHERE n.tenant_id = $1 AND n.deleted_at IS NULL)"
+            f" SELECT {cols} FROM nodes n JOIN sub ON n.node_id = sub.node_id"
+            " WHERE n.tenant_id = $1",
+            self.tenant_id,
+            node_id,
+        )
+        return [_node(r) for r in rows]
+
+    async def insert_version(self, version: VersionRow) -> None:
+        await self.conn.execute(
+            f"INSERT INTO versions (tenant_id, {_VERSION_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            self.tenant_id, version.version_id, version.node_id, version.seq, version.size,
+            version.content_hash, _pack(version.chunks), version.created_at,
+            _writer_json(version.writer), version.replaces, version.restored_from,
+        )  # fmt: skip
+        names, counts = _counts(version.chunks)
+        await self.conn.execute(
+            "UPDATE chunks c SET refs = c.refs + u.n"
+            " FROM unnest($2::text[], $3::bigint[]) AS u(h, n)"
+            " WHERE c.tenant_id = $1 AND c.chunk_hash = u.h",
+            self.tenant_id,
+            names,
+            counts,
+        )
+
+    async def next_seq(self) -> int:
+        value = await self.conn.fetchval(
+            "SELECT next_seq FROM ns_tenants WHERE tenant_id = $1", self.tenant_id
+        )
+        assert value is not None
+        return int(value)
+
+    async def append_event(self, event: NewEvent) -> ChangeEvent:
+        seq = await self.conn.fetchval(
+            "UPDATE ns_tenants SET next_seq = next_seq + 1 WHERE tenant_id = $1"
+            " RETURNING next_seq - 1",
+            self.tenant_id,
+        )
+        assert seq is not None
+        at = time.time()
+        await self.conn.execute(
+            f"INSERT INTO events (tenant_id, {_EVENT_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+            self.tenant_id, seq, event.type, event.node_id, event.kind, event.path,
+            event.old_path, event.version_id, event.size, event.content_hash,
+            event.replaced_node_id, at, _writer_json(event.writer),
+        )  # fmt: skip
+        # Delivered at commit, once per transaction (Postgres folds identical notifications).
+        await self.conn.execute("SELECT pg_notify($1, $2)", FEED_CHANNEL, self.tenant_id)
+        return ChangeEvent(
+            seq=seq, type=event.type, node_id=event.node_id, kind=event.kind, path=event.path,
+            old_path=event.old_path, version_id=event.version_id, size=event.size,
+            content_hash=event.content_hash, replaced_node_id=event.replaced_node_id,
+            at=datetime.fromtimestamp(at, UTC), writer=event.writer,
+        )  # fmt: skip
+
+    async def mark_stored(self, chunk_hash: str, size: int) -> None:
+        await self.conn.execute(
+            "INSERT INTO chunks (tenant_id, chunk_hash, size, refs, stored, collecting,"
+            " touched_at) VALUES ($1, $2, $3, 0, TRUE, FALSE, $4)"
+            " ON CONFLICT (tenant_id, chunk_hash)"
+            " DO UPDATE SET stored = TRUE, touched_at = excluded.touched_at",
+            self.tenant_id,
+            chunk_hash,
+            size,
+            time.time(),
+        )
+
+    async def hold_chunks(self, hold_id: str, hashes: Sequence[str], expires_at: float) -> None:
+        await self.conn.execute(
+            "INSERT INTO chunk_holds (tenant_id, hold_id, chunk_hash, expires_at)"
+            " SELECT $1, $2, h, $4 FROM unnest($3::text[]) AS h"
+            " ON CONFLICT DO NOTHING",
+            self.tenant_id,
+            hold_id,
+            sorted(set(hashes)),
+            expires_at,
+        )
+
+    async def release_holds(self, hold_id: str) -> None:
+        await self.conn.execute(
+            "DELETE FROM chunk_holds WHERE tenant_id = $1 AND hold_id = $2",
+            self.tenant_id,
+            hold_id,
+        )
+
+    async def insert_upload(self, upload: UploadRow) -> None:
+        await self.conn.execute(
+            "INSERT INTO uploads (tenant_id, upload_id, path, size, content_hash, chunks,"
+            " created_at, expires_at, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            self.tenant_id, upload.upload_id, upload.path, upload.size, upload.content_hash,
+            _pack(upload.chunks), upload.created_at, upload.expires_at, upload.user_id,
+        )  # fmt: skip
+        await self.hold_chunks(upload.upload_id, upload.chunks, upload.expires_at)
+
+    async def delete_upload(self, upload_id: str) -> None:
+        await self.conn.execute(
+            "DELETE FROM uploads WHERE tenant_id = $1 AND upload_id = $2",
+            self.tenant_id,
+            upload_id,
+        )
+        await self.release_holds(upload_id)
+
+    async def prunable_versions(self, *, keep: int, created_before: float, limit: int) -> list[str]:
+        rows = await self.conn.fetch(
+            "SELECT v.version_id FROM (SELECT version_id, node_id, created_at, ROW_NUMBER() OVER"
+            " (PARTITION BY node_id ORDER BY seq DESC) AS rank FROM versions WHERE tenant_id = $1)"
+            " v JOIN nodes n ON n.tenant_id = $1 AND n.node_id = v.node_id"
+            " WHERE v.version_id IS DISTINCT FROM n.head_version_id"
+            " AND (v.rank > $2 OR v.created_at < $3) LIMIT $4",
+            self.tenant_id,
+            keep,
+            created_before,
+            limit,
+        )
+        return [r[0] for r in rows]
+
+    async def delete_versions(self, version_ids: Sequence[str]) -> int:
+        deleted = 0
+        for vid in version_ids:
+            chunks = await self.conn.fetchval(
+                "DELETE FROM versions v USING nodes n WHERE v.tenant_id = $1"
+                " AND v.version_id = $2 AND n.tenant_id = v.tenant_id AND n.node_id = v.node_id"
+                " AND v.version_id IS DISTINCT FROM n.head_version_id RETURNING v.chunks",
+                self.tenant_id,
+                vid,
+            )
+            if chunks is None:
+                continue
+            await self._drop_refs(_unpack(chunks))
+            deleted += 1
+        return deleted
+
+    async def _drop_refs(self, chunks: Sequence[str]) -> None:
+        names, counts = _counts(chunks)
+        # touched_at restarts the collector's grace period for newly unreferenced chunks.
+        await self.conn.execute(
+            "UPDATE chunks c SET refs = GREATEST(c.refs - u.n, 0), touched_at = $4"
+            " FROM unnest($2::text[], $3::bigint[]) AS u(h, n)"
+            " WHERE c.tenant_id = $1 AND c.chunk_hash = u.h",
+            self.tenant_id,
+            names,
+            counts,
+            time.time(),
+        )
+
+    async def purge_tombstones(self, deleted_before: float, limit: int) -> int:
+        purged = 0
+        while purged < limit:
+            rows = await self.conn.fetch(
+                "SELECT n.node_id FROM nodes n WHERE n.tenant_id = $1"
+                " AND n.deleted_at IS NOT NULL AND n.deleted_at < $2 AND n.parent_id IS NOT NULL"
+                " AND NOT EXISTS (SELECT 1 FROM nodes c WHERE c.tenant_id = $1"
+                "  AND c.parent_id = n.node_id) LIMIT $3",
+                self.tenant_id,
+                deleted_before,
+                limit - purged,
+            )
+            if not rows:
+                break
+            for (node_id,) in rows:
+                for (chunks,) in await self.conn.fetch(
+                    "DELETE FROM versions WHERE tenant_id = $1 AND node_id = $2 RETURNING chunks",
+                    self.tenant_id,
+                    node_id,
+                ):
+                    await self._drop_refs(_unpack(chunks))
+                await self.conn.execute(
+                    "DELETE FROM nodes WHERE tenant_id = $1 AND node_id = $2",
+                    self.tenant_id,
+                    node_id,
+                )
+            purged += len(rows)
+        return purged
+
+
+class PostgresMetadataStore:
+    """The metadata port on a :class:`PostgresDatabase`."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self.db = db
+
+    @classmethod
+    async def open(cls, db: PostgresDatabase, *, migrate: bool = True) -> PostgresMetadataStore:
+        """The store on *db*; applies pending migrations when *migrate* (else the server
+        expects ``meshfs-server migrate`` to have run)."""
+        if migrate:
+            await db.migrate({"namespace": NAMESPACE_MIGRATIONS})
+        return cls(db)
+
+    @asynccontextmanager
+    async def read(self, tenant_id: str) -> AsyncIterator[PostgresReadTx]:
+        async with self.db.transaction(readonly=True) as conn:
+            yield PostgresReadTx(conn, tenant_id)
+
+    @asynccontextmanager
+    async def write(
+        self, tenant_id: str, *, durable: bool = True
+    ) -> AsyncIterator[PostgresWriteTx]:
+        async def prepare(conn: Connection) -> None:
+            if not durable:
+                # The commit returns before its WAL is flushed; the WAL is sequential, so the
+                # next durable commit flushes this one too.
+                await conn.execute("SET LOCAL synchronous_commit = off")
+            await lock_tenant(conn, tenant_id)
+
+        async with self.db.transaction(prepare=prepare) as conn:
+            yield PostgresWriteTx(conn, tenant_id)
+
+    async def claim_garbage(self, *, older_than: float, limit: int) -> GarbageBatch:
+        now = time.time()
+
+        async def tenants(conn: Connection) -> list[str]:
+            rows = await conn.fetch(
+                "SELECT tenant_id FROM chunks WHERE collecting"
+                "  OR (refs = 0 AND touched_at < $1)"
+                " UNION SELECT tenant_id FROM uploads WHERE expires_at < $2"
+                " UNION SELECT tenant_id FROM chunk_holds WHERE expires_at < $2"
+                " LIMIT $3",
+                older_than, now, _TENANT_SCAN,
+            )  # fmt: skip
+            return sorted(r[0] for r in rows)
+
+        batch = GarbageBatch()
+        for tenant_id in await self.db.run(tenants, what="collect"):
+            if len(batch.chunks) >= limit:
+                break
+
+            async def claim(conn: Connection, tenant: str = tenant_id) -> list[str]:
+                await conn.execute(
+                    "SELECT 1 FROM ns_tenants WHERE tenant_id = $1 FOR UPDATE", tenant
+                )
+                await conn.execute(
+                    "DELETE FROM uploads WHERE tenant_id = $1 AND expires_at < $2", tenant, now
+                )
+                await conn.execute(
+                    "DELETE FROM chunk_holds WHERE tenant_id = $1 AND expires_at < $2",
+                    tenant,
+                    now,
+                )
+                rows = await conn.fetch(
+                    # Earlier claims whose deletion did not finish are claimed again.
+                    "UPDATE chunks SET collecting = TRUE WHERE tenant_id = $1 AND chunk_hash IN ("
+                    " SELECT c.chunk_hash FROM chunks c WHERE c.tenant_id = $1 AND (c.collecting"
+                    "  OR (c.refs = 0 AND c.touched_at < $2 AND NOT EXISTS ("
+                    "   SELECT 1 FROM chunk_holds h"
+                    "   WHERE h.tenant_id = c.tenant_id AND h.chunk_hash = c.chunk_hash)))"
+                    " LIMIT $3) RETURNING chunk_hash",
+                    tenant, older_than, limit - len(batch.chunks),
+                )  # fmt: skip
+                return [r[0] for r in rows]
+
+            claimed = await self.db.run(claim, what="collect")
+            batch.chunks.extend((tenant_id, name) for name in claimed)
+        return batch
+
+    async def release_garbage(self, batch: GarbageBatch) -> None:
+        by_tenant: dict[str, list[str]] = {}
+        for tenant_id, name in batch.chunks:
+            by_tenant.setdefault(tenant_id, []).append(name)
+        for tenant_id, names in sorted(by_tenant.items()):
+
+            async def release(conn: Connection, tenant: str = tenant_id,
+                              hashes: list[str] = names) -> None:  # fmt: skip
+                await conn.execute(
+                    "SELECT 1 FROM ns_tenants WHERE tenant_id = $1 FOR UPDATE", tenant
+                )
+                await conn.execute(
+                    "DELETE FROM chunks WHERE tenant_id = $1 AND chunk_hash = ANY($2::text[])"
+                    " AND collecting",
+                    tenant,
+                    hashes,
+                )
+
+            await self.db.run(release, what="collect")
+
+    async def check(self) -> None:
+        await self.db.check()
+
+    async def close(self) -> None:
+        await self.db.close()
