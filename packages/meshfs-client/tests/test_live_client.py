@@ -80,9 +80,9 @@ async def test_large_upload_roundtrip_and_dedup(client: MeshFSClient, tmp_path: 
     sent: list[int] = []
     original = Uploader._send_part
 
-    async def spy(self: Uploader, upload_id: str, source: Any, part: Any) -> None:
+    async def spy(self: Uploader, init: Any, source: Any, part: Any) -> None:
         sent.append(part.index)
-        await original(self, upload_id, source, part)
+        await original(self, init, source, part)
 
     Uploader._send_part = spy  # type: ignore[method-assign]
     try:

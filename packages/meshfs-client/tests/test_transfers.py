@@ -168,6 +168,49 @@ async def test_source_that_changed_after_hashing_is_not_committed(
     assert fake.count("POST", "/files/upload/commit") == 0
 
 
+async def test_direct_transfer_parts_go_to_presigned_urls(fake: Fake, tmp_path: Path) -> None:
+    data = os.urandom(CHUNK_SIZE + 10)
+    digest = hash_bytes(data)
+    received: dict[str, tuple[bytes, str]] = {}
+
+    async def init(request: web.Request) -> web.Response:
+        base = str(request.url.origin())
+        return web.json_response(
+            {
+                "upload_id": "UP",
+                "chunk_size": CHUNK_SIZE,
+                "missing": [0, 1],
+                "expires_at": NOW,
+                "part_urls": {"1": f"{base}/bucket/c1"},
+                "part_headers": {"1": {"x-amz-checksum-sha256": "abc"}},
+            }
+        )
+
+    async def bucket(request: web.Request) -> web.Response:
+        assert "Authorization" not in request.headers  # no MeshFS token leaks to the store
+        received[request.path] = (await request.read(), request.headers["x-amz-checksum-sha256"])
+        return web.Response()
+
+    async def part(request: web.Request) -> web.Response:
+        index = int(request.query["index"])
+        received[f"part{index}"] = (await request.read(), "")
+        chunk = digest.chunks[index]
+        return web.json_response({"upload_id": "UP", "index": index, "chunk": chunk, "missing": []})
+
+    async def commit(request: web.Request) -> web.Response:
+        return web.json_response(commit_answer("/f", len(data)))
+
+    fake.route("POST", "/files/upload/init", init)
+    fake.route("PUT", "/bucket/c1", bucket)
+    fake.route("PUT", "/files/upload/part", part)
+    fake.route("POST", "/files/upload/commit", commit)
+    await fake.start()
+    async with fake.client(tmp_path, token="t") as client:
+        await client.upload("/f", data)
+    assert received["/bucket/c1"] == (data[CHUNK_SIZE:], "abc")
+    assert received["part0"][0] == data[:CHUNK_SIZE]  # no URL for chunk 0: through the server
+
+
 # --- downloads --------------------------------------------------------------------------------
 
 

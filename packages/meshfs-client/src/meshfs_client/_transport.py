@@ -237,6 +237,25 @@ class Transport:
         )
         return reply.decode(model)
 
+    async def put_external(self, url: str, data: bytes, headers: Mapping[str, str]) -> None:
+        """PUT bytes to a presigned object-store URL (direct transfer; no MeshFS token).
+
+        Idempotent: the URL names one immutable chunk.
+        """
+
+        async def attempt() -> None:
+            try:
+                async with self.session.put(
+                    url, data=data, headers=dict(headers), timeout=self.timeouts.for_transfer()
+                ) as response:
+                    body = await response.read()
+                    if response.status >= 400:
+                        raise error_from_reply(response.status, response.headers, body)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise network_error(exc, "direct upload") from exc
+
+        await call_with_retry(attempt, self.retry, idempotent=True)
+
     @contextlib.asynccontextmanager
     async def open(
         self,

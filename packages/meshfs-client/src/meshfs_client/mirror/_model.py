@@ -1,0 +1,63 @@
+"""The three views of one path that the mirror compares: local, remote and last synced.
+
+Paths inside the mirror are *relative* MeshFS paths: canonical (``meshfs_common.paths``), rooted
+at the mirrored remote directory, so ``/`` is that directory itself and ``/a/b`` is
+``<remote root>/a/b`` on the server and ``<target>/a/b`` on disk.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+Kind = Literal["file", "dir"]
+
+
+@dataclass(frozen=True, slots=True)
+class LocalNode:
+    """What is on disk at a path. ``content_hash`` is filled only when it had to be computed
+    (the file's stat differs from the synced one)."""
+
+    kind: Kind
+    size: int = 0
+    mtime_ns: int = 0
+    inode: int = 0
+    content_hash: str | None = None
+
+    def same_stat(self, synced: SyncedNode) -> bool:
+        """True when size, mtime and inode equal the ones recorded at the last sync."""
+        return (
+            self.kind == synced.kind
+            and self.size == synced.size
+            and self.mtime_ns == synced.mtime_ns
+            and self.inode == synced.inode
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteNode:
+    """What the server has at a path (as of the feed cursor)."""
+
+    kind: Kind
+    node_id: str
+    version_id: str | None = None
+    content_hash: str | None = None
+    size: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SyncedNode:
+    """The last state known to be identical on both sides (the merge base)."""
+
+    kind: Kind
+    node_id: str
+    version_id: str | None = None
+    content_hash: str | None = None
+    size: int = 0
+    mtime_ns: int = 0
+    inode: int = 0
+
+
+def local_path(root_rel: str) -> str:
+    """The relative OS path (``a/b``) of a mirror path (``/a/b``)."""
+    return root_rel.lstrip("/")

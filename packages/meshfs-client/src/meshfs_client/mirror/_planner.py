@@ -1,0 +1,169 @@
+"""The planner: one pure decision per path from its local, remote and synced states.
+
+It is the whole sync rule set in one function with no I/O, so it can be tested exhaustively
+(see ``tests/test_mirror_planner.py``). The engine calls it again after every step it takes,
+so a step only has to move the path closer to agreement: e.g. a file replaced by a directory
+remotely is first deleted locally (one step), then created as a directory (the next).
+
+"Changed" means changed since the last sync (the synced state is the merge base):
+
+* a local file changed when its stat (size, mtime, inode) differs and its content hash differs;
+* a remote file changed when its content hash differs (a new version with identical content
+  is not a change, but the synced version id is refreshed so preconditions stay exact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from meshfs_client.mirror._conflicts import ConflictPolicy
+from meshfs_client.mirror._model import LocalNode, RemoteNode, SyncedNode
+
+ActionKind = Literal[
+    "nothing",  # both sides agree with the synced state
+    "record",  # both sides agree with each other: record that as synced (or forget the path)
+    "upload",  # send the local file (If-Match remote version, or If-None-Match: *)
+    "download",  # fetch the remote version into place (atomically, unless the file moved on)
+    "mkdir_local",
+    "mkdir_remote",
+    "delete_local",  # remove the local file or directory (only what is unchanged)
+    "delete_remote",  # delete on the server (If-Match the synced version / directory id)
+    "keep_both",  # move the local file to a conflict copy (then the remote one is downloaded)
+    "move_local_aside",  # a local file stands where the remote has a directory
+    "move_remote_aside",  # a remote file stands where the local side has a directory
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """One step for one path."""
+
+    kind: ActionKind
+    if_match: str | None = None
+    """Upload/delete_remote precondition: the version id (file) or node id (directory)."""
+    if_none_match: bool = False
+    """Upload precondition: the path must not exist on the server."""
+
+
+NOTHING = Action("nothing")
+RECORD = Action("record")
+
+
+def local_changed(local: LocalNode | None, synced: SyncedNode | None) -> bool:
+    """Has the local side moved away from the synced state?"""
+    if local is None or synced is None:
+        return (local is None) != (synced is None)
+    if local.kind != synced.kind:
+        return True
+    if local.kind == "dir" or local.same_stat(synced):
+        return False
+    return local.content_hash != synced.content_hash
+
+
+def remote_changed(remote: RemoteNode | None, synced: SyncedNode | None) -> bool:
+    """Has the server side moved away from the synced state?"""
+    if remote is None or synced is None:
+        return (remote is None) != (synced is None)
+    if remote.kind != synced.kind:
+        return True
+    if remote.kind == "dir":
+        return False
+    return remote.content_hash != synced.content_hash
+
+
+def agree(local: LocalNode | None, remote: RemoteNode | None) -> bool:
+    """Do both sides hold the same thing (nothing, a directory, or the same content)?"""
+    if local is None or remote is None:
+        return local is None and remote is None
+    if local.kind != remote.kind:
+        return False
+    return local.kind == "dir" or (
+        local.content_hash is not None and local.content_hash == remote.content_hash
+    )
+
+
+def needs_record(
+    local: LocalNode | None, remote: RemoteNode | None, synced: SyncedNode | None
+) -> bool:
+    """Unchanged on both sides, but the synced row is stale (new stat or version id)."""
+    if synced is None or local is None or remote is None:
+        return False
+    if local.kind == "file" and not local.same_stat(synced):
+        return True
+    if remote.kind == "file" and remote.version_id != synced.version_id:
+        return True
+    return remote.node_id != synced.node_id
+
+
+def plan(
+    local: LocalNode | None,
+    remote: RemoteNode | None,
+    synced: SyncedNode | None,
+    policy: ConflictPolicy = ConflictPolicy.LWW,
+) -> Action:
+    """The next step for one path.
+
+    *local* must carry its ``content_hash`` whenever it is a file whose stat differs from
+    *synced* (or when there is no synced file), otherwise a changed file looks unchanged.
+    """
+    lc = local_changed(local, synced)
+    rc = remote_changed(remote, synced)
+    if not lc and not rc:
+        return RECORD if needs_record(local, remote, synced) else NOTHING
+    if agree(local, remote):
+        return RECORD
+    if not lc:
+        return _remote_only(local, remote)
+    if not rc:
+        return _local_only(local, remote, synced)
+    return _both(local, remote, policy)
+
+
+def _remote_only(local: LocalNode | None, remote: RemoteNode | None) -> Action:
+    # The local side still equals the synced state: follow the server.
+    if remote is None:
+        return Action("delete_local")
+    if local is not None and local.kind != remote.kind:
+        return Action("delete_local")  # then create the new kind on the next step
+    if remote.kind == "dir":
+        return Action("mkdir_local")
+    return Action("download")
+
+
+def _local_only(
+    local: LocalNode | None, remote: RemoteNode | None, synced: SyncedNode | None
+) -> Action:
+    # The server still equals the synced state: send the local change.
+    if local is None:
+        assert synced is not None  # lc with no local means there was a synced entry
+        tag = synced.node_id if synced.kind == "dir" else synced.version_id
+        return Action("delete_remote", if_match=tag)
+    if remote is not None and remote.kind != local.kind:
+        tag = remote.node_id if remote.kind == "dir" else remote.version_id
+        return Action("delete_remote", if_match=tag)
+    if local.kind == "dir":
+        return Action("mkdir_remote")
+    if remote is None:
+        return Action("upload", if_none_match=True)
+    return Action("upload", if_match=remote.version_id)
+
+
+def _both(local: LocalNode | None, remote: RemoteNode | None, policy: ConflictPolicy) -> Action:
+    # Both sides changed and disagree.
+    if local is None:
+        assert remote is not None
+        # An edit (or a new directory) on the server beats a local delete.
+        return Action("mkdir_local") if remote.kind == "dir" else Action("download")
+    if remote is None:
+        # A local edit beats a remote delete: the file comes back as a new node.
+        return Action("mkdir_remote") if local.kind == "dir" else Action("upload", if_none_match=True)
+    if local.kind == "file" and remote.kind == "file":
+        if policy is ConflictPolicy.KEEP_BOTH:
+            return Action("keep_both")
+        # Last writer wins by commit order: commit the local content on top of the head we
+        # know; the remote content stays in history as the version it replaces.
+        return Action("upload", if_match=remote.version_id)
+    if local.kind == "file":
+        return Action("move_local_aside")  # the directory keeps the name
+    return Action("move_remote_aside")
