@@ -261,6 +261,19 @@ async def test_quota_refuses_writes_over_it(small: AuthHarness) -> None:
     assert info == {"quota": 1000, "used": 1000, "reserved": 0}
 
 
+async def test_quota_counts_deduplicated_content_once(small: AuthHarness) -> None:
+    owner = await small.login("alice")
+    async with small.client_for(owner.access_token) as alice:
+        assert (await write(alice, "/a", b"x" * 900)).status_code == 201
+        # The same bytes again (another file, a rename over a file, a restore) cost nothing.
+        assert (await write(alice, "/copy-of-a", b"x" * 900)).status_code == 201
+        over = await write(alice, "/new", b"y" * 200)
+        assert over.status_code == 507
+        await alice.delete("/files", params={"path": "/copy-of-a"})
+        info = (await alice.get("/plans/current")).json()["storage"]
+    assert info["used"] == 900
+
+
 async def test_quota_race_never_exceeds(small: AuthHarness) -> None:
     owner = await small.login("alice")
     async with small.client_for(owner.access_token) as alice:

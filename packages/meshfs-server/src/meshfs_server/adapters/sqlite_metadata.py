@@ -6,7 +6,8 @@ Schema and its invariants (Postgres mirrors it):
     One row per tenant that has used its namespace. ``next_seq`` is the next change sequence
     number; it is read and bumped inside the writing transaction, so sequence numbers are
     allocated in commit order with no gaps (a reader can never see seq N+1 before N).
-    ``log_start`` is the oldest retained event.
+    ``log_start`` is the oldest retained event. ``stored_bytes`` is the sum of the sizes of the
+    tenant's chunks with ``refs > 0`` (deduplicated storage, for quotas).
 ``nodes``
     Files and directories linked by ``parent_id``; the root has ``node_id = tenant_id`` and no
     parent. Among *live* nodes, (parent_id, name) is unique (partial unique index); tombstones
@@ -142,6 +143,13 @@ NAMESPACE_MIGRATIONS: list[str] = [
         writer TEXT,
         PRIMARY KEY (tenant_id, seq)
     )
+    """,
+    # Deduplicated storage per tenant, kept up to date where chunk references go 0 <-> 1, so
+    # that quota checks never scan the chunk table.
+    """
+    ALTER TABLE ns_tenants ADD COLUMN stored_bytes INTEGER NOT NULL DEFAULT 0;
+    UPDATE ns_tenants SET stored_bytes = (SELECT COALESCE(SUM(c.size), 0) FROM chunks c
+        WHERE c.tenant_id = ns_tenants.tenant_id AND c.refs > 0)
     """,
 ]
 
@@ -348,9 +356,21 @@ class SqliteReadTx:
         uid, path, size, chash, chunks, created, expires, user = row
         return UploadRow(uid, path, size, chash, _unpack(chunks), created, expires, user)
 
+    async def unreferenced_bytes(self, hashes: Sequence[str]) -> int:
+        total = 0
+        for batch in _batches(sorted(set(hashes))):
+            marks = ",".join("?" * len(batch))
+            row = self._one(
+                f"SELECT COALESCE(SUM(size), 0) FROM chunks WHERE tenant_id = ? AND refs = 0"
+                f" AND chunk_hash IN ({marks})",
+                *batch,
+            )
+            total += int(row[0]) if row else 0
+        return total
+
     async def storage_usage(self, *, excluding_content: str | None = None) -> StorageUsage:
         committed = self._one(
-            "SELECT COALESCE(SUM(size), 0) FROM chunks WHERE tenant_id = ? AND refs > 0"
+            "SELECT COALESCE(MAX(stored_bytes), 0) FROM ns_tenants WHERE tenant_id = ?"
         )
         pending = self._one(
             "SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM uploads"
@@ -444,10 +464,16 @@ class SqliteWriteTx(SqliteReadTx):
         counts: dict[str, int] = {}
         for name in version.chunks:
             counts[name] = counts.get(name, 0) + 1
+        newly = await self.unreferenced_bytes(list(counts))
         self.conn.executemany(
             "UPDATE chunks SET refs = refs + ? WHERE tenant_id = ? AND chunk_hash = ?",
             [(n, self.tenant_id, name) for name, n in counts.items()],
         )
+        if newly:
+            self.conn.execute(
+                "UPDATE ns_tenants SET stored_bytes = stored_bytes + ? WHERE tenant_id = ?",
+                (newly, self.tenant_id),
+            )
 
     async def next_seq(self) -> int:
         row = self._one("SELECT next_seq FROM ns_tenants WHERE tenant_id = ?")
@@ -537,6 +563,18 @@ class SqliteWriteTx(SqliteReadTx):
         counts: dict[str, int] = {}
         for name in chunks:
             counts[name] = counts.get(name, 0) + 1
+        freed = 0
+        for name, n in counts.items():
+            row = self._one(
+                "SELECT refs, size FROM chunks WHERE tenant_id = ? AND chunk_hash = ?", name
+            )
+            if row is not None and row[0] > 0 and row[0] - n <= 0:
+                freed += int(row[1])
+        if freed:
+            self.conn.execute(
+                "UPDATE ns_tenants SET stored_bytes = stored_bytes - ? WHERE tenant_id = ?",
+                (freed, self.tenant_id),
+            )
         now = time.time()
         # touched_at restarts the collector's grace period for newly unreferenced chunks.
         self.conn.executemany(

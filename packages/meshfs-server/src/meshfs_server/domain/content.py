@@ -52,8 +52,8 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 UPLOAD_TTL = 24 * 3600.0
 COLLECTION_WAIT = 10.0
 
-#: A hook run inside the commit transaction with the size being committed (quota accounting).
-CommitHook = Callable[[WriteTx, Actor, int], Awaitable[None]]
+#: A hook run inside the commit transaction with the chunks being committed (quota accounting).
+CommitHook = Callable[[WriteTx, Actor, tuple[str, ...]], Awaitable[None]]
 #: Run inside the upload-init transaction before the upload is recorded (quota reservation).
 ReserveHook = Callable[[WriteTx, Actor, UploadRow], Awaitable[None]]
 
@@ -232,7 +232,7 @@ class ContentService:
             if sum(sizes[c] for c in upload.chunks) != upload.size:
                 raise HashMismatchError("stored chunks do not add up to the declared size")
             if self.commit_hook is not None:
-                await self.commit_hook(tx, actor, upload.size)
+                await self.commit_hook(tx, actor, upload.chunks)
             done = await commit_version(
                 tx, actor, upload.path, size=upload.size, content_hash=upload.content_hash,
                 chunks=upload.chunks, events=events, if_match=if_match,
@@ -299,7 +299,7 @@ class ContentService:
                         if now == "absent":
                             await tx.mark_stored(name, len(data))
                     if self.commit_hook is not None:
-                        await self.commit_hook(tx, actor, len(data))
+                        await self.commit_hook(tx, actor, chunks)
                     done = await commit_version(
                         tx, actor, where, size=len(data), content_hash=content_hash_of(chunks),
                         chunks=chunks, events=events, if_match=if_match,
@@ -345,7 +345,7 @@ class ContentService:
             chunks = tuple(names)
             async with self.store.write(actor.tenant_id) as tx:
                 if self.commit_hook is not None:
-                    await self.commit_hook(tx, actor, total)
+                    await self.commit_hook(tx, actor, chunks)
                 done = await commit_version(
                     tx, actor, where, size=total, content_hash=content_hash_of(chunks),
                     chunks=chunks, events=events, if_match=if_match, if_none_match=if_none_match,

@@ -167,6 +167,10 @@ class ReadTx(Protocol):
     async def get_upload(self, upload_id: str) -> UploadRow | None:
         """The upload in progress with this id, or None."""
 
+    async def unreferenced_bytes(self, hashes: Sequence[str]) -> int:
+        """Total size of the distinct stored chunks among *hashes* that no version references:
+        what a commit of them would add to the tenant's deduplicated storage."""
+
     async def storage_usage(self, *, excluding_content: str | None = None) -> StorageUsage:
         """Deduplicated committed bytes and reserved (pending upload) bytes of the tenant;
         uploads of *excluding_content* (a content hash) are left out of ``pending``."""

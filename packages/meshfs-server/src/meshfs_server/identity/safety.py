@@ -89,10 +89,12 @@ class Quota:
                         "requested": upload.size},
             )  # fmt: skip
 
-    async def commit(self, tx: WriteTx, actor: Actor, size: int) -> None:
-        """At commit (inside the commit transaction): committed + this size must fit."""
+    async def commit(self, tx: WriteTx, actor: Actor, chunks: tuple[str, ...]) -> None:
+        """At commit (inside the commit transaction): what is stored plus the bytes this version
+        newly references must fit. Content already stored (deduplicated) costs nothing."""
         quota = await self.limit(actor.tenant_id)
         usage = await tx.storage_usage()
+        size = await tx.unreferenced_bytes(chunks)
         if usage.committed + size > quota:
             raise QuotaExceededError(
                 f"storage quota exceeded: {usage.committed} bytes stored, {size} more asked,"
