@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ from meshfs_server.identity.keys import KeyRing, from_secret, load_or_create
 
 AUDIENCE = "meshfs"
 LEEWAY = 30
+VERIFIED_CACHE_SIZE = 4096
 KEY_RELOAD_INTERVAL = 5.0
 
 REFRESH_PREFIX = "mfr_"
@@ -70,6 +72,10 @@ class TokenSigner:
         self.ttl = ttl
         self._keys_dir = keys_dir
         self._last_reload = time.monotonic()
+        # Tokens whose signature and claims were verified, by their exact text. A client sends
+        # the same token for up to an hour; an Ed25519 check costs more than the rest of a
+        # small request. Expiry is checked again on every hit; a key reload empties it.
+        self._verified: OrderedDict[str, AccessClaims] = OrderedDict()
 
     @classmethod
     def open(cls, *, secret: str | None, keys_dir: Path, issuer: str, ttl: int) -> TokenSigner:
@@ -87,6 +93,7 @@ class TokenSigner:
             return
         self._last_reload = now
         self.ring = load_or_create(self._keys_dir)
+        self._verified.clear()
 
     def issue(self, *, user_id: str, tenant_id: str, session_id: str, scope: str) -> str:
         """Sign a new access token valid for ``ttl`` seconds."""
@@ -136,14 +143,24 @@ class TokenSigner:
 
     def verify(self, token: str) -> AccessClaims:
         """Verify signature, algorithm, issuer, audience and expiry; AuthError otherwise."""
+        known = self._verified.get(token)
+        if known is not None:
+            if known.expires_at + LEEWAY > time.time():
+                self._verified.move_to_end(token)
+                return known
+            del self._verified[token]
         try:
-            return self._verify(token)
+            claims = self._verify(token)
         except AuthError as first:
             # A key rotated by another process: reload once (rate-limited) and try again.
             if "unknown signing key" not in first.message:
                 raise
             self.refresh_keys()
-            return self._verify(token)
+            claims = self._verify(token)
+        self._verified[token] = claims
+        if len(self._verified) > VERIFIED_CACHE_SIZE:
+            self._verified.popitem(last=False)
+        return claims
 
     def _verify(self, token: str) -> AccessClaims:
         decoded = self._decode(token)
