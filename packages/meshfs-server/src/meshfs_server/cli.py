@@ -105,7 +105,9 @@ async def _serve(settings: Settings) -> None:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75
-    config.websocket_ping_interval = 20.0
+    # No server-initiated WebSocket pings: hypercorn's ping task outlives a closed connection
+    # and holds shutdown for the whole graceful timeout. Clients keep idle connections alive
+    # with {"type": "ping"} (and hypercorn still answers protocol-level pings).
     config.graceful_timeout = 5.0
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
