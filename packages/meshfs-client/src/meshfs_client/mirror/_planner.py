@@ -157,7 +157,9 @@ def _both(local: LocalNode | None, remote: RemoteNode | None, policy: ConflictPo
         return Action("mkdir_local") if remote.kind == "dir" else Action("download")
     if remote is None:
         # A local edit beats a remote delete: the file comes back as a new node.
-        return Action("mkdir_remote") if local.kind == "dir" else Action("upload", if_none_match=True)
+        return (
+            Action("mkdir_remote") if local.kind == "dir" else Action("upload", if_none_match=True)
+        )
     if local.kind == "file" and remote.kind == "file":
         if policy is ConflictPolicy.KEEP_BOTH:
             return Action("keep_both")

@@ -1,0 +1,256 @@
+"""``meshfs sync``: keep a local folder and a MeshFS directory identical, both ways."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from meshfs_client.cli._context import CliState, pass_state, run
+from meshfs_client.mirror import (
+    ConflictPolicy,
+    IgnoreRules,
+    MirrorSync,
+    StateDB,
+    SyncEvent,
+    SyncOptions,
+    SyncStatus,
+    default_state_dir,
+    state_file,
+)
+from meshfs_client.mirror._local import scan
+from meshfs_common import paths
+from meshfs_common.errors import MeshFSError
+
+_STATUS_LINE_INTERVAL = 0.25
+
+
+class _Reporter:
+    """A quiet one-line status on a terminal; one JSON object per event otherwise."""
+
+    def __init__(self, state: CliState) -> None:
+        self._tty = sys.stderr.isatty() and not state.json
+        self._quiet = state.quiet
+        self.status = SyncStatus()
+        self._last_line = 0.0
+        self._width = 0
+
+    def __call__(self, event: SyncEvent) -> None:
+        if self._tty:
+            if event.kind == "error" and not self._quiet:
+                self._clear()
+                click.echo(f"meshfs sync: {event.path}: {event.detail}", err=True)
+            self.draw()
+            return
+        if self._quiet and event.kind != "error":
+            return
+        record = {"ts": round(time.time(), 3), "event": event.kind, "path": event.path}
+        if event.detail:
+            record["detail"] = event.detail
+        click.echo(json.dumps(record), err=True)
+
+    def draw(self, force: bool = False) -> None:
+        if not self._tty or self._quiet:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_line < _STATUS_LINE_INTERVAL:
+            return
+        self._last_line = now
+        s = self.status
+        state = "live" if s.live else s.feed
+        line = (
+            f"meshfs sync: {state} | pending {s.pending} | up {s.uploads} down {s.downloads}"
+            f" del {s.deletes} mv {s.renames} conflicts {s.conflicts} errors {s.errors}"
+        )
+        self._clear()
+        sys.stderr.write(line)
+        sys.stderr.flush()
+        self._width = len(line)
+
+    def _clear(self) -> None:
+        if self._width:
+            sys.stderr.write("\r" + " " * self._width + "\r")
+            self._width = 0
+
+
+@click.command()
+@click.option(
+    "--target",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="The local folder to keep in sync (created if missing).",
+)
+@click.option(
+    "--path", "remote", default="/", show_default=True, help="The remote directory to mirror."
+)
+@click.option("--once", is_flag=True, help="Sync until both sides agree, then exit.")
+@click.option(
+    "--conflicts",
+    type=click.Choice([p.value for p in ConflictPolicy]),
+    default=ConflictPolicy.LWW.value,
+    show_default=True,
+    help="A file changed on both sides: last commit wins (the other content stays in history)"
+    " or keep both (a conflict copy).",
+)
+@click.option("--status", "show_status", is_flag=True, help="Show what is pending, then exit.")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where the sync state database lives (default: the user state directory).",
+)
+@click.option(
+    "--transfers", type=click.IntRange(1, 64), default=8, show_default=True,
+    help="Parallel uploads/downloads.",
+)  # fmt: skip
+@click.option("--no-websocket", is_flag=True, help="Poll /sync/pull instead of a WebSocket.")
+@pass_state
+def sync(
+    state: CliState,
+    target: Path,
+    remote: str,
+    once: bool,
+    conflicts: str,
+    show_status: bool,
+    state_dir: Path | None,
+    transfers: int,
+    no_websocket: bool,
+) -> None:
+    """Mirror a local folder and a remote directory, both ways (continuous by default).
+
+    Changes on either side reach the other within moments; a file changed on both sides is
+    resolved by --conflicts without losing content. Files matching .meshfsignore in the
+    folder (gitignore syntax) and editors' temporary files stay local.
+    """
+    options = SyncOptions(
+        target=target,
+        remote_root=paths.normalise(remote),
+        conflicts=ConflictPolicy(conflicts),
+        once=once,
+        state_dir=state_dir,
+        transfers=transfers,
+        websocket=not no_websocket,
+    )
+    if show_status:
+        run(_show_status(state, options))
+        return
+
+    async def body() -> None:
+        async with state.client() as client:
+            reporter = _Reporter(state)
+            engine = MirrorSync(client, options, on_event=reporter)
+            reporter.status = engine.status
+            async with asyncio.TaskGroup() as group:
+                ticker = group.create_task(_tick(reporter))
+                try:
+                    await engine.run()
+                finally:
+                    ticker.cancel()
+            reporter.draw(force=True)
+            if sys.stderr.isatty() and not state.quiet:
+                click.echo("", err=True)
+
+    run(body())
+
+
+async def _tick(reporter: _Reporter) -> None:
+    while True:
+        reporter.draw()
+        await asyncio.sleep(_STATUS_LINE_INTERVAL)
+
+
+async def _show_status(state: CliState, options: SyncOptions) -> None:
+    target = options.target.resolve()
+    async with state.client() as client:
+        me = await client.whoami()
+        where = state_file(
+            options.state_dir or default_state_dir(), client.server, me.tenant_id,
+            options.remote_root, target,
+        )  # fmt: skip
+        if not where.exists():
+            raise click.ClickException(f"{target} has never been synced with {options.remote_root}")
+        db = await asyncio.to_thread(StateDB, where)
+        try:
+            report = await asyncio.to_thread(_local_report, db, target)
+            cursor = db.cursor or 0
+            server_cursor: int | None = None
+            with contextlib.suppress(MeshFSError):
+                server_cursor = await client.current_cursor()
+            engine = json.loads(db.get_meta("status") or "{}")
+            pending = db.pending()
+        finally:
+            await asyncio.to_thread(db.close)
+    running = bool(engine.get("running")) and _alive(int(engine.get("pid", 0)))
+    summary = {
+        "target": str(target),
+        "remote": options.remote_root,
+        "server": client.server,
+        "state": str(where),
+        "running": running,
+        "cursor": cursor,
+        "server_cursor": server_cursor,
+        "remote_changes_behind": None if server_cursor is None else max(0, server_cursor - cursor),
+        "local_changes": report,
+        "engine_pending": [p for p, _ in pending] if running else [],
+        "last_error": engine.get("last_error", ""),
+        "errors": engine.get("error_paths", {}),
+    }
+    if state.json:
+        state.emit(summary)
+        return
+    click.echo(f"{target} <-> {client.server}{options.remote_root}")
+    click.echo(
+        "  sync process: " + (f"running (pid {engine.get('pid')})" if running else "not running")
+    )
+    behind = summary["remote_changes_behind"]
+    click.echo(
+        f"  remote: cursor {cursor}"
+        + (f", {behind} newer server events not applied" if behind else ", up to date")
+        + ("" if server_cursor is not None else " (server unreachable)")
+    )
+    for label in ("new", "modified", "deleted"):
+        items = report[label]
+        click.echo(f"  local {label}: {len(items)}")
+        for item in items[:20]:
+            click.echo(f"    {item}")
+        if len(items) > 20:
+            click.echo(f"    ... and {len(items) - 20} more")
+    if summary["engine_pending"]:
+        click.echo(f"  being synced now: {len(summary['engine_pending'])}")
+        for item in summary["engine_pending"][:20]:
+            click.echo(f"    {item}")
+    if summary["errors"]:
+        click.echo("  errors:")
+        for path, message in list(summary["errors"].items())[:20]:
+            click.echo(f"    {path}: {message}")
+
+
+def _local_report(db: StateDB, target: Path) -> dict[str, list[str]]:
+    """Local changes not yet uploaded: a scan compared with the synced state (no hashing)."""
+    found = scan(target, IgnoreRules.load(target))
+    new = sorted(p for p in found if p not in db.synced)
+    modified = sorted(
+        p
+        for p, node in found.items()
+        if p in db.synced and node.kind == "file" and not node.same_stat(db.synced[p])
+    )
+    deleted = sorted(p for p in db.synced if p not in found)
+    return {"new": new, "modified": modified, "deleted": deleted}
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

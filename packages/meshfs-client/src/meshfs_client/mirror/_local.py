@@ -1,0 +1,161 @@
+"""The local side: stat and hash one path, scan the whole folder, watch it for changes.
+
+Only regular files and directories are mirrored; symbolic links, sockets and the like stay
+local (as do names MeshFS cannot hold, such as ones with control characters). A scan at start
+catches what changed while the mirror was not running; the watcher (:mod:`watchfiles`, i.e.
+inotify/FSEvents/ReadDirectoryChangesW through the Rust ``notify`` crate) reports changes live.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import unicodedata
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import watchfiles
+
+from meshfs_client.mirror._ignore import IgnoreRules, is_temp_name
+from meshfs_client.mirror._model import LocalNode
+from meshfs_common import paths
+from meshfs_common.errors import InvalidPathError
+from meshfs_common.hashing import ContentHasher
+
+_READ_BLOCK = 1024 * 1024
+
+
+class Unsupported:
+    """A path holding something the mirror leaves alone (symlink, device, bad name)."""
+
+
+UNSUPPORTED = Unsupported()
+
+
+def to_os(target: Path, rel: str) -> Path:
+    """The OS path of mirror path *rel*."""
+    return target / rel.lstrip("/") if rel != "/" else target
+
+
+def to_rel(target: Path, os_path: str) -> str | None:
+    """The mirror path of an OS path inside *target* (``None`` outside or for a bad name)."""
+    try:
+        relative = os.path.relpath(os_path, target)
+    except ValueError:
+        return None
+    if relative == ".":
+        return "/"
+    if relative.startswith(".."):
+        return None
+    names = relative.split(os.sep)
+    try:
+        checked = [paths.validate_name(n) for n in names]
+    except InvalidPathError:
+        return None
+    if checked != names:
+        return None  # not NFC on disk: two spellings of one name cannot be mirrored faithfully
+    return paths.join(checked)
+
+
+def node_from_stat(st: os.stat_result) -> LocalNode | Unsupported:
+    if stat.S_ISDIR(st.st_mode):
+        return LocalNode("dir", inode=st.st_ino)
+    if stat.S_ISREG(st.st_mode):
+        return LocalNode("file", st.st_size, st.st_mtime_ns, st.st_ino)
+    return UNSUPPORTED
+
+
+def stat_node(path: Path) -> LocalNode | Unsupported | None:
+    """What is at *path* (not following symlinks), without hashing."""
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return node_from_stat(st)
+
+
+def hash_node(path: Path, node: LocalNode) -> LocalNode | None:
+    """*node* with its content hash, or ``None`` when the file changed while being read."""
+    hasher = ContentHasher()
+    try:
+        with open(path, "rb") as handle:
+            before = os.fstat(handle.fileno())
+            while block := handle.read(_READ_BLOCK):
+                hasher.update(block)
+            after = os.fstat(handle.fileno())
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+        return None
+    if (before.st_size, before.st_mtime_ns) != (after.st_size, after.st_mtime_ns):
+        return None
+    if (after.st_size, after.st_mtime_ns, after.st_ino) != (node.size, node.mtime_ns, node.inode):
+        return None
+    return LocalNode(
+        "file", after.st_size, after.st_mtime_ns, after.st_ino, hasher.finish().content_hash
+    )
+
+
+def scan(target: Path, rules: IgnoreRules, below: str = "/") -> dict[str, LocalNode]:
+    """Every mirrored file and directory under *below* (itself excluded), without hashes."""
+    found: dict[str, LocalNode] = {}
+    stack = [below]
+    while stack:
+        rel = stack.pop()
+        try:
+            entries = list(os.scandir(to_os(target, rel)))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            continue
+        for entry in entries:
+            try:
+                name = paths.validate_name(entry.name)
+            except InvalidPathError:
+                continue
+            if name != entry.name or is_temp_name(name):
+                continue
+            child = ("" if rel == "/" else rel) + "/" + name
+            try:
+                node = node_from_stat(entry.stat(follow_symlinks=False))
+            except FileNotFoundError:
+                continue
+            if isinstance(node, Unsupported) or rules.ignored(child, is_dir=node.kind == "dir"):
+                continue
+            found[child] = node
+            if node.kind == "dir":
+                stack.append(child)
+    return found
+
+
+def is_nfc(name: str) -> bool:
+    return unicodedata.is_normalized("NFC", name)
+
+
+class _Filter(watchfiles.DefaultFilter):
+    """Drop the mirror's own temporary files before they reach Python."""
+
+    def __init__(self) -> None:
+        super().__init__(ignore_dirs=(), ignore_entity_patterns=())
+
+    def __call__(self, change: watchfiles.Change, path: str) -> bool:
+        return not is_temp_name(os.path.basename(path))
+
+
+async def watch(target: Path, *, step_ms: int = 10) -> AsyncIterator[set[str]]:
+    """Batches of changed mirror paths (ignore rules are applied by the caller).
+
+    ``step_ms`` is how long the watcher waits for more changes before yielding a batch, which
+    is the floor of local-to-remote latency.
+    """
+    async for changes in watchfiles.awatch(
+        target,
+        watch_filter=_Filter(),
+        debounce=400,
+        step=step_ms,
+        recursive=True,
+        ignore_permission_denied=True,
+    ):
+        batch: set[str] = set()
+        for _change, os_path in changes:
+            rel = to_rel(target, os_path)
+            if rel is not None:
+                batch.add(rel)
+        if batch:
+            yield batch

@@ -1,0 +1,130 @@
+"""The remote side: the server's tree under the mirrored root, kept current from the feed.
+
+:class:`RemoteTree` owns the ``remote`` table of the state database. It is filled by a listing
+(:meth:`relist`, on the first run and after the feed answers ``reset``) and then changed only by
+:meth:`apply`, one change event at a time, in feed order. Each application reports which paths
+it touched, so the engine knows what to reconcile, and recognises renames so they can be
+mirrored as renames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from meshfs_client._client import MeshFSClient
+from meshfs_client.mirror._model import RemoteNode
+from meshfs_client.mirror._state import StateDB
+from meshfs_common import paths
+from meshfs_common.errors import NotFoundError
+from meshfs_common.models import ChangeEvent, Entry
+
+
+@dataclass(slots=True)
+class Applied:
+    """What one change event did to the remote tree."""
+
+    touched: set[str] = field(default_factory=set)
+    renamed: tuple[str, str] | None = None
+    """``(old, new)`` mirror paths when the event moved something within the mirror."""
+    walk: str | None = None
+    """A directory that moved into the mirror from outside: its contents must be listed."""
+
+
+def node_of(entry: Entry) -> RemoteNode:
+    return RemoteNode(entry.kind, entry.node_id, entry.version_id, entry.content_hash, entry.size)
+
+
+class RemoteTree:
+    """The server's tree below *root* (a canonical remote path), in mirror paths."""
+
+    def __init__(self, state: StateDB, root: str) -> None:
+        self.state = state
+        self.root = paths.normalise(root)
+
+    def rel(self, remote_path: str | None) -> str | None:
+        """The mirror path of a remote path (``None`` when outside the mirrored root)."""
+        if remote_path is None or not paths.is_within(remote_path, self.root):
+            return None
+        return paths.relative_to(remote_path, self.root)
+
+    def remote_path(self, rel: str) -> str:
+        """The remote path of a mirror path."""
+        if rel == "/":
+            return self.root
+        return (self.root if self.root != "/" else "") + rel
+
+    async def relist(self, client: MeshFSClient, below: str = "/") -> set[str]:
+        """Replace the subtree *below* with a fresh listing; returns every path it touched."""
+        fresh: dict[str, RemoteNode] = {}
+        start = self.remote_path(below)
+        try:
+            top = await client.meta(start)
+        except NotFoundError:
+            top = None
+        if top is not None and top.kind == "dir":
+            async for entry in client.walk(start):
+                rel = self.rel(entry.path)
+                if rel is not None:
+                    fresh[rel] = node_of(entry)
+        touched = set(self.state.remote_below(below)) | set(fresh)
+        if below != "/":
+            touched.add(below)
+            self.state.drop_remote(below)
+            if top is not None:
+                self.state.set_remote(below, node_of(top))
+        else:
+            self.state.clear_remote()
+            if top is not None:
+                self.state.set_remote("/", node_of(top))
+        for rel, node in fresh.items():
+            self.state.set_remote(rel, node)
+        return touched
+
+    def apply(self, event: ChangeEvent) -> Applied:
+        """Apply one event (in feed order)."""
+        done = Applied()
+        new = self.rel(event.path)
+        old = self.rel(event.old_path) if event.type == "rename" else None
+        if event.type == "rename":
+            if old is not None:
+                done.touched.update(p for p in self.state.remote if _within(p, old))
+                if new is not None:
+                    self.state.move_remote(old, new)
+                    done.renamed = (old, new)
+                else:
+                    self.state.drop_remote(old)
+            if new is not None:
+                if event.kind == "file":
+                    self.state.set_remote(new, _from_event(event))
+                elif old is None:
+                    self.state.set_remote(new, RemoteNode("dir", event.node_id))
+                    done.walk = new
+                done.touched.update(p for p in self.state.remote if _within(p, new))
+                done.touched.add(new)
+            return done
+        if new is None:
+            return done
+        done.touched.add(new)
+        if event.type == "delete":
+            done.touched.update(self.state.drop_remote(new))
+        elif event.type == "mkdir":
+            self.state.set_remote(new, RemoteNode("dir", event.node_id))
+        else:  # write, restore
+            self.state.set_remote(new, _from_event(event))
+        return done
+
+    def set_from_entry(self, rel: str, entry: Entry | None) -> None:
+        """Overwrite one path with what the server just said about it (``None``: gone)."""
+        current = self.state.remote.get(rel)
+        if entry is None or current is None or current.kind != entry.kind:
+            self.state.drop_remote(rel)
+        if entry is not None:
+            self.state.set_remote(rel, node_of(entry))
+
+
+def _from_event(event: ChangeEvent) -> RemoteNode:
+    return RemoteNode("file", event.node_id, event.version_id, event.content_hash, event.size or 0)
+
+
+def _within(path: str, rel: str) -> bool:
+    return rel == "/" or path == rel or path.startswith(rel + "/")

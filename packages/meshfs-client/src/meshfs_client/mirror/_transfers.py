@@ -1,0 +1,434 @@
+"""Carrying out planned steps: transfers, deletes, directories, renames, conflict copies.
+
+Every step re-checks the local state it was planned on right before it changes anything, and
+records the new synced state only after both sides agree, so a crash at any point leaves either
+the old synced row (the step is redone) or the new one (it is done).
+
+Local writes are atomic: content is downloaded into a temporary file in the destination
+directory (``.<name>.<random>.meshfs-tmp``, which the watcher and the scan ignore), verified
+against the server's content hash, fsynced, and only then renamed into place (a new file is
+hard-linked into place, so a file created meanwhile is never replaced), followed by an fsync
+of the directory. If the destination changed while the download was in flight, the download is
+discarded and the path is re-planned, which uploads the local edit instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from meshfs_client._client import MeshFSClient
+from meshfs_client._upload import SMALL_UPLOAD_LIMIT, SourceChangedError
+from meshfs_client.mirror._conflicts import conflict_name
+from meshfs_client.mirror._ignore import TEMP_SUFFIX
+from meshfs_client.mirror._local import stat_node, to_os
+from meshfs_client.mirror._model import LocalNode, RemoteNode, SyncedNode
+from meshfs_client.mirror._remote import RemoteTree
+from meshfs_client.mirror._state import StateDB
+from meshfs_common.errors import AlreadyExistsError, HashMismatchError, NotFoundError
+from meshfs_common.hashing import ContentHasher, hash_bytes
+from meshfs_common.models import CommitResult
+
+_WRITE_BATCH = 1024 * 1024
+
+Echo = Callable[[str, str, str | None, list[str]], None]
+"""``expect_echo(event_type, node_id, version_id, rels)``: our own change will come back in the
+feed as this event; hold the paths until it does."""
+
+
+class LocalChangedError(Exception):
+    """The local file changed after the step was planned; re-plan the path."""
+
+
+@dataclass(slots=True)
+class Executor:
+    """Performs steps for the engine; owns no state of its own."""
+
+    client: MeshFSClient
+    target: Path
+    tree: RemoteTree
+    state: StateDB
+    expect_echo: Echo
+
+    def os_path(self, rel: str) -> Path:
+        return to_os(self.target, rel)
+
+    # --- remote -> local ------------------------------------------------------------------------
+
+    async def download(self, rel: str, remote: RemoteNode, expected: LocalNode | None) -> None:
+        """Fetch *remote* into place atomically, unless the local file moved away from
+        *expected* meanwhile (then :class:`LocalChangedError`)."""
+        dest = self.os_path(rel)
+        await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+        temp = dest.with_name(f".{_short(dest.name)}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        hasher = ContentHasher()
+        try:
+            out = await asyncio.to_thread(open, temp, "xb")
+            with out:
+                stream = self.client.download(node_id=remote.node_id, version_id=remote.version_id)
+                async with stream:
+                    batch = bytearray()
+                    async for block in stream:
+                        batch += block
+                        if len(batch) >= _WRITE_BATCH:
+                            await asyncio.to_thread(out.write, bytes(batch))
+                            hasher.update(batch)
+                            batch.clear()
+                    if batch:
+                        await asyncio.to_thread(out.write, bytes(batch))
+                        hasher.update(batch)
+                await asyncio.to_thread(_flush_and_sync, out)
+            digest = hasher.finish()
+            if remote.content_hash is not None and digest.content_hash != remote.content_hash:
+                raise HashMismatchError(f"downloaded content of {rel} does not match its hash")
+            placed = await asyncio.to_thread(_place, temp, dest, expected)
+        finally:
+            await asyncio.to_thread(_unlink, temp)
+        if placed is None:
+            raise LocalChangedError(rel)
+        self.state.set_synced(
+            rel,
+            SyncedNode(
+                "file",
+                remote.node_id,
+                remote.version_id,
+                digest.content_hash,
+                placed.size,
+                placed.mtime_ns,
+                placed.inode,
+            ),
+        )
+
+    async def mkdir_local(self, rel: str, remote: RemoteNode) -> None:
+        path = self.os_path(rel)
+        await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+        node = stat_node(path)
+        if not isinstance(node, LocalNode) or node.kind != "dir":
+            raise LocalChangedError(rel)
+        self.state.set_synced(rel, SyncedNode("dir", remote.node_id, inode=node.inode))
+
+    async def delete_local_file(self, rel: str, expected: LocalNode) -> None:
+        path = self.os_path(rel)
+        if not await asyncio.to_thread(_unlink_if_same, path, expected):
+            raise LocalChangedError(rel)
+        self.state.drop_synced(rel)
+
+    async def delete_local_dir(self, rel: str) -> list[str]:
+        """Remove what is unchanged below *rel* (and *rel* when that empties it).
+
+        Returns the paths kept because they changed locally or are new (they are uploaded
+        again as new files once their synced rows are gone).
+        """
+        synced = {p: self.state.synced[p] for p in self.state.synced_below(rel)}
+        kept = await asyncio.to_thread(_prune_dir, self.target, rel, synced)
+        self.state.drop_synced(rel, subtree=True)
+        return kept
+
+    # --- local -> remote ------------------------------------------------------------------------
+
+    async def upload(
+        self, rel: str, local: LocalNode, *, if_match: str | None, if_none_match: bool
+    ) -> None:
+        """Commit the local file (with the given precondition) and record it as synced."""
+        path = self.os_path(rel)
+        remote_path = self.tree.remote_path(rel)
+        if local.size <= SMALL_UPLOAD_LIMIT:
+            data = await asyncio.to_thread(_read_if_same, path, local)
+            if data is None:
+                raise LocalChangedError(rel)
+            content_hash = hash_bytes(data).content_hash
+            result = await self.client.upload(
+                remote_path, data, if_match=if_match, if_none_match=if_none_match
+            )
+        else:
+            try:
+                result = await self.client.upload(
+                    remote_path, path, if_match=if_match, if_none_match=if_none_match
+                )
+            except (SourceChangedError, FileNotFoundError) as exc:
+                raise LocalChangedError(rel) from exc
+            content_hash = result.version.content_hash
+        self._record_commit(rel, result, local, content_hash)
+
+    def _record_commit(
+        self, rel: str, result: CommitResult, local: LocalNode, content_hash: str
+    ) -> None:
+        entry = result.entry
+        self.tree.set_from_entry(rel, entry)
+        # Parents the commit created appear in the feed as mkdir events.
+        self.state.set_synced(
+            rel,
+            SyncedNode(
+                "file",
+                entry.node_id,
+                entry.version_id,
+                content_hash,
+                local.size,
+                local.mtime_ns,
+                local.inode,
+            ),
+        )
+        if result.created_version:
+            self.expect_echo("write", entry.node_id, entry.version_id, [rel])
+
+    async def mkdir_remote(self, rel: str, local: LocalNode) -> None:
+        try:
+            entry = await self.client.mkdir(self.tree.remote_path(rel), exist_ok=False)
+            self.expect_echo("mkdir", entry.node_id, None, [rel])
+        except AlreadyExistsError:
+            entry = await self.client.meta(self.tree.remote_path(rel))
+        self.tree.set_from_entry(rel, entry)
+        if entry.kind == "dir":
+            self.state.set_synced(rel, SyncedNode("dir", entry.node_id, inode=local.inode))
+
+    async def delete_remote(self, rel: str, remote: RemoteNode, if_match: str | None) -> None:
+        """Delete on the server (a directory recursively: the engine checked it is clean)."""
+        gone = [rel, *self.state.remote_below(rel)]
+        await self.client.delete(
+            self.tree.remote_path(rel), recursive=remote.kind == "dir", if_match=if_match
+        )
+        self.tree.set_from_entry(rel, None)
+        self.state.drop_synced(rel, subtree=True)
+        self.expect_echo("delete", remote.node_id, None, gone)
+
+    async def rename_remote(self, old: str, new: str, synced: SyncedNode) -> None:
+        """Mirror a local rename (detected by inode) on the server."""
+        overwrite = new in self.state.remote and self.state.remote[new].kind == "file"
+        tag = synced.node_id if synced.kind == "dir" else synced.version_id
+        entry = await self.client.rename(
+            self.tree.remote_path(old),
+            self.tree.remote_path(new),
+            overwrite=overwrite,
+            if_match=tag,
+        )
+        moved = [old, *self.state.remote_below(old)]
+        self.state.move_remote(old, new)
+        self.state.move_synced(old, new)
+        self.tree.set_from_entry(new, entry)
+        row = self.state.synced.get(new)
+        if row is not None:
+            self.state.set_synced(
+                new,
+                SyncedNode(
+                    row.kind,
+                    entry.node_id,
+                    entry.version_id,
+                    row.content_hash,
+                    row.size,
+                    row.mtime_ns,
+                    row.inode,
+                ),
+            )
+        self.expect_echo("rename", entry.node_id, None, [new, *moved])
+
+    # --- both -----------------------------------------------------------------------------------
+
+    async def rename_local(self, old: str, new: str) -> bool:
+        """Mirror a remote rename locally when the local side still matches the synced state.
+
+        Returns False (nothing done) when it does not; the planner then sorts both paths out.
+        """
+        synced = self.state.synced.get(old)
+        remote = self.state.remote.get(new)
+        if synced is None or remote is None or synced.kind != remote.kind:
+            return False
+        src, dst = self.os_path(old), self.os_path(new)
+        here = stat_node(src)
+        if not isinstance(here, LocalNode) or here.kind != synced.kind:
+            return False
+        if synced.kind == "file" and not here.same_stat(synced):
+            return False
+        if synced.kind == "dir" and here.inode != synced.inode:
+            return False
+        there = stat_node(dst)
+        target_row = self.state.synced.get(new)
+        if there is not None and not (
+            isinstance(there, LocalNode)
+            and there.kind == "file"
+            and synced.kind == "file"
+            and target_row is not None
+            and there.same_stat(target_row)
+        ):
+            return False
+        await asyncio.to_thread(_rename, src, dst)
+        self.state.move_synced(old, new)
+        self.state.set_synced(
+            new,
+            SyncedNode(
+                synced.kind,
+                remote.node_id,
+                remote.version_id,
+                synced.content_hash,
+                synced.size,
+                synced.mtime_ns,
+                synced.inode,
+            ),
+        )
+        return True
+
+    async def keep_both(self, rel: str, local: LocalNode) -> str:
+        """Move the local file to a conflict copy; returns the copy's path."""
+        copy = conflict_name(rel)
+        if not await asyncio.to_thread(
+            _rename_if_same, self.os_path(rel), self.os_path(copy), local
+        ):
+            raise LocalChangedError(rel)
+        self.state.drop_synced(rel)
+        return copy
+
+    async def move_remote_aside(self, rel: str, remote: RemoteNode) -> str:
+        """Rename a remote file that blocks a local directory to a conflict name."""
+        copy = conflict_name(rel)
+        entry = await self.client.rename(
+            self.tree.remote_path(rel), self.tree.remote_path(copy), if_match=remote.version_id
+        )
+        self.state.move_remote(rel, copy)
+        self.tree.set_from_entry(copy, entry)
+        self.state.drop_synced(rel)
+        self.expect_echo("rename", entry.node_id, None, [rel, copy])
+        return copy
+
+    async def refresh(self, rel: str) -> None:
+        """Ask the server what is at *rel* now (after a failed precondition)."""
+        try:
+            entry = await self.client.meta(self.tree.remote_path(rel))
+        except NotFoundError:
+            entry = None
+        self.tree.set_from_entry(rel, entry)
+
+
+def _short(name: str, limit: int = 200) -> str:
+    data = name.encode()
+    if len(data) <= limit:
+        return name
+    return data[:limit].decode(errors="ignore")
+
+
+def _flush_and_sync(handle: IO[bytes]) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+def _same(node: LocalNode | None, expected: LocalNode | None) -> bool:
+    if node is None or expected is None:
+        return node is None and expected is None
+    return (node.kind, node.size, node.mtime_ns, node.inode) == (
+        expected.kind,
+        expected.size,
+        expected.mtime_ns,
+        expected.inode,
+    )
+
+
+def _current(path: Path) -> LocalNode | None:
+    node = stat_node(path)
+    return node if isinstance(node, LocalNode) or node is None else LocalNode("file", -1)
+
+
+def _place(temp: Path, dest: Path, expected: LocalNode | None) -> LocalNode | None:
+    """Move the finished download into place if *dest* is still as planned."""
+    if not _same(_current(dest), expected):
+        return None
+    if expected is None:
+        try:
+            os.link(temp, dest)  # fails if a file appeared meanwhile: never replace it
+        except FileExistsError:
+            return None
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            os.rename(temp, dest)  # no hard links here: plain rename after the check
+    else:
+        os.replace(temp, dest)
+    _sync_dir(dest.parent)
+    placed = stat_node(dest)
+    return placed if isinstance(placed, LocalNode) else None
+
+
+def _sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _unlink_if_same(path: Path, expected: LocalNode) -> bool:
+    if not _same(_current(path), expected):
+        return False
+    _unlink(path)
+    return True
+
+
+def _read_if_same(path: Path, expected: LocalNode) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            before = os.fstat(handle.fileno())
+            data = handle.read()
+            after = os.fstat(handle.fileno())
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+    stamp = (expected.size, expected.mtime_ns, expected.inode)
+    if (before.st_size, before.st_mtime_ns, before.st_ino) != stamp:
+        return None
+    if (after.st_size, after.st_mtime_ns, after.st_ino) != stamp or len(data) != expected.size:
+        return None
+    return data
+
+
+def _rename(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(src, dst)
+
+
+def _rename_if_same(src: Path, dst: Path, expected: LocalNode) -> bool:
+    if not _same(_current(src), expected):
+        return False
+    os.rename(src, dst)
+    return True
+
+
+def _prune_dir(target: Path, rel: str, synced: dict[str, SyncedNode]) -> list[str]:
+    """Delete unchanged synced files below *rel*, then the directories that became empty."""
+    kept: list[str] = []
+    root = to_os(target, rel)
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        base = "/" + os.path.relpath(dirpath, target).replace(os.sep, "/")
+        base = "" if base == "/." else base
+        for name in filenames:
+            child = f"{base}/{name}"
+            row = synced.get(child)
+            node = stat_node(Path(dirpath) / name)
+            if isinstance(node, LocalNode) and row is not None and node.same_stat(row):
+                _unlink(Path(dirpath) / name)
+            else:
+                kept.append(child)
+        for name in dirnames:
+            with contextlib.suppress(OSError):
+                os.rmdir(Path(dirpath) / name)
+    with contextlib.suppress(OSError):
+        os.rmdir(root)
+    return kept
+
+
+def remove_stale_temps(target: Path) -> int:
+    """Delete temporary download files left by a killed run; returns how many."""
+    removed = 0
+    for dirpath, _dirs, files in os.walk(target):
+        for name in files:
+            if name.startswith(".") and name.endswith(TEMP_SUFFIX):
+                _unlink(Path(dirpath) / name)
+                removed += 1
+    return removed
