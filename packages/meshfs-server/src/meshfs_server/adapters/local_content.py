@@ -11,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import os
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from pathlib import Path
+from typing import Any, TypeVar
 
 from meshfs_common.errors import InternalError, UnavailableError
 from meshfs_common.ids import is_id
 
 READ_BLOCK = 1024 * 1024
+T = TypeVar("T")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -31,15 +35,20 @@ def _fsync_dir(path: Path) -> None:
 class LocalContentStore:
     """Chunks as files under one directory."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, threads: int = 8) -> None:
         self.root = root
         self.tmp = root / "tmp"
         self.chunks = root / "chunks"
+        # File I/O (and its fsyncs) runs on a pool of its own, apart from the database's.
+        self._pool = ThreadPoolExecutor(threads, thread_name_prefix="content")
+
+    async def _run(self, call: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, call, *args)
 
     @classmethod
     async def create(cls, root: Path) -> LocalContentStore:
         store = cls(root)
-        await asyncio.to_thread(store._prepare)
+        await store._run(store._prepare)
         return store
 
     def _prepare(self) -> None:
@@ -77,22 +86,22 @@ class LocalContentStore:
                 tmp.unlink(missing_ok=True)
                 raise
 
-        await asyncio.to_thread(write)
+        await self._run(write)
 
     async def open(
         self, tenant_id: str, chunk_hash: str, *, start: int = 0, end: int | None = None
     ) -> AsyncIterator[bytes]:
         path = self._path(tenant_id, chunk_hash)
         try:
-            handle = await asyncio.to_thread(open, path, "rb")
+            handle = await self._run(open, path, "rb")
         except FileNotFoundError:
             raise UnavailableError(f"content {chunk_hash[:12]} is missing from the store") from None
         try:
-            await asyncio.to_thread(handle.seek, start)
+            await self._run(handle.seek, start)
             remaining = None if end is None else end - start
             while remaining is None or remaining > 0:
                 size = READ_BLOCK if remaining is None else min(READ_BLOCK, remaining)
-                block = await asyncio.to_thread(handle.read, size)
+                block = await self._run(handle.read, size)
                 if not block:
                     break
                 if remaining is not None:
@@ -102,7 +111,7 @@ class LocalContentStore:
             handle.close()
 
     async def delete(self, tenant_id: str, chunk_hash: str) -> None:
-        await asyncio.to_thread(self._path(tenant_id, chunk_hash).unlink, missing_ok=True)
+        await self._run(partial(self._path(tenant_id, chunk_hash).unlink, missing_ok=True))
 
     async def check(self) -> None:
         def probe() -> None:
@@ -111,9 +120,9 @@ class LocalContentStore:
             tmp.unlink()
 
         try:
-            await asyncio.to_thread(probe)
+            await self._run(probe)
         except OSError as exc:
             raise UnavailableError(f"content directory is not writable: {exc}") from exc
 
     async def close(self) -> None:
-        return None
+        self._pool.shutdown(wait=True)

@@ -6,7 +6,10 @@ read a consistent snapshot while a write commits). Statements are microseconds a
 event loop; ``BEGIN IMMEDIATE`` and ``COMMIT`` - the calls that may wait for a lock or fsync -
 run in a worker thread so the loop never blocks on the disk.
 
-Durability: WAL with ``synchronous=FULL``: a commit that was acknowledged survives power loss.
+Durability: WAL with group commit (see :mod:`.group_sync`): a durable transaction returns only
+after an fsync of the WAL that started after its COMMIT, so an acknowledged commit survives
+power loss - as with ``synchronous=FULL`` - while concurrent writers share fsyncs and none holds
+the write lock during one.
 
 Schema versions: each component (namespace, identity, ...) registers an ordered list of
 migration scripts; ``schema_migrations`` records which have run. One server process per database
@@ -17,19 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from meshfs_common.errors import UnavailableError
+from meshfs_server.adapters.group_sync import GroupSync
 
 Migrations = dict[str, Sequence[str]]
+BUSY_TIMEOUT_MS = 10000
 
 _PRAGMAS = (
     "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=FULL",
+    "PRAGMA synchronous=NORMAL",  # commits are fsynced by GroupSync, see above
     "PRAGMA foreign_keys=ON",
-    "PRAGMA busy_timeout=10000",
+    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}",
     "PRAGMA temp_store=MEMORY",
 )
 
@@ -47,6 +53,10 @@ class SqliteDatabase:
     def __init__(self, path: Path, writer: sqlite3.Connection, readers: list[sqlite3.Connection]):
         self.path = path
         self._writer = writer
+        # BEGIN and COMMIT wait on locks and fsync; they get a thread of their own so that a
+        # transaction holding the write lock never queues behind other blocking work.
+        self._writer_thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
+        self._wal = GroupSync(Path(f"{path}-wal"))
         self._write_lock = asyncio.Lock()
         self._readers: asyncio.Queue[sqlite3.Connection] = asyncio.Queue()
         self._all_readers = readers
@@ -92,34 +102,46 @@ class SqliteDatabase:
     async def write(self, *, durable: bool = True) -> AsyncIterator[sqlite3.Connection]:
         """An immediate (write-locked) transaction; commits on normal exit, rolls back on error.
 
-        ``durable=False`` commits without an fsync; the WAL is sequential, so the next durable
-        commit makes it durable too.
+        A durable transaction returns after its commit is on disk; ``durable=False`` returns
+        at once (the next durable commit makes it durable too: the WAL is sequential).
         """
         async with self._write_lock:
             conn = self._writer
-            if not durable:
-                conn.execute("PRAGMA synchronous=NORMAL")
-            try:
-                await asyncio.to_thread(conn.execute, "BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
-                raise UnavailableError(f"database is busy: {exc}") from exc
+            await self._begin(conn)
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
             try:
-                if durable:
-                    await asyncio.to_thread(conn.execute, "COMMIT")
-                else:
-                    conn.execute("COMMIT")  # no fsync: microseconds
+                conn.execute("COMMIT")  # written to the WAL, not yet fsynced
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-            finally:
-                if not durable:
-                    conn.execute("PRAGMA synchronous=FULL")
+            ticket = self._wal.ticket()
+        if durable:
+            await self._wal.wait(ticket)
+
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        """``BEGIN IMMEDIATE``: inline when nobody else writes (the usual case: this process is
+        the only writer), else waited for in the writer thread (another process, such as
+        ``meshfs-server admin``, holds the lock) so the event loop never blocks on it."""
+        conn.execute("PRAGMA busy_timeout=0")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        try:
+            await self._in_writer_thread(conn.execute, "BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise UnavailableError(f"database is busy: {exc}") from exc
+
+    async def _in_writer_thread(self, call: Callable[..., object], *args: object) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._writer_thread, call, *args)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[sqlite3.Connection]:
@@ -143,6 +165,8 @@ class SqliteDatabase:
             self._writer.close()
             for conn in self._all_readers:
                 conn.close()
+        self._writer_thread.shutdown(wait=True)
+        self._wal.close()
 
 
 def _statements(script: str) -> list[str]:

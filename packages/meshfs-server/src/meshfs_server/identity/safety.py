@@ -176,7 +176,10 @@ async def audit_request(identity: Identity, conn: HTTPConnection, status: int) -
     if principal is None:
         return
     target = conn.query_params.get("path") or conn.url.path
-    async with identity.db.write() as db:
+    # Not fsynced by itself: the mutation was committed durably already (and its change event,
+    # with the writer, is in the feed); this row reaches the disk with the next durable commit.
+    # That saves the second fsync of every write.
+    async with identity.db.write(durable=False) as db:
         audit.record(
             db, principal.actor.tenant_id, audit_action(conn.scope["method"], conn.url.path),
             outcome="ok" if status < 400 else f"error:{status}",
