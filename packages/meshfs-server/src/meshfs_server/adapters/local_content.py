@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
 from meshfs_common.errors import InternalError, UnavailableError
 from meshfs_common.ids import is_id
@@ -30,6 +30,10 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _open_binary(path: Path) -> BinaryIO:
+    return path.open("rb")
 
 
 class LocalContentStore:
@@ -93,7 +97,7 @@ class LocalContentStore:
     ) -> AsyncIterator[bytes]:
         path = self._path(tenant_id, chunk_hash)
         try:
-            handle = await self._run(open, path, "rb")
+            handle = await self._run(_open_binary, path)
         except FileNotFoundError:
             raise UnavailableError(f"content {chunk_hash[:12]} is missing from the store") from None
         try:
