@@ -29,6 +29,8 @@ import pytest
 PG_BIN = Path(os.environ.get("MESHFS_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 ACCESS_KEY = "meshfs-test"
 SECRET_KEY = "meshfs-test-secret"
+ADMIN_KEY = "meshfs-admin"
+ADMIN_SECRET = "meshfs-admin-secret"
 
 
 class BackendUnavailableError(RuntimeError):
@@ -74,6 +76,8 @@ class Postgres:
 
     @classmethod
     def start(cls, *, fsync: bool = False) -> Postgres:
+        """Without *fsync* a commit is safe from a crash of Postgres (it is in the OS page
+        cache) but not from one of the machine: right for tests, wrong for benchmarks."""
         existing = os.environ.get("MESHFS_TEST_POSTGRES_DSN")
         if existing:
             return cls(existing.rstrip("/"))
@@ -95,7 +99,7 @@ class Postgres:
         )  # fmt: skip
         options = (
             f"-c listen_addresses=127.0.0.1 -p {port} -k {directory} -c max_connections=300"
-            + ("" if fsync else " -c fsync=off -c synchronous_commit=off -c full_page_writes=off")
+            + ("" if fsync else " -c fsync=off -c full_page_writes=off")
         )
         subprocess.run(
             [*as_postgres, str(PG_BIN / "pg_ctl"), "-D", str(directory / "data"),
@@ -117,15 +121,17 @@ class Postgres:
     def port(self) -> int:
         return urlsplit(self.dsn).port or 5432
 
-    def restart(self, *, down_for: float = 0.0) -> None:
-        """Stop immediately (as a crash would), wait *down_for* seconds, start again."""
-        assert self.owned, "only a server these tests started can be restarted"
+    def crash(self) -> None:
+        """Stop at once, as a crash would (immediate mode: no checkpoint)."""
+        assert self.owned, "only a server these tests started can be stopped"
         self._pg_ctl("-m", "immediate", "stop")
-        time.sleep(down_for)  # the outage itself, not synchronisation
+
+    def start_again(self) -> None:
+        """Start a server stopped by :meth:`crash` on the same port and data."""
         assert self.directory is not None
         options = (
             f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory}"
-            " -c max_connections=300 -c fsync=off -c synchronous_commit=off"
+            " -c max_connections=300 -c fsync=off -c full_page_writes=off"
         )
         self._pg_ctl("start", "-o", options)
 
@@ -172,11 +178,14 @@ class Seaweed:
         (directory / "data").mkdir()
         (directory / "logs").mkdir()
         config = directory / "s3.json"
-        config.write_text(json.dumps({"identities": [{
-            "name": "meshfs",
-            "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
-            "actions": ["Admin", "Read", "Write", "List", "Tagging"],
-        }]}))  # fmt: skip
+        # The server's identity may read and write objects but not create buckets (as in a
+        # real deployment; SeaweedFS would otherwise create a missing bucket on first PUT).
+        config.write_text(json.dumps({"identities": [
+            {"name": "admin", "credentials": [{"accessKey": ADMIN_KEY, "secretKey": ADMIN_SECRET}],
+             "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
+            {"name": "meshfs", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+             "actions": ["Read", "Write", "List", "Tagging"]},
+        ]}))  # fmt: skip
         ports = [free_port() for _ in range(4)]
         master, volume, filer, s3 = ports
         log = directory / "weed.out"
@@ -224,14 +233,15 @@ class Seaweed:
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def create_bucket(self, name: str) -> None:
-        """Create a bucket with boto3-free SigV4 via botocore (deadline-bound retries)."""
+        """Create a bucket as the admin identity (retried until a deadline: right after start
+        the filer may still be electing its master)."""
         import botocore.session
         from botocore.config import Config
 
         session = botocore.session.get_session()
         client = session.create_client(
             "s3", endpoint_url=self.endpoint, region_name="us-east-1",
-            aws_access_key_id=self.access_key, aws_secret_access_key=self.secret_key,
+            aws_access_key_id=ADMIN_KEY, aws_secret_access_key=ADMIN_SECRET,
             config=Config(s3={"addressing_style": "path"}, retries={"max_attempts": 1}),
         )  # fmt: skip
         deadline = time.monotonic() + 30
@@ -242,7 +252,6 @@ class Seaweed:
             except client.exceptions.BucketAlreadyOwnedByYou:
                 break
             except Exception:
-                # The filer may still be electing its master right after start.
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)

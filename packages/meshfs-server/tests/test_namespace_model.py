@@ -127,10 +127,14 @@ class NamespaceMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.tmp = Path(tempfile.mkdtemp(prefix="meshfs-model-"))
         self.actor = Actor(tenant_id=new_id(), user_id=new_id())
-        self.context = open_services(Settings(data_dir=self.tmp), authenticate=self._no_auth)
+        self.context = open_services(self.make_settings(self.tmp), authenticate=self._no_auth)
         self.services: Services = self.run(self.context.__aenter__())
         self.model = Model()
         self.created: list[tuple[int, str, str]] = []  # (model key, version id, hash)
+
+    def make_settings(self, data_dir: Path) -> Settings:
+        """The embedded default; test_backend_model.py runs the same machine on Postgres + S3."""
+        return Settings(data_dir=data_dir)
 
     async def _no_auth(self, conn: Any) -> Actor:
         raise AssertionError("not used")

@@ -148,7 +148,7 @@ class S3ContentStore:
 
     def _client_error(self, exc: ClientError, what: str) -> MeshFSError:
         code = str(exc.response.get("Error", {}).get("Code", ""))
-        if code in _NO_BUCKET:
+        if code in _NO_BUCKET or (what == "check" and code in _MISSING):  # HEAD has no body
             return UnavailableError(f"bucket {self.bucket!r} does not exist at {self.endpoint}")
         if code in _DENIED:
             return UnavailableError(
