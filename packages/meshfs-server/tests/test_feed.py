@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import aiohttp
 import httpx
 import pytest
-from conftest import LiveServer
+from conftest import Harness, LiveServer
 
 
 async def make_events(client: httpx.AsyncClient, n: int, prefix: str = "/e") -> None:
@@ -113,3 +114,16 @@ async def test_websocket_reset_and_auth(live: LiveServer) -> None:
         with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
             await session.ws_connect(f"{live.url}/sync/ws?access_token=bad")
         assert refused.value.status == 401
+
+
+async def test_cursor_older_than_retained_log_gets_reset(harness: Harness) -> None:
+    client = harness.client
+    await make_events(client, 3)
+    trimmed = await harness.services.feed.trim(harness.tenant_id, time.time() + 1)
+    assert trimmed == 3
+    await make_events(client, 2, prefix="/later")
+    old = (await client.get("/sync/pull", params={"cursor": 1})).json()
+    assert (old["reset"], old["cursor"], old["events"]) == (True, 5, [])
+    fresh = (await client.get("/sync/pull", params={"cursor": 3})).json()
+    assert [e["seq"] for e in fresh["events"]] == [4, 5]
+    assert fresh["reset"] is False

@@ -137,6 +137,12 @@ NAMESPACE_MIGRATIONS: list[str] = [
         PRIMARY KEY (tenant_id, seq)
     )
     """,
+    # Deduplicated storage per tenant, kept where chunk references go 0 <-> 1 (see SQLite).
+    """
+    ALTER TABLE ns_tenants ADD COLUMN stored_bytes BIGINT NOT NULL DEFAULT 0;
+    UPDATE ns_tenants t SET stored_bytes = (SELECT COALESCE(SUM(c.size), 0) FROM chunks c
+        WHERE c.tenant_id = t.tenant_id AND c.refs > 0)
+    """,
 ]
 
 _NODE_COLUMNS = (
@@ -355,9 +361,18 @@ class PostgresReadTx:
         uid, path, size, chash, chunks, created, expires, user = row
         return UploadRow(uid, path, size, chash, _unpack(chunks), created, expires, user)
 
+    async def unreferenced_bytes(self, hashes: Sequence[str]) -> int:
+        total = await self.conn.fetchval(
+            "SELECT COALESCE(SUM(size), 0) FROM chunks WHERE tenant_id = $1 AND refs = 0"
+            " AND chunk_hash = ANY($2::text[])",
+            self.tenant_id,
+            sorted(set(hashes)),
+        )
+        return int(total)
+
     async def storage_usage(self, *, excluding_content: str | None = None) -> StorageUsage:
         committed = await self.conn.fetchval(
-            "SELECT COALESCE(SUM(size), 0) FROM chunks WHERE tenant_id = $1 AND refs > 0",
+            "SELECT COALESCE(MAX(stored_bytes), 0) FROM ns_tenants WHERE tenant_id = $1",
             self.tenant_id,
         )
         pending = await self.conn.fetchval(
@@ -437,6 +452,13 @@ class PostgresWriteTx(PostgresReadTx):
             _writer_json(version.writer), version.replaces, version.restored_from,
         )  # fmt: skip
         names, counts = _counts(version.chunks)
+        newly = await self.unreferenced_bytes(names)
+        if newly:
+            await self.conn.execute(
+                "UPDATE ns_tenants SET stored_bytes = stored_bytes + $2 WHERE tenant_id = $1",
+                self.tenant_id,
+                newly,
+            )
         await self.conn.execute(
             "UPDATE chunks c SET refs = c.refs + u.n"
             " FROM unnest($2::text[], $3::bigint[]) AS u(h, n)"
@@ -452,6 +474,22 @@ class PostgresWriteTx(PostgresReadTx):
         )
         assert value is not None
         return int(value)
+
+    async def prune_events(self, before: float) -> int:
+        last = await self.conn.fetchval(
+            "SELECT MAX(seq) FROM events WHERE tenant_id = $1 AND at < $2", self.tenant_id, before
+        )
+        if last is None:
+            return 0
+        status = await self.conn.execute(
+            "DELETE FROM events WHERE tenant_id = $1 AND seq <= $2", self.tenant_id, last
+        )
+        await self.conn.execute(
+            "UPDATE ns_tenants SET log_start = GREATEST(log_start, $2) WHERE tenant_id = $1",
+            self.tenant_id,
+            int(last) + 1,
+        )
+        return int(status.split()[-1])
 
     async def append_event(self, event: NewEvent) -> ChangeEvent:
         seq = await self.conn.fetchval(
@@ -556,6 +594,20 @@ class PostgresWriteTx(PostgresReadTx):
 
     async def _drop_refs(self, chunks: Sequence[str]) -> None:
         names, counts = _counts(chunks)
+        freed = await self.conn.fetchval(
+            "SELECT COALESCE(SUM(c.size), 0) FROM chunks c"
+            " JOIN unnest($2::text[], $3::bigint[]) AS u(h, n) ON c.chunk_hash = u.h"
+            " WHERE c.tenant_id = $1 AND c.refs > 0 AND c.refs - u.n <= 0",
+            self.tenant_id,
+            names,
+            counts,
+        )
+        if freed:
+            await self.conn.execute(
+                "UPDATE ns_tenants SET stored_bytes = stored_bytes - $2 WHERE tenant_id = $1",
+                self.tenant_id,
+                int(freed),
+            )
         # touched_at restarts the collector's grace period for newly unreferenced chunks.
         await self.conn.execute(
             "UPDATE chunks c SET refs = GREATEST(c.refs - u.n, 0), touched_at = $4"

@@ -480,6 +480,18 @@ class SqliteWriteTx(SqliteReadTx):
         assert row is not None
         return int(row[0])
 
+    async def prune_events(self, before: float) -> int:
+        row = self._one("SELECT MAX(seq) FROM events WHERE tenant_id = ? AND at < ?", before)
+        if row is None or row[0] is None:
+            return 0
+        last = int(row[0])
+        gone = self._run("DELETE FROM events WHERE tenant_id = ? AND seq <= ?", last).rowcount
+        self.conn.execute(
+            "UPDATE ns_tenants SET log_start = MAX(log_start, ?) WHERE tenant_id = ?",
+            (last + 1, self.tenant_id),
+        )
+        return int(gone)
+
     async def append_event(self, event: NewEvent) -> ChangeEvent:
         seq = await self.next_seq()
         self._run("UPDATE ns_tenants SET next_seq = next_seq + 1 WHERE tenant_id = ?")

@@ -115,6 +115,11 @@ class ChangeFeed:
             events=events, cursor=events[-1].seq if events else cursor, has_more=more
         )
 
+    async def trim(self, tenant_id: str, before: float) -> int:
+        """Drop events older than *before*; clients behind them will be told to reset."""
+        async with self.store.write(tenant_id, durable=False) as tx:
+            return await tx.prune_events(before)
+
     async def head(self, tenant_id: str) -> int:
         async with self.store.read(tenant_id) as tx:
             return (await tx.feed_bounds()).last

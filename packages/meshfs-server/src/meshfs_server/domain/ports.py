@@ -206,6 +206,11 @@ class WriteTx(ReadTx, Protocol):
     async def next_seq(self) -> int:
         """The sequence number the next appended event will get."""
 
+    async def prune_events(self, before: float) -> int:
+        """Forget events recorded before *before* (epoch seconds) and advance the retained
+        log's start past them; returns how many went. Cursors older than the new start get a
+        reset answer from then on."""
+
     async def mark_stored(self, chunk_hash: str, size: int) -> None:
         """Record that a chunk's content is now durably stored (idempotent).
 
