@@ -19,7 +19,6 @@ from starlette.requests import HTTPConnection
 
 from meshfs_common.errors import AuthError
 from meshfs_common.ids import new_id
-
 from meshfs_server.app import create_app
 from meshfs_server.domain.actor import Actor
 from meshfs_server.services import Services
@@ -129,7 +128,7 @@ async def live(harness: Harness) -> AsyncIterator[LiveServer]:
 
     async def app(scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":  # already started by the harness: acknowledge only
-            while (message := await receive())["type"] != "lifespan.shutdown":
+            while (await receive())["type"] != "lifespan.shutdown":
                 await send({"type": "lifespan.startup.complete"})
             await send({"type": "lifespan.shutdown.complete"})
             return
@@ -181,7 +180,6 @@ class AuthHarness:
         import time
 
         from meshfs_common.models import TokenResponse, decode
-
         from meshfs_server.identity.service import approve_for_account
 
         started = await self.client.post("/auth/device/start", json={"client_name": client_name})
@@ -189,7 +187,13 @@ class AuthHarness:
         user_code = started.json()["user_code"]
         async with self.services.db.write() as conn:
             approve_for_account(
-                conn, user_code, username, tenant, role, approve=True, now=time.time(),
+                conn,
+                user_code,
+                username,
+                tenant,
+                role,
+                approve=True,
+                now=time.time(),
                 via="test",
             )
         polled = await self.client.post(

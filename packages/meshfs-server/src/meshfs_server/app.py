@@ -13,7 +13,6 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from meshfs_common.errors import MeshFSError
-
 from meshfs_server.http import errors, files, health, openapi, sync, transfer
 from meshfs_server.services import Authenticate, Services, open_services
 from meshfs_server.settings import Settings

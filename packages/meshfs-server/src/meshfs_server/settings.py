@@ -165,9 +165,7 @@ class Settings:
     object_store_timeout_seconds: float = _setting(
         "MESHFS_OBJECT_STORE_TIMEOUT_SECONDS", _positive_float, 8.0
     )
-    object_store_max_attempts: int = _setting(
-        "MESHFS_OBJECT_STORE_MAX_ATTEMPTS", _positive_int, 3
-    )
+    object_store_max_attempts: int = _setting("MESHFS_OBJECT_STORE_MAX_ATTEMPTS", _positive_int, 3)
 
     def __post_init__(self) -> None:
         # Combinations are checked here so that flags, the environment and code all agree.
