@@ -271,6 +271,7 @@ class MirrorSync:
                 return any_event
 
     def _apply(self, event: ChangeEvent) -> None:
+        log.debug("%s event %s %s %s", self.target.name, event.seq, event.type, event.path)
         applied = self.tree.apply(event)
         self.state.cursor = event.seq
         key = _echo_key(event.type, event.node_id, event.version_id)
@@ -495,9 +496,13 @@ class MirrorSync:
             more = await asyncio.to_thread(lambda: {rel: self._local(rel) for rel in extra})
             observed.update(more)
         await self._detect_local_renames(due, observed)
+        changed_dirs: list[str] = []  # a step on a directory makes what we saw below it stale
         for rel in due:
             if rel in self._busy or rel in self._held or rel in self._dirty:
                 continue  # handled by a rename above, or re-marked
+            if any(within(rel, d) for d in changed_dirs):
+                self._mark([rel])
+                continue
             local = observed.get(rel)
             if isinstance(local, Unsupported):
                 continue  # ignored, symlink, special file: stays local
@@ -512,6 +517,15 @@ class MirrorSync:
                     continue
                 local = hashed
             action = plan(local, remote, synced, self.options.conflicts)
+            log.debug(
+                "%s plan %s: %s (%s | %s | %s)",
+                self.target.name,
+                rel,
+                action.kind,
+                local,
+                remote,
+                synced,
+            )
             if action.kind == "nothing":
                 self._settled(rel)
                 continue
@@ -520,6 +534,8 @@ class MirrorSync:
                 transfers.create_task(self._transfer(rel, action, local, remote))
             else:
                 await self._step(rel, action, local, remote, synced)
+                if any(n is not None and n.kind == "dir" for n in (local, remote, synced)):
+                    changed_dirs.append(rel)
 
     async def _detect_local_renames(
         self, due: list[str], observed: dict[str, LocalNode | Unsupported | None]

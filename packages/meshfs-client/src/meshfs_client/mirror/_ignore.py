@@ -29,7 +29,7 @@ BUILTIN_PATTERNS = (
     ".*.sw[a-p]",
     "4913",
     ".#*",
-    "#*#",
+    r"\#*#",  # a leading "#" starts a comment in gitignore syntax
     "*~",
     "*___jb_tmp___",
     "*___jb_old___",

@@ -135,11 +135,9 @@ def _local_only(
     local: LocalNode | None, remote: RemoteNode | None, synced: SyncedNode | None
 ) -> Action:
     # The server still equals the synced state: send the local change.
-    if local is None:
-        assert synced is not None  # lc with no local means there was a synced entry
-        tag = synced.node_id if synced.kind == "dir" else synced.version_id
-        return Action("delete_remote", if_match=tag)
-    if remote is not None and remote.kind != local.kind:
+    if local is None or (remote is not None and remote.kind != local.kind):
+        # The precondition names the head we know (a same-content newer version counts).
+        assert remote is not None  # unchanged remote with a synced entry
         tag = remote.node_id if remote.kind == "dir" else remote.version_id
         return Action("delete_remote", if_match=tag)
     if local.kind == "dir":

@@ -86,17 +86,25 @@ class RemoteTree:
         new = self.rel(event.path)
         old = self.rel(event.old_path) if event.type == "rename" else None
         if event.type == "rename":
+            # Applying a rename must be idempotent: the tree may already show it (our own
+            # rename, or an event replayed after a restart), and the old path may already hold
+            # something else.
+            moving = {event.node_id, event.replaced_node_id}
+            here = self.state.remote.get(old) if old is not None else None
             if old is not None:
                 done.touched.update(p for p in self.state.remote if _within(p, old))
+            if old is not None and here is not None and here.node_id in moving:
                 if new is not None:
                     self.state.move_remote(old, new)
                     done.renamed = (old, new)
                 else:
                     self.state.drop_remote(old)
             if new is not None:
+                there = self.state.remote.get(new)
                 if event.kind == "file":
                     self.state.set_remote(new, _from_event(event))
-                elif old is None:
+                elif there is None or there.node_id != event.node_id:
+                    self.state.drop_remote(new)
                     self.state.set_remote(new, RemoteNode("dir", event.node_id))
                     done.walk = new
                 done.touched.update(p for p in self.state.remote if _within(p, new))
