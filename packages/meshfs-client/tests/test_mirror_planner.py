@@ -58,11 +58,13 @@ class World:
             else:
                 self.synced = _synced(self.local, self.remote)
         elif kind == "upload":
-            assert self.local is not None and self.local.kind == "file"
+            assert self.local is not None
+            assert self.local.kind == "file"
             if action.if_none_match:
                 assert self.remote is None, "If-None-Match: * would fail"
             else:
-                assert self.remote is not None and action.if_match == self.remote.version_id
+                assert self.remote is not None
+                assert action.if_match == self.remote.version_id
             self.versions += 1
             self.remote = RemoteNode(
                 "file", "n", f"v{self.versions}", self.local.content_hash, self.local.size
@@ -70,37 +72,46 @@ class World:
             self.history.add(self.local.content_hash or "")
             self.synced = _synced(self.local, self.remote)
         elif kind == "download":
-            assert self.remote is not None and self.remote.kind == "file"
+            assert self.remote is not None
+            assert self.remote.kind == "file"
             assert self.local is None or self.local.kind == "file"
             self.local = LocalNode("file", self.remote.size, 999, 2, self.remote.content_hash)
             self.synced = _synced(self.local, self.remote)
         elif kind == "mkdir_local":
-            assert self.remote is not None and self.remote.kind == "dir" and self.local is None
+            assert self.remote is not None
+            assert self.remote.kind == "dir"
+            assert self.local is None
             self.local = LocalNode("dir", inode=7)
             self.synced = _synced(self.local, self.remote)
         elif kind == "mkdir_remote":
-            assert self.local is not None and self.local.kind == "dir" and self.remote is None
+            assert self.local is not None
+            assert self.local.kind == "dir"
+            assert self.remote is None
             self.remote = RemoteNode("dir", "d")
             self.synced = _synced(self.local, self.remote)
         elif kind == "delete_local":
-            assert self.local is not None and self.synced is not None
+            assert self.local is not None
+            assert self.synced is not None
             if self.local.kind == "file":
                 assert self.local.content_hash == self.synced.content_hash, "unsynced edit lost"
             self.local = None
             self.synced = None
         elif kind == "delete_remote":
-            assert self.remote is not None and self.synced is not None
+            assert self.remote is not None
+            assert self.synced is not None
             expected = self.remote.node_id if self.remote.kind == "dir" else self.remote.version_id
             assert action.if_match == expected, "delete without the right precondition"
             self.remote = None
             self.synced = None
         elif kind in ("keep_both", "move_local_aside"):
-            assert self.local is not None and self.local.kind == "file"
+            assert self.local is not None
+            assert self.local.kind == "file"
             self.copies.append(self.local.content_hash or "")
             self.local = None
             self.synced = None
         elif kind == "move_remote_aside":
-            assert self.remote is not None and self.remote.kind == "file"
+            assert self.remote is not None
+            assert self.remote.kind == "file"
             self.copies.append(self.remote.content_hash or "")
             self.remote = None
             self.synced = None
