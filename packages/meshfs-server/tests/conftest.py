@@ -185,8 +185,8 @@ class AuthHarness:
         started = await self.client.post("/auth/device/start", json={"client_name": client_name})
         assert started.status_code == 200, started.text
         user_code = started.json()["user_code"]
-        async with self.services.db.write() as conn:
-            approve_for_account(
+        async with self.services.identity.db.write() as conn:
+            await approve_for_account(
                 conn,
                 user_code,
                 username,

@@ -141,7 +141,7 @@ async def test_token_signed_before_rotation_still_works(auth: AuthHarness) -> No
 
     token, _ = await valid_claims(auth)
     rotate(auth.settings.keys_path)
-    auth.services.identity.signer.refresh_keys(force=True)
+    await auth.services.identity.signer.refresh_keys(force=True)
     assert await status_with(auth, token) == 200
     fresh = await auth.login("alice")
     assert parts(fresh.access_token)[0]["kid"] != parts(token)[0]["kid"]

@@ -1,4 +1,4 @@
-"""Tenants, users, memberships and passwords (SQL on an open transaction's connection).
+"""Tenants, users, memberships and passwords (SQL on an open transaction, see :mod:`.sql`).
 
 These functions run inside a transaction the caller owns (``db.write()`` / ``db.read()``), so
 that several of them - e.g. create a user, a tenant and a membership - commit together.
@@ -7,7 +7,6 @@ that several of them - e.g. create a user, a tenant and a membership - commit to
 from __future__ import annotations
 
 import re
-import sqlite3
 import time
 from dataclasses import dataclass
 from typing import Literal, cast
@@ -17,6 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from meshfs_common.errors import AlreadyExistsError, BadRequestError, NotFoundError
 from meshfs_common.ids import new_id
+from meshfs_server.identity.sql import SqlSession
 
 Role = Literal["owner", "writer", "reader"]
 ROLES: tuple[Role, ...] = ("owner", "writer", "reader")
@@ -101,39 +101,39 @@ def _user(row: tuple[object, ...]) -> User:
     return User(str(uid), str(name), bool(disabled), pw is not None, float(cast(float, created)))
 
 
-def get_user(conn: sqlite3.Connection, *, username: str | None = None,
+async def get_user(conn: SqlSession, *, username: str | None = None,
              user_id: str | None = None) -> User | None:  # fmt: skip
     """A user by name or id."""
     column, value = ("username", username) if username is not None else ("user_id", user_id)
-    row = conn.execute(
+    row = await conn.fetchone(
         f"SELECT user_id, username, password_hash, disabled, created_at FROM users"
         f" WHERE {column} = ?",
         (value,),
-    ).fetchone()
+    )
     return None if row is None else _user(row)
 
 
-def password_hash_of(conn: sqlite3.Connection, username: str) -> tuple[str | None, User | None]:
+async def password_hash_of(conn: SqlSession, username: str) -> tuple[str | None, User | None]:
     """The stored hash and the user (both None for an unknown user)."""
-    row = conn.execute(
+    row = await conn.fetchone(
         "SELECT user_id, username, password_hash, disabled, created_at FROM users"
         " WHERE username = ?",
         (username,),
-    ).fetchone()
+    )
     if row is None:
         return None, None
     return (None if row[2] is None else str(row[2])), _user(row)
 
 
-def create_user(conn: sqlite3.Connection, username: str, password: str | None = None) -> User:
+async def create_user(conn: SqlSession, username: str, password: str | None = None) -> User:
     """Add a user; an existing name is a conflict."""
     check_name("user", username)
-    if get_user(conn, username=username) is not None:
+    if await get_user(conn, username=username) is not None:
         raise AlreadyExistsError(f"user {username} already exists")
     now = time.time()
     pw = hash_password(password) if password is not None else None
     uid = new_id()
-    conn.execute(
+    await conn.execute(
         "INSERT INTO users (user_id, username, password_hash, disabled, created_at)"
         " VALUES (?, ?, ?, 0, ?)",
         (uid, username, pw, now),
@@ -141,32 +141,32 @@ def create_user(conn: sqlite3.Connection, username: str, password: str | None = 
     return User(uid, username, False, pw is not None, now)
 
 
-def set_password(conn: sqlite3.Connection, username: str, password: str) -> None:
+async def set_password(conn: SqlSession, username: str, password: str) -> None:
     """Replace a user's password."""
-    cur = conn.execute(
+    changed = await conn.execute(
         "UPDATE users SET password_hash = ? WHERE username = ?", (hash_password(password), username)
     )
-    if not cur.rowcount:
+    if not changed:
         raise NotFoundError(f"no such user: {username}")
 
 
-def set_disabled(conn: sqlite3.Connection, username: str, disabled: bool) -> User:
+async def set_disabled(conn: SqlSession, username: str, disabled: bool) -> User:
     """Disable (or re-enable) a user; a disabled user's sessions stop working at once."""
-    cur = conn.execute(
+    changed = await conn.execute(
         "UPDATE users SET disabled = ? WHERE username = ?", (int(disabled), username)
     )
-    if not cur.rowcount:
+    if not changed:
         raise NotFoundError(f"no such user: {username}")
-    user = get_user(conn, username=username)
+    user = await get_user(conn, username=username)
     assert user is not None
     return user
 
 
-def list_users(conn: sqlite3.Connection) -> list[User]:
+async def list_users(conn: SqlSession) -> list[User]:
     """Every user by name."""
-    rows = conn.execute(
+    rows = await conn.fetchall(
         "SELECT user_id, username, password_hash, disabled, created_at FROM users ORDER BY username"
-    ).fetchall()
+    )
     return [_user(r) for r in rows]
 
 
@@ -178,108 +178,108 @@ def _tenant(row: tuple[object, ...]) -> Tenant:
     return Tenant(str(tid), str(name), cast(Plan, plan), float(cast(float, created)))
 
 
-def get_tenant(conn: sqlite3.Connection, *, name: str | None = None,
+async def get_tenant(conn: SqlSession, *, name: str | None = None,
                tenant_id: str | None = None) -> Tenant | None:  # fmt: skip
     """A tenant by name or id."""
     column, value = ("name", name) if name is not None else ("tenant_id", tenant_id)
-    row = conn.execute(
+    row = await conn.fetchone(
         f"SELECT tenant_id, name, plan, created_at FROM tenants WHERE {column} = ?", (value,)
-    ).fetchone()
+    )
     return None if row is None else _tenant(row)
 
 
-def create_tenant(conn: sqlite3.Connection, name: str, plan: str = "free") -> Tenant:
+async def create_tenant(conn: SqlSession, name: str, plan: str = "free") -> Tenant:
     """Add a tenant; an existing name is a conflict."""
     check_name("tenant", name)
     if plan not in PLANS:
         raise BadRequestError(f"plan must be one of {', '.join(PLANS)}")
-    if get_tenant(conn, name=name) is not None:
+    if await get_tenant(conn, name=name) is not None:
         raise AlreadyExistsError(f"tenant {name} already exists")
     now = time.time()
     tid = new_id()
-    conn.execute(
+    await conn.execute(
         "INSERT INTO tenants (tenant_id, name, plan, created_at) VALUES (?, ?, ?, ?)",
         (tid, name, plan, now),
     )
     return Tenant(tid, name, plan, now)
 
 
-def set_plan(conn: sqlite3.Connection, name: str, plan: str) -> None:
+async def set_plan(conn: SqlSession, name: str, plan: str) -> None:
     """Change a tenant's plan (server administrators only)."""
     if plan not in PLANS:
         raise BadRequestError(f"plan must be one of {', '.join(PLANS)}")
-    if not conn.execute("UPDATE tenants SET plan = ? WHERE name = ?", (plan, name)).rowcount:
+    if not await conn.execute("UPDATE tenants SET plan = ? WHERE name = ?", (plan, name)):
         raise NotFoundError(f"no such tenant: {name}")
 
 
-def list_tenants(conn: sqlite3.Connection) -> list[Tenant]:
+async def list_tenants(conn: SqlSession) -> list[Tenant]:
     """Every tenant by name."""
-    rows = conn.execute(
+    rows = await conn.fetchall(
         "SELECT tenant_id, name, plan, created_at FROM tenants ORDER BY name"
-    ).fetchall()
+    )
     return [_tenant(r) for r in rows]
 
 
-def set_member(conn: sqlite3.Connection, tenant_id: str, user_id: str, role: str) -> None:
+async def set_member(conn: SqlSession, tenant_id: str, user_id: str, role: str) -> None:
     """Add a user to a tenant or change their role there."""
     check_role(role)
-    conn.execute(
+    await conn.execute(
         "INSERT INTO memberships (tenant_id, user_id, role, created_at) VALUES (?, ?, ?, ?)"
         " ON CONFLICT (tenant_id, user_id) DO UPDATE SET role = excluded.role",
         (tenant_id, user_id, role, time.time()),
     )
 
 
-def remove_member(conn: sqlite3.Connection, tenant_id: str, user_id: str) -> bool:
+async def remove_member(conn: SqlSession, tenant_id: str, user_id: str) -> bool:
     """Remove a membership (the user's sessions in that tenant stop working)."""
     return bool(
-        conn.execute(
+        await conn.execute(
             "DELETE FROM memberships WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id)
-        ).rowcount
+        )
     )
 
 
-def role_of(conn: sqlite3.Connection, tenant_id: str, user_id: str) -> Role | None:
+async def role_of(conn: SqlSession, tenant_id: str, user_id: str) -> Role | None:
     """The user's role in the tenant, or None."""
-    row = conn.execute(
+    row = await conn.fetchone(
         "SELECT role FROM memberships WHERE tenant_id = ? AND user_id = ?", (tenant_id, user_id)
-    ).fetchone()
+    )
     return None if row is None else cast(Role, row[0])
 
 
-def memberships(conn: sqlite3.Connection, *, user_id: str | None = None,
+async def memberships(conn: SqlSession, *, user_id: str | None = None,
                 tenant_id: str | None = None) -> list[Membership]:  # fmt: skip
     """Memberships of a user, or of a tenant."""
     column, value = ("m.user_id", user_id) if user_id is not None else ("m.tenant_id", tenant_id)
-    rows = conn.execute(
+    rows = await conn.fetchall(
         "SELECT m.tenant_id, t.name, m.user_id, u.username, m.role FROM memberships m"
         " JOIN tenants t ON t.tenant_id = m.tenant_id JOIN users u ON u.user_id = m.user_id"
         f" WHERE {column} = ? ORDER BY t.name, u.username",
         (value,),
-    ).fetchall()
+    )
     return [Membership(str(a), str(b), str(c), str(d), cast(Role, e)) for a, b, c, d, e in rows]
 
 
-def ensure_account(
-    conn: sqlite3.Connection, username: str, tenant_name: str | None = None, role: str = "owner"
+async def ensure_account(
+    conn: SqlSession, username: str, tenant_name: str | None = None, role: str = "owner"
 ) -> tuple[User, Tenant, Role]:
     """The user, their tenant and role, creating what is missing.
 
     A new user without a named tenant gets a new tenant named after them, as its owner. An
     existing user with no tenant named uses their only (or first) membership.
     """
-    user = get_user(conn, username=username) or create_user(conn, username)
+    user = await get_user(conn, username=username) or await create_user(conn, username)
     if tenant_name is None:
-        existing = memberships(conn, user_id=user.user_id)
+        existing = await memberships(conn, user_id=user.user_id)
         if existing:
             first = existing[0]
-            tenant = get_tenant(conn, tenant_id=first.tenant_id)
+            tenant = await get_tenant(conn, tenant_id=first.tenant_id)
             assert tenant is not None
             return user, tenant, first.role
         tenant_name = username
-    tenant = get_tenant(conn, name=tenant_name) or create_tenant(conn, tenant_name)
-    current = role_of(conn, tenant.tenant_id, user.user_id)
+    tenant = await get_tenant(conn, name=tenant_name) or await create_tenant(conn, tenant_name)
+    current = await role_of(conn, tenant.tenant_id, user.user_id)
     if current is None:
-        set_member(conn, tenant.tenant_id, user.user_id, role)
+        await set_member(conn, tenant.tenant_id, user.user_id, role)
         current = check_role(role)
     return user, tenant, current

@@ -5,18 +5,17 @@ Every command is audited (action ``admin.*``) in the tenant it concerns.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 
 from meshfs_common.errors import NotFoundError
-from meshfs_server.adapters.sqlite_db import SqliteDatabase
 from meshfs_server.identity import accounts, audit
 from meshfs_server.identity.cli import DATA_DIR, run_db, settings_for
+from meshfs_server.identity.sql import SqlDatabase, SqlSession
 
 
 def _password(stdin: bool) -> str:
@@ -26,13 +25,13 @@ def _password(stdin: bool) -> str:
     return value
 
 
-Work = Callable[[sqlite3.Connection], str]
+Work = Callable[[SqlSession], Awaitable[str]]
 
 
 def _admin(data_dir: Path | None, work: Work) -> str:
-    async def run(db: SqliteDatabase) -> str:
+    async def run(db: SqlDatabase) -> str:
         async with db.write() as conn:
-            return work(conn)
+            return await work(conn)
 
     return run_db(settings_for(data_dir), run)
 
@@ -66,16 +65,23 @@ def create_user(
     """Create a local account (argon2id password hash)."""
     password = None if no_password else _password(password_stdin)
 
-    def work(conn: sqlite3.Connection) -> str:
-        user = accounts.create_user(conn, username, password)
+    async def work(conn: SqlSession) -> str:
+        user = await accounts.create_user(conn, username, password)
         line = f"created user {username} ({user.user_id})"
         if tenant is not None:
-            found = accounts.get_tenant(conn, name=tenant) or accounts.create_tenant(conn, tenant)
-            accounts.set_member(conn, found.tenant_id, user.user_id, role)
-            audit.record(conn, found.tenant_id, "admin.add_member", target=username,
-                         detail={"role": role, "via": "cli"})  # fmt: skip
+            found = await accounts.get_tenant(conn, name=tenant) or await accounts.create_tenant(
+                conn, tenant
+            )
+            await accounts.set_member(conn, found.tenant_id, user.user_id, role)
+            await audit.record(
+                conn,
+                found.tenant_id,
+                "admin.add_member",
+                target=username,
+                detail={"role": role, "via": "cli"},
+            )
             line += f", {role} of {tenant}"
-        audit.record(conn, None, "admin.create_user", target=username, detail={"via": "cli"})
+        await audit.record(conn, None, "admin.create_user", target=username, detail={"via": "cli"})
         return line
 
     click.echo(_admin(data_dir, work))
@@ -89,9 +95,9 @@ def set_password(username: str, password_stdin: bool, data_dir: Path | None) -> 
     """Replace a user's password."""
     password = _password(password_stdin)
 
-    def work(conn: sqlite3.Connection) -> str:
-        accounts.set_password(conn, username, password)
-        audit.record(conn, None, "admin.set_password", target=username, detail={"via": "cli"})
+    async def work(conn: SqlSession) -> str:
+        await accounts.set_password(conn, username, password)
+        await audit.record(conn, None, "admin.set_password", target=username, detail={"via": "cli"})
         return f"password of {username} changed"
 
     click.echo(_admin(data_dir, work))
@@ -102,13 +108,11 @@ def set_password(username: str, password_stdin: bool, data_dir: Path | None) -> 
 def list_users(data_dir: Path | None) -> None:
     """List users with their tenants and roles."""
 
-    def work(conn: sqlite3.Connection) -> str:
+    async def work(conn: SqlSession) -> str:
         lines = []
-        for user in accounts.list_users(conn):
-            roles = ",".join(
-                f"{m.tenant_name}:{m.role}"
-                for m in accounts.memberships(conn, user_id=user.user_id)
-            )
+        for user in await accounts.list_users(conn):
+            joined = await accounts.memberships(conn, user_id=user.user_id)
+            roles = ",".join(f"{m.tenant_name}:{m.role}" for m in joined)
             state = "disabled" if user.disabled else "active"
             password = "password" if user.has_password else "no-password"
             lines.append(f"{user.username}\t{user.user_id}\t{state}\t{password}\t{roles or '-'}"
@@ -125,11 +129,11 @@ def list_users(data_dir: Path | None) -> None:
 def disable_user(username: str, enable: bool, data_dir: Path | None) -> None:
     """Disable a user: every session and agent token of theirs stops working at once."""
 
-    def work(conn: sqlite3.Connection) -> str:
-        user = accounts.set_disabled(conn, username, not enable)
-        for m in accounts.memberships(conn, user_id=user.user_id):
-            audit.record(conn, m.tenant_id, "admin.enable_user" if enable else
-                         "admin.disable_user", target=username, detail={"via": "cli"})  # fmt: skip
+    async def work(conn: SqlSession) -> str:
+        user = await accounts.set_disabled(conn, username, not enable)
+        for m in await accounts.memberships(conn, user_id=user.user_id):
+            action = "admin.enable_user" if enable else "admin.disable_user"
+            await audit.record(conn, m.tenant_id, action, target=username, detail={"via": "cli"})
         return f"{'enabled' if enable else 'disabled'} {username}"
 
     click.echo(_admin(data_dir, work))
@@ -143,17 +147,27 @@ def disable_user(username: str, enable: bool, data_dir: Path | None) -> None:
 def create_tenant(name: str, plan: str, owner: str | None, data_dir: Path | None) -> None:
     """Create a tenant."""
 
-    def work(conn: sqlite3.Connection) -> str:
-        tenant = accounts.create_tenant(conn, name, plan)
-        audit.record(conn, tenant.tenant_id, "admin.create_tenant", target=name,
-                     detail={"plan": plan, "via": "cli"})  # fmt: skip
+    async def work(conn: SqlSession) -> str:
+        tenant = await accounts.create_tenant(conn, name, plan)
+        await audit.record(
+            conn,
+            tenant.tenant_id,
+            "admin.create_tenant",
+            target=name,
+            detail={"plan": plan, "via": "cli"},
+        )
         if owner is not None:
-            user = accounts.get_user(conn, username=owner)
+            user = await accounts.get_user(conn, username=owner)
             if user is None:
                 raise NotFoundError(f"no such user: {owner}")
-            accounts.set_member(conn, tenant.tenant_id, user.user_id, "owner")
-            audit.record(conn, tenant.tenant_id, "admin.add_member", target=owner,
-                         detail={"role": "owner", "via": "cli"})  # fmt: skip
+            await accounts.set_member(conn, tenant.tenant_id, user.user_id, "owner")
+            await audit.record(
+                conn,
+                tenant.tenant_id,
+                "admin.add_member",
+                target=owner,
+                detail={"role": "owner", "via": "cli"},
+            )
         return f"created tenant {name} ({tenant.tenant_id}) on plan {plan}"
 
     click.echo(_admin(data_dir, work))
@@ -164,12 +178,11 @@ def create_tenant(name: str, plan: str, owner: str | None, data_dir: Path | None
 def list_tenants(data_dir: Path | None) -> None:
     """List tenants with their plans and members."""
 
-    def work(conn: sqlite3.Connection) -> str:
+    async def work(conn: SqlSession) -> str:
         lines = []
-        for t in accounts.list_tenants(conn):
-            members = ",".join(
-                f"{m.username}:{m.role}" for m in accounts.memberships(conn, tenant_id=t.tenant_id)
-            )
+        for t in await accounts.list_tenants(conn):
+            joined = await accounts.memberships(conn, tenant_id=t.tenant_id)
+            members = ",".join(f"{m.username}:{m.role}" for m in joined)
             lines.append(f"{t.name}\t{t.tenant_id}\t{t.plan}\t{members or '-'}")
         return "\n".join(lines) or "(no tenants)"
 
@@ -184,16 +197,21 @@ def list_tenants(data_dir: Path | None) -> None:
 def add_member(tenant: str, username: str, role: str, data_dir: Path | None) -> None:
     """Add USERNAME to TENANT with a role (or change their role)."""
 
-    def work(conn: sqlite3.Connection) -> str:
-        found = accounts.get_tenant(conn, name=tenant)
-        user = accounts.get_user(conn, username=username)
+    async def work(conn: SqlSession) -> str:
+        found = await accounts.get_tenant(conn, name=tenant)
+        user = await accounts.get_user(conn, username=username)
         if found is None:
             raise NotFoundError(f"no such tenant: {tenant}")
         if user is None:
             raise NotFoundError(f"no such user: {username}")
-        accounts.set_member(conn, found.tenant_id, user.user_id, role)
-        audit.record(conn, found.tenant_id, "admin.add_member", target=username,
-                     detail={"role": role, "via": "cli"})  # fmt: skip
+        await accounts.set_member(conn, found.tenant_id, user.user_id, role)
+        await audit.record(
+            conn,
+            found.tenant_id,
+            "admin.add_member",
+            target=username,
+            detail={"role": role, "via": "cli"},
+        )
         return f"{username} is {role} of {tenant}"
 
     click.echo(_admin(data_dir, work))
@@ -206,15 +224,16 @@ def add_member(tenant: str, username: str, role: str, data_dir: Path | None) -> 
 def remove_member(tenant: str, username: str, data_dir: Path | None) -> None:
     """Remove USERNAME from TENANT (their sessions there stop working at once)."""
 
-    def work(conn: sqlite3.Connection) -> str:
-        found = accounts.get_tenant(conn, name=tenant)
-        user = accounts.get_user(conn, username=username)
+    async def work(conn: SqlSession) -> str:
+        found = await accounts.get_tenant(conn, name=tenant)
+        user = await accounts.get_user(conn, username=username)
         if found is None or user is None:
             raise NotFoundError(f"no such tenant or user: {tenant} / {username}")
-        if not accounts.remove_member(conn, found.tenant_id, user.user_id):
+        if not await accounts.remove_member(conn, found.tenant_id, user.user_id):
             raise NotFoundError(f"{username} is not a member of {tenant}")
-        audit.record(conn, found.tenant_id, "admin.remove_member", target=username,
-                     detail={"via": "cli"})  # fmt: skip
+        await audit.record(
+            conn, found.tenant_id, "admin.remove_member", target=username, detail={"via": "cli"}
+        )
         return f"removed {username} from {tenant}"
 
     click.echo(_admin(data_dir, work))
@@ -227,12 +246,17 @@ def remove_member(tenant: str, username: str, data_dir: Path | None) -> None:
 def set_plan(tenant: str, plan: str, data_dir: Path | None) -> None:
     """Change a tenant's plan (only server administrators can; there is no API for it)."""
 
-    def work(conn: sqlite3.Connection) -> str:
-        accounts.set_plan(conn, tenant, plan)
-        found = accounts.get_tenant(conn, name=tenant)
+    async def work(conn: SqlSession) -> str:
+        await accounts.set_plan(conn, tenant, plan)
+        found = await accounts.get_tenant(conn, name=tenant)
         assert found is not None
-        audit.record(conn, found.tenant_id, "admin.set_plan", target=tenant,
-                     detail={"plan": plan, "via": "cli"})  # fmt: skip
+        await audit.record(
+            conn,
+            found.tenant_id,
+            "admin.set_plan",
+            target=tenant,
+            detail={"plan": plan, "via": "cli"},
+        )
         return f"{tenant} is on plan {plan}"
 
     click.echo(_admin(data_dir, work))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from typing import Any
 import msgspec
 
 from meshfs_server.domain.actor import Actor
+from meshfs_server.identity.sql import SqlSession
 
 
 class AuditEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -54,8 +54,8 @@ class Who:
                    client_address)  # fmt: skip
 
 
-def record(
-    conn: sqlite3.Connection,
+async def record(
+    conn: SqlSession,
     tenant_id: str | None,
     action: str,
     *,
@@ -66,7 +66,7 @@ def record(
 ) -> None:
     """Append an audit row inside the caller's write transaction."""
     w = who or Who()
-    conn.execute(
+    await conn.execute(
         "INSERT INTO audit (tenant_id, at, action, outcome, user_id, session_id, device_name,"
         " agent_name, client_address, target, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
         (tenant_id, time.time(), action, outcome, w.user_id, w.session_id, w.device_name,
@@ -75,8 +75,8 @@ def record(
     )  # fmt: skip
 
 
-def recent(
-    conn: sqlite3.Connection,
+async def recent(
+    conn: SqlSession,
     tenant_id: str,
     *,
     limit: int,
@@ -108,12 +108,12 @@ def recent(
     if outcome:
         where.append("outcome = ?")
         args.append(outcome)
-    rows = conn.execute(
+    rows = await conn.fetchall(
         "SELECT audit_id, at, action, outcome, user_id, session_id, device_name, agent_name,"
         f" client_address, target, detail FROM audit WHERE {' AND '.join(where)}"
         " ORDER BY audit_id DESC LIMIT ?",
         (*args, limit + 1),
-    ).fetchall()
+    )
     entries = [
         AuditEntry(
             audit_id=r[0],

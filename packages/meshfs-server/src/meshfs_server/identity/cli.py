@@ -1,8 +1,10 @@
 """``meshfs-server approve``, ``meshfs-server keys ...`` and ``meshfs-server admin ...``.
 
 They work on the database and key files directly, so they can run next to a running server
-(SQLite WAL lets one writer and many readers share the file). Exit codes: 0 success, 1 the
-operation failed (one line on stderr says why), 2 bad usage or settings.
+(SQLite WAL lets one writer and many readers share the file). With ``MESHFS_DATABASE_URL`` set
+they work on that Postgres database, where identity's tables and the signing keys then live.
+Exit codes: 0 success, 1 the operation failed (one line on stderr says why), 2 bad usage or
+settings.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ from typing import Any, TypeVar
 import click
 
 from meshfs_common.errors import MeshFSError
-from meshfs_server.adapters.sqlite_db import SqliteDatabase
 from meshfs_server.identity import accounts
-from meshfs_server.identity.keys import KeyFileError, rotate
-from meshfs_server.identity.schema import IDENTITY_MIGRATIONS
-from meshfs_server.identity.service import approve_for_account
+from meshfs_server.identity.keys import KeyFileError, KeyRing
+from meshfs_server.identity.schema import identity_migrations
+from meshfs_server.identity.service import approve_for_account, key_source
+from meshfs_server.identity.sql import SqlDatabase
 from meshfs_server.settings import Settings
 
 T = TypeVar("T")
@@ -39,16 +41,15 @@ def settings_for(data_dir: Path | None) -> Settings:
     return load_settings(data_dir=data_dir)
 
 
-def run_db(settings: Settings, work: Callable[[SqliteDatabase], Awaitable[T]]) -> T:
-    """Open the database, make sure the identity tables exist, run *work*, close."""
+def run_db(settings: Settings, work: Callable[[SqlDatabase], Awaitable[T]]) -> T:
+    """Open identity's database (SQLite, or Postgres with ``MESHFS_DATABASE_URL``), make sure
+    the identity tables exist, run *work*, close."""
+    from meshfs_server.identity.storage import identity_database
 
     async def main() -> T:
-        db = await SqliteDatabase.open(settings.sqlite_path)
-        try:
-            await db.migrate({"identity": IDENTITY_MIGRATIONS})
+        async with identity_database(settings) as db:
+            await db.migrate({"identity": identity_migrations(db.dialect)})
             return await work(db)
-        finally:
-            await db.close()
 
     try:
         return asyncio.run(main())
@@ -63,9 +64,9 @@ def approve_code(
     """Approve (or deny) a pending device login directly in the database."""
     accounts.check_role(role)
 
-    async def work(db: SqliteDatabase) -> str:
+    async def work(db: SqlDatabase) -> str:
         async with db.write() as conn:
-            return approve_for_account(
+            return await approve_for_account(
                 conn,
                 user_code,
                 username,
@@ -129,10 +130,13 @@ def keys_rotate(keep_days: float | None, data_dir: Path | None) -> None:
     if settings.jwt_secret:
         click.echo("meshfs-server: MESHFS_JWT_SECRET is set; change the secret instead", err=True)
         sys.exit(1)
+    keep = None if keep_days is None else keep_days * 86400
+
+    async def work(db: SqlDatabase) -> KeyRing:
+        return await key_source(db, settings).rotate(keep_seconds=keep)
+
     try:
-        ring = rotate(
-            settings.keys_path, keep_seconds=None if keep_days is None else keep_days * 86400
-        )
+        ring = run_db(settings, work)
     except (KeyFileError, OSError) as exc:
         click.echo(f"meshfs-server: {exc}", err=True)
         sys.exit(1)

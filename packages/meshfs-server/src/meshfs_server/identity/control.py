@@ -97,13 +97,13 @@ async def list_sessions(
         where += " AND s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?)"
         args.append(time.time())
     async with identity.db.read() as db:
-        rows = db.execute(
+        rows = await db.fetchall(
             "SELECT s.session_id, s.kind, s.name, s.user_id, u.username, s.created_at,"
             " s.last_used_at, s.expires_at, s.revoked_at, s.path_prefix, s.can_write"
             f" FROM sessions s JOIN users u ON u.user_id = s.user_id WHERE {where}"
             " ORDER BY s.created_at DESC LIMIT 1000",
             args,
-        ).fetchall()
+        )
     return SessionList(
         sessions=[
             SessionInfo(
@@ -131,18 +131,23 @@ async def revoke_session(
     """Revoke one of the caller's sessions (owners: any session of the tenant)."""
     actor = principal.actor
     async with identity.db.write() as db:
-        row = db.execute(
+        row = await db.fetchone(
             "SELECT user_id FROM sessions WHERE session_id = ? AND tenant_id = ?",
             (session_id, actor.tenant_id),
-        ).fetchone()
+        )
         # Another tenant's session and a session the caller may not touch look the same.
         if row is None or (row[0] != actor.user_id and not principal.is_owner):
             raise NotFoundError(f"no such session: {session_id}")
         if principal.kind == "agent" and session_id != actor.session_id:
             raise ForbiddenError("an agent token can only revoke itself")
-        identity.revoke_in(db, session_id, f"revoked by {actor.user_id}")
-        audit.record(db, actor.tenant_id, "auth.revoke_session", who=Who.of(actor, address),
-                     target=session_id)  # fmt: skip
+        await identity.revoke_in(db, session_id, f"revoked by {actor.user_id}")
+        await audit.record(
+            db,
+            actor.tenant_id,
+            "auth.revoke_session",
+            who=Who.of(actor, address),
+            target=session_id,
+        )
 
 
 async def create_agent(
@@ -167,14 +172,19 @@ async def create_agent(
     token = new_secret(AGENT_PREFIX)
     expires = time.time() + request.expires_in
     async with identity.db.write() as db:
-        sid = identity.new_session_in(
+        sid = await identity.new_session_in(
             db, user_id=actor.user_id, tenant_id=actor.tenant_id, name=name,
             scope="files:read" if not writable else "files", kind="agent", expires_at=expires,
             token_hash=secret_hash(token), path_prefix=prefix, can_write=writable,
         )  # fmt: skip
-        audit.record(db, actor.tenant_id, "auth.agent_create", who=Who.of(actor, address),
-                     target=sid, detail={"name": name, "path_prefix": prefix,
-                                         "access": request.access})  # fmt: skip
+        await audit.record(
+            db,
+            actor.tenant_id,
+            "auth.agent_create",
+            who=Who.of(actor, address),
+            target=sid,
+            detail={"name": name, "path_prefix": prefix, "access": request.access},
+        )
     return AgentToken(
         token=token, session_id=sid, name=name, path_prefix=prefix, access=request.access,
         expires_at=datetime.fromtimestamp(expires, UTC),
@@ -192,8 +202,10 @@ async def recent_audit(
             raise ForbiddenError("only owners read other users' audit rows")
         user_id = actor.user_id
     async with identity.db.read() as db:
-        return audit.recent(db, actor.tenant_id, limit=limit, before=before, action=action,
-                            user_id=user_id, outcome=outcome)  # fmt: skip
+        return await audit.recent(
+            db, actor.tenant_id, limit=limit, before=before, action=action, user_id=user_id,
+            outcome=outcome,
+        )  # fmt: skip
 
 
 async def plan_info(
@@ -202,8 +214,8 @@ async def plan_info(
     """The tenant's plan, effective retention, rate limit and storage usage."""
     tenant_id = principal.actor.tenant_id
     async with identity.db.read() as db:
-        plan, policy = plans.effective_policy(db, tenant_id)
-        tenant = accounts.get_tenant(db, tenant_id=tenant_id)
+        plan, policy = await plans.effective_policy(db, tenant_id)
+        tenant = await accounts.get_tenant(db, tenant_id=tenant_id)
     async with store.read(tenant_id) as tx:
         usage = await tx.storage_usage()
     assert tenant is not None
@@ -224,7 +236,7 @@ def _require_owner(principal: Principal, what: str) -> None:
 async def get_policy(identity: Identity, principal: Principal) -> plans.RetentionPolicy:
     """The retention policy in force."""
     async with identity.db.read() as db:
-        return plans.effective_policy(db, principal.actor.tenant_id)[1]
+        return (await plans.effective_policy(db, principal.actor.tenant_id))[1]
 
 
 async def put_policy(
@@ -233,11 +245,15 @@ async def put_policy(
     """Change the retention policy (owners; within the plan's preset)."""
     _require_owner(principal, "change retention")
     async with identity.db.write() as db:
-        plans.set_policy(db, principal.actor.tenant_id, policy)
-        audit.record(db, principal.actor.tenant_id, "retention.policy",
-                     who=Who.of(principal.actor, address),
-                     detail=msgspec.structs.asdict(policy))  # fmt: skip
-        return plans.effective_policy(db, principal.actor.tenant_id)[1]
+        await plans.set_policy(db, principal.actor.tenant_id, policy)
+        await audit.record(
+            db,
+            principal.actor.tenant_id,
+            "retention.policy",
+            who=Who.of(principal.actor, address),
+            detail=msgspec.structs.asdict(policy),
+        )
+        return (await plans.effective_policy(db, principal.actor.tenant_id))[1]
 
 
 async def apply_retention(
@@ -248,7 +264,7 @@ async def apply_retention(
     _require_owner(principal, "run retention")
     tenant_id = principal.actor.tenant_id
     async with identity.db.read() as db:
-        policy = plans.effective_policy(db, tenant_id)[1]
+        policy = (await plans.effective_policy(db, tenant_id))[1]
     now = time.time()
     pruned = purged = 0
     while True:  # short transactions, one batch each
@@ -270,6 +286,11 @@ async def apply_retention(
         pruned_versions=pruned, purged_nodes=purged, deleted_chunks=collected
     )
     async with identity.db.write() as db:
-        audit.record(db, tenant_id, "retention.apply", who=Who.of(principal.actor, address),
-                     detail=msgspec.structs.asdict(report))  # fmt: skip
+        await audit.record(
+            db,
+            tenant_id,
+            "retention.apply",
+            who=Who.of(principal.actor, address),
+            detail=msgspec.structs.asdict(report),
+        )
     return report

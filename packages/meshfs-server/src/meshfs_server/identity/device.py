@@ -10,10 +10,10 @@ exchanged for tokens exactly once (``invalid_grant`` afterwards, and for unknown
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from dataclasses import dataclass
 
 from meshfs_common.errors import DeviceFlowError
+from meshfs_server.identity.sql import SqlSession
 from meshfs_server.identity.tokens import DEVICE_PREFIX, new_secret, secret_hash
 
 #: RFC 8628 6.1: no vowels (no words), no look-alikes (0/O, 1/I/L), upper case only.
@@ -60,22 +60,22 @@ def normalise_user_code(text: str) -> str:
     return f"{raw[:4]}-{raw[4:]}" if len(raw) == USER_CODE_LENGTH else raw
 
 
-def start(
-    conn: sqlite3.Connection, client_name: str, scope: str, now: float,
+async def start(
+    conn: SqlSession, client_name: str, scope: str, now: float,
     client_address: str | None,
 ) -> tuple[str, str]:  # fmt: skip
     """Create a pending code; returns (device_code, user_code)."""
     # Forget long-expired codes so the table stays small.
-    conn.execute("DELETE FROM device_codes WHERE expires_at < ?", (now - 86400,))
+    await conn.execute("DELETE FROM device_codes WHERE expires_at < ?", (now - 86400,))
     while True:
         user_code = new_user_code()
-        clash = conn.execute(
+        clash = await conn.fetchone(
             "SELECT 1 FROM device_codes WHERE user_code = ? AND expires_at > ?", (user_code, now)
-        ).fetchone()
+        )
         if clash is None:
             break
     device_code = new_secret(DEVICE_PREFIX)
-    conn.execute(
+    await conn.execute(
         f"INSERT INTO device_codes ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
         (secret_hash(device_code), user_code, client_name, scope, now, now + DEVICE_CODE_TTL,
          POLL_INTERVAL, None, "pending", None, None, client_address),
@@ -83,39 +83,41 @@ def start(
     return device_code, user_code
 
 
-def by_user_code(conn: sqlite3.Connection, user_code: str, now: float) -> DeviceCode | None:
+async def by_user_code(conn: SqlSession, user_code: str, now: float) -> DeviceCode | None:
     """The live (not expired, not consumed) code a person typed, or None."""
-    row = conn.execute(
+    row = await conn.fetchone(
         f"SELECT {_COLUMNS} FROM device_codes WHERE user_code = ? AND expires_at > ?"
         " AND status != 'consumed' ORDER BY created_at DESC LIMIT 1",
         (normalise_user_code(user_code), now),
-    ).fetchone()
+    )
     return None if row is None else DeviceCode(*row)
 
 
-def decide(
-    conn: sqlite3.Connection, code: DeviceCode, *, approve: bool, user_id: str, tenant_id: str
+async def decide(
+    conn: SqlSession, code: DeviceCode, *, approve: bool, user_id: str, tenant_id: str
 ) -> None:
     """Approve or deny a pending code (a decided code cannot be decided again)."""
     if code.status != "pending":
         raise DeviceFlowError("invalid_grant", f"this code was already {code.status}")
-    conn.execute(
+    decided = await conn.execute(
         "UPDATE device_codes SET status = ?, user_id = ?, tenant_id = ?"
         " WHERE device_code_hash = ? AND status = 'pending'",
         ("approved" if approve else "denied", user_id, tenant_id, code.device_code_hash),
     )
+    if not decided:  # decided by someone else since it was read
+        raise DeviceFlowError("invalid_grant", "this code was already decided")
 
 
-def poll(conn: sqlite3.Connection, device_code: str, now: float) -> DeviceCode | DeviceFlowError:
+async def poll(conn: SqlSession, device_code: str, now: float) -> DeviceCode | DeviceFlowError:
     """Apply the polling rules: an *approved* code (now consumed), or the error to answer.
 
     Errors are returned, not raised, so that the caller's transaction still commits the
     bookkeeping (``last_polled_at``, the grown interval).
     """
-    row = conn.execute(
+    row = await conn.fetchone(
         f"SELECT {_COLUMNS} FROM device_codes WHERE device_code_hash = ?",
         (secret_hash(device_code),),
-    ).fetchone()
+    )
     if row is None:
         return DeviceFlowError("invalid_grant", "unknown device code; start a new login")
     code = DeviceCode(*row)
@@ -128,16 +130,19 @@ def poll(conn: sqlite3.Connection, device_code: str, now: float) -> DeviceCode |
     if code.status == "pending":
         too_soon = code.last_polled_at is not None and now - code.last_polled_at < code.interval
         interval = code.interval + SLOW_DOWN_STEP if too_soon else code.interval
-        conn.execute(
+        await conn.execute(
             "UPDATE device_codes SET last_polled_at = ?, interval = ? WHERE device_code_hash = ?",
             (now, interval, code.device_code_hash),
         )
         if too_soon:
             return DeviceFlowError("slow_down", f"poll at most every {interval} seconds")
         return DeviceFlowError("authorization_pending", "waiting for the user to approve")
-    conn.execute(
+    # Guarded: of two polls racing for one approved code, exactly one consumes it.
+    consumed = await conn.execute(
         "UPDATE device_codes SET status = 'consumed', last_polled_at = ?"
-        " WHERE device_code_hash = ?",
+        " WHERE device_code_hash = ? AND status = 'approved'",
         (now, code.device_code_hash),
     )
+    if not consumed:
+        return DeviceFlowError("invalid_grant", "this device code was already used")
     return code

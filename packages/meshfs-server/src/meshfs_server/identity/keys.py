@@ -10,6 +10,11 @@ it current; older keys stay for verification, so tokens signed before a rotation
 until they expire (``prune`` drops keys older than a bound). When ``MESHFS_JWT_SECRET`` is set,
 that secret is the one HS256 key instead (its ``kid`` is derived from its hash, so it is stable
 across restarts and processes), and nothing is written to disk.
+
+Where the ring lives (:class:`KeySource`): in the key file above on the embedded SQLite backend
+(one process); in the ``signing_keys`` table on Postgres (:class:`TableKeys`), so that every
+server process of a deployment signs and verifies with the same keys and nothing needs
+configuring. A rotation done through any of them reaches the others on their next reload.
 """
 
 from __future__ import annotations
@@ -20,11 +25,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from joserfc.jwk import KeySet, OctKey, OKPKey
 
 from meshfs_common.ids import new_id
+from meshfs_server.identity.sql import SqlDatabase
 
 ASYMMETRIC_ALG = "Ed25519"
 SECRET_ALG = "HS256"
@@ -145,3 +151,112 @@ def rotate(keys_dir: Path, *, keep_seconds: float | None = None) -> KeyRing:
             del ring.created[old]
     _write(path, ring)
     return ring
+
+
+# --- where the ring lives -----------------------------------------------------------------------
+
+
+class KeySource(Protocol):
+    """Persistent storage of a key ring."""
+
+    async def load(self) -> KeyRing:
+        """The ring, generating and saving a first key if there is none."""
+        ...
+
+    async def rotate(self, *, keep_seconds: float | None = None) -> KeyRing:
+        """Add a new current key (see :func:`rotate`)."""
+        ...
+
+
+class FixedKeys:
+    """A ring that never changes (``MESHFS_JWT_SECRET``)."""
+
+    def __init__(self, ring: KeyRing) -> None:
+        self.ring = ring
+
+    async def load(self) -> KeyRing:
+        return self.ring
+
+    async def rotate(self, *, keep_seconds: float | None = None) -> KeyRing:
+        raise KeyFileError("MESHFS_JWT_SECRET is set; change the secret instead")
+
+
+class FileKeys:
+    """The ring in ``keys_dir/signing.json`` (the embedded default)."""
+
+    def __init__(self, keys_dir: Path) -> None:
+        self.keys_dir = keys_dir
+
+    async def load(self) -> KeyRing:
+        return load_or_create(self.keys_dir)
+
+    async def rotate(self, *, keep_seconds: float | None = None) -> KeyRing:
+        return rotate(self.keys_dir, keep_seconds=keep_seconds)
+
+
+class TableKeys:
+    """The ring in the database's ``signing_keys`` table, shared by every server process.
+
+    Each key is one row, numbered by ``generation``; the highest generation is current. Rows are
+    only ever inserted (and old ones deleted by a pruning rotation), and a generation number is
+    a primary key, so processes starting (or rotating) at once cannot end up with different
+    current keys: the one that loses the insert reads the winner's key.
+    """
+
+    def __init__(self, db: SqlDatabase) -> None:
+        self.db = db
+
+    async def load(self) -> KeyRing:
+        ring = await self._read()
+        if ring is not None:
+            return ring
+        await self._insert(1, time.time())
+        ring = await self._read()
+        assert ring is not None
+        return ring
+
+    async def rotate(self, *, keep_seconds: float | None = None) -> KeyRing:
+        while True:
+            async with self.db.read() as conn:
+                row = await conn.fetchone("SELECT MAX(generation) FROM signing_keys")
+            now = time.time()
+            if await self._insert(int(row[0] or 0) + 1 if row else 1, now):
+                break
+        if keep_seconds is not None:
+            async with self.db.write() as conn:
+                await conn.execute(
+                    "DELETE FROM signing_keys WHERE created_at < ?"
+                    " AND generation < (SELECT MAX(generation) FROM signing_keys)",
+                    (now - keep_seconds,),
+                )
+        ring = await self._read()
+        assert ring is not None
+        return ring
+
+    async def _insert(self, generation: int, now: float) -> bool:
+        kid, key = _new_key()
+        async with self.db.write() as conn:
+            return bool(
+                await conn.execute(
+                    "INSERT INTO signing_keys (generation, kid, jwk, created_at)"
+                    " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (generation, kid, json.dumps(key.as_dict(private=True)), now),
+                )
+            )
+
+    async def _read(self) -> KeyRing | None:
+        async with self.db.read() as conn:
+            rows = await conn.fetchall(
+                "SELECT kid, jwk, created_at FROM signing_keys ORDER BY generation"
+            )
+        if not rows:
+            return None
+        keys: dict[str, OKPKey | OctKey] = {}
+        created: dict[str, float] = {}
+        try:
+            for kid, jwk, at in rows:
+                keys[str(kid)] = OKPKey.import_key(json.loads(jwk))
+                created[str(kid)] = float(at)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise KeyFileError(f"cannot read signing keys from the database: {exc}") from exc
+        return KeyRing(ASYMMETRIC_ALG, str(rows[-1][0]), keys, created)

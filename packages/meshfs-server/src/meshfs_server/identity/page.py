@@ -174,7 +174,7 @@ async def _signin(request: Request) -> Response:
     identity.check_guesses(f"ip:{address}")
     identity.check_guesses(f"account:{username}")
     async with identity.db.read() as db:
-        stored, user = accounts.password_hash_of(db, username)
+        stored, user = await accounts.password_hash_of(db, username)
     ok = await anyio.to_thread.run_sync(accounts.verify_password, stored, password)
     if not ok or user is None or user.disabled:
         identity.count_guess(f"ip:{address}")
@@ -193,9 +193,10 @@ async def _signin(request: Request) -> Response:
         form_html = _signin_form(csrf, user_code, username, problem)
         return _page(request, "Approve a device", form_html, csrf, 404)
     async with identity.db.read() as db:
-        tenants = accounts.memberships(db, user_id=user.user_id)
+        tenants = await accounts.memberships(db, user_id=user.user_id)
     if not tenants:
         raise ForbiddenError("your account is not a member of any tenant; ask an administrator")
+    await identity.signer.refresh_keys()
     ticket = identity.signer.issue_ticket(
         {"sub": user.user_id, "user_code": code.user_code}, audience=TICKET_AUDIENCE,
         ttl=TICKET_TTL,
@@ -240,7 +241,7 @@ async def _decide(request: Request) -> Response:
     _check_csrf(request, form)
     csrf = _csrf_of(request)
     try:
-        claims: dict[str, Any] = identity.signer.verify_ticket(
+        claims: dict[str, Any] = await identity.signer.verify_ticket(
             str(form.get("ticket", "")), audience=TICKET_AUDIENCE
         )
     except AuthError:
@@ -251,8 +252,8 @@ async def _decide(request: Request) -> Response:
     tenant_id = str(form.get("tenant", ""))
     user_id = str(claims["sub"])
     async with identity.db.read() as db:
-        role = accounts.role_of(db, tenant_id, user_id)
-        user = accounts.get_user(db, user_id=user_id)
+        role = await accounts.role_of(db, tenant_id, user_id)
+        user = await accounts.get_user(db, user_id=user_id)
     if role is None or user is None or user.disabled:
         raise ForbiddenError("you are not a member of that tenant")
     code = await identity.device_decide(

@@ -13,7 +13,6 @@ and ten times the storage; team five times the rate and a hundred times the stor
 
 from __future__ import annotations
 
-import sqlite3
 from dataclasses import dataclass
 from typing import cast
 
@@ -21,6 +20,7 @@ import msgspec
 
 from meshfs_common.errors import BadRequestError, NotFoundError
 from meshfs_server.identity.accounts import Plan
+from meshfs_server.identity.sql import SqlSession
 from meshfs_server.settings import Settings
 
 
@@ -92,9 +92,9 @@ def quota_bytes(plan: Plan, settings: Settings) -> int:
     return settings.tenant_storage_quota_bytes * PLAN_SPECS[plan].quota_factor
 
 
-def plan_of(conn: sqlite3.Connection, tenant_id: str) -> Plan:
+async def plan_of(conn: SqlSession, tenant_id: str) -> Plan:
     """The tenant's plan (free for a tenant the identity tables do not know)."""
-    row = conn.execute("SELECT plan FROM tenants WHERE tenant_id = ?", (tenant_id,)).fetchone()
+    row = await conn.fetchone("SELECT plan FROM tenants WHERE tenant_id = ?", (tenant_id,))
     return "free" if row is None else cast(Plan, row[0])
 
 
@@ -106,13 +106,13 @@ def preset(plan: Plan) -> RetentionPolicy:
     )
 
 
-def effective_policy(conn: sqlite3.Connection, tenant_id: str) -> tuple[Plan, RetentionPolicy]:
+async def effective_policy(conn: SqlSession, tenant_id: str) -> tuple[Plan, RetentionPolicy]:
     """The plan and the policy in force (owner overrides within the plan's preset)."""
-    row = conn.execute(
+    row = await conn.fetchone(
         "SELECT plan, retention_max_versions, retention_max_days, retention_grace_days"
         " FROM tenants WHERE tenant_id = ?",
         (tenant_id,),
-    ).fetchone()
+    )
     if row is None:
         raise NotFoundError("unknown tenant")
     plan = cast(Plan, row[0])
@@ -124,9 +124,9 @@ def effective_policy(conn: sqlite3.Connection, tenant_id: str) -> tuple[Plan, Re
     )
 
 
-def set_policy(conn: sqlite3.Connection, tenant_id: str, policy: RetentionPolicy) -> None:
+async def set_policy(conn: SqlSession, tenant_id: str, policy: RetentionPolicy) -> None:
     """Store an owner's policy; each value must be between 1 and the plan's preset."""
-    plan, _ = effective_policy(conn, tenant_id)
+    plan, _ = await effective_policy(conn, tenant_id)
     base = preset(plan)
     for name in ("max_versions", "max_days", "grace_days"):
         value, limit = getattr(policy, name), getattr(base, name)
@@ -135,7 +135,7 @@ def set_policy(conn: sqlite3.Connection, tenant_id: str, policy: RetentionPolicy
                 f"{name} must be between 1 and {limit} on the {plan} plan (got {value})",
                 detail={"field": name, "maximum": limit},
             )
-    conn.execute(
+    await conn.execute(
         "UPDATE tenants SET retention_max_versions = ?, retention_max_days = ?,"
         " retention_grace_days = ? WHERE tenant_id = ?",
         (policy.max_versions, policy.max_days, policy.grace_days, tenant_id),

@@ -60,7 +60,7 @@ class Plans:
         if hit is not None and hit[1] > now:
             return hit[0]
         async with self.identity.db.read() as conn:
-            found = plans.plan_of(conn, tenant_id)
+            found = await plans.plan_of(conn, tenant_id)
         if len(self._cache) > 10_000:
             self._cache.clear()
         self._cache[tenant_id] = (found, now + PLAN_CACHE_SECONDS)
@@ -180,7 +180,7 @@ async def audit_request(identity: Identity, conn: HTTPConnection, status: int) -
     # with the writer, is in the feed); this row reaches the disk with the next durable commit.
     # That saves the second fsync of every write.
     async with identity.db.write(durable=False) as db:
-        audit.record(
+        await audit.record(
             db, principal.actor.tenant_id, audit_action(conn.scope["method"], conn.url.path),
             outcome="ok" if status < 400 else f"error:{status}",
             who=Who.of(principal.actor, client_address(conn)), target=target,

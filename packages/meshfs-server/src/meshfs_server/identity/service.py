@@ -9,7 +9,6 @@ next request (there is no cache to wait out); a role change applies at once too.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -27,14 +26,15 @@ from meshfs_common.errors import (
 )
 from meshfs_common.ids import new_id
 from meshfs_common.models import DeviceStartResponse, TokenResponse, Whoami
-from meshfs_server.adapters.sqlite_db import SqliteDatabase
 from meshfs_server.domain.actor import Actor
 from meshfs_server.identity import accounts, audit, device, safety
 from meshfs_server.identity.accounts import Role
 from meshfs_server.identity.audit import Who
+from meshfs_server.identity.keys import FileKeys, FixedKeys, KeySource, TableKeys, from_secret
 from meshfs_server.identity.ratelimit import Limits
 from meshfs_server.identity.safety import Plans, Quota
-from meshfs_server.identity.schema import IDENTITY_MIGRATIONS
+from meshfs_server.identity.schema import identity_migrations
+from meshfs_server.identity.sql import SqlDatabase, SqlSession
 from meshfs_server.identity.tokens import (
     AGENT_PREFIX,
     REFRESH_PREFIX,
@@ -85,32 +85,44 @@ def bearer_token(conn: HTTPConnection) -> str | None:
     return None
 
 
-def approve_for_account(
-    db: sqlite3.Connection, user_code: str, username: str, tenant: str | None, role: str,
+async def approve_for_account(
+    db: SqlSession, user_code: str, username: str, tenant: str | None, role: str,
     *, approve: bool, now: float, via: str,
 ) -> str:  # fmt: skip
     """Decide a pending code as *username* (creating user, tenant, membership if missing).
 
     Used by ``meshfs-server approve`` and by tests; returns a one-line summary.
     """
-    code = device.by_user_code(db, user_code, now)
+    code = await device.by_user_code(db, user_code, now)
     if code is None:
         raise NotFoundError(f"no pending login with code {user_code} (expired or mistyped)")
-    user, found, _ = accounts.ensure_account(db, username, tenant, accounts.check_role(role))
-    device.decide(db, code, approve=approve, user_id=user.user_id, tenant_id=found.tenant_id)
-    audit.record(
-        db, found.tenant_id, "auth.device_approve" if approve else "auth.device_deny",
-        who=Who(user.user_id), detail={"user_code": code.user_code, "via": via,
-                                       "client_name": code.client_name},
-    )  # fmt: skip
+    user, found, _ = await accounts.ensure_account(db, username, tenant, accounts.check_role(role))
+    await device.decide(db, code, approve=approve, user_id=user.user_id, tenant_id=found.tenant_id)
+    await audit.record(
+        db,
+        found.tenant_id,
+        "auth.device_approve" if approve else "auth.device_deny",
+        who=Who(user.user_id),
+        detail={"user_code": code.user_code, "via": via, "client_name": code.client_name},
+    )
     verb = "approved" if approve else "denied"
     return f"{verb} {code.client_name} ({code.user_code}) for {user.username} in {found.name}"
 
 
-class Identity:
-    """Users, tenants, sessions and tokens on the server's database."""
+def key_source(db: SqlDatabase, settings: Settings) -> KeySource:
+    """Where the signing keys live: ``MESHFS_JWT_SECRET`` when set; else the database on
+    Postgres (shared by every server process); else the key file in the data directory."""
+    if settings.jwt_secret:
+        return FixedKeys(from_secret(settings.jwt_secret))
+    if db.dialect == "postgres":
+        return TableKeys(db)
+    return FileKeys(settings.keys_path)
 
-    def __init__(self, db: SqliteDatabase, settings: Settings, signer: TokenSigner) -> None:
+
+class Identity:
+    """Users, tenants, sessions and tokens on the server's database (SQLite or Postgres)."""
+
+    def __init__(self, db: SqlDatabase, settings: Settings, signer: TokenSigner) -> None:
         self.db = db
         self.settings = settings
         self.signer = signer
@@ -121,13 +133,12 @@ class Identity:
         self.quota = Quota(self, self.plans)
 
     @classmethod
-    async def open(cls, db: SqliteDatabase, settings: Settings) -> Identity:
+    async def open(cls, db: SqlDatabase, settings: Settings) -> Identity:
         """Create the tables if needed and load (or generate) the signing keys."""
-        await db.migrate({"identity": IDENTITY_MIGRATIONS})
-        signer = TokenSigner.open(
-            secret=settings.jwt_secret, keys_dir=settings.keys_path,
-            issuer=settings.base_url, ttl=settings.token_ttl_seconds,
-        )  # fmt: skip
+        await db.migrate({"identity": identity_migrations(db.dialect)})
+        signer = await TokenSigner.open(
+            key_source(db, settings), issuer=settings.base_url, ttl=settings.token_ttl_seconds
+        )
         return cls(db, settings, signer)
 
     async def close(self) -> None:
@@ -149,7 +160,7 @@ class Identity:
     ) -> None:  # fmt: skip
         """Record an audit row in its own transaction."""
         async with self.db.write() as db:
-            audit.record(db, tenant_id, action, outcome=outcome, who=who, detail=detail)
+            await audit.record(db, tenant_id, action, outcome=outcome, who=who, detail=detail)
 
     def check_guesses(self, key: str) -> None:
         """Refuse while *key* (an address or account) has used up its failed attempts."""
@@ -186,26 +197,26 @@ class Identity:
         """Check an access token or agent token and the session behind it."""
         if token.startswith(AGENT_PREFIX):
             async with self.db.read() as conn:
-                row = conn.execute(
+                row = await conn.fetchone(
                     "SELECT session_id FROM sessions WHERE token_hash = ? AND kind = 'agent'",
                     (secret_hash(token),),
-                ).fetchone()
+                )
             if row is None:
                 raise AuthError("unknown agent token")
             return await self._session_principal(str(row[0]), None)
-        claims = self.signer.verify(token)
+        claims = await self.signer.verify(token)
         return await self._session_principal(claims.session_id, claims)
 
     async def _session_principal(self, session_id: str, claims: AccessClaims | None) -> Principal:
         async with self.db.read() as conn:
-            row = conn.execute(
+            row = await conn.fetchone(
                 "SELECT s.kind, s.user_id, s.tenant_id, s.name, s.scope, s.revoked_at,"
                 " s.expires_at, s.path_prefix, s.can_write, u.disabled, m.role"
                 " FROM sessions s JOIN users u ON u.user_id = s.user_id"
                 " LEFT JOIN memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id"
                 " WHERE s.session_id = ?",
                 (session_id,),
-            ).fetchone()
+            )
         if row is None:
             raise AuthError("unknown session")
         kind, user_id, tenant_id, name, scope, revoked, expires, prefix, can_write, off, role = row
@@ -229,21 +240,25 @@ class Identity:
 
     async def _audit_failure(self, conn: HTTPConnection, exc: AuthError) -> None:
         async with self.db.write() as db:
-            audit.record(
-                db, None, "auth.failed", outcome="denied",
-                who=Who(client_address=client_address(conn)), target=conn.url.path,
+            await audit.record(
+                db,
+                None,
+                "auth.failed",
+                outcome="denied",
+                who=Who(client_address=client_address(conn)),
+                target=conn.url.path,
                 detail={"reason": exc.message},
-            )  # fmt: skip
+            )
 
     # --- sessions and tokens --------------------------------------------------------------------
 
-    def new_session_in(
-        self, db: sqlite3.Connection, *, user_id: str, tenant_id: str, name: str, scope: str,
+    async def new_session_in(
+        self, db: SqlSession, *, user_id: str, tenant_id: str, name: str, scope: str,
         kind: SessionKind = "device", expires_at: float | None = None,
         token_hash: str | None = None, path_prefix: str = paths.ROOT, can_write: bool = True,
     ) -> str:  # fmt: skip
         session_id = new_id()
-        db.execute(
+        await db.execute(
             "INSERT INTO sessions (session_id, kind, user_id, tenant_id, name, scope, created_at,"
             " last_used_at, expires_at, token_hash, path_prefix, can_write)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -252,12 +267,12 @@ class Identity:
         )  # fmt: skip
         return session_id
 
-    def _token_answer(
-        self, db: sqlite3.Connection, *, session_id: str, user_id: str, tenant_id: str, scope: str
+    async def _token_answer(
+        self, db: SqlSession, *, session_id: str, user_id: str, tenant_id: str, scope: str
     ) -> TokenResponse:
         refresh = new_secret(REFRESH_PREFIX)
         now = time.time()
-        db.execute(
+        await db.execute(
             "INSERT INTO refresh_tokens (token_hash, session_id, family, created_at, expires_at)"
             " VALUES (?, ?, ?, ?, ?)",
             (secret_hash(refresh), session_id, session_id, now,
@@ -275,92 +290,115 @@ class Identity:
         """Rotate a refresh token; a reused one revokes its whole family (theft detection)."""
         failure: DeviceFlowError | None = None
         answer: TokenResponse | None = None
+        await self.signer.refresh_keys()
         async with self.db.write() as db:
-            row = db.execute(
+            row = await db.fetchone(
                 "SELECT r.session_id, r.used_at, r.expires_at, s.user_id, s.tenant_id, s.scope,"
                 " s.revoked_at, s.name, u.disabled FROM refresh_tokens r"
                 " JOIN sessions s ON s.session_id = r.session_id"
                 " JOIN users u ON u.user_id = s.user_id WHERE r.token_hash = ?",
                 (secret_hash(refresh_token),),
-            ).fetchone()
+            )
             if row is None:
                 failure = DeviceFlowError("invalid_grant", "unknown refresh token; sign in again")
             else:
                 sid, used, expires, uid, tid, scope, revoked, name, off = row
                 who = Who(uid, sid, name, None, address)
-                if used is not None:
-                    self.revoke_in(db, sid, "refresh token reused")
-                    audit.record(db, tid, "auth.refresh_reuse", outcome="revoked", who=who,
-                                 target=sid)  # fmt: skip
+                # Spend the token with a guarded update: of two requests presenting it at
+                # once (on any server process) exactly one wins; the other is a reuse.
+                now = time.time()
+                valid = revoked is None and not off and expires > now
+                spent = (
+                    used is None
+                    and valid
+                    and bool(
+                        await db.execute(
+                            "UPDATE refresh_tokens SET used_at = ?"
+                            " WHERE token_hash = ? AND used_at IS NULL",
+                            (now, secret_hash(refresh_token)),
+                        )
+                    )
+                )
+                if used is not None or (valid and not spent):
+                    await self.revoke_in(db, sid, "refresh token reused")
+                    await audit.record(
+                        db, tid, "auth.refresh_reuse", outcome="revoked", who=who, target=sid
+                    )
                     failure = DeviceFlowError(
                         "invalid_grant",
                         "this refresh token was already used; the session has been revoked",
                     )
                 elif revoked is not None or off:
                     failure = DeviceFlowError("invalid_grant", "the session is no longer valid")
-                elif expires <= time.time():
+                elif not valid:
                     failure = DeviceFlowError("invalid_grant", "the refresh token has expired")
                 else:
-                    db.execute(
-                        "UPDATE refresh_tokens SET used_at = ? WHERE token_hash = ?",
-                        (time.time(), secret_hash(refresh_token)),
-                    )
-                    db.execute(
+                    await db.execute(
                         "UPDATE sessions SET last_used_at = ? WHERE session_id = ?",
                         (time.time(), sid),
                     )
-                    answer = self._token_answer(
+                    answer = await self._token_answer(
                         db, session_id=sid, user_id=uid, tenant_id=tid, scope=scope
                     )
-                    audit.record(db, tid, "auth.refresh", who=who, target=sid)
+                    await audit.record(db, tid, "auth.refresh", who=who, target=sid)
         if failure is not None:
             raise failure
         assert answer is not None
         return answer
 
     @staticmethod
-    def revoke_in(db: sqlite3.Connection, session_id: str, reason: str) -> bool:
-        cur = db.execute(
+    async def revoke_in(db: SqlSession, session_id: str, reason: str) -> bool:
+        """Revoke a session and spend its refresh tokens; False when it was revoked already."""
+        changed = await db.execute(
             "UPDATE sessions SET revoked_at = ?, revoked_reason = ?"
             " WHERE session_id = ? AND revoked_at IS NULL",
             (time.time(), reason, session_id),
         )
         # Outstanding refresh tokens of the family are spent with it.
-        db.execute(
+        await db.execute(
             "UPDATE refresh_tokens SET used_at = COALESCE(used_at, ?) WHERE family = ?",
             (time.time(), session_id),
         )
-        return bool(cur.rowcount)
+        return bool(changed)
 
     async def logout(self, principal: Principal, address: str | None = None) -> None:
         """Revoke the caller's session."""
         async with self.db.write() as db:
-            self.revoke_in(db, cast(str, principal.actor.session_id), "signed out")
-            audit.record(db, principal.actor.tenant_id, "auth.logout",
-                         who=Who.of(principal.actor, address),
-                         target=principal.actor.session_id)  # fmt: skip
+            await self.revoke_in(db, cast(str, principal.actor.session_id), "signed out")
+            await audit.record(
+                db,
+                principal.actor.tenant_id,
+                "auth.logout",
+                who=Who.of(principal.actor, address),
+                target=principal.actor.session_id,
+            )
 
     async def logout_refresh(self, refresh_token: str, address: str | None = None) -> None:
         """Revoke the session a (still valid) refresh token belongs to."""
         async with self.db.write() as db:
-            row = db.execute(
+            row = await db.fetchone(
                 "SELECT r.session_id, s.tenant_id, s.user_id FROM refresh_tokens r"
                 " JOIN sessions s ON s.session_id = r.session_id"
                 " WHERE r.token_hash = ? AND r.used_at IS NULL",
                 (secret_hash(refresh_token),),
-            ).fetchone()
+            )
             if row is not None:
-                self.revoke_in(db, row[0], "signed out")
-                audit.record(db, row[1], "auth.logout", who=Who(row[2], row[0], None, None,
-                             address), target=row[0])  # fmt: skip
+                await self.revoke_in(db, row[0], "signed out")
+                await audit.record(
+                    db,
+                    row[1],
+                    "auth.logout",
+                    who=Who(row[2], row[0], None, None, address),
+                    target=row[0],
+                )
         if row is None:
             raise AuthError("unknown or used refresh token")
 
     async def whoami(self, principal: Principal) -> Whoami:
         """Who the caller is."""
         async with self.db.read() as db:
-            user = accounts.get_user(db, user_id=principal.actor.user_id)
-            tenant = accounts.get_tenant(db, tenant_id=principal.actor.tenant_id)
+            user = await accounts.get_user(db, user_id=principal.actor.user_id)
+            tenant = await accounts.get_tenant(db, tenant_id=principal.actor.tenant_id)
         if user is None or tenant is None:
             raise AuthError("unknown user or tenant")
         return Whoami(
@@ -377,9 +415,16 @@ class Identity:
         now = self.clock()
         name = (client_name or "meshfs").strip()[:100] or "meshfs"
         async with self.db.write() as db:
-            device_code, user_code = device.start(db, name, scope or DEFAULT_SCOPE, now, address)
-            audit.record(db, None, "auth.device_start", who=Who(client_address=address),
-                         detail={"client_name": name, "user_code": user_code})  # fmt: skip
+            device_code, user_code = await device.start(
+                db, name, scope or DEFAULT_SCOPE, now, address
+            )
+            await audit.record(
+                db,
+                None,
+                "auth.device_start",
+                who=Who(client_address=address),
+                detail={"client_name": name, "user_code": user_code},
+            )
         base = self.settings.base_url
         return DeviceStartResponse(
             device_code=device_code, user_code=user_code, verification_uri=f"{base}/device",
@@ -391,49 +436,61 @@ class Identity:
         """Exchange an approved device code for tokens, or answer as RFC 8628 says."""
         now = self.clock()
         answer: TokenResponse | None = None
+        await self.signer.refresh_keys()
         async with self.db.write() as db:
             if self.settings.dev_auto_approve:
-                self._auto_approve(db, device_code, now)
-            outcome = device.poll(db, device_code, now)
+                await self._auto_approve(db, device_code, now)
+            outcome = await device.poll(db, device_code, now)
             if isinstance(outcome, device.DeviceCode):
                 assert outcome.user_id is not None
                 assert outcome.tenant_id is not None
-                sid = self.new_session_in(
+                sid = await self.new_session_in(
                     db, user_id=outcome.user_id, tenant_id=outcome.tenant_id,
                     name=outcome.client_name, scope=outcome.scope,
                 )  # fmt: skip
-                answer = self._token_answer(
+                answer = await self._token_answer(
                     db, session_id=sid, user_id=outcome.user_id, tenant_id=outcome.tenant_id,
                     scope=outcome.scope,
                 )  # fmt: skip
-                audit.record(db, outcome.tenant_id, "auth.login",
-                             who=Who(outcome.user_id, sid, outcome.client_name, None, address),
-                             target=sid)  # fmt: skip
+                await audit.record(
+                    db,
+                    outcome.tenant_id,
+                    "auth.login",
+                    who=Who(outcome.user_id, sid, outcome.client_name, None, address),
+                    target=sid,
+                )
         if isinstance(outcome, DeviceFlowError):
             raise outcome
         assert answer is not None
         return answer
 
-    def _auto_approve(self, db: sqlite3.Connection, device_code: str, now: float) -> None:
-        row = db.execute(
+    async def _auto_approve(self, db: SqlSession, device_code: str, now: float) -> None:
+        row = await db.fetchone(
             "SELECT user_code FROM device_codes WHERE device_code_hash = ? AND status = 'pending'"
             " AND expires_at > ?",
             (secret_hash(device_code), now),
-        ).fetchone()
+        )
         if row is None:
             return
-        code = device.by_user_code(db, row[0], now)
+        code = await device.by_user_code(db, row[0], now)
         if code is None:
             return
-        user, tenant, _ = accounts.ensure_account(db, DEV_USER, DEV_TENANT)
-        device.decide(db, code, approve=True, user_id=user.user_id, tenant_id=tenant.tenant_id)
-        audit.record(db, tenant.tenant_id, "auth.device_approve", who=Who(user.user_id),
-                     detail={"user_code": code.user_code, "by": "dev-auto-approve"})  # fmt: skip
+        user, tenant, _ = await accounts.ensure_account(db, DEV_USER, DEV_TENANT)
+        await device.decide(
+            db, code, approve=True, user_id=user.user_id, tenant_id=tenant.tenant_id
+        )
+        await audit.record(
+            db,
+            tenant.tenant_id,
+            "auth.device_approve",
+            who=Who(user.user_id),
+            detail={"user_code": code.user_code, "by": "dev-auto-approve"},
+        )
 
     async def pending_device(self, user_code: str) -> device.DeviceCode | None:
         """The live code a person typed (for the approval page)."""
         async with self.db.read() as db:
-            return device.by_user_code(db, user_code, self.clock())
+            return await device.by_user_code(db, user_code, self.clock())
 
     async def device_decide(
         self, user_code: str, *, approve: bool, user_id: str, tenant_id: str,
@@ -441,15 +498,17 @@ class Identity:
     ) -> device.DeviceCode:  # fmt: skip
         """Approve or deny a pending code for *user_id* in *tenant_id*."""
         async with self.db.write() as db:
-            code = device.by_user_code(db, user_code, self.clock())
+            code = await device.by_user_code(db, user_code, self.clock())
             if code is None:
                 raise NotFoundError("no pending login with this code (expired or mistyped)")
-            device.decide(db, code, approve=approve, user_id=user_id, tenant_id=tenant_id)
-            audit.record(
-                db, tenant_id, "auth.device_approve" if approve else "auth.device_deny",
-                who=who, detail={"user_code": code.user_code, "client_name": code.client_name,
-                                 "via": via},
-            )  # fmt: skip
+            await device.decide(db, code, approve=approve, user_id=user_id, tenant_id=tenant_id)
+            await audit.record(
+                db,
+                tenant_id,
+                "auth.device_approve" if approve else "auth.device_deny",
+                who=who,
+                detail={"user_code": code.user_code, "client_name": code.client_name, "via": via},
+            )
         return replace(code, status="approved" if approve else "denied")
 
     async def device_activate(

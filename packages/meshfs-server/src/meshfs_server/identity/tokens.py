@@ -19,7 +19,6 @@ import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from joserfc import jwt
@@ -28,7 +27,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from meshfs_common.errors import AuthError
 from meshfs_common.ids import new_id
-from meshfs_server.identity.keys import KeyRing, from_secret, load_or_create
+from meshfs_server.identity.keys import FixedKeys, KeyRing, KeySource
 
 AUDIENCE = "meshfs"
 LEEWAY = 30
@@ -65,12 +64,13 @@ class TokenSigner:
     """Issues and verifies access tokens with a :class:`KeyRing`."""
 
     def __init__(
-        self, ring: KeyRing, *, issuer: str, ttl: int, keys_dir: Path | None = None
+        self, ring: KeyRing, *, issuer: str, ttl: int, source: KeySource | None = None
     ) -> None:
         self.ring = ring
         self.issuer = issuer
         self.ttl = ttl
-        self._keys_dir = keys_dir
+        self.source: KeySource = source or FixedKeys(ring)
+        self._reloads = source is not None and not isinstance(source, FixedKeys)
         self._last_reload = time.monotonic()
         # Tokens whose signature and claims were verified, by their exact text. A client sends
         # the same token for up to an hour; an Ed25519 check costs more than the rest of a
@@ -78,26 +78,29 @@ class TokenSigner:
         self._verified: OrderedDict[str, AccessClaims] = OrderedDict()
 
     @classmethod
-    def open(cls, *, secret: str | None, keys_dir: Path, issuer: str, ttl: int) -> TokenSigner:
-        """Use the shared secret when configured, else the persisted (or new) key pair."""
-        if secret:
-            return cls(from_secret(secret), issuer=issuer, ttl=ttl)
-        return cls(load_or_create(keys_dir), issuer=issuer, ttl=ttl, keys_dir=keys_dir)
+    async def open(cls, source: KeySource, *, issuer: str, ttl: int) -> TokenSigner:
+        """Load the ring from *source* (a first key is generated and saved if there is none)."""
+        return cls(await source.load(), issuer=issuer, ttl=ttl, source=source)
 
-    def refresh_keys(self, *, force: bool = False) -> None:
-        """Re-read the key file (picks up ``meshfs-server keys rotate`` without a restart)."""
-        if self._keys_dir is None:
+    async def refresh_keys(self, *, force: bool = False) -> None:
+        """Re-read the ring, at most every :data:`KEY_RELOAD_INTERVAL` seconds unless *force*
+        (picks up ``meshfs-server keys rotate``, from any process, without a restart).
+
+        Call it before a transaction that will :meth:`issue` a token, not inside one.
+        """
+        if not self._reloads:
             return
         now = time.monotonic()
         if not force and now - self._last_reload < KEY_RELOAD_INTERVAL:
             return
         self._last_reload = now
-        self.ring = load_or_create(self._keys_dir)
-        self._verified.clear()
+        ring = await self.source.load()
+        if ring.keys.keys() != self.ring.keys.keys() or ring.current_kid != self.ring.current_kid:
+            self.ring = ring
+            self._verified.clear()
 
     def issue(self, *, user_id: str, tenant_id: str, session_id: str, scope: str) -> str:
-        """Sign a new access token valid for ``ttl`` seconds."""
-        self.refresh_keys()
+        """Sign a new access token valid for ``ttl`` seconds (with the ring as last loaded)."""
         now = int(time.time())
         header = {"alg": self.ring.algorithm, "kid": self.ring.current_kid, "typ": "JWT"}
         claims = {
@@ -109,15 +112,20 @@ class TokenSigner:
 
     def issue_ticket(self, claims: dict[str, Any], *, audience: str, ttl: int) -> str:
         """A short-lived signed statement for *audience* (e.g. the approval page's sign-in)."""
-        self.refresh_keys()
         now = int(time.time())
         header = {"alg": self.ring.algorithm, "kid": self.ring.current_kid, "typ": "JWT"}
         body = {**claims, "iss": self.issuer, "aud": audience, "iat": now, "exp": now + ttl}
         return jwt.encode(header, body, self.ring.current, algorithms=[self.ring.algorithm])
 
-    def verify_ticket(self, token: str, *, audience: str) -> dict[str, Any]:
-        """The claims of a ticket made by :meth:`issue_ticket` for *audience*."""
-        decoded = self._decode(token)
+    async def verify_ticket(self, token: str, *, audience: str) -> dict[str, Any]:
+        """The claims of a ticket made by :meth:`issue_ticket` (by any server process)."""
+        try:
+            decoded = self._decode(token)
+        except AuthError as first:
+            if "unknown signing key" not in first.message:
+                raise
+            await self.refresh_keys()
+            decoded = self._decode(token)
         registry = JWTClaimsRegistry(
             leeway=LEEWAY,
             iss={"essential": True, "value": self.issuer},
@@ -141,7 +149,7 @@ class TokenSigner:
             raise AuthError("access token rejected: unexpected algorithm")
         return decoded
 
-    def verify(self, token: str) -> AccessClaims:
+    async def verify(self, token: str) -> AccessClaims:
         """Verify signature, algorithm, issuer, audience and expiry; AuthError otherwise."""
         known = self._verified.get(token)
         if known is not None:
@@ -155,7 +163,7 @@ class TokenSigner:
             # A key rotated by another process: reload once (rate-limited) and try again.
             if "unknown signing key" not in first.message:
                 raise
-            self.refresh_keys()
+            await self.refresh_keys()
             claims = self._verify(token)
         self._verified[token] = claims
         if len(self._verified) > VERIFIED_CACHE_SIZE:

@@ -1,0 +1,171 @@
+"""Everything a running server holds, created in one place and closed in reverse order."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.requests import HTTPConnection
+
+from meshfs_server.adapters.local_content import LocalContentStore
+from meshfs_server.adapters.sqlite_db import SqliteDatabase
+from meshfs_server.adapters.sqlite_metadata import SqliteMetadataStore
+from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.collector import Collector
+from meshfs_server.domain.content import ContentService
+from meshfs_server.domain.direct import DirectTransfers
+from meshfs_server.domain.feed import ChangeFeed, LocalBus
+from meshfs_server.domain.namespace import Namespace
+from meshfs_server.domain.ports import ContentStore, MetadataStore
+from meshfs_server.settings import Settings
+
+Authenticate = Callable[[HTTPConnection], Awaitable[Actor]]
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: SqliteDatabase
+    store: MetadataStore
+    content_store: ContentStore
+    bus: LocalBus
+    feed: ChangeFeed
+    namespace: Namespace
+    content: ContentService
+    collector: Collector
+    authenticate: Authenticate
+    identity: Any = None
+    settings_heartbeat: float = 15.0
+    direct: DirectTransfers | None = None  # presigned URLs (S3 with direct transfers on)
+
+
+async def open_metadata(
+    settings: Settings, stack: AsyncExitStack, db: SqliteDatabase
+) -> MetadataStore:
+    """The namespace metadata store *settings* select (closed by *stack*).
+
+    Postgres when MESHFS_DATABASE_URL is set; else the SQLite database *db*, which identity
+    uses in both cases (identity's tables are not in Postgres yet).
+    """
+    if settings.database_url is None:
+        return await SqliteMetadataStore.open(db)
+    from meshfs_server.adapters.postgres_db import PostgresDatabase
+    from meshfs_server.adapters.postgres_metadata import PostgresMetadataStore
+
+    pg = await PostgresDatabase.open(
+        settings.database_url,
+        pool_size=settings.database_pool_size,
+        deadline=settings.database_timeout_seconds,
+    )
+    stack.push_async_callback(pg.close)
+    return await PostgresMetadataStore.open(pg, migrate=settings.database_migrate_on_start)
+
+
+async def migrate_metadata(settings: Settings, *, dry_run: bool = False) -> list[str]:
+    """Apply the metadata migrations *settings* select (``meshfs-server migrate``); returns the
+    ``component:version`` applied (or, with *dry_run*, pending). Identity migrates its own
+    SQLite tables when the server starts."""
+    if settings.database_url is None:
+        db = await SqliteDatabase.open(settings.sqlite_path)
+        try:
+            pending = await _sqlite_pending(db)
+            if not dry_run:
+                await SqliteMetadataStore.open(db)
+            return pending
+        finally:
+            await db.close()
+    from meshfs_server.adapters.postgres_db import PostgresDatabase
+    from meshfs_server.adapters.postgres_metadata import NAMESPACE_MIGRATIONS
+    from meshfs_server.identity.schema import POSTGRES_IDENTITY_MIGRATIONS
+
+    pg = await PostgresDatabase.open(
+        settings.database_url,
+        pool_size=2,
+        deadline=settings.database_timeout_seconds,
+    )
+    try:
+        # Identity's tables live in the same database (see identity/storage.py).
+        migrations = {"namespace": NAMESPACE_MIGRATIONS, "identity": POSTGRES_IDENTITY_MIGRATIONS}
+        if dry_run:
+            return await pg.pending_migrations(migrations)
+        return await pg.migrate(migrations)
+    finally:
+        await pg.close()
+
+
+async def _sqlite_pending(db: SqliteDatabase) -> list[str]:
+    from meshfs_server.adapters.sqlite_metadata import NAMESPACE_MIGRATIONS
+
+    async with db.read() as conn:
+        known = conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'"
+        ).fetchone()
+        done = (
+            {(c, v) for c, v in conn.execute("SELECT component, version FROM schema_migrations")}
+            if known
+            else set()
+        )
+    return [
+        f"namespace:{v}"
+        for v in range(1, len(NAMESPACE_MIGRATIONS) + 1)
+        if ("namespace", v) not in done
+    ]
+
+
+async def open_content(settings: Settings, stack: AsyncExitStack) -> ContentStore:
+    """The content store *settings* select (closed by *stack*)."""
+    if settings.object_store_backend == "s3":
+        from meshfs_server.adapters.s3_content import S3ContentStore
+
+        s3 = await S3ContentStore.create(settings)
+        stack.push_async_callback(s3.close)
+        return s3
+    local = await LocalContentStore.create(settings.content_path)
+    stack.push_async_callback(local.close)
+    return local
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings, *, authenticate: Authenticate | None = None
+) -> AsyncIterator[Services]:
+    """Open storage and build the domain services for *settings*."""
+    async with AsyncExitStack() as stack:
+        db = await SqliteDatabase.open(settings.sqlite_path)
+        stack.push_async_callback(db.close)
+        store = await open_metadata(settings, stack, db)
+        content_store = await open_content(settings, stack)
+        bus = LocalBus()
+        feed = ChangeFeed(store, bus)
+        identity = None
+        if authenticate is None:
+            from meshfs_server.identity import Identity
+            from meshfs_server.identity.storage import open_identity_db
+
+            identity = await Identity.open(await open_identity_db(settings, stack, db), settings)
+            stack.push_async_callback(identity.close)
+            authenticate = identity.authenticate
+        content = ContentService(
+            store, content_store, feed,
+            commit_hook=identity.quota.commit if identity is not None else None,
+            reserve_hook=identity.quota.reserve if identity is not None else None,
+        )  # fmt: skip
+        direct = None
+        if settings.object_store_direct_transfers:
+            direct = DirectTransfers(content, content_store)  # type: ignore[arg-type]
+        yield Services(
+            settings=settings,
+            db=db,
+            store=store,
+            content_store=content_store,
+            bus=bus,
+            feed=feed,
+            namespace=Namespace(store, feed),
+            content=content,
+            collector=Collector(store, content_store, grace=float(settings.gc_grace_seconds)),
+            authenticate=authenticate,
+            identity=identity,
+            direct=direct,
+        )
