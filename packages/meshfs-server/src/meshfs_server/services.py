@@ -78,6 +78,7 @@ async def migrate_metadata(settings: Settings, *, dry_run: bool = False) -> list
             await db.close()
     from meshfs_server.adapters.postgres_db import PostgresDatabase
     from meshfs_server.adapters.postgres_metadata import NAMESPACE_MIGRATIONS
+    from meshfs_server.identity.schema import POSTGRES_IDENTITY_MIGRATIONS
 
     pg = await PostgresDatabase.open(
         settings.database_url,
@@ -85,7 +86,8 @@ async def migrate_metadata(settings: Settings, *, dry_run: bool = False) -> list
         deadline=settings.database_timeout_seconds,
     )
     try:
-        migrations = {"namespace": NAMESPACE_MIGRATIONS}
+        # Identity's tables live in the same database (see identity/storage.py).
+        migrations = {"namespace": NAMESPACE_MIGRATIONS, "identity": POSTGRES_IDENTITY_MIGRATIONS}
         if dry_run:
             return await pg.pending_migrations(migrations)
         return await pg.migrate(migrations)
@@ -140,8 +142,9 @@ async def open_services(
         identity = None
         if authenticate is None:
             from meshfs_server.identity import Identity
+            from meshfs_server.identity.storage import open_identity_db
 
-            identity = await Identity.open(db, settings)
+            identity = await Identity.open(await open_identity_db(settings, stack, db), settings)
             stack.push_async_callback(identity.close)
             authenticate = identity.authenticate
         content = ContentService(
