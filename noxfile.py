@@ -36,6 +36,9 @@ PACKAGE_NAMES = ["common", "server", "client", "fuse"]
 
 TEST_TOOLS = ["pytest>=8", "pytest-asyncio>=1.0", "hypothesis>=6.100", "httpx>=0.27"]
 # meshfs-common has no async code; the FUSE daemon runs on trio (pytest-trio, trio_mode).
+# Workspace packages a package's tests run for real beside it (the client's tests talk to a real
+# meshfs-server process; the mount's tests to a server through the client).
+TEST_PEERS = {"client": ["server"], "fuse": ["server", "client"]}
 PACKAGE_TEST_TOOLS = {
     "common": ["pytest>=8", "hypothesis>=6.100"],
     "fuse": ["pytest>=8", "pytest-trio>=0.8", "hypothesis>=6.100", "httpx>=0.27"],
@@ -155,7 +158,11 @@ def tests(session: nox.Session, package: str) -> None:
         return
     directory = _package_dir(package)
     tools = PACKAGE_TEST_TOOLS.get(package, TEST_TOOLS)
-    _install_packages(session, [directory], *tools, *_group(directory / "pyproject.toml", "test"))
+    peers = [_package_dir(name) for name in TEST_PEERS.get(package, [])]
+    extra = [*tools, *_group(directory / "pyproject.toml", "test")]
+    for peer in peers:
+        extra += _group(peer / "pyproject.toml", "test")
+    _install_packages(session, [directory, *peers], *dict.fromkeys(extra))
     # Run from the package directory so its own [tool.pytest.ini_options] apply.
     session.chdir(directory)
     session.run("pytest", "-q", "tests", *session.posargs)

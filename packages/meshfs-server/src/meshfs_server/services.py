@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
+
+from meshfs_common.ids import new_id
 
 from meshfs_server.adapters.local_content import LocalContentStore
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
@@ -20,6 +22,9 @@ from meshfs_server.domain.feed import ChangeFeed, LocalBus
 from meshfs_server.domain.namespace import Namespace
 from meshfs_server.domain.ports import ContentStore, MetadataStore
 from meshfs_server.settings import Settings
+
+if TYPE_CHECKING:
+    from meshfs_server.adapters.postgres_notify import PostgresDoorbell
 
 Authenticate = Callable[[HTTPConnection], Awaitable[Actor]]
 
@@ -39,15 +44,17 @@ class Services:
     identity: Any = None
     settings_heartbeat: float = 15.0
     direct: DirectTransfers | None = None  # presigned URLs (S3 with direct transfers on)
+    doorbell: PostgresDoorbell | None = None  # LISTEN/NOTIFY between server processes
 
 
 async def open_metadata(
-    settings: Settings, stack: AsyncExitStack, db: SqliteDatabase
+    settings: Settings, stack: AsyncExitStack, db: SqliteDatabase, *, instance: str = ""
 ) -> MetadataStore:
     """The namespace metadata store *settings* select (closed by *stack*).
 
     Postgres when MESHFS_DATABASE_URL is set; else the SQLite database *db*, which identity
-    uses in both cases (identity's tables are not in Postgres yet).
+    uses in both cases (identity's tables are not in Postgres yet). *instance* names this
+    process in the change notifications it sends to the others.
     """
     if settings.database_url is None:
         return await SqliteMetadataStore.open(db)
@@ -60,7 +67,9 @@ async def open_metadata(
         deadline=settings.database_timeout_seconds,
     )
     stack.push_async_callback(pg.close)
-    return await PostgresMetadataStore.open(pg, migrate=settings.database_migrate_on_start)
+    return await PostgresMetadataStore.open(
+        pg, migrate=settings.database_migrate_on_start, instance=instance
+    )
 
 
 async def migrate_metadata(settings: Settings, *, dry_run: bool = False) -> list[str]:
@@ -135,10 +144,22 @@ async def open_services(
     async with AsyncExitStack() as stack:
         db = await SqliteDatabase.open(settings.sqlite_path)
         stack.push_async_callback(db.close)
-        store = await open_metadata(settings, stack, db)
+        instance = new_id()
+        store = await open_metadata(settings, stack, db, instance=instance)
         content_store = await open_content(settings, stack)
         bus = LocalBus()
         feed = ChangeFeed(store, bus)
+        doorbell = None
+        if settings.database_url is not None:
+            from meshfs_server.adapters.postgres_notify import PostgresDoorbell
+
+            # Other server processes' commits ring this process's subscribers.
+            doorbell = PostgresDoorbell(
+                settings.database_url, instance, bus.ring, bus.ring_all,
+                timeout=settings.database_timeout_seconds,
+            )  # fmt: skip
+            doorbell.start()
+            stack.push_async_callback(doorbell.close)
         identity = None
         if authenticate is None:
             from meshfs_server.identity import Identity
@@ -168,4 +189,5 @@ async def open_services(
             authenticate=authenticate,
             identity=identity,
             direct=direct,
+            doorbell=doorbell,
         )

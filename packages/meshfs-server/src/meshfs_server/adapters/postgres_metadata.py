@@ -389,6 +389,10 @@ class PostgresReadTx:
 class PostgresWriteTx(PostgresReadTx):
     """Write statements bound to one tenant inside a transaction holding the tenant's lock."""
 
+    def __init__(self, conn: Connection, tenant_id: str, instance: str = "") -> None:
+        super().__init__(conn, tenant_id)
+        self.instance = instance  # the notifying process, so it can ignore its own doorbell
+
     async def insert_node(self, node: NodeRow) -> None:
         await self.conn.execute(
             f"INSERT INTO nodes (tenant_id, {_NODE_COLUMNS})"
@@ -507,7 +511,9 @@ class PostgresWriteTx(PostgresReadTx):
             event.replaced_node_id, at, _writer_json(event.writer),
         )  # fmt: skip
         # Delivered at commit, once per transaction (Postgres folds identical notifications).
-        await self.conn.execute("SELECT pg_notify($1, $2)", FEED_CHANNEL, self.tenant_id)
+        await self.conn.execute(
+            "SELECT pg_notify($1, $2)", FEED_CHANNEL, f"{self.tenant_id} {self.instance}"
+        )
         return ChangeEvent(
             seq=seq, type=event.type, node_id=event.node_id, kind=event.kind, path=event.path,
             old_path=event.old_path, version_id=event.version_id, size=event.size,
@@ -652,16 +658,20 @@ class PostgresWriteTx(PostgresReadTx):
 class PostgresMetadataStore:
     """The metadata port on a :class:`PostgresDatabase`."""
 
-    def __init__(self, db: PostgresDatabase) -> None:
+    def __init__(self, db: PostgresDatabase, instance: str = "") -> None:
         self.db = db
+        self.instance = instance
 
     @classmethod
-    async def open(cls, db: PostgresDatabase, *, migrate: bool = True) -> PostgresMetadataStore:
+    async def open(
+        cls, db: PostgresDatabase, *, migrate: bool = True, instance: str = ""
+    ) -> PostgresMetadataStore:
         """The store on *db*; applies pending migrations when *migrate* (else the server
-        expects ``meshfs-server migrate`` to have run)."""
+        expects ``meshfs-server migrate`` to have run). *instance* names this process in the
+        feed notifications it sends."""
         if migrate:
             await db.migrate({"namespace": NAMESPACE_MIGRATIONS})
-        return cls(db)
+        return cls(db, instance)
 
     @asynccontextmanager
     async def read(self, tenant_id: str) -> AsyncIterator[PostgresReadTx]:
@@ -680,7 +690,7 @@ class PostgresMetadataStore:
             await lock_tenant(conn, tenant_id)
 
         async with self.db.transaction(prepare=prepare) as conn:
-            yield PostgresWriteTx(conn, tenant_id)
+            yield PostgresWriteTx(conn, tenant_id, self.instance)
 
     async def claim_garbage(self, *, older_than: float, limit: int) -> GarbageBatch:
         now = time.time()
