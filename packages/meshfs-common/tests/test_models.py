@@ -55,9 +55,15 @@ EXAMPLES: dict[type[models.Model], models.Model] = {
     ),
     models.MkdirRequest: models.MkdirRequest(path="/a/b", parents=False),
     models.DirectDownload: models.DirectDownload(
-        version_id="V", node_id="N", size=5, content_hash="c" * 64, chunk_size=4 << 20,
-        chunks=["d" * 64], urls=["http://store.test/t/dd/dddd?X-Amz-Signature=s"], expires_in=900,
-    ),  # fmt: skip
+        version_id="V",
+        node_id="N",
+        size=5,
+        content_hash="c" * 64,
+        chunk_size=4 << 20,
+        chunks=["d" * 64],
+        urls=["http://store.test/t/dd/dddd?X-Amz-Signature=s"],
+        expires_in=900,
+    ),
     models.RenameRequest: models.RenameRequest(path="/a", new_path="/b", overwrite=True),
     models.DeleteResult: models.DeleteResult(
         entry=models.Entry(**{**msgspec.structs.asdict(ENTRY), "deleted_at": T0}),
