@@ -204,8 +204,15 @@ class AuthHarness:
 
 
 @pytest.fixture
-def auth_settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path / "auth-data", gc_grace_seconds=0)
+def auth_settings(tmp_path: Path, backend: dict[str, Any]) -> Settings:
+    """Identity on each backend: SQLite, or Postgres (identity's tables, keys and rate buckets
+    then live in Postgres too)."""
+    return Settings(data_dir=tmp_path / "auth-data", gc_grace_seconds=0, **backend)
+
+
+def cli_env(settings: Settings) -> dict[str, str | None]:
+    """The environment for a ``meshfs-server`` command on the database *settings* use."""
+    return {"MESHFS_DATABASE_URL": settings.database_url}
 
 
 @pytest.fixture

@@ -52,12 +52,12 @@ async def test_role_change_applies_on_next_request(auth: AuthHarness) -> None:
     writer = await auth.login("wes", tenant="alice", role="writer")
     async with auth.client_for(writer.access_token) as wes:
         assert (await wes.post("/files/mkdir", json={"path": "/a"})).status_code == 201
-        async with auth.services.db.write() as conn:
-            conn.execute("UPDATE memberships SET role = 'reader' WHERE user_id = ?",
-                         (writer.user_id,))  # fmt: skip
+        async with auth.services.identity.db.write() as conn:
+            await conn.execute("UPDATE memberships SET role = 'reader' WHERE user_id = ?",
+                               (writer.user_id,))  # fmt: skip
         assert (await wes.post("/files/mkdir", json={"path": "/b"})).status_code == 403
-        async with auth.services.db.write() as conn:
-            conn.execute("DELETE FROM memberships WHERE user_id = ?", (writer.user_id,))
+        async with auth.services.identity.db.write() as conn:
+            await conn.execute("DELETE FROM memberships WHERE user_id = ?", (writer.user_id,))
         assert (await wes.get("/files/list", params={"path": "/"})).status_code == 401
 
 
@@ -140,9 +140,9 @@ async def test_agent_token_expiry_and_revocation(auth: AuthHarness) -> None:
         assert (
             await alice.post("/auth/agents", json={"name": "x", "expires_in": 5})
         ).status_code == 400
-    async with auth.services.db.write() as conn:
-        conn.execute("UPDATE sessions SET expires_at = ? WHERE session_id = ?",
-                     (time.time() - 1, short["session_id"]))  # fmt: skip
+    async with auth.services.identity.db.write() as conn:
+        await conn.execute("UPDATE sessions SET expires_at = ? WHERE session_id = ?",
+                           (time.time() - 1, short["session_id"]))  # fmt: skip
     async with auth.client_for(short["token"]) as bot:
         assert (await bot.get("/auth/whoami")).status_code == 401
     async with auth.client_for(other["token"]) as bot:
@@ -216,8 +216,8 @@ async def test_audit_records_mutations_and_auth_events(auth: AuthHarness) -> Non
 async def test_failed_authentication_is_audited(auth: AuthHarness) -> None:
     async with auth.client_for("garbage") as bad:
         assert (await bad.get("/files/list", params={"path": "/"})).status_code == 401
-    async with auth.services.db.read() as conn:
-        rows = conn.execute("SELECT action, outcome FROM audit WHERE action = 'auth.failed'")
+    async with auth.services.identity.db.read() as conn:
+        rows = await conn.fetchall("SELECT action, outcome FROM audit WHERE action = 'auth.failed'")
         assert list(rows) == [("auth.failed", "denied")]
 
 
@@ -237,10 +237,10 @@ async def test_usage_is_deduplicated(auth: AuthHarness) -> None:
 
 
 @pytest.fixture
-async def small(tmp_path: Path) -> AsyncIterator[AuthHarness]:
+async def small(tmp_path: Path, backend: dict[str, Any]) -> AsyncIterator[AuthHarness]:
     settings = Settings(
         data_dir=tmp_path / "small", gc_grace_seconds=0, tenant_storage_quota_bytes=1000,
-        rate_limit_per_minute=100_000,
+        rate_limit_per_minute=100_000, **backend,
     )  # fmt: skip
     app = create_app(settings, background=False)
     async with LifespanManager(app) as manager:
@@ -315,9 +315,9 @@ async def test_retention_prunes_versions_and_purges_tombstones(auth: AuthHarness
         await alice.delete("/files", params={"path": "/gone.txt"})
         await alice.put("/retention/policy",
                         json={"max_versions": 2, "max_days": 7, "grace_days": 1})  # fmt: skip
-        async with auth.services.db.write() as conn:
-            conn.execute("UPDATE nodes SET deleted_at = deleted_at - 2 * 86400"
-                         " WHERE node_id = ?", (gone["node_id"],))  # fmt: skip
+        async with auth.services.identity.db.write() as conn:
+            await conn.execute("UPDATE nodes SET deleted_at = deleted_at - 2 * 86400"
+                               " WHERE node_id = ?", (gone["node_id"],))  # fmt: skip
         report = (await alice.post("/retention/apply")).json()
         meta = (await alice.get("/files/meta", params={"path": "/f.txt"})).json()
         versions = (await alice.get(f"/files/{meta['node_id']}/versions")).json()["versions"]
@@ -336,8 +336,8 @@ async def test_retention_never_prunes_a_head(auth: AuthHarness) -> None:
     owner = await auth.login("alice")
     async with auth.client_for(owner.access_token) as alice:
         await write(alice, "/old.txt", b"only version")
-        async with auth.services.db.write() as conn:
-            conn.execute("UPDATE versions SET created_at = created_at - 365 * 86400")
+        async with auth.services.identity.db.write() as conn:
+            await conn.execute("UPDATE versions SET created_at = created_at - 365 * 86400")
         report = (await alice.post("/retention/apply")).json()
         got = await alice.get("/files/download", params={"path": "/old.txt"})
     assert report["pruned_versions"] == 0
@@ -347,8 +347,8 @@ async def test_retention_never_prunes_a_head(auth: AuthHarness) -> None:
 # --- rate limits --------------------------------------------------------------------------------
 
 
-async def test_tenant_rate_limit_under_load(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "rl", rate_limit_per_minute=30)
+async def test_tenant_rate_limit_under_load(tmp_path: Path, backend: dict[str, Any]) -> None:
+    settings = Settings(data_dir=tmp_path / "rl", rate_limit_per_minute=30, **backend)
     app = create_app(settings, background=False)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)

@@ -3,24 +3,41 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+from functools import partial
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner, Result
-from conftest import AuthHarness
+from conftest import AuthHarness, cli_env
 
 from meshfs_server.cli import main
 from meshfs_server.identity import accounts
+from meshfs_server.identity.storage import identity_database
+from meshfs_server.settings import Settings
 
 
-def admin(data: Path, *args: str, password: str | None = None) -> Result:
-    return CliRunner().invoke(
+def run_admin(data: Path, *args: str, password: str | None = None, env: Any = None) -> Result:
+    return CliRunner(env=env).invoke(
         main, ["admin", *args, "--data-dir", str(data)],
         input=None if password is None else password + "\n",
     )  # fmt: skip
 
 
-def test_accounts_tenants_and_members(tmp_path: Path) -> None:
+@pytest.fixture
+def on_backend(tmp_path: Path, backend: dict[str, Any]) -> Settings:
+    """The settings of a server on each backend (for commands and for reading back)."""
+    return Settings(data_dir=tmp_path, **backend)
+
+
+async def rows(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
+    async with identity_database(settings) as db, db.read() as conn:
+        return await conn.fetchall(sql)
+
+
+def test_accounts_tenants_and_members(tmp_path: Path, on_backend: Settings) -> None:
+    admin = partial(run_admin, env=cli_env(on_backend))
+
     made = admin(tmp_path, "create-user", "alice", "--password-stdin", "--tenant", "acme",
                  password="s3cret-pass")  # fmt: skip
     assert made.exit_code == 0, made.output
@@ -54,12 +71,13 @@ def test_accounts_tenants_and_members(tmp_path: Path) -> None:
     assert "at least 8" in short.output
 
     # The password is stored as an argon2id hash and verifies.
-    db = sqlite3.connect(tmp_path / "control-plane" / "metadata.db")
-    (stored,) = db.execute("SELECT password_hash FROM users WHERE username = 'alice'").fetchone()
+    [(stored,)] = asyncio.run(
+        rows(on_backend, "SELECT password_hash FROM users WHERE username = 'alice'")
+    )
     assert stored.startswith("$argon2id$")
     assert accounts.verify_password(stored, "s3cret-pass")
     assert not accounts.verify_password(stored, "wrong")
-    actions = {row[0] for row in db.execute("SELECT action FROM audit")}
+    actions = {row[0] for row in asyncio.run(rows(on_backend, "SELECT action FROM audit"))}
     assert {"admin.create_user", "admin.create_tenant", "admin.add_member"} <= actions
 
 
@@ -68,7 +86,8 @@ async def test_disable_user_stops_sessions_at_once(auth: AuthHarness) -> None:
     data = auth.settings.resolved_data_dir
     async with auth.client_for(tokens.access_token) as alice:
         assert (await alice.get("/auth/whoami")).status_code == 200
-        result = await asyncio.to_thread(admin, data, "disable-user", "alice")
+        env = cli_env(auth.settings)
+        result = await asyncio.to_thread(run_admin, data, "disable-user", "alice", env=env)
         assert result.exit_code == 0, result.output
         assert (await alice.get("/auth/whoami")).status_code == 401
         refreshed = await auth.client.post(
@@ -76,7 +95,7 @@ async def test_disable_user_stops_sessions_at_once(auth: AuthHarness) -> None:
         )
         assert refreshed.status_code == 400
         assert (
-            await asyncio.to_thread(admin, data, "disable-user", "alice", "--enable")
+            await asyncio.to_thread(run_admin, data, "disable-user", "alice", "--enable", env=env)
         ).exit_code == 0
         assert (await alice.get("/auth/whoami")).status_code == 200
 
@@ -86,7 +105,9 @@ async def test_set_plan_is_admin_only_and_changes_limits(auth: AuthHarness) -> N
     data = auth.settings.resolved_data_dir
     async with auth.client_for(tokens.access_token) as alice:
         before = (await alice.get("/plans/current")).json()
-        result = await asyncio.to_thread(admin, data, "set-plan", "alice", "team")
+        result = await asyncio.to_thread(
+            run_admin, data, "set-plan", "alice", "team", env=cli_env(auth.settings)
+        )
         assert result.exit_code == 0, result.output
         auth.services.identity.plans._cache.clear()
         after = (await alice.get("/plans/current")).json()

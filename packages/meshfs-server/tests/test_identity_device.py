@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import json
 import stat
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from conftest import AuthHarness
+from conftest import AuthHarness, cli_env
 
 from meshfs_server.cli import main
 from meshfs_server.identity.keys import KEYS_FILE
@@ -51,8 +54,8 @@ async def test_full_device_flow_then_whoami(auth: AuthHarness) -> None:
         approved = await alice.post("/auth/device/activate", json={"user_code": body["user_code"]})
         assert approved.json() == {"status": "approved"}
     # The code was polled a moment ago: wait out the interval without sleeping.
-    async with auth.services.db.write() as conn:
-        conn.execute("UPDATE device_codes SET last_polled_at = last_polled_at - 60")
+    async with auth.services.identity.db.write() as conn:
+        await conn.execute("UPDATE device_codes SET last_polled_at = last_polled_at - 60")
     status, tokens = await poll(auth, body["device_code"])
     assert status == 200, tokens
     assert tokens["token_type"] == "Bearer"
@@ -76,8 +79,8 @@ async def test_slow_down_when_polled_faster_than_interval(auth: AuthHarness) -> 
     assert (await poll(auth, body["device_code"]))[1]["error"] == "authorization_pending"
     status, answer = await poll(auth, body["device_code"])
     assert (status, answer["error"]) == (400, "slow_down")
-    async with auth.services.db.read() as conn:
-        (interval,) = conn.execute("SELECT interval FROM device_codes").fetchone()
+    async with auth.services.identity.db.read() as conn:
+        (interval,) = await conn.fetchone("SELECT interval FROM device_codes")
     assert interval == 10  # grew by 5 s as RFC 8628 3.5 requires
 
 
@@ -140,8 +143,8 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(auth: AuthHarness) -
     assert newest.status_code == 400
     async with auth.client_for(second["access_token"]) as device:
         assert (await device.get("/auth/whoami")).status_code == 401
-    async with auth.services.db.read() as conn:
-        actions = [r[0] for r in conn.execute("SELECT action FROM audit ORDER BY audit_id")]
+    async with auth.services.identity.db.read() as conn:
+        actions = [r[0] for r in await conn.fetchall("SELECT action FROM audit ORDER BY audit_id")]
     assert "auth.refresh_reuse" in actions
 
 
@@ -185,13 +188,13 @@ async def test_tokens_work_on_file_endpoints(auth: AuthHarness) -> None:
         assert [e["name"] for e in listing.json()["entries"]] == ["docs"]
 
 
-async def test_dev_auto_approve(tmp_path: Path) -> None:
+async def test_dev_auto_approve(tmp_path: Path, backend: dict[str, Any]) -> None:
     import httpx
     from asgi_lifespan import LifespanManager
 
     from meshfs_server.app import create_app
 
-    settings = Settings(data_dir=tmp_path / "d", dev_auto_approve=True)
+    settings = Settings(data_dir=tmp_path / "d", dev_auto_approve=True, **backend)
     app = create_app(settings, background=False)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
@@ -208,16 +211,22 @@ async def test_dev_auto_approve(tmp_path: Path) -> None:
 
 
 async def test_signing_key_is_persisted_privately(auth: AuthHarness) -> None:
+    """SQLite: a private key file. Postgres: the signing_keys table (shared by every process),
+    and nothing on the local disk."""
     path = auth.settings.keys_path / KEYS_FILE
-    assert stat.S_IMODE(path.stat().st_mode) == 0o600
-    assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+    if auth.settings.database_url is None:
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+        current = json.loads(path.read_text())["current"]
+    else:
+        assert not path.exists()
+        async with auth.services.identity.db.read() as conn:
+            (current,) = await conn.fetchone(
+                "SELECT kid FROM signing_keys ORDER BY generation DESC LIMIT 1"
+            )
     tokens = await auth.login("alice")
-    import base64
-    import json
-
     head = tokens.access_token.split(".")[0]
     decoded = json.loads(base64.urlsafe_b64decode(head + "=" * (-len(head) % 4)))
-    current = json.loads(path.read_text())["current"]
     assert decoded["kid"] == current
     assert decoded["alg"] == "Ed25519"
 
@@ -225,7 +234,7 @@ async def test_signing_key_is_persisted_privately(auth: AuthHarness) -> None:
 # --- the approve CLI ----------------------------------------------------------------------------
 
 
-def test_approve_cli_creates_account_and_approves(tmp_path: Path) -> None:
+def test_approve_cli_creates_account_and_approves(tmp_path: Path, backend: dict[str, Any]) -> None:
     import asyncio
 
     import httpx
@@ -234,7 +243,7 @@ def test_approve_cli_creates_account_and_approves(tmp_path: Path) -> None:
     from meshfs_server.app import create_app
 
     data = tmp_path / "data"
-    settings = Settings(data_dir=data)
+    settings = Settings(data_dir=data, **backend)
 
     async def scenario() -> dict[str, object]:
         app = create_app(settings, background=False)
@@ -246,6 +255,7 @@ def test_approve_cli_creates_account_and_approves(tmp_path: Path) -> None:
                 result = await asyncio.to_thread(
                     CliRunner().invoke, main,
                     ["approve", started["user_code"], "--user", "bob", "--data-dir", str(data)],
+                    env=cli_env(settings),
                 )  # fmt: skip
                 assert result.exit_code == 0, result.output
                 assert "approved" in result.output
@@ -266,16 +276,19 @@ def test_approve_cli_creates_account_and_approves(tmp_path: Path) -> None:
     assert me["tenant_name"] == "bob"
 
 
-def test_approve_cli_unknown_code_fails_with_one_line(tmp_path: Path) -> None:
+def test_approve_cli_unknown_code_fails_with_one_line(
+    tmp_path: Path, backend: dict[str, Any]
+) -> None:
     result = CliRunner().invoke(
-        main, ["approve", "BCDF-GHJK", "--user", "bob", "--data-dir", str(tmp_path)]
-    )
+        main, ["approve", "BCDF-GHJK", "--user", "bob", "--data-dir", str(tmp_path)],
+        env=cli_env(Settings(data_dir=tmp_path, **backend)),
+    )  # fmt: skip
     assert result.exit_code == 1
     assert "no pending login" in result.output
 
 
-def test_keys_rotate_keeps_old_keys(tmp_path: Path) -> None:
-    runner = CliRunner()
+def test_keys_rotate_keeps_old_keys(tmp_path: Path, backend: dict[str, Any]) -> None:
+    runner = CliRunner(env=cli_env(Settings(data_dir=tmp_path, **backend)))
     first = runner.invoke(main, ["keys", "rotate", "--data-dir", str(tmp_path)])
     second = runner.invoke(main, ["keys", "rotate", "--data-dir", str(tmp_path)])
     assert first.exit_code == 0, first.output
@@ -284,13 +297,17 @@ def test_keys_rotate_keeps_old_keys(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("secret", ["x" * 40])
-async def test_shared_secret_signs_hs256(tmp_path: Path, secret: str) -> None:
+async def test_shared_secret_signs_hs256(
+    tmp_path: Path, secret: str, backend: dict[str, Any]
+) -> None:
     import httpx
     from asgi_lifespan import LifespanManager
 
     from meshfs_server.app import create_app
 
-    settings = Settings(data_dir=tmp_path / "d", jwt_secret=secret, dev_auto_approve=True)
+    settings = Settings(
+        data_dir=tmp_path / "d", jwt_secret=secret, dev_auto_approve=True, **backend
+    )
     app = create_app(settings, background=False)
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
+from conftest import cli_env
 
 from meshfs_server.app import create_app
 from meshfs_server.cli import main
@@ -38,19 +39,19 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[Server]:
+async def server(tmp_path: Path, backend: dict[str, Any]) -> AsyncIterator[Server]:
     from hypercorn.asyncio import serve
     from hypercorn.config import Config
 
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     data = tmp_path / "data"
-    settings = Settings(data_dir=data, public_url=url, bind=f"127.0.0.1:{port}")
+    settings = Settings(data_dir=data, public_url=url, bind=f"127.0.0.1:{port}", **backend)
     created = await asyncio.to_thread(
         CliRunner().invoke, main,
         ["admin", "create-user", "alice", "--password-stdin", "--tenant", "acme",
          "--data-dir", str(data)],
-        input=PASSWORD + "\n",
+        input=PASSWORD + "\n", env=cli_env(settings),
     )  # fmt: skip
     assert created.exit_code == 0, created.output
     config = Config()

@@ -115,8 +115,8 @@ async def test_revoked_session_is_refused_on_the_next_request(auth: AuthHarness)
 
 async def test_disabled_user_is_refused_on_the_next_request(auth: AuthHarness) -> None:
     token, claims = await valid_claims(auth)
-    async with auth.services.db.write() as conn:
-        conn.execute("UPDATE users SET disabled = 1 WHERE user_id = ?", (claims["sub"],))
+    async with auth.services.identity.db.write() as conn:
+        await conn.execute("UPDATE users SET disabled = 1 WHERE user_id = ?", (claims["sub"],))
     assert await status_with(auth, token) == 401
 
 
@@ -137,11 +137,10 @@ async def test_approval_ticket_is_not_an_access_token(auth: AuthHarness) -> None
 
 
 async def test_token_signed_before_rotation_still_works(auth: AuthHarness) -> None:
-    from meshfs_server.identity.keys import rotate
-
     token, _ = await valid_claims(auth)
-    rotate(auth.settings.keys_path)
-    await auth.services.identity.signer.refresh_keys(force=True)
+    signer = auth.services.identity.signer
+    await signer.source.rotate()  # the key file, or the signing_keys table on Postgres
+    await signer.refresh_keys(force=True)
     assert await status_with(auth, token) == 200
     fresh = await auth.login("alice")
     assert parts(fresh.access_token)[0]["kid"] != parts(token)[0]["kid"]

@@ -216,6 +216,7 @@ class TableKeys:
         return ring
 
     async def rotate(self, *, keep_seconds: float | None = None) -> KeyRing:
+        await self.load()  # the first key, as with the key file
         while True:
             async with self.db.read() as conn:
                 row = await conn.fetchone("SELECT MAX(generation) FROM signing_keys")
