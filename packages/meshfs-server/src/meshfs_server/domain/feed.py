@@ -68,6 +68,11 @@ class LocalBus:
         for sub in list(self._subscribers.get(tenant_id, ())):
             sub.offer(None)
 
+    def ring_all(self) -> None:
+        """Wake every subscriber (news from other processes may have been missed)."""
+        for tenant_id in list(self._subscribers):
+            self.ring(tenant_id)
+
     @property
     def subscriber_count(self) -> int:
         return sum(len(s) for s in self._subscribers.values())
