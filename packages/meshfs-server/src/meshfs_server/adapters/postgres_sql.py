@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from functools import lru_cache
 
-from meshfs_server.adapters.postgres_db import Connection, PostgresDatabase
+from meshfs_server.adapters.postgres_db import Connection, PostgresDatabase, translate
 from meshfs_server.identity.sql import Dialect, Migrations, Params, Row
 
 
@@ -107,6 +107,18 @@ class PostgresSql:
         """A read-committed write transaction (see the module docstring for *durable*)."""
         async with self.db.transaction(prepare=None if durable else _not_durable) as conn:
             yield PostgresSession(conn)
+
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[PostgresSession]:
+        """A pooled connection with no transaction open: each statement commits by itself."""
+        try:
+            async with self.db.pool.acquire(timeout=self.db.timeout) as conn:
+                yield PostgresSession(conn)
+        except BaseException as exc:
+            failure = translate(exc)
+            if failure is not None:
+                raise failure from exc
+            raise
 
     async def migrate(self, migrations: Migrations) -> None:
         """Apply pending scripts under the migration advisory lock (once across processes)."""

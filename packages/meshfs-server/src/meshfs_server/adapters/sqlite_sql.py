@@ -66,6 +66,12 @@ class SqliteSql:
         async with self.db.write(durable=durable) as conn:
             yield SqliteSession(conn)
 
+    @asynccontextmanager
+    async def autocommit(self) -> AsyncIterator[SqliteSession]:
+        """One non-durable write transaction around the statements (SQLite has one writer)."""
+        async with self.db.write(durable=False) as conn:
+            yield SqliteSession(conn)
+
     async def migrate(self, migrations: Migrations) -> None:
         """Apply pending scripts (see :meth:`SqliteDatabase.migrate`)."""
         await self.db.migrate(dict(migrations))

@@ -165,7 +165,9 @@ async def admit(identity: Identity, limits: Limits, plans_: Plans, conn: HTTPCon
     conn.scope[PRINCIPAL_KEY] = principal
     tenant = principal.actor.tenant_id
     capacity = plans.rate_per_minute(await plans_.plan(tenant), identity.settings)
-    limits.tenants.take(f"tenant:{tenant}", capacity=capacity, what="requests for this tenant")
+    await limits.tenants.spend(
+        f"tenant:{tenant}", capacity=capacity, what="requests for this tenant"
+    )
 
 
 async def audit_request(identity: Identity, conn: HTTPConnection, status: int) -> None:

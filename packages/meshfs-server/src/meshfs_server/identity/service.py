@@ -128,7 +128,7 @@ class Identity:
         self.signer = signer
         self.clock: Callable[[], float] = time.time
         """Wall clock for device-code timing (tests replace it)."""
-        self.limits = Limits.default(settings.rate_limit_per_minute)
+        self.limits = Limits.default(settings.rate_limit_per_minute, db)
         self.plans = Plans(self)
         self.quota = Quota(self, self.plans)
 

@@ -75,6 +75,11 @@ class SqlDatabase(Protocol):
         """A write transaction; commits on normal exit, rolls back on an exception."""
         ...
 
+    def autocommit(self) -> AbstractAsyncContextManager[SqlSession]:
+        """A session outside any transaction: each statement commits by itself (one round
+        trip for a single-statement update such as a rate-limit lease)."""
+        ...
+
     async def migrate(self, migrations: Migrations) -> None:
         """Apply the scripts of each component not applied yet (each exactly once, even with
         several processes starting at once)."""
