@@ -26,15 +26,24 @@ Concurrency (what SQLite's single writer gave for free, made explicit per tenant
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
-import asyncpg
-import msgspec
-
-from meshfs_common.models import ChangeEvent, Writer
+from meshfs_common.models import ChangeEvent
 from meshfs_server.adapters.postgres_db import Connection, PostgresDatabase
+from meshfs_server.adapters.rows import (
+    EVENT_COLUMNS,
+    NODE_COLUMNS,
+    VERSION_COLUMNS,
+    chunk_counts,
+    event_from,
+    node_from,
+    pack_chunks,
+    unpack_chunks,
+    version_from,
+    writer_json,
+)
 from meshfs_server.domain.ports import (
     ChunkState,
     FeedBounds,
@@ -145,66 +154,7 @@ NAMESPACE_MIGRATIONS: list[str] = [
     """,
 ]
 
-_NODE_COLUMNS = (
-    "node_id, parent_id, name, kind, created_at, modified_at, head_version_id, size,"
-    " content_hash, deleted_at"
-)
-_VERSION_COLUMNS = (
-    "version_id, node_id, seq, size, content_hash, chunks, created_at, writer, replaces,"
-    " restored_from"
-)
-_EVENT_COLUMNS = (
-    "seq, type, node_id, kind, path, old_path, version_id, size, content_hash,"
-    " replaced_node_id, at, writer"
-)
 _TENANT_SCAN = 100  # tenants the collector visits per claim
-
-_writer_encoder = msgspec.json.Encoder()
-_writer_decoder = msgspec.json.Decoder(Writer)
-
-
-def _node(row: asyncpg.Record) -> NodeRow:
-    return NodeRow(*row)
-
-
-def _pack(chunks: Iterable[str]) -> str:
-    return "".join(chunks)
-
-
-def _unpack(packed: str) -> tuple[str, ...]:
-    return tuple(packed[i : i + 64] for i in range(0, len(packed), 64))
-
-
-def _writer_json(writer: Writer | None) -> str | None:
-    return None if writer is None else _writer_encoder.encode(writer).decode()
-
-
-def _writer_from(text: str | None) -> Writer | None:
-    return None if text is None else _writer_decoder.decode(text)
-
-
-def _version(row: asyncpg.Record) -> VersionRow:
-    (vid, node_id, seq, size, chash, chunks, created, writer, replaces, restored) = row
-    return VersionRow(
-        vid, node_id, seq, size, chash, _unpack(chunks), created, _writer_from(writer),
-        replaces, restored,
-    )  # fmt: skip
-
-
-def _event(row: asyncpg.Record) -> ChangeEvent:
-    (seq, type_, node_id, kind, path, old, vid, size, chash, replaced, at, writer) = row
-    return ChangeEvent(
-        seq=seq, type=type_, node_id=node_id, kind=kind, path=path, old_path=old,
-        version_id=vid, size=size, content_hash=chash, replaced_node_id=replaced,
-        at=datetime.fromtimestamp(at, UTC), writer=_writer_from(writer),
-    )  # fmt: skip
-
-
-def _counts(chunks: Sequence[str]) -> tuple[list[str], list[int]]:
-    counts: dict[str, int] = {}
-    for name in chunks:
-        counts[name] = counts.get(name, 0) + 1
-    return list(counts), list(counts.values())
 
 
 async def lock_tenant(conn: Connection, tenant_id: str) -> None:
@@ -241,35 +191,35 @@ class PostgresReadTx:
 
     async def get_node(self, node_id: str) -> NodeRow | None:
         row = await self.conn.fetchrow(
-            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE tenant_id = $1 AND node_id = $2",
+            f"SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = $1 AND node_id = $2",
             self.tenant_id,
             node_id,
         )
-        return None if row is None else _node(row)
+        return None if row is None else node_from(row)
 
     async def child(self, parent_id: str, name: str) -> NodeRow | None:
         row = await self.conn.fetchrow(
-            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE tenant_id = $1 AND parent_id = $2"
+            f"SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = $1 AND parent_id = $2"
             " AND name = $3 AND deleted_at IS NULL",
             self.tenant_id,
             parent_id,
             name,
         )
-        return None if row is None else _node(row)
+        return None if row is None else node_from(row)
 
     async def children(
         self, parent_id: str, *, after: str | None, limit: int, include_deleted: bool = False
     ) -> list[NodeRow]:
         live = "" if include_deleted else " AND deleted_at IS NULL"
         rows = await self.conn.fetch(
-            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE tenant_id = $1 AND parent_id = $2"
+            f"SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = $1 AND parent_id = $2"
             f" AND name > $3{live} ORDER BY name, deleted_at NULLS FIRST LIMIT $4",
             self.tenant_id,
             parent_id,
             after if after is not None else "",
             limit,
         )
-        return [_node(r) for r in rows]
+        return [node_from(r) for r in rows]
 
     async def has_live_children(self, node_id: str) -> bool:
         found = await self.conn.fetchval(
@@ -282,34 +232,34 @@ class PostgresReadTx:
 
     async def get_version(self, version_id: str) -> VersionRow | None:
         row = await self.conn.fetchrow(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE tenant_id = $1 AND version_id = $2",
+            f"SELECT {VERSION_COLUMNS} FROM versions WHERE tenant_id = $1 AND version_id = $2",
             self.tenant_id,
             version_id,
         )
-        return None if row is None else _version(row)
+        return None if row is None else version_from(row)
 
     async def versions(
         self, node_id: str, *, before_seq: int | None, limit: int
     ) -> list[VersionRow]:
         rows = await self.conn.fetch(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE tenant_id = $1 AND node_id = $2"
+            f"SELECT {VERSION_COLUMNS} FROM versions WHERE tenant_id = $1 AND node_id = $2"
             " AND seq < $3 ORDER BY seq DESC LIMIT $4",
             self.tenant_id,
             node_id,
             before_seq if before_seq is not None else 2**62,
             limit,
         )
-        return [_version(r) for r in rows]
+        return [version_from(r) for r in rows]
 
     async def events_after(self, cursor: int, limit: int) -> list[ChangeEvent]:
         rows = await self.conn.fetch(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq > $2"
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND seq > $2"
             " ORDER BY seq LIMIT $3",
             self.tenant_id,
             cursor,
             limit,
         )
-        return [_event(r) for r in rows]
+        return [event_from(r) for r in rows]
 
     async def feed_bounds(self) -> FeedBounds:
         row = await self.conn.fetchrow(
@@ -359,7 +309,7 @@ class PostgresReadTx:
         if row is None:
             return None
         uid, path, size, chash, chunks, created, expires, user = row
-        return UploadRow(uid, path, size, chash, _unpack(chunks), created, expires, user)
+        return UploadRow(uid, path, size, chash, unpack_chunks(chunks), created, expires, user)
 
     async def unreferenced_bytes(self, hashes: Sequence[str]) -> int:
         total = await self.conn.fetchval(
@@ -395,7 +345,7 @@ class PostgresWriteTx(PostgresReadTx):
 
     async def insert_node(self, node: NodeRow) -> None:
         await self.conn.execute(
-            f"INSERT INTO nodes (tenant_id, {_NODE_COLUMNS})"
+            f"INSERT INTO nodes (tenant_id, {NODE_COLUMNS})"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             self.tenant_id, node.node_id, node.parent_id, node.name, node.kind, node.created_at,
             node.modified_at, node.head_version_id, node.size, node.content_hash, node.deleted_at,
@@ -432,7 +382,7 @@ class PostgresWriteTx(PostgresReadTx):
         )  # fmt: skip
 
     async def live_descendants(self, node_id: str) -> list[NodeRow]:
-        cols = ", ".join(f"n.{c.strip()}" for c in _NODE_COLUMNS.split(","))
+        cols = ", ".join(f"n.{c.strip()}" for c in NODE_COLUMNS.split(","))
         rows = await self.conn.fetch(
             "WITH RECURSIVE sub(node_id) AS ("
             "  SELECT node_id FROM nodes WHERE tenant_id = $1 AND parent_id = $2"
@@ -445,17 +395,18 @@ class PostgresWriteTx(PostgresReadTx):
             self.tenant_id,
             node_id,
         )
-        return [_node(r) for r in rows]
+        return [node_from(r) for r in rows]
 
     async def insert_version(self, version: VersionRow) -> None:
         await self.conn.execute(
-            f"INSERT INTO versions (tenant_id, {_VERSION_COLUMNS})"
+            f"INSERT INTO versions (tenant_id, {VERSION_COLUMNS})"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             self.tenant_id, version.version_id, version.node_id, version.seq, version.size,
-            version.content_hash, _pack(version.chunks), version.created_at,
-            _writer_json(version.writer), version.replaces, version.restored_from,
+            version.content_hash, pack_chunks(version.chunks), version.created_at,
+            writer_json(version.writer), version.replaces, version.restored_from,
         )  # fmt: skip
-        names, counts = _counts(version.chunks)
+        counted = chunk_counts(version.chunks)
+        names, counts = list(counted), list(counted.values())
         newly = await self.unreferenced_bytes(names)
         if newly:
             await self.conn.execute(
@@ -504,11 +455,11 @@ class PostgresWriteTx(PostgresReadTx):
         assert seq is not None
         at = time.time()
         await self.conn.execute(
-            f"INSERT INTO events (tenant_id, {_EVENT_COLUMNS})"
+            f"INSERT INTO events (tenant_id, {EVENT_COLUMNS})"
             " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             self.tenant_id, seq, event.type, event.node_id, event.kind, event.path,
             event.old_path, event.version_id, event.size, event.content_hash,
-            event.replaced_node_id, at, _writer_json(event.writer),
+            event.replaced_node_id, at, writer_json(event.writer),
         )  # fmt: skip
         # Delivered at commit, once per transaction (Postgres folds identical notifications).
         await self.conn.execute(
@@ -556,7 +507,7 @@ class PostgresWriteTx(PostgresReadTx):
             "INSERT INTO uploads (tenant_id, upload_id, path, size, content_hash, chunks,"
             " created_at, expires_at, user_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             self.tenant_id, upload.upload_id, upload.path, upload.size, upload.content_hash,
-            _pack(upload.chunks), upload.created_at, upload.expires_at, upload.user_id,
+            pack_chunks(upload.chunks), upload.created_at, upload.expires_at, upload.user_id,
         )  # fmt: skip
         await self.hold_chunks(upload.upload_id, upload.chunks, upload.expires_at)
 
@@ -594,12 +545,13 @@ class PostgresWriteTx(PostgresReadTx):
             )
             if chunks is None:
                 continue
-            await self._drop_refs(_unpack(chunks))
+            await self._drop_refs(unpack_chunks(chunks))
             deleted += 1
         return deleted
 
     async def _drop_refs(self, chunks: Sequence[str]) -> None:
-        names, counts = _counts(chunks)
+        counted = chunk_counts(chunks)
+        names, counts = list(counted), list(counted.values())
         freed = await self.conn.fetchval(
             "SELECT COALESCE(SUM(c.size), 0) FROM chunks c"
             " JOIN unnest($2::text[], $3::bigint[]) AS u(h, n) ON c.chunk_hash = u.h"
@@ -645,7 +597,7 @@ class PostgresWriteTx(PostgresReadTx):
                     self.tenant_id,
                     node_id,
                 ):
-                    await self._drop_refs(_unpack(chunks))
+                    await self._drop_refs(unpack_chunks(chunks))
                 await self.conn.execute(
                     "DELETE FROM nodes WHERE tenant_id = $1 AND node_id = $2",
                     self.tenant_id,

@@ -41,9 +41,19 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
-from meshfs_common.models import ChangeEvent, Writer
+from meshfs_common.models import ChangeEvent
+from meshfs_server.adapters.rows import (
+    EVENT_COLUMNS,
+    NODE_COLUMNS,
+    VERSION_COLUMNS,
+    chunk_counts,
+    event_from,
+    node_from,
+    pack_chunks,
+    unpack_chunks,
+    version_from,
+    writer_json,
+)
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
 from meshfs_server.domain.ports import (
     ChunkState,
@@ -153,59 +163,7 @@ NAMESPACE_MIGRATIONS: list[str] = [
     """,
 ]
 
-_NODE_COLUMNS = (
-    "node_id, parent_id, name, kind, created_at, modified_at, head_version_id, size,"
-    " content_hash, deleted_at"
-)
-_VERSION_COLUMNS = (
-    "version_id, node_id, seq, size, content_hash, chunks, created_at, writer, replaces,"
-    " restored_from"
-)
-_EVENT_COLUMNS = (
-    "seq, type, node_id, kind, path, old_path, version_id, size, content_hash,"
-    " replaced_node_id, at, writer"
-)
 _BATCH = 400  # stay well below SQLite's bound-parameter limit
-
-_writer_encoder = msgspec.json.Encoder()
-_writer_decoder = msgspec.json.Decoder(Writer)
-
-
-def _node(row: tuple[Any, ...]) -> NodeRow:
-    return NodeRow(*row)
-
-
-def _pack(chunks: Iterable[str]) -> str:
-    return "".join(chunks)
-
-
-def _unpack(packed: str) -> tuple[str, ...]:
-    return tuple(packed[i : i + 64] for i in range(0, len(packed), 64))
-
-
-def _writer_json(writer: Writer | None) -> str | None:
-    return None if writer is None else _writer_encoder.encode(writer).decode()
-
-
-def _writer_from(text: str | None) -> Writer | None:
-    return None if text is None else _writer_decoder.decode(text)
-
-
-def _version(row: tuple[Any, ...]) -> VersionRow:
-    (vid, node_id, seq, size, chash, chunks, created, writer, replaces, restored) = row
-    return VersionRow(
-        vid, node_id, seq, size, chash, _unpack(chunks), created, _writer_from(writer),
-        replaces, restored,
-    )  # fmt: skip
-
-
-def _event(row: tuple[Any, ...]) -> ChangeEvent:
-    (seq, type_, node_id, kind, path, old, vid, size, chash, replaced, at, writer) = row
-    return ChangeEvent(
-        seq=seq, type=type_, node_id=node_id, kind=kind, path=path, old_path=old,
-        version_id=vid, size=size, content_hash=chash, replaced_node_id=replaced,
-        at=datetime.fromtimestamp(at, UTC), writer=_writer_from(writer),
-    )  # fmt: skip
 
 
 def _batches(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -235,31 +193,31 @@ class SqliteReadTx:
 
     async def get_node(self, node_id: str) -> NodeRow | None:
         row = self._one(
-            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND node_id = ?", node_id
+            f"SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND node_id = ?", node_id
         )
-        return None if row is None else _node(row)
+        return None if row is None else node_from(row)
 
     async def child(self, parent_id: str, name: str) -> NodeRow | None:
         row = self._one(
-            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND parent_id = ?"
+            f"SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND parent_id = ?"
             " AND name = ? AND deleted_at IS NULL",
             parent_id,
             name,
         )
-        return None if row is None else _node(row)
+        return None if row is None else node_from(row)
 
     async def children(
         self, parent_id: str, *, after: str | None, limit: int, include_deleted: bool = False
     ) -> list[NodeRow]:
         live = "" if include_deleted else " AND deleted_at IS NULL"
         rows = self._all(
-            f"SELECT {_NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND parent_id = ?"
+            f"SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND parent_id = ?"
             f" AND name > ?{live} ORDER BY name, deleted_at LIMIT ?",
             parent_id,
             after if after is not None else "",
             limit,
         )
-        return [_node(r) for r in rows]
+        return [node_from(r) for r in rows]
 
     async def has_live_children(self, node_id: str) -> bool:
         return (
@@ -273,31 +231,31 @@ class SqliteReadTx:
 
     async def get_version(self, version_id: str) -> VersionRow | None:
         row = self._one(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE tenant_id = ? AND version_id = ?",
+            f"SELECT {VERSION_COLUMNS} FROM versions WHERE tenant_id = ? AND version_id = ?",
             version_id,
         )
-        return None if row is None else _version(row)
+        return None if row is None else version_from(row)
 
     async def versions(
         self, node_id: str, *, before_seq: int | None, limit: int
     ) -> list[VersionRow]:
         rows = self._all(
-            f"SELECT {_VERSION_COLUMNS} FROM versions WHERE tenant_id = ? AND node_id = ?"
+            f"SELECT {VERSION_COLUMNS} FROM versions WHERE tenant_id = ? AND node_id = ?"
             " AND seq < ? ORDER BY seq DESC LIMIT ?",
             node_id,
             before_seq if before_seq is not None else 2**62,
             limit,
         )
-        return [_version(r) for r in rows]
+        return [version_from(r) for r in rows]
 
     async def events_after(self, cursor: int, limit: int) -> list[ChangeEvent]:
         rows = self._all(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND seq > ?"
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND seq > ?"
             " ORDER BY seq LIMIT ?",
             cursor,
             limit,
         )
-        return [_event(r) for r in rows]
+        return [event_from(r) for r in rows]
 
     async def feed_bounds(self) -> FeedBounds:
         row = self._one("SELECT log_start, next_seq FROM ns_tenants WHERE tenant_id = ?")
@@ -354,7 +312,7 @@ class SqliteReadTx:
         if row is None:
             return None
         uid, path, size, chash, chunks, created, expires, user = row
-        return UploadRow(uid, path, size, chash, _unpack(chunks), created, expires, user)
+        return UploadRow(uid, path, size, chash, unpack_chunks(chunks), created, expires, user)
 
     async def unreferenced_bytes(self, hashes: Sequence[str]) -> int:
         total = 0
@@ -406,7 +364,7 @@ class SqliteWriteTx(SqliteReadTx):
 
     async def insert_node(self, node: NodeRow) -> None:
         self._run(
-            f"INSERT INTO nodes (tenant_id, {_NODE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO nodes (tenant_id, {NODE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             node.node_id, node.parent_id, node.name, node.kind, node.created_at,
             node.modified_at, node.head_version_id, node.size, node.content_hash, node.deleted_at,
         )  # fmt: skip
@@ -440,7 +398,7 @@ class SqliteWriteTx(SqliteReadTx):
         )
 
     async def live_descendants(self, node_id: str) -> list[NodeRow]:
-        cols = ", ".join(f"n.{c.strip()}" for c in _NODE_COLUMNS.split(","))
+        cols = ", ".join(f"n.{c.strip()}" for c in NODE_COLUMNS.split(","))
         rows = self._all(
             f"WITH RECURSIVE sub(node_id) AS ("
             f"  SELECT node_id FROM nodes WHERE tenant_id = ?1 AND parent_id = ?2"
@@ -452,18 +410,16 @@ class SqliteWriteTx(SqliteReadTx):
             f" WHERE n.tenant_id = ?1",
             node_id,
         )
-        return [_node(r) for r in rows]
+        return [node_from(r) for r in rows]
 
     async def insert_version(self, version: VersionRow) -> None:
         self._run(
-            f"INSERT INTO versions (tenant_id, {_VERSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO versions (tenant_id, {VERSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             version.version_id, version.node_id, version.seq, version.size, version.content_hash,
-            _pack(version.chunks), version.created_at, _writer_json(version.writer),
+            pack_chunks(version.chunks), version.created_at, writer_json(version.writer),
             version.replaces, version.restored_from,
         )  # fmt: skip
-        counts: dict[str, int] = {}
-        for name in version.chunks:
-            counts[name] = counts.get(name, 0) + 1
+        counts = chunk_counts(version.chunks)
         newly = await self.unreferenced_bytes(list(counts))
         self.conn.executemany(
             "UPDATE chunks SET refs = refs + ? WHERE tenant_id = ? AND chunk_hash = ?",
@@ -497,10 +453,10 @@ class SqliteWriteTx(SqliteReadTx):
         self._run("UPDATE ns_tenants SET next_seq = next_seq + 1 WHERE tenant_id = ?")
         at = time.time()
         self._run(
-            f"INSERT INTO events (tenant_id, {_EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO events (tenant_id, {EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
             seq, event.type, event.node_id, event.kind, event.path, event.old_path,
             event.version_id, event.size, event.content_hash, event.replaced_node_id, at,
-            _writer_json(event.writer),
+            writer_json(event.writer),
         )  # fmt: skip
         return ChangeEvent(
             seq=seq, type=event.type, node_id=event.node_id, kind=event.kind, path=event.path,
@@ -534,7 +490,7 @@ class SqliteWriteTx(SqliteReadTx):
             "INSERT INTO uploads (tenant_id, upload_id, path, size, content_hash, chunks,"
             " created_at, expires_at, user_id) VALUES (?,?,?,?,?,?,?,?,?)",
             upload.upload_id, upload.path, upload.size, upload.content_hash,
-            _pack(upload.chunks), upload.created_at, upload.expires_at, upload.user_id,
+            pack_chunks(upload.chunks), upload.created_at, upload.expires_at, upload.user_id,
         )  # fmt: skip
         await self.hold_chunks(upload.upload_id, upload.chunks, upload.expires_at)
 
@@ -566,15 +522,13 @@ class SqliteWriteTx(SqliteReadTx):
             )
             if row is None:
                 continue
-            self._drop_refs(_unpack(row[0]))
+            self._drop_refs(unpack_chunks(row[0]))
             self._run("DELETE FROM versions WHERE tenant_id = ? AND version_id = ?", vid)
             deleted += 1
         return deleted
 
     def _drop_refs(self, chunks: Sequence[str]) -> None:
-        counts: dict[str, int] = {}
-        for name in chunks:
-            counts[name] = counts.get(name, 0) + 1
+        counts = chunk_counts(chunks)
         freed = 0
         for name, n in counts.items():
             row = self._one(
@@ -612,7 +566,7 @@ class SqliteWriteTx(SqliteReadTx):
                 for (chunks,) in self._all(
                     "SELECT chunks FROM versions WHERE tenant_id = ? AND node_id = ?", node_id
                 ):
-                    self._drop_refs(_unpack(chunks))
+                    self._drop_refs(unpack_chunks(chunks))
                 self._run("DELETE FROM versions WHERE tenant_id = ? AND node_id = ?", node_id)
                 self._run("DELETE FROM nodes WHERE tenant_id = ? AND node_id = ?", node_id)
             purged += len(rows)
