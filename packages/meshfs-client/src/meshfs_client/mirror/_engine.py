@@ -452,6 +452,7 @@ class MirrorSync:
                 self.status.renames += 1
                 self._emit(SyncEvent("rename_local", new, f"from {old}"))
             self._mark([old, new, *self.state.synced_below(new), *self.state.remote_below(new)])
+            await self._mark_local_subtree(new)
 
     def _local(self, rel: str) -> LocalNode | Unsupported | None:
         node = stat_node(to_os(self.target, rel))
@@ -571,9 +572,14 @@ class MirrorSync:
                 continue
             self.status.renames += 1
             self._emit(SyncEvent("rename_remote", new, f"from {rel}"))
-            moved = [rel, new, *self.state.synced_below(new)]
-            self._mark(moved)
+            self._mark([rel, new, *self.state.synced_below(new)])
+            # Files created in the directory since the last sync moved with it.
+            await self._mark_local_subtree(new)
             del arrivals[(synced.kind, synced.inode)]
+
+    async def _mark_local_subtree(self, rel: str) -> None:
+        found = await asyncio.to_thread(scan, self.target, self._rules, rel)
+        self._mark(found)
 
     def _settled(self, rel: str) -> None:
         self._failures.pop(rel, None)
@@ -711,12 +717,12 @@ class MirrorSync:
         self.status.last_error = f"{rel}: {message}"
         self.status.error_paths[rel] = message
         if isinstance(exc, PreconditionFailedError | NotFoundError):
-            # Our view of the server is behind: look again, then re-plan (soon).
-            with contextlib.suppress(MeshFSError):
-                await self.executor.refresh(rel)
-            self._mark(
-                [rel], delay=backoff_delay(count, RETRY, random.random()) if count > 2 else 0.0
-            )
+            # Our view of the server is behind: the feed is bringing the news; re-plan soon.
+            # Should that not settle it, relist the directory as a safety net.
+            if count >= 3:
+                with contextlib.suppress(MeshFSError):
+                    self._mark(await self.executor.refresh(rel))
+            self._mark([rel], delay=backoff_delay(count, RETRY, random.random()))
             return
         retryable = isinstance(exc, OSError) or (isinstance(exc, MeshFSError) and exc.retryable)
         if not retryable and count >= GIVE_UP_AFTER:

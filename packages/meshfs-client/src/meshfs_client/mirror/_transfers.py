@@ -32,7 +32,8 @@ from meshfs_client.mirror._local import stat_node, to_os
 from meshfs_client.mirror._model import LocalNode, RemoteNode, SyncedNode
 from meshfs_client.mirror._remote import RemoteTree
 from meshfs_client.mirror._state import StateDB
-from meshfs_common.errors import AlreadyExistsError, HashMismatchError, NotFoundError
+from meshfs_common import paths
+from meshfs_common.errors import AlreadyExistsError, HashMismatchError
 from meshfs_common.hashing import ContentHasher, hash_bytes
 from meshfs_common.models import CommitResult
 
@@ -161,8 +162,8 @@ class Executor:
         self, rel: str, result: CommitResult, local: LocalNode, content_hash: str
     ) -> None:
         entry = result.entry
-        self.tree.set_from_entry(rel, entry)
-        # Parents the commit created appear in the feed as mkdir events.
+        # The remote tree changes only through the feed (in commit order); until the echo of
+        # this commit arrives, the engine holds the path.
         self.state.set_synced(
             rel,
             SyncedNode(
@@ -183,8 +184,8 @@ class Executor:
             entry = await self.client.mkdir(self.tree.remote_path(rel), exist_ok=False)
             self.expect_echo("mkdir", entry.node_id, None, [rel])
         except AlreadyExistsError:
-            entry = await self.client.meta(self.tree.remote_path(rel))
-        self.tree.set_from_entry(rel, entry)
+            # It exists already (its event is on its way) or a file is there: re-plan.
+            raise LocalChangedError(rel) from None
         if entry.kind == "dir":
             self.state.set_synced(rel, SyncedNode("dir", entry.node_id, inode=local.inode))
 
@@ -194,7 +195,6 @@ class Executor:
         await self.client.delete(
             self.tree.remote_path(rel), recursive=remote.kind == "dir", if_match=if_match
         )
-        self.tree.set_from_entry(rel, None)
         self.state.drop_synced(rel, subtree=True)
         self.expect_echo("delete", remote.node_id, None, gone)
 
@@ -208,10 +208,8 @@ class Executor:
             overwrite=overwrite,
             if_match=tag,
         )
-        moved = [old, *self.state.remote_below(old)]
-        self.state.move_remote(old, new)
+        moved = [old, *self.state.remote_below(old), *self.state.synced_below(old)]
         self.state.move_synced(old, new)
-        self.tree.set_from_entry(new, entry)
         row = self.state.synced.get(new)
         if row is not None:
             self.state.set_synced(
@@ -226,7 +224,8 @@ class Executor:
                     row.inode,
                 ),
             )
-        self.expect_echo("rename", entry.node_id, None, [new, *moved])
+        arrived = [new, *self.state.synced_below(new), *(new + p[len(old) :] for p in moved)]
+        self.expect_echo("rename", entry.node_id, None, [*arrived, *moved])
 
     # --- both -----------------------------------------------------------------------------------
 
@@ -289,19 +288,14 @@ class Executor:
         entry = await self.client.rename(
             self.tree.remote_path(rel), self.tree.remote_path(copy), if_match=remote.version_id
         )
-        self.state.move_remote(rel, copy)
-        self.tree.set_from_entry(copy, entry)
         self.state.drop_synced(rel)
         self.expect_echo("rename", entry.node_id, None, [rel, copy])
         return copy
 
-    async def refresh(self, rel: str) -> None:
-        """Ask the server what is at *rel* now (after a failed precondition)."""
-        try:
-            entry = await self.client.meta(self.tree.remote_path(rel))
-        except NotFoundError:
-            entry = None
-        self.tree.set_from_entry(rel, entry)
+    async def refresh(self, rel: str) -> set[str]:
+        """Relist the directory holding *rel* (after repeated failed preconditions: a safety
+        net should the remote tree ever disagree with the server)."""
+        return await self.tree.relist(self.client, paths.parent(rel))
 
 
 def _short(name: str, limit: int = 200) -> str:
