@@ -18,17 +18,20 @@ from meshfs_client._download import DownloadInfo, DownloadStream, download_to_pa
 from meshfs_client._retry import RetryPolicy
 from meshfs_client._settings import DEFAULT_SERVER, Settings, Timeouts, normalise_server
 from meshfs_client._transport import Transport
-from meshfs_client._upload import DEFAULT_CONCURRENCY, Progress, Uploader
+from meshfs_client._upload import DEFAULT_CONCURRENCY, Progress, Uploader, UploadFailure
 from meshfs_client._watch import ChangeFeed
 from meshfs_common import paths
 from meshfs_common.errors import (
     AlreadyExistsError,
     AuthError,
+    BadRequestError,
     DeviceFlowError,
+    IsADirError,
     MeshFSError,
     NotFoundError,
     UnavailableError,
 )
+from meshfs_common.hashing import CHUNK_SIZE, ContentDigest
 from meshfs_common.models import (
     CommitResult,
     DeleteResult,
@@ -36,6 +39,7 @@ from meshfs_common.models import (
     DevicePollRequest,
     DeviceStartRequest,
     DeviceStartResponse,
+    DirectDownload,
     Entry,
     Health,
     ListPage,
@@ -428,7 +432,7 @@ class MeshFSClient:
         conditional (412 ``precondition_failed`` otherwise). Memory use is constant.
         """
         remote = paths.normalise(path)
-        uploader = Uploader(self._t, self._upload_concurrency, progress)
+        uploader = self._uploader(progress)
         if isinstance(source, bytes | bytearray | memoryview):
             return await uploader.put_bytes(
                 remote, bytes(source), if_match=if_match, if_none_match=if_none_match
@@ -491,6 +495,94 @@ class MeshFSClient:
             version_id=version_id,
             progress=progress,
         )
+
+    async def copy(
+        self,
+        src: str,
+        dst: str,
+        *,
+        version_id: str | None = None,
+        if_none_match: bool = False,
+    ) -> CommitResult:
+        """Copy a file (its head, or ``version_id``) to *dst* as a new version there.
+
+        The server has no copy endpoint. When it tells us the source's chunk names (servers
+        with direct transfers) the copy is announced with those chunks and no byte travels;
+        otherwise the content streams down once and is announced again, so the chunks the
+        server already holds are still not sent back up.
+        """
+        entry = await self.meta(src)
+        if entry.kind == "dir":
+            raise IsADirError(f"{entry.path} is a directory; copy copies files")
+        target = paths.normalise(dst)
+        if entry.size > CHUNK_SIZE:
+            chunks = await self._chunk_names(entry.path, version_id)
+            if chunks is not None:
+                try:
+                    return await self._uploader().put_known(
+                        target, chunks, if_match=None, if_none_match=if_none_match
+                    )
+                except UploadFailure:
+                    pass  # a chunk is missing after all: stream the content instead
+
+        async def blocks() -> AsyncIterator[bytes]:
+            stream = self.download(entry.path, version_id=version_id)
+            async with stream:
+                async for block in stream:
+                    yield block
+
+        return await self.upload(target, blocks(), if_none_match=if_none_match)
+
+    async def _chunk_names(self, path: str, version_id: str | None) -> ContentDigest | None:
+        """The chunk list of a version, when the server exposes it (direct transfers)."""
+        params: dict[str, str | int | bool | None] = {"path": path, "version_id": version_id}
+        try:
+            direct = await self._t.call(
+                "GET", "/files/download/direct", DirectDownload, params=params, idempotent=True
+            )
+        except BadRequestError:
+            return None  # direct transfers are off on this server
+        if direct.chunk_size != CHUNK_SIZE:
+            return None
+        return ContentDigest(direct.size, direct.content_hash, tuple(direct.chunks))
+
+    def _uploader(self, progress: Progress | None = None) -> Uploader:
+        return Uploader(self._t, self._upload_concurrency, progress)
+
+    # --- tenant administration --------------------------------------------------------------
+
+    async def plan(self) -> dict[str, Any]:
+        """``GET /plans/current``: the tenant's plan, retention, rate limit and storage use."""
+        reply = await self._t.request("GET", "/plans/current", idempotent=True)
+        return reply.decode(dict[str, Any])
+
+    async def audit_page(
+        self,
+        *,
+        limit: int = 100,
+        before: int | None = None,
+        action: str | None = None,
+        user_id: str | None = None,
+        outcome: str | None = None,
+    ) -> dict[str, Any]:
+        """``GET /audit/recent``: one page of audit rows, newest first.
+
+        Owners see the tenant's log; everyone else sees their own rows. The answer has
+        ``entries``, ``has_more`` and ``next_before`` (pass it as *before* for the next page).
+        """
+        reply = await self._t.request(
+            "GET",
+            "/audit/recent",
+            params={
+                "limit": limit,
+                "before": before,
+                "action": action,
+                "user_id": user_id,
+                "outcome": outcome,
+            },
+            idempotent=True,
+        )
+        return reply.decode(dict[str, Any])
 
     # --- versions ---------------------------------------------------------------------------
 

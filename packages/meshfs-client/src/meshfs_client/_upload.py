@@ -61,6 +61,10 @@ class SourceChangedError(PreconditionFailedError):
     """The local content changed between hashing and sending; nothing was committed."""
 
 
+class UploadFailure(Exception):
+    """Content announced as already stored turned out to be missing (nothing was committed)."""
+
+
 class ChunkSource(Protocol):
     """Random access to the bytes being uploaded."""
 
@@ -231,6 +235,45 @@ class Uploader:
                 if round_ + 1 == _INCOMPLETE_ROUNDS:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def put_known(
+        self,
+        path: str,
+        digest: ContentDigest,
+        *,
+        if_match: str | None,
+        if_none_match: bool,
+    ) -> CommitResult:
+        """Commit content the server already holds (a copy): init, then commit, no parts.
+
+        Raises :class:`UploadFailure` when the server lacks a chunk after all.
+        """
+        init = await self.transport.call(
+            "POST",
+            "/files/upload/init",
+            UploadInitResponse,
+            json=UploadInitRequest(
+                path=path,
+                size=digest.size,
+                content_hash=digest.content_hash,
+                chunks=list(digest.chunks),
+            ),
+            headers=precondition_headers(if_match, False),
+            idempotent=True,
+        )
+        if init.missing:
+            raise UploadFailure(f"the server lacks {len(init.missing)} chunk(s) of {path}")
+        headers = precondition_headers(if_match, if_none_match)
+        result = await self.transport.call(
+            "POST",
+            "/files/upload/commit",
+            CommitResult,
+            json=UploadCommitRequest(upload_id=init.upload_id),
+            headers=headers,
+            idempotent=not headers,
+        )
+        self._advance(digest.size)
+        return result
 
     async def _send_parts(
         self, init: UploadInitResponse, source: ChunkSource, parts: list[Part]
