@@ -198,12 +198,10 @@ def main() -> int:
                 for key in ("sync_up", "sync_down", "put_r", "get_r"):
                     print(f"  {key:<28} {init[key + '_files_per_s']:>8.0f} files/s "
                           f"({init[key + '_s']:.1f} s)", flush=True)  # fmt: skip
-                print(
-                    f"  sync up / put -r             {init['sync_up_files_per_s'] / init['put_r_files_per_s']:.2f}x"
-                )  # noqa: E501
-                print(
-                    f"  sync down / get -r           {init['sync_down_files_per_s'] / init['get_r_files_per_s']:.2f}x"
-                )  # noqa: E501
+                up_ratio = init["sync_up_files_per_s"] / init["put_r_files_per_s"]
+                down_ratio = init["sync_down_files_per_s"] / init["get_r_files_per_s"]
+                print(f"  sync up / put -r             {up_ratio:.2f}x", flush=True)
+                print(f"  sync down / get -r           {down_ratio:.2f}x", flush=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     if not args.skip_syncthing:
