@@ -93,6 +93,9 @@ def browser() -> Iterator[Any]:
         options.add_argument(flag)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(30)
+    # An element looked up right after a click may belong to the page still loading: find
+    # waits for it (a deadline, not a sleep).
+    driver.implicitly_wait(10)
     try:
         yield driver
     finally:
