@@ -54,3 +54,59 @@ async def test_referenced_content_is_never_collected(harness: Harness) -> None:
     # Both versions of the tombstoned file are history: their chunks stay.
     for body in (b"precious", b"newer"):
         assert await stored(harness, hash_bytes(body).chunks[0])
+
+
+async def test_sweep_deletes_content_nothing_recorded(harness: Harness) -> None:
+    """A crash between storing a chunk and recording it leaves an object no row knows."""
+    services = harness.services
+    await harness.client.put("/files/content", params={"path": "/first"}, content=b"1")
+    orphan = b"stored, then the server died"
+    name = hash_bytes(orphan).chunks[0]
+    await services.content_store.put_bytes(harness.tenant_id, name, orphan)
+    await harness.client.put("/files/content", params={"path": "/kept"}, content=b"kept")
+    held = b"held by an upload in progress"
+    digest = hash_bytes(held)
+    body = {"path": "/h", "size": digest.size, "content_hash": digest.content_hash,
+            "chunks": list(digest.chunks)}  # fmt: skip
+    init = (await harness.client.post("/files/upload/init", json=body)).json()
+    await services.content_store.put_bytes(harness.tenant_id, digest.chunks[0], held)
+
+    assert (await services.collector.sweep()).deleted_chunks == 1
+    assert not await stored(harness, name)
+    assert await stored(harness, hash_bytes(b"kept").chunks[0])
+    assert await stored(harness, digest.chunks[0])
+    assert (
+        await harness.client.get("/files/download", params={"path": "/kept"})
+    ).content == b"kept"
+    # The held chunk's upload still completes.
+    await harness.client.put(
+        "/files/upload/part", params={"upload_id": init["upload_id"], "index": 0}, content=held
+    )
+    done = await harness.client.post("/files/upload/commit", json={"upload_id": init["upload_id"]})
+    assert done.status_code == 201
+
+
+async def test_write_racing_a_sweep_stores_its_content_again(harness: Harness) -> None:
+    """The sweep deletes an object a small write has just stored but not yet recorded; the
+    write notices (collection epoch) and stores it again instead of committing a reference to
+    nothing."""
+    services = harness.services
+    await harness.client.put("/files/content", params={"path": "/first"}, content=b"1")
+    real_put = services.content_store.put_bytes
+    swept: list[int] = []
+
+    async def put_then_sweep(tenant_id: str, name: str, data: bytes) -> None:
+        await real_put(tenant_id, name, data)
+        if not swept:
+            swept.append((await services.collector.sweep()).deleted_chunks)
+
+    services.content_store.put_bytes = put_then_sweep  # type: ignore[method-assign]
+    try:
+        r = await harness.client.put("/files/content", params={"path": "/raced"}, content=b"race")
+    finally:
+        services.content_store.put_bytes = real_put  # type: ignore[method-assign]
+    assert r.status_code == 201
+    assert swept == [1]
+    assert (
+        await harness.client.get("/files/download", params={"path": "/raced"})
+    ).content == b"race"

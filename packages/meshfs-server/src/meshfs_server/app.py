@@ -19,6 +19,8 @@ from meshfs_server.settings import Settings
 
 log = logging.getLogger("meshfs_server")
 GC_INTERVAL = 600.0
+SWEEP_DELAY = 60.0
+SWEEP_INTERVAL = 6 * 3600.0
 
 
 def all_routes() -> list[BaseRoute]:
@@ -35,12 +37,20 @@ def all_routes() -> list[BaseRoute]:
 
 
 async def _collect_forever(services: Services) -> None:
+    """Collect unreferenced content every GC_INTERVAL; sweep the store for orphans (left by a
+    crash) shortly after start-up and every SWEEP_INTERVAL."""
+    next_sweep = anyio.current_time() + SWEEP_DELAY
     while True:
-        await anyio.sleep(GC_INTERVAL)
+        await anyio.sleep(min(GC_INTERVAL, max(0.0, next_sweep - anyio.current_time())))
         try:
             report = await services.collector.collect()
             if report.deleted_chunks:
                 log.info("garbage collection deleted %d chunks", report.deleted_chunks)
+            if anyio.current_time() >= next_sweep:
+                next_sweep = anyio.current_time() + SWEEP_INTERVAL
+                swept = await services.collector.sweep()
+                if swept.deleted_chunks:
+                    log.info("orphan sweep deleted %d unrecorded chunks", swept.deleted_chunks)
         except MeshFSError as exc:  # the store is unavailable; try again next round
             log.warning("garbage collection failed: %s", exc)
 

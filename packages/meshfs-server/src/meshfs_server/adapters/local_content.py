@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from meshfs_common.errors import InternalError, UnavailableError
 from meshfs_common.ids import is_id
+from meshfs_server.domain.ports import StoredChunk
 
 READ_BLOCK = 1024 * 1024
 T = TypeVar("T")
@@ -34,6 +35,16 @@ def _fsync_dir(path: Path) -> None:
 
 def _open_binary(path: Path) -> BinaryIO:
     return path.open("rb")
+
+
+def _subdirs(path: Path) -> list[Path]:
+    with os.scandir(path) as entries:
+        return [Path(e.path) for e in entries if e.is_dir(follow_symlinks=False)]
+
+
+def _files(path: Path) -> list[tuple[str, float]]:
+    with os.scandir(path) as entries:
+        return [(e.name, e.stat().st_mtime) for e in entries if e.is_file(follow_symlinks=False)]
 
 
 class LocalContentStore:
@@ -116,6 +127,12 @@ class LocalContentStore:
 
     async def delete(self, tenant_id: str, chunk_hash: str) -> None:
         await self._run(partial(self._path(tenant_id, chunk_hash).unlink, missing_ok=True))
+
+    async def list_chunks(self) -> AsyncIterator[StoredChunk]:
+        for tenant_dir in await self._run(_subdirs, self.chunks):
+            for prefix_dir in await self._run(_subdirs, tenant_dir):
+                for name, mtime in await self._run(_files, prefix_dir):
+                    yield StoredChunk(tenant_dir.name, name, mtime)
 
     async def check(self) -> None:
         def probe() -> None:

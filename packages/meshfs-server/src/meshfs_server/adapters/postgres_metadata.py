@@ -152,6 +152,10 @@ NAMESPACE_MIGRATIONS: list[str] = [
     UPDATE ns_tenants t SET stored_bytes = (SELECT COALESCE(SUM(c.size), 0) FROM chunks c
         WHERE c.tenant_id = t.tenant_id AND c.refs > 0)
     """,
+    # The collection epoch: advanced whenever a collector deletes some of the tenant's content.
+    """
+    ALTER TABLE ns_tenants ADD COLUMN gc_epoch BIGINT NOT NULL DEFAULT 0
+    """,
 ]
 
 _TENANT_SCAN = 100  # tenants the collector visits per claim
@@ -310,6 +314,12 @@ class PostgresReadTx:
             return None
         uid, path, size, chash, chunks, created, expires, user = row
         return UploadRow(uid, path, size, chash, unpack_chunks(chunks), created, expires, user)
+
+    async def collection_epoch(self) -> int:
+        value = await self.conn.fetchval(
+            "SELECT gc_epoch FROM ns_tenants WHERE tenant_id = $1", self.tenant_id
+        )
+        return 0 if value is None else int(value)
 
     async def unreferenced_bytes(self, hashes: Sequence[str]) -> int:
         total = await self.conn.fetchval(
@@ -691,6 +701,35 @@ class PostgresMetadataStore:
             batch.chunks.extend((tenant_id, name) for name in claimed)
         return batch
 
+    async def claim_orphans(self, candidates: Sequence[tuple[str, str]]) -> GarbageBatch:
+        by_tenant: dict[str, list[str]] = {}
+        for tenant_id, name in candidates:
+            by_tenant.setdefault(tenant_id, []).append(name)
+        batch = GarbageBatch()
+        for tenant_id, names in sorted(by_tenant.items()):
+
+            async def claim(conn: Connection, tenant: str = tenant_id,
+                            hashes: list[str] = names) -> list[str]:  # fmt: skip
+                # Only tenants of this database: the bucket may hold others' (never touch them).
+                ours = await conn.fetchval(
+                    "SELECT 1 FROM ns_tenants WHERE tenant_id = $1 FOR UPDATE", tenant
+                )
+                if ours is None:
+                    return []
+                rows = await conn.fetch(
+                    "INSERT INTO chunks (tenant_id, chunk_hash, size, refs, stored, collecting,"
+                    " touched_at) SELECT $1, h, 0, 0, FALSE, TRUE, $3 FROM unnest($2::text[]) h"
+                    " WHERE NOT EXISTS (SELECT 1 FROM chunk_holds k"
+                    "  WHERE k.tenant_id = $1 AND k.chunk_hash = h)"
+                    " ON CONFLICT (tenant_id, chunk_hash) DO NOTHING RETURNING chunk_hash",
+                    tenant, hashes, time.time(),
+                )  # fmt: skip
+                return [r[0] for r in rows]
+
+            for name in await self.db.run(claim, what="collect"):
+                batch.chunks.append((tenant_id, name))
+        return batch
+
     async def release_garbage(self, batch: GarbageBatch) -> None:
         by_tenant: dict[str, list[str]] = {}
         for tenant_id, name in batch.chunks:
@@ -707,6 +746,9 @@ class PostgresMetadataStore:
                     " AND collecting",
                     tenant,
                     hashes,
+                )
+                await conn.execute(
+                    "UPDATE ns_tenants SET gc_epoch = gc_epoch + 1 WHERE tenant_id = $1", tenant
                 )
 
             await self.db.run(release, what="collect")

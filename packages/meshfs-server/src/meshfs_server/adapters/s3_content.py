@@ -35,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from meshfs_common.errors import InternalError, MeshFSError, UnavailableError
 from meshfs_common.ids import is_id
+from meshfs_server.domain.ports import StoredChunk
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -199,6 +200,22 @@ class S3ContentStore:
     async def delete(self, tenant_id: str, chunk_hash: str) -> None:
         key = self.key(tenant_id, chunk_hash)
         await self._call("delete", self.client.delete_object(Bucket=self.bucket, Key=key))
+
+    async def list_chunks(self) -> AsyncIterator[StoredChunk]:
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {"Bucket": self.bucket, "MaxKeys": 1000}
+            if token:
+                kwargs["ContinuationToken"] = token
+            page = await self._call("list", self.client.list_objects_v2(**kwargs))
+            for item in page.get("Contents", []):
+                tenant_id, _, rest = item["Key"].partition("/")
+                chunk_hash = rest.rpartition("/")[2]
+                if is_id(tenant_id) and len(chunk_hash) == 64:
+                    yield StoredChunk(tenant_id, chunk_hash, item["LastModified"].timestamp())
+            if not page.get("IsTruncated"):
+                return
+            token = page.get("NextContinuationToken")
 
     async def check(self) -> None:
         await self._call("check", self.client.head_bucket(Bucket=self.bucket))

@@ -161,6 +161,10 @@ NAMESPACE_MIGRATIONS: list[str] = [
     UPDATE ns_tenants SET stored_bytes = (SELECT COALESCE(SUM(c.size), 0) FROM chunks c
         WHERE c.tenant_id = ns_tenants.tenant_id AND c.refs > 0)
     """,
+    # The collection epoch: advanced whenever a collector deletes some of the tenant's content.
+    """
+    ALTER TABLE ns_tenants ADD COLUMN gc_epoch INTEGER NOT NULL DEFAULT 0
+    """,
 ]
 
 _BATCH = 400  # stay well below SQLite's bound-parameter limit
@@ -302,6 +306,10 @@ class SqliteReadTx:
         if row[1]:
             return "collecting"
         return "stored" if row[0] else "absent"
+
+    async def collection_epoch(self) -> int:
+        row = self._one("SELECT gc_epoch FROM ns_tenants WHERE tenant_id = ?")
+        return 0 if row is None else int(row[0])
 
     async def get_upload(self, upload_id: str) -> UploadRow | None:
         row = self._one(
@@ -615,11 +623,38 @@ class SqliteMetadataStore:
             )
         return GarbageBatch(chunks=[(t, h) for t, h in rows])
 
+    async def claim_orphans(self, candidates: Sequence[tuple[str, str]]) -> GarbageBatch:
+        claimed: list[tuple[str, str]] = []
+        now = time.time()
+        async with self.db.write() as conn:
+            for tenant_id, name in candidates:
+                known = conn.execute(
+                    "SELECT 1 FROM chunks WHERE tenant_id = ? AND chunk_hash = ?"
+                    " UNION ALL SELECT 1 FROM chunk_holds WHERE tenant_id = ? AND chunk_hash = ?",
+                    (tenant_id, name, tenant_id, name),
+                ).fetchone()
+                # Only tenants of this database: the store may hold others' (never touch them).
+                ours = conn.execute(
+                    "SELECT 1 FROM ns_tenants WHERE tenant_id = ?", (tenant_id,)
+                ).fetchone()
+                if known is None and ours is not None:
+                    conn.execute(
+                        "INSERT INTO chunks (tenant_id, chunk_hash, size, refs, stored,"
+                        " collecting, touched_at) VALUES (?, ?, 0, 0, 0, 1, ?)",
+                        (tenant_id, name, now),
+                    )
+                    claimed.append((tenant_id, name))
+        return GarbageBatch(chunks=claimed)
+
     async def release_garbage(self, batch: GarbageBatch) -> None:
         async with self.db.write() as conn:
             conn.executemany(
                 "DELETE FROM chunks WHERE tenant_id = ? AND chunk_hash = ? AND collecting = 1",
                 batch.chunks,
+            )
+            conn.executemany(
+                "UPDATE ns_tenants SET gc_epoch = gc_epoch + 1 WHERE tenant_id = ?",
+                [(t,) for t in sorted({t for t, _ in batch.chunks})],
             )
 
     async def check(self) -> None:

@@ -21,10 +21,37 @@ class CollectionReport:
 
 
 class Collector:
+    """Deletes unreferenced content, and (with :meth:`sweep`) content nothing knows about."""
+
     def __init__(self, store: MetadataStore, content: ContentStore, *, grace: float = 3600.0):
         self.store = store
         self.content = content
         self.grace = grace
+
+    async def sweep(self, *, batch: int = 500) -> CollectionReport:
+        """Delete stored objects that no chunk row knows and nobody holds, older than the grace
+        period: what a crash between storing content and recording it leaves behind. Lists the
+        whole store, so it runs rarely (at start-up and every few hours)."""
+        deleted = 0
+        cutoff = time.time() - self.grace
+        candidates: list[tuple[str, str]] = []
+        async for chunk in self.content.list_chunks():
+            if chunk.modified_at < cutoff:
+                candidates.append((chunk.tenant_id, chunk.chunk_hash))
+            if len(candidates) >= batch:
+                deleted += await self._sweep(candidates)
+                candidates = []
+        if candidates:
+            deleted += await self._sweep(candidates)
+        return CollectionReport(deleted)
+
+    async def _sweep(self, candidates: list[tuple[str, str]]) -> int:
+        claim = await self.store.claim_orphans(candidates)
+        for tenant_id, name in claim.chunks:
+            await self.content.delete(tenant_id, name)
+        if claim.chunks:
+            await self.store.release_garbage(claim)
+        return len(claim.chunks)
 
     async def collect(self, *, batch: int = 500) -> CollectionReport:
         """Delete unreferenced content until none is left; returns how many chunks went."""

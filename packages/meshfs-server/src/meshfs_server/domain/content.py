@@ -270,10 +270,11 @@ class ContentService:
     ) -> CommitResult:
         """One chunk at most: store it, then one transaction re-checks it and commits.
 
-        No hold is needed: the commit transaction re-reads the chunk's state. If a collector
-        claimed or deleted it since it was checked, the commit is abandoned and retried (and
-        the chunk rewritten); a chunk row created meanwhile is younger than the collector's
-        grace period, so it cannot have been claimed.
+        No hold is needed: the commit transaction re-reads the chunk's state and the tenant's
+        collection epoch. If a collector claimed or deleted content since the check (including
+        an object this write had just stored, swept as an orphan), the commit is abandoned and
+        retried, storing the chunk again; a chunk row created meanwhile is younger than the
+        collector's grace period, so it cannot have been claimed.
         """
         name = chunk_hash(data) if data else None
         chunks = (name,) if name else ()
@@ -281,9 +282,11 @@ class ContentService:
         events: list[ChangeEvent] = []
         while True:
             wrote = False
+            epoch = 0
             if name is not None:
                 async with self.store.read(actor.tenant_id) as rtx:
                     state = await rtx.chunk_state(name)
+                    epoch = await rtx.collection_epoch()
                 if state == "collecting":
                     await self._wait_for_collector(deadline)
                     continue
@@ -294,7 +297,8 @@ class ContentService:
                 async with self.store.write(actor.tenant_id) as tx:
                     if name is not None:
                         now = await tx.chunk_state(name)
-                        if now == "collecting" or (now == "absent" and not wrote):
+                        swept = wrote and await tx.collection_epoch() != epoch
+                        if now == "collecting" or (now == "absent" and not wrote) or swept:
                             raise _Collected
                         if now == "absent":
                             await tx.mark_stored(name, len(data))

@@ -96,6 +96,15 @@ class FeedBounds:
     last: int
 
 
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A chunk object as the content store lists it."""
+
+    tenant_id: str
+    chunk_hash: str
+    modified_at: float
+
+
 @dataclass(slots=True)
 class GarbageBatch:
     """Chunks a collector has claimed for deletion, per tenant."""
@@ -160,6 +169,13 @@ class ReadTx(Protocol):
 
     async def chunk_state(self, chunk_hash: str) -> ChunkState:
         """Whether a chunk is absent, stored, or claimed by a garbage collector right now."""
+
+    async def collection_epoch(self) -> int:
+        """A number that grows whenever a collector deleted some of this tenant's content.
+
+        A writer that saw a chunk absent and stored it without holding it compares the epoch
+        at commit: if it moved, the content may have been swept meanwhile and is stored again.
+        """
 
     async def chunk_sizes(self, hashes: Sequence[str]) -> dict[str, int]:
         """Sizes of the stored chunks among *hashes*."""
@@ -266,8 +282,14 @@ class MetadataStore(Protocol):
         :meth:`release_garbage` forgets it, so no upload can start relying on it meanwhile.
         """
 
+    async def claim_orphans(self, candidates: Sequence[tuple[str, str]]) -> GarbageBatch:
+        """Claim stored objects that no chunk row knows (left by a crash between storing content
+        and recording it), except held ones and those of tenants this database does not know:
+        they become *collecting*, like claimed garbage."""
+
     async def release_garbage(self, batch: GarbageBatch) -> None:
-        """Forget chunks whose stored content has been deleted."""
+        """Forget chunks whose stored content has been deleted (and advance the tenants'
+        collection epochs)."""
 
     async def check(self) -> None:
         """Raise if the database cannot serve requests (used by /readyz)."""
@@ -292,6 +314,9 @@ class ContentStore(Protocol):
 
     async def delete(self, tenant_id: str, chunk_hash: str) -> None:
         """Delete a chunk's content; deleting a missing chunk is not an error."""
+
+    def list_chunks(self) -> AsyncIterator[StoredChunk]:
+        """Every stored chunk of every tenant, in no particular order (for the orphan sweep)."""
 
     async def check(self) -> None:
         """Raise if the store cannot serve requests (used by /readyz)."""
