@@ -14,7 +14,7 @@ import click
 import msgspec
 
 from meshfs_client import __version__
-from meshfs_client.cli import auth, files, history, sync, transfer
+from meshfs_client.cli import admin, auth, files, history, sync, transfer
 from meshfs_client.cli._context import CliState
 from meshfs_client.cli._errors import (
     EXIT_ERROR,
@@ -65,6 +65,8 @@ for _command in (
     history.versions,
     history.restore,
     history.watch,
+    admin.quota,
+    admin.audit,
     sync.sync,
 ):
     cli.add_command(_command)

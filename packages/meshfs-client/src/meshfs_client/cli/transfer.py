@@ -16,7 +16,7 @@ from meshfs_client.cli._context import CliState, pass_state, run
 from meshfs_client.cli._progress import TransferProgress
 from meshfs_client.cli.files import resolve_into_dir
 from meshfs_common import paths
-from meshfs_common.errors import IsADirError
+from meshfs_common.errors import InvalidMoveError, IsADirError
 from meshfs_common.models import CommitResult, Entry
 
 FILE_CONCURRENCY = 4
@@ -214,35 +214,77 @@ async def _get_tree(
 
 
 @click.command()
+@click.option("-r", "-R", "recursive", is_flag=True, help="Copy a directory tree.")
 @click.option("--version", "version_id", metavar="ID", help="Copy this version of SRC.")
-@click.option("--no-clobber", "-n", is_flag=True, help="Fail if DST exists.")
+@click.option("--no-clobber", "-n", is_flag=True, help="Fail if a destination file exists.")
 @click.argument("src")
 @click.argument("dst")
 @pass_state
-def cp(state: CliState, version_id: str | None, no_clobber: bool, src: str, dst: str) -> None:
-    """Copy remote file SRC to remote DST.
+def cp(
+    state: CliState,
+    recursive: bool,
+    version_id: str | None,
+    no_clobber: bool,
+    src: str,
+    dst: str,
+) -> None:
+    """Copy remote SRC to remote DST (a directory tree with -r).
 
-    There is no server-side copy, so the content is streamed down and written back; the
-    server already holds every chunk, so nothing is uploaded again.
+    There is no server-side copy: content the server can name by its chunks is committed
+    again without any transfer, otherwise it streams down and back; chunks the server already
+    holds are never uploaded again. Each copy is a new file with its own history.
     """
 
     async def body() -> None:
         async with state.client() as client:
-            target = await resolve_into_dir(client, src, dst)
             entry = await client.meta(src)
+            target = await resolve_into_dir(client, entry.path, dst)
             if entry.kind == "dir":
-                raise IsADirError(f"{entry.path} is a directory; cp copies files")
-
-            async def blocks() -> AsyncIterator[bytes]:
-                stream = client.download(entry.path, version_id=version_id)
-                async with stream:
-                    async for block in stream:
-                        yield block
-
-            result = await client.upload(target, blocks(), if_none_match=no_clobber)
-            if state.json:
-                state.emit(result)
+                if not recursive:
+                    raise IsADirError(f"{entry.path} is a directory (use -r)")
+                if version_id is not None:
+                    raise click.UsageError("--version copies one file; it cannot be used with -r")
+                if paths.is_within(target, entry.path):
+                    raise InvalidMoveError(f"cannot copy {entry.path} into itself ({target})")
+                results = await _copy_tree(state, client, entry, target, no_clobber)
             else:
-                state.info(f"{entry.path} -> {result.entry.path}")
+                results = [
+                    await client.copy(
+                        entry.path, target, version_id=version_id, if_none_match=no_clobber
+                    )
+                ]
+            if state.json:
+                state.emit(results if recursive else results[0])
+            elif len(results) == 1 and entry.kind == "file":
+                state.info(f"{entry.path} -> {results[0].entry.path}")
+            else:
+                _report(state, "copied", results, sum(r.entry.size for r in results))
 
     run(body())
+
+
+async def _copy_tree(
+    state: CliState, client: MeshFSClient, root: Entry, target: str, no_clobber: bool
+) -> list[CommitResult]:
+    await client.mkdir(target, parents=True)
+    files: list[tuple[Entry, str]] = []
+    async for entry in client.walk(root.path):
+        there = paths.rebase(entry.path, root.path, target)
+        if entry.kind == "dir":
+            await client.mkdir(there, parents=True)
+        else:
+            files.append((entry, there))
+    limit = asyncio.Semaphore(FILE_CONCURRENCY)
+    results: list[CommitResult] = []
+    total = sum(entry.size for entry, _ in files)
+    with TransferProgress(state.show_progress, root.name, total) as bar:
+
+        async def one(source: Entry, there: str) -> None:
+            async with limit:
+                results.append(await client.copy(source.path, there, if_none_match=no_clobber))
+                bar.advance(source.size)
+
+        async with asyncio.TaskGroup() as group:
+            for source, there in files:
+                group.create_task(one(source, there))
+    return sorted(results, key=lambda r: r.entry.path)
