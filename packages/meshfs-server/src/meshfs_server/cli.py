@@ -142,6 +142,37 @@ def migrate(dry_run: bool) -> None:
     click.echo(f"{where}: {verb}: {', '.join(done) if done else 'none'}")
 
 
+@main.command()
+@click.option("--sweep", is_flag=True, help="also delete stored content nothing recorded (slow)")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="[env MESHFS_DATA_DIR]")
+def collect(sweep: bool, data_dir: Path | None) -> None:
+    """Delete content no version references now (the server also does this every 10 minutes).
+
+    --sweep lists the whole content store and deletes objects nothing recorded, such as those
+    left by a crash between storing a chunk and committing it (the server sweeps at start-up
+    and every 6 hours). Content younger than MESHFS_GC_GRACE_SECONDS is always kept.
+    """
+    from meshfs_common.errors import MeshFSError
+    from meshfs_server.services import open_services
+
+    settings = load_settings(data_dir=data_dir)
+
+    async def run() -> tuple[int, int]:
+        async with open_services(settings) as services:
+            collected = (await services.collector.collect()).deleted_chunks
+            swept = (await services.collector.sweep()).deleted_chunks if sweep else 0
+            return collected, swept
+
+    try:
+        collected, swept = asyncio.run(run())
+    except MeshFSError as exc:
+        click.echo(f"meshfs-server: cannot collect: {exc}", err=True)
+        sys.exit(1)
+    click.echo(
+        f"deleted {collected} unreferenced chunk(s)" + (f", {swept} unrecorded" if sweep else "")
+    )
+
+
 @main.command("openapi")
 def openapi_command() -> None:
     """Print the OpenAPI document."""
