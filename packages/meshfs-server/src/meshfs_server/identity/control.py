@@ -260,7 +260,9 @@ async def apply_retention(
     identity: Identity, principal: Principal, store: MetadataStore, collector: Collector,
     address: str | None,
 ) -> plans.RetentionReport:  # fmt: skip
-    """Prune old versions (never a head), purge old tombstones, then collect garbage."""
+    """Prune old versions (never a head), purge old tombstones, trim the change log to the same
+    window as version history (a device away longer reconciles from a listing: its cursor gets
+    a reset answer), then collect garbage."""
     _require_owner(principal, "run retention")
     tenant_id = principal.actor.tenant_id
     async with identity.db.read() as db:
@@ -281,10 +283,13 @@ async def apply_retention(
         purged += batch
         if batch < 500:
             break
+    async with store.write(tenant_id) as tx:
+        trimmed = await tx.prune_events(now - policy.max_days * DAY)
     collected = (await collector.collect()).deleted_chunks
     report = plans.RetentionReport(
-        pruned_versions=pruned, purged_nodes=purged, deleted_chunks=collected
-    )
+        pruned_versions=pruned, purged_nodes=purged, deleted_chunks=collected,
+        pruned_events=trimmed,
+    )  # fmt: skip
     async with identity.db.write() as db:
         await audit.record(
             db,

@@ -80,6 +80,7 @@ class RetentionReport(msgspec.Struct, kw_only=True):
     pruned_versions: int
     purged_nodes: int
     deleted_chunks: int
+    pruned_events: int = 0
 
 
 def rate_per_minute(plan: Plan, settings: Settings) -> int:
