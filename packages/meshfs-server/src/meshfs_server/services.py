@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import HTTPConnection
 
 from meshfs_common.ids import new_id
-
 from meshfs_server.adapters.local_content import LocalContentStore
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
 from meshfs_server.adapters.sqlite_metadata import SqliteMetadataStore
