@@ -83,6 +83,7 @@ def test_quota_and_audit(account: Account) -> None:
     info = json.loads(ok(meshfs(env, "--json", "quota")))
     assert info["storage"]["used"] >= 1000
     assert info["plan"]
+    assert json.loads(ok(meshfs(env, "--json", "plan"))) == info  # the same command
     text = ok(meshfs(env, "quota"))
     assert "plan:" in text
     assert "storage:" in text

@@ -198,6 +198,27 @@ class MeshFS:
             )
         )
 
+    def copy(
+        self,
+        src: str,
+        dst: str,
+        *,
+        version_id: str | None = None,
+        if_none_match: bool = False,
+    ) -> CommitResult:
+        """See :meth:`MeshFSClient.copy`."""
+        return self._loop.run(
+            self._client.copy(src, dst, version_id=version_id, if_none_match=if_none_match)
+        )
+
+    def plan(self) -> dict[str, Any]:
+        """See :meth:`MeshFSClient.plan`."""
+        return self._loop.run(self._client.plan())
+
+    def audit_page(self, **filters: Any) -> dict[str, Any]:
+        """See :meth:`MeshFSClient.audit_page`."""
+        return self._loop.run(self._client.audit_page(**filters))
+
     def read_bytes(
         self,
         path: str | None = None,

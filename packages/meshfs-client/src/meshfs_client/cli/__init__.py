@@ -70,6 +70,7 @@ for _command in (
     sync.sync,
 ):
     cli.add_command(_command)
+cli.add_command(admin.quota, name="plan")  # the and the server's name for it
 
 
 def _report(exc: BaseException, code: int, as_json: bool) -> None:
