@@ -186,7 +186,7 @@ class ContentService:
                 f"chunk {index} must be {expected_chunk_size(upload.size, index)} bytes,"
                 f" got {len(data)}"
             )
-        if chunk_hash(data) != expected:
+        if await hash_off_loop(data) != expected:
             raise HashMismatchError(f"chunk {index} does not match its SHA-256 {expected}")
         await self.store_chunk(actor.tenant_id, expected, data)
         async with self.store.read(actor.tenant_id) as tx:
@@ -276,7 +276,7 @@ class ContentService:
         retried, storing the chunk again; a chunk row created meanwhile is younger than the
         collector's grace period, so it cannot have been claimed.
         """
-        name = chunk_hash(data) if data else None
+        name = await hash_off_loop(data) if data else None
         chunks = (name,) if name else ()
         deadline = time.monotonic() + COLLECTION_WAIT
         events: list[ChangeEvent] = []
@@ -341,7 +341,7 @@ class ContentService:
                 total += len(block)
                 if total > self.max_upload_size:
                     raise PayloadTooLargeError(f"files are limited to {self.max_upload_size} bytes")
-                name = chunk_hash(block)
+                name = await hash_off_loop(block)
                 names.append(name)
                 async with self.store.write(actor.tenant_id, durable=False) as tx:
                     await tx.hold_chunks(hold_id, [name], time.time() + UPLOAD_TTL)
@@ -393,6 +393,17 @@ class ContentService:
         return CommitResult(
             entry=to_entry(node, path), version=to_version(version), created_version=created
         )
+
+
+OFF_LOOP_HASH = 256 * 1024
+
+
+async def hash_off_loop(data: bytes) -> str:
+    """The chunk name of *data*; large chunks are hashed in a thread (hashlib releases the GIL),
+    so receiving other requests goes on meanwhile."""
+    if len(data) < OFF_LOOP_HASH:
+        return chunk_hash(data)
+    return await asyncio.to_thread(chunk_hash, data)
 
 
 class _Collected(Exception):
