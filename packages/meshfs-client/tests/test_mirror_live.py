@@ -94,3 +94,46 @@ async def test_once_mode_both_sides_offline_edits_converge(
     assert {b"v1", b"server edit", b"local edit!"} <= contents
     assert "/keep.txt" not in tree
     assert tree["/new-remote.txt"] == b"r"
+
+
+def _exchange(a: Path, b: Path) -> None:
+    """Swap two paths atomically (renameat2 RENAME_EXCHANGE), so no watcher batch can see
+    either path missing: each name now holds a different directory (a new inode)."""
+    import ctypes
+    import os
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    at_fdcwd, rename_exchange = -100, 2
+    if libc.renameat2(at_fdcwd, bytes(a), at_fdcwd, bytes(b), rename_exchange) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+async def test_directory_replaced_by_another_is_looked_below(
+    account: Account, client: MeshFSClient, tmp_path: Path
+) -> None:
+    # A directory that is moved away while another one takes its name (in the stress test: a
+    # download recreating the parent of a file the user had just moved away with its
+    # directory) is a different directory: what was below the old one must be synced too.
+    a = tmp_path / "a"
+    async with running_mirrors(account, [a], tmp_path / "state"):
+        (a / "d").mkdir(parents=True)
+        (a / "d" / "f.txt").write_bytes(b"in d")
+        (a / "m").mkdir()
+        await wait_for(
+            lambda: _server_has(client, "/d/f.txt", "/m"), what="d/f.txt and m on the server"
+        )
+        _exchange(a / "d", a / "m")  # now m holds f.txt and d is the empty directory
+
+        async def converged() -> bool:
+            return local_tree(a) == await remote_tree(client)
+
+        await wait_for(converged, what="the swapped directories on the server")
+        assert local_tree(a) == {"/d": None, "/m": None, "/m/f.txt": b"in d"}
+
+
+async def _server_has(client: MeshFSClient, *names: str) -> bool:
+    for name in names:
+        if not await client.exists(name):
+            return False
+    return True

@@ -475,6 +475,9 @@ class MirrorSync:
                 for n in (local, remote, synced)
                 if isinstance(n, LocalNode | RemoteNode | SyncedNode)
             }
+            # A directory replaced by another one (a new inode: moved away and recreated, e.g.
+            # by a download racing the user's rename) is no longer the one whose children we
+            # synced: what was below it has to be looked at as well.
             if "dir" in kinds and not (
                 isinstance(local, LocalNode)
                 and local.kind == "dir"
@@ -482,6 +485,7 @@ class MirrorSync:
                 and remote.kind == "dir"
                 and synced is not None
                 and synced.kind == "dir"
+                and local.inode == synced.inode
             ):
                 extra.update(self.state.synced_below(rel))
                 extra.update(self.state.remote_below(rel))

@@ -91,6 +91,8 @@ def needs_record(
         return False
     if local.kind == "file" and not local.same_stat(synced):
         return True
+    if local.kind == "dir" and local.inode != synced.inode:
+        return True  # another directory now stands here (the engine looked below it)
     if remote.kind == "file" and remote.version_id != synced.version_id:
         return True
     return remote.node_id != synced.node_id
