@@ -15,7 +15,7 @@ from meshfs_client_testkit import Account
 from mirror_testkit import local_tree, remote_tree, running_mirrors, wait_for
 
 from meshfs_client import MeshFSClient
-from meshfs_common.errors import MeshFSError
+from meshfs_common.errors import MeshFSError, NotFoundError
 from meshfs_common.hashing import hash_bytes
 
 pytestmark = pytest.mark.live
@@ -163,7 +163,10 @@ async def test_three_mirrors_and_the_api_converge_without_loss(
                 group.create_task(api_actor(client, random.Random(rng.random()), api_written))
 
             async def converged() -> bool:
-                remote = await remote_tree(client)
+                try:
+                    remote = await remote_tree(client)
+                except NotFoundError:
+                    return False  # a directory went away while being listed: still changing
                 return all(local_tree(root) == remote for root in roots)
 
             try:
