@@ -64,6 +64,10 @@ RETRY = RetryPolicy(attempts=0, initial=0.5, maximum=30.0)
 syncs; after :data:`GIVE_UP_AFTER` failures of a non-retryable kind it waits for a change)."""
 GIVE_UP_AFTER = 8
 _PENDING_SAVE_INTERVAL = 1.0
+IDLE_RESCAN = 1.0
+"""Seconds of quiet after local or remote activity before a full rescan (a safety net: the
+file watcher can misreport paths while directories are moved around under it, and a change it
+missed would otherwise wait for the next start)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,6 +149,7 @@ class MirrorSync:
         self._tree: RemoteTree | None = None
         self._exec: Executor | None = None
         self._saved_pending = 0.0
+        self._unscanned_since: float | None = None  # activity not yet covered by a full scan
         self.state_path: Path | None = None
 
     # --- set-up ---------------------------------------------------------------------------------
@@ -240,6 +245,7 @@ class MirrorSync:
         self._emit(SyncEvent("reset", "/", "full reconciliation from a listing"))
 
     async def _rescan(self) -> None:
+        self._unscanned_since = None
         self._rules = await asyncio.to_thread(IgnoreRules.load, self.target)
         found = await asyncio.to_thread(scan, self.target, self._rules)
         self._mark(found)
@@ -272,6 +278,7 @@ class MirrorSync:
 
     def _apply(self, event: ChangeEvent) -> None:
         log.debug("%s event %s %s %s", self.target.name, event.seq, event.type, event.path)
+        self._activity()
         applied = self.tree.apply(event)
         self.state.cursor = event.seq
         key = _echo_key(event.type, event.node_id, event.version_id)
@@ -319,9 +326,25 @@ class MirrorSync:
         async for batch in watch_local(self.target, step_ms=self.options.watch_step_ms):
             if f"/{IGNORE_FILE}" in batch:
                 await self._rescan()
+            self._activity()
             self._mark(batch)
 
     # --- bookkeeping ----------------------------------------------------------------------------
+
+    def _activity(self) -> None:
+        if not self.options.once:
+            self._unscanned_since = time.monotonic()
+
+    def _rescan_due(self) -> bool:
+        """Quiet for :data:`IDLE_RESCAN` after activity, with nothing left to do."""
+        return (
+            self._unscanned_since is not None
+            and time.monotonic() - self._unscanned_since >= IDLE_RESCAN
+            and not self._dirty
+            and not self._busy
+            and not self._held
+            and not self._hints
+        )
 
     def _mark(self, rels: Iterable[str], delay: float = 0.0) -> None:
         now = time.monotonic()
@@ -393,6 +416,10 @@ class MirrorSync:
                 self._save_status()
                 if self.options.once and await self._once_done():
                     raise _Finished
+                if self._rescan_due():
+                    log.debug("%s idle: full rescan", self.target.name)
+                    await self._rescan()
+                    continue
                 self._wake.clear()
                 timeout = self._next_wake()
                 with contextlib.suppress(TimeoutError):
@@ -421,6 +448,8 @@ class MirrorSync:
             t for rel, t in self._dirty.items() if rel not in self._busy and rel not in self._held
         ]
         times += [deadline for _, deadline in self._echo_keys.values()]
+        if self._unscanned_since is not None and not (self._busy or self._held or self._hints):
+            times.append(self._unscanned_since + IDLE_RESCAN)
         if not times:
             return 5.0
         return max(0.0, min(times) - now) + 0.001
