@@ -8,7 +8,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 # In order; a benchmark whose file is absent (not written yet) is skipped.
-BENCHMARKS = ["server_core.py", "backends.py", "client_transfer.py", "mirror_latency.py", "mirror_sync.py"]
+BENCHMARKS = [
+    "server_core.py",
+    "backends.py",
+    "client_transfer.py",
+    "mirror_latency.py",
+    "mirror_sync.py",
+]
 
 
 def main() -> int:
