@@ -12,7 +12,6 @@ BENCHMARKS = [
     "server_core.py",
     "backends.py",
     "client_transfer.py",
-    "mirror_latency.py",
     "mirror_sync.py",
 ]
 
