@@ -212,6 +212,8 @@ def wheels(session: nox.Session) -> None:
             python,
             "--find-links",
             str(dist),
+            # The built wheels keep their version between builds; never take a cached copy.
+            *(arg for other in PACKAGE_NAMES for arg in ("--refresh-package", f"meshfs-{other}")),
             str(built[0]),
             external=True,
         )
