@@ -21,7 +21,7 @@ from meshfs_common.errors import InternalError, UnavailableError
 from meshfs_common.ids import is_id
 from meshfs_server.domain.ports import StoredChunk
 
-READ_BLOCK = 1024 * 1024
+READ_BLOCK = 4 * 1024 * 1024
 T = TypeVar("T")
 
 
