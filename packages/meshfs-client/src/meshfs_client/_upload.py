@@ -197,19 +197,7 @@ class Uploader:
         headers = precondition_headers(if_match, if_none_match)
         reported = 0
         for round_ in range(_INCOMPLETE_ROUNDS):
-            init = await self.transport.call(
-                "POST",
-                "/files/upload/init",
-                UploadInitResponse,
-                json=UploadInitRequest(
-                    path=path,
-                    size=digest.size,
-                    content_hash=digest.content_hash,
-                    chunks=list(digest.chunks),
-                ),
-                headers=precondition_headers(if_match, False),
-                idempotent=True,
-            )
+            init = await self._init(path, digest, if_match)
             if init.chunk_size != CHUNK_SIZE:
                 raise InternalError(
                     f"server uses {init.chunk_size}-byte chunks; this client {CHUNK_SIZE}"
@@ -236,19 +224,12 @@ class Uploader:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def put_known(
-        self,
-        path: str,
-        digest: ContentDigest,
-        *,
-        if_match: str | None,
-        if_none_match: bool,
-    ) -> CommitResult:
-        """Commit content the server already holds (a copy): init, then commit, no parts.
-
-        Raises :class:`UploadFailure` when the server lacks a chunk after all.
-        """
-        init = await self.transport.call(
+    async def _init(
+        self, path: str, digest: ContentDigest, if_match: str | None
+    ) -> UploadInitResponse:
+        """Announce content; the answer names the chunks the server still needs. Safe to
+        repeat (an unused upload just expires)."""
+        return await self.transport.call(
             "POST",
             "/files/upload/init",
             UploadInitResponse,
@@ -261,6 +242,20 @@ class Uploader:
             headers=precondition_headers(if_match, False),
             idempotent=True,
         )
+
+    async def put_known(
+        self,
+        path: str,
+        digest: ContentDigest,
+        *,
+        if_match: str | None,
+        if_none_match: bool,
+    ) -> CommitResult:
+        """Commit content the server already holds (a copy): init, then commit, no parts.
+
+        Raises :class:`UploadFailure` when the server lacks a chunk after all.
+        """
+        init = await self._init(path, digest, if_match)
         if init.missing:
             raise UploadFailure(f"the server lacks {len(init.missing)} chunk(s) of {path}")
         headers = precondition_headers(if_match, if_none_match)

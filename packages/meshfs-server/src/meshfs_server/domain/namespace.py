@@ -172,18 +172,9 @@ class Namespace:
     ) -> Entry:
         """Entry by path, or by node id (a tombstone too, with its last path)."""
         async with self.store.read(actor.tenant_id) as tx:
-            if node_id is not None:
-                node = await tx.get_node(node_id)
-                if node is None:
-                    raise NotFoundError(f"no such node: {node_id}")
-                where = await path_of(tx, node)
-                if node.is_live and not await is_reachable(tx, node):
-                    raise NotFoundError(f"no such node: {node_id}")
-            elif path is not None:
-                where = paths.normalise(path)
-                node = await resolve(tx, where)
-            else:
-                raise BadRequestError("give a path or a node_id")
+            node, where = await self._locate(tx, path=path, node_id=node_id)
+            if node_id is not None and node.is_live and not await is_reachable(tx, node):
+                raise NotFoundError(f"no such node: {node_id}")
         actor.check_read(where)
         return to_entry(node, where)
 
@@ -245,16 +236,10 @@ class Namespace:
     ) -> tuple[NodeRow, VersionRow]:
         """The node and version a download addresses (the head unless *version_id*)."""
         async with self.store.read(actor.tenant_id) as tx:
-            if node_id is not None:
-                node = await self._node(tx, node_id)
-                if version_id is None and not (node.is_live and await is_reachable(tx, node)):
-                    raise NotFoundError(f"node {node_id} is deleted; name a version_id")
-                where = await path_of(tx, node)
-            elif path is not None:
-                where = paths.normalise(path)
-                node = await resolve(tx, where)
-            else:
-                raise BadRequestError("give a path or a node_id")
+            node, where = await self._locate(tx, path=path, node_id=node_id)
+            head_by_id = node_id is not None and version_id is None
+            if head_by_id and not (node.is_live and await is_reachable(tx, node)):
+                raise NotFoundError(f"node {node_id} is deleted; name a version_id")
             actor.check_read(where)
             if node.is_dir:
                 raise IsADirError(f"is a directory: {where}")
@@ -263,6 +248,19 @@ class Namespace:
             if version is None or version.node_id != node.node_id:
                 raise NotFoundError(f"no such version: {version_id}")
         return node, version
+
+    async def _locate(
+        self, tx: ReadTx, *, path: str | None, node_id: str | None
+    ) -> tuple[NodeRow, str]:
+        """The node a request addresses by node id (tombstones too, with their last path) or
+        by path (live only), and its path."""
+        if node_id is not None:
+            node = await self._node(tx, node_id)
+            return node, await path_of(tx, node)
+        if path is not None:
+            where = paths.normalise(path)
+            return await resolve(tx, where), where
+        raise BadRequestError("give a path or a node_id")
 
     async def _node(self, tx: ReadTx, node_id: str) -> NodeRow:
         node = await tx.get_node(node_id)
