@@ -95,7 +95,7 @@ def own_server(tmp_path: Path) -> Iterator[LiveServer]:
     """A server of this test's own, which the test may stop and start again (same port)."""
     command = server_command()
     if command is None:
-        pytest.skip("meshfs-server is not installed in this environment")
+        pytest.fail("meshfs-server is not installed: install it beside meshfs-client to test")
     port = free_port()
     data_dir = tmp_path / "server-data"
     log_path = tmp_path / "server.log"

@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from meshfs_server.app import all_routes
 from meshfs_server.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[3] / "deploy"
-yaml = pytest.importorskip("yaml")
 
 
 def _expand(value: str) -> str:
