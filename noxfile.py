@@ -34,14 +34,28 @@ PACKAGES = ROOT / "packages"
 # Short names used in session ids (tests(package='fuse')) -> package directories.
 PACKAGE_NAMES = ["common", "server", "client", "fuse"]
 
-TEST_TOOLS = ["pytest>=8", "pytest-asyncio>=1.0", "hypothesis>=6.100", "httpx>=0.27"]
+TEST_TOOLS = [
+    "pytest>=8",
+    "pytest-asyncio>=1.0",
+    "pytest-timeout>=2.3",
+    "hypothesis>=6.100",
+    "httpx>=0.27",
+]
+# A test that hangs fails after this many seconds instead of holding CI until its limit.
+TEST_TIMEOUT = "--timeout=600"
 # meshfs-common has no async code; the FUSE daemon runs on trio (pytest-trio, trio_mode).
 # Workspace packages a package's tests run for real beside it (the client's tests talk to a real
 # meshfs-server process; the mount's tests to a server through the client).
 TEST_PEERS = {"client": ["server"], "fuse": ["server", "client"]}
 PACKAGE_TEST_TOOLS = {
-    "common": ["pytest>=8", "hypothesis>=6.100"],
-    "fuse": ["pytest>=8", "pytest-trio>=0.8", "hypothesis>=6.100", "httpx>=0.27"],
+    "common": ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100"],
+    "fuse": [
+        "pytest>=8",
+        "pytest-trio>=0.8",
+        "pytest-timeout>=2.3",
+        "hypothesis>=6.100",
+        "httpx>=0.27",
+    ],
 }
 SCRIPTS_TEST_TOOLS = ["pytest>=8", "packaging>=24"]
 
@@ -165,7 +179,7 @@ def tests(session: nox.Session, package: str) -> None:
     _install_packages(session, [directory, *peers], *dict.fromkeys(extra))
     # Run from the package directory so its own [tool.pytest.ini_options] apply.
     session.chdir(directory)
-    session.run("pytest", "-q", "tests", *session.posargs)
+    session.run("pytest", "-q", TEST_TIMEOUT, "tests", *session.posargs)
 
 
 @nox.session(python=PYTHON)
@@ -176,7 +190,7 @@ def integration(session: nox.Session) -> None:
     for directory in directories:
         extra += _group(directory / "pyproject.toml", "test")
     _install_packages(session, directories, *dict.fromkeys(extra))
-    session.run("pytest", "-q", "integration-tests", *session.posargs)
+    session.run("pytest", "-q", TEST_TIMEOUT, "integration-tests", *session.posargs)
 
 
 @nox.session(python=PYTHON)

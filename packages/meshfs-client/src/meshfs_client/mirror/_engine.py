@@ -422,8 +422,11 @@ class MirrorSync:
                     continue
                 self._wake.clear()
                 timeout = self._next_wake()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                # cancellation that arrives as the event is set, and the engine never stops.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._wake.wait()
 
     async def _once_done(self) -> bool:
         # --once: wait for running transfers, then fetch the echoes of what we did.

@@ -82,10 +82,14 @@ class PostgresDoorbell:
                 while not closed.is_set():
                     # The termination listener fires when the connection is noticed dead;
                     # a cheap query every few seconds makes sure it is noticed.
+                    # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a
+                    # cancellation that arrives as the event is set (shutdown would hang).
                     try:
-                        await asyncio.wait_for(closed.wait(), self.timeout)
+                        async with asyncio.timeout(self.timeout):
+                            await closed.wait()
                     except TimeoutError:
-                        await asyncio.wait_for(conn.fetchval("SELECT 1"), self.timeout)
+                        async with asyncio.timeout(self.timeout):
+                            await conn.fetchval("SELECT 1")
             except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 if failures == 0:
                     log.warning("lost the Postgres doorbell connection: %s", exc)
