@@ -250,6 +250,144 @@ class StreamMessage(Model):
     error: ErrorBody | None = None
 
 
+# --- diffs and history --------------------------------------------------------------------------
+
+ChangeStatus = Literal["created", "modified", "deleted", "renamed"]
+NoTextReason = Literal["binary", "too_large"]
+
+
+class DiffSide(Model):
+    """One side of a diff: a version of the file, or no content (``version_id`` None: the file
+    did not exist yet). ``media_type`` is a guess from the name and the bytes."""
+
+    version_id: str | None = None
+    size: int = 0
+    content_hash: str | None = None
+    media_type: str | None = None
+    created_at: datetime | None = None
+    writer: Writer | None = None
+
+
+class FileDiff(Model):
+    """The difference between two versions of one file (``old`` -> ``new``).
+
+    ``unified`` is a unified diff (``---``/``+++`` headers, 3 lines of context) when both sides
+    are UTF-8 text of at most ``text_limit`` bytes; otherwise it is None and ``no_text`` says
+    why (``binary`` or ``too_large``): compare the sides' size, media type and hash instead.
+    ``added``/``removed`` count changed lines (0 without a text diff); ``identical`` is true
+    when both sides have the same content.
+    """
+
+    path: str
+    node_id: str
+    old: DiffSide
+    new: DiffSide
+    identical: bool
+    unified: str | None = None
+    added: int = 0
+    removed: int = 0
+    no_text: NoTextReason | None = None
+    text_limit: int = 0
+
+
+class FileChange(Model):
+    """What happened to one file or directory over a stretch of history (its net effect).
+
+    ``status``: ``created`` (did not exist before, exists now), ``deleted``, ``modified`` (new
+    content at the same path) or ``renamed`` (at a new path, ``old_path``; ``content_changed``
+    says whether its content changed too). ``old_version_id``/``version_id`` are the content
+    before and after (files). ``added``/``removed`` are the changed lines of text content
+    (None when not computed: binary, too large, or not a text modification). ``writers`` are
+    everyone who changed it - a person's device or an agent token - in order of first change;
+    ``first_seq``/``last_seq`` the feed range of those changes (None for a snapshot diff whose
+    feed history was trimmed).
+    """
+
+    path: str
+    node_id: str
+    kind: NodeKind
+    status: ChangeStatus
+    old_path: str | None = None
+    old_version_id: str | None = None
+    version_id: str | None = None
+    size: int | None = None
+    content_changed: bool = False
+    added: int | None = None
+    removed: int | None = None
+    writers: list[Writer] = []
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+
+class ChangeSummary(Model):
+    """Everything that changed under ``path`` in the feed range ``(from_cursor, to_cursor]``,
+    one entry per file or directory, sorted by path.
+
+    ``history_trimmed`` is true when retention had already dropped part of the asked range
+    (the summary then starts at the oldest retained change). ``has_more``: the range held more
+    events than one answer covers; ask again with ``since_cursor = to_cursor`` for the rest.
+    """
+
+    path: str
+    from_cursor: int
+    to_cursor: int
+    changes: list[FileChange]
+    history_trimmed: bool = False
+    has_more: bool = False
+
+
+class SnapshotCreateRequest(Model):
+    """Name the current state of the subtree at ``path``; names are unique per tenant."""
+
+    path: str
+    name: str
+
+
+class Snapshot(Model):
+    """A named point of the change feed for a subtree: the exact files, directories and
+    versions live under ``path`` when it was taken (``cursor``), kept from retention."""
+
+    snapshot_id: str
+    name: str
+    path: str
+    node_id: str
+    cursor: int
+    created_at: datetime
+    created_by: Writer | None = None
+    files: int = 0
+    directories: int = 0
+    bytes: int = 0
+
+
+class SnapshotList(Model):
+    """Snapshots, newest first."""
+
+    snapshots: list[Snapshot]
+
+
+class SnapshotDiff(Model):
+    """How the subtree differs now from a snapshot (snapshot -> now), one entry per file or
+    directory, sorted by path; ``cursor`` is the feed position of "now"."""
+
+    snapshot: Snapshot
+    cursor: int
+    changes: list[FileChange]
+
+
+class SnapshotRestoreResult(Model):
+    """What a restore did, in one atomic commit.
+
+    ``undo`` is the snapshot taken automatically just before (``before-restore-<name>-<seq>``):
+    restoring it undoes this restore. ``changes`` is what the restore changed (as a diff from
+    the state before it); ``cursor`` the feed position after it.
+    """
+
+    snapshot: Snapshot
+    undo: Snapshot
+    cursor: int
+    changes: list[FileChange]
+
+
 # --- auth ---------------------------------------------------------------------------------------
 
 
