@@ -44,3 +44,56 @@ def test_environment_and_flags(tmp_path: Path) -> None:
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
     with pytest.raises(SettingsError, match=name):
         Settings.from_env({name: value})
+
+
+def test_flags_are_checked_like_their_variables() -> None:
+    with pytest.raises(SettingsError, match=r"^--bind: expected HOST:PORT"):
+        Settings.from_env({}, bind="localhost")
+
+
+@pytest.mark.parametrize("value", ["short", "x" * 31])
+def test_a_short_jwt_secret_is_refused_without_echoing_it(value: str) -> None:
+    with pytest.raises(SettingsError, match=r"^MESHFS_JWT_SECRET: must be at least 32 bytes") as e:
+        Settings.from_env({"MESHFS_JWT_SECRET": value})
+    assert value not in str(e.value)
+    assert Settings.from_env({"MESHFS_JWT_SECRET": "s" * 32}).jwt_secret == "s" * 32
+    assert Settings.from_env({"MESHFS_JWT_SECRET": ""}).jwt_secret is None
+
+
+@pytest.mark.parametrize(
+    ("command", "name", "value"),
+    [
+        ([], "MESHFS_JWT_SECRET", "too-short"),
+        (["serve"], "MESHFS_TOKEN_TTL_SECONDS", "soon"),
+        (["serve"], "MESHFS_GC_GRACE_SECONDS", "-5"),
+        (["serve"], "MESHFS_OBJECT_STORE_BACKEND", "gcs"),
+        (["migrate"], "MESHFS_DATABASE_URL", "mysql://db/x"),
+        (["collect"], "MESHFS_OBJECT_STORE_TIMEOUT_SECONDS", "never"),
+        (["admin", "list-users"], "MESHFS_TYPO", "1"),
+        (["keys", "rotate"], "MESHFS_JWT_SECRET", "short"),
+        (["approve", "ABCD-EFGH"], "MESHFS_BIND_ADDR", "localhost"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_2(
+    tmp_path: Path, command: list[str], name: str, value: str
+) -> None:
+    """What an administrator sees: the program, the variable, what is wrong; no traceback,
+    nothing started or created."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFS_")}
+    env |= {"MESHFS_DATA_DIR": str(tmp_path / "data"), name: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "meshfs_server", *command],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith(f"meshfs-server: {name}: "), lines[0]
+    if name == "MESHFS_JWT_SECRET":
+        assert value not in lines[0]
+    assert not (tmp_path / "data").exists()

@@ -47,11 +47,13 @@ def serve_options(func: Any) -> Any:
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment and flags; a bad value exits with code 2 and its name."""
+    """Settings from the environment and flags. A bad one is one line on stderr,
+    ``meshfs-server: MESHFS_X: what is wrong``, and exit code 2."""
     try:
         return Settings.from_env(**overrides)
     except SettingsError as exc:
-        raise click.UsageError(str(exc)) from None
+        click.echo(f"meshfs-server: {exc}", err=True)
+        sys.exit(2)
 
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})

@@ -2,7 +2,8 @@
 
 Every setting has a flag on ``meshfs-server serve`` and an environment variable; a flag wins.
 An unknown ``MESHFS_*`` variable or a malformed value is a start-up error naming the variable,
-never a silent fallback.
+never a silent fallback: :class:`SettingsError`, whose message reads ``MESHFS_X: what is
+wrong`` (``meshfs-server`` prints it as one line and exits 2).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+#: The shortest ``MESHFS_JWT_SECRET`` accepted (HS256 wants a key at least as long as its hash).
+MIN_JWT_SECRET_BYTES = 32
+
 
 class SettingsError(ValueError):
-    """A setting is unknown or malformed; the message names it."""
+    """A setting is unknown or malformed; the message (``MESHFS_X: what is wrong``) names it."""
 
 
 def default_data_dir() -> Path:
@@ -32,11 +36,36 @@ def _bind(value: str) -> str:
     return value
 
 
+def _integer(value: str, what: str) -> int:
+    text = value.strip()
+    if not text.isascii() or not text.lstrip("+-").isdigit():
+        raise ValueError(f"must be {what}")
+    return int(text)
+
+
 def _positive_int(value: str) -> int:
-    number = int(value)
+    number = _integer(value, "a positive integer")
     if number <= 0:
         raise ValueError("must be a positive integer")
     return number
+
+
+def _non_negative_int(value: str) -> int:
+    number = _integer(value, "a whole number of seconds (0 or more)")
+    if number < 0:
+        raise ValueError("must be a whole number of seconds (0 or more)")
+    return number
+
+
+def _jwt_secret(value: str) -> str | None:
+    if not value:
+        return None
+    if len(value.encode()) < MIN_JWT_SECRET_BYTES:
+        raise ValueError(
+            f"must be at least {MIN_JWT_SECRET_BYTES} bytes long"
+            " (unset it to use a generated key pair)"
+        )
+    return value
 
 
 def _bool(value: str) -> bool:
@@ -62,7 +91,10 @@ def _optional_path(value: str) -> Path | None:
 
 
 def _positive_float(value: str) -> float:
-    number = float(value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError("must be a positive number of seconds") from None
     if not number > 0 or number == float("inf"):
         raise ValueError("must be a positive number of seconds")
     return number
@@ -105,6 +137,15 @@ def _setting(
     return field(default=default, metadata={"env": env, "parse": parse, "secret": secret}, **kw)
 
 
+def _parse(spec: Any, name: str, raw: str) -> Any:
+    try:
+        return spec.metadata["parse"](raw)
+    except ValueError as exc:
+        # A secret's value is never echoed; others are, so the mistake is visible.
+        shown = "" if spec.metadata["secret"] else f" (got {raw!r})"
+        raise SettingsError(f"{name}: {exc}{shown}") from None
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything the server is configured with."""
@@ -114,7 +155,7 @@ class Settings:
     metadata_sqlite_path: Path | None = _setting("MESHFS_METADATA_SQLITE_PATH", _optional_path)
     content_dir: Path | None = _setting("MESHFS_CONTENT_DIR", _optional_path)
     public_url: str | None = _setting("MESHFS_PUBLIC_URL", str)
-    jwt_secret: str | None = _setting("MESHFS_JWT_SECRET", str, secret=True)
+    jwt_secret: str | None = _setting("MESHFS_JWT_SECRET", _jwt_secret, secret=True)
     token_ttl_seconds: int = _setting("MESHFS_TOKEN_TTL_SECONDS", _positive_int, 3600)
     refresh_token_ttl_seconds: int = _setting(
         "MESHFS_REFRESH_TOKEN_TTL_SECONDS", _positive_int, 2592000
@@ -124,7 +165,7 @@ class Settings:
         "MESHFS_TENANT_STORAGE_QUOTA_BYTES", _positive_int, 10 * 1024**3
     )
     dev_auto_approve: bool = _setting("MESHFS_DEV_AUTO_APPROVE", _bool, False)
-    gc_grace_seconds: int = _setting("MESHFS_GC_GRACE_SECONDS", int, 3600)
+    gc_grace_seconds: int = _setting("MESHFS_GC_GRACE_SECONDS", _non_negative_int, 3600)
     log_level: str = _setting(
         "MESHFS_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info"
     )
@@ -171,11 +212,11 @@ class Settings:
         # Combinations are checked here so that flags, the environment and code all agree.
         if self.object_store_backend == "s3" and not self.object_store_bucket:
             raise SettingsError(
-                "MESHFS_OBJECT_STORE_BUCKET must be set when MESHFS_OBJECT_STORE_BACKEND=s3"
+                "MESHFS_OBJECT_STORE_BUCKET: must be set when MESHFS_OBJECT_STORE_BACKEND=s3"
             )
         if self.object_store_direct_transfers and self.object_store_backend != "s3":
             raise SettingsError(
-                "MESHFS_OBJECT_STORE_DIRECT_TRANSFERS needs MESHFS_OBJECT_STORE_BACKEND=s3"
+                "MESHFS_OBJECT_STORE_DIRECT_TRANSFERS: needs MESHFS_OBJECT_STORE_BACKEND=s3"
             )
         if bool(self.object_store_access_key_id) != bool(self.object_store_secret_access_key):
             missing = (
@@ -183,7 +224,7 @@ class Settings:
                 if self.object_store_access_key_id
                 else "MESHFS_OBJECT_STORE_ACCESS_KEY_ID"
             )
-            raise SettingsError(f"{missing} must be set together with its pair")
+            raise SettingsError(f"{missing}: must be set together with its pair")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -195,19 +236,19 @@ class Settings:
         unknown = sorted(k for k in env if k.startswith("MESHFS_") and k not in known)
         unknown = [k for k in unknown if k not in foreign and not k.startswith("MESHFS_TEST_")]
         if unknown:
-            raise SettingsError(f"unknown setting {unknown[0]} (see meshfs-server serve --help)")
+            raise SettingsError(f"{unknown[0]}: unknown setting (see meshfs-server serve --help)")
         values: dict[str, Any] = {}
         for name, spec in known.items():
             if name in env:
-                try:
-                    values[spec.name] = spec.metadata["parse"](env[name])
-                except ValueError as exc:
-                    shown = "(value hidden)" if spec.metadata["secret"] else repr(env[name])
-                    raise SettingsError(f"{name}={shown}: {exc}") from None
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        settings = replace(cls(), **values)
-        _bind(settings.bind)
-        return settings
+                values[spec.name] = _parse(spec, name, env[name])
+        by_field = {f.name: f for f in fields(cls)}
+        for key, value in overrides.items():
+            if value is None:
+                continue
+            # A flag given as text is checked like its variable; the error names the flag.
+            flag = "--" + key.replace("_", "-")
+            values[key] = _parse(by_field[key], flag, value) if isinstance(value, str) else value
+        return replace(cls(), **values)
 
     # Derived locations ---------------------------------------------------------------------
 

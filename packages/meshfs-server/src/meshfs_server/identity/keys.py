@@ -31,11 +31,12 @@ from joserfc.jwk import KeySet, OctKey, OKPKey
 
 from meshfs_common.ids import new_id
 from meshfs_server.identity.sql import SqlDatabase
+from meshfs_server.settings import MIN_JWT_SECRET_BYTES
 
 ASYMMETRIC_ALG = "Ed25519"
 SECRET_ALG = "HS256"
 KEYS_FILE = "signing.json"
-MIN_SECRET_BYTES = 32
+MIN_SECRET_BYTES = MIN_JWT_SECRET_BYTES
 
 
 class KeyFileError(RuntimeError):
