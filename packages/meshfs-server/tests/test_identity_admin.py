@@ -81,6 +81,33 @@ def test_accounts_tenants_and_members(tmp_path: Path, on_backend: Settings) -> N
     assert {"admin.create_user", "admin.create_tenant", "admin.add_member"} <= actions
 
 
+def test_create_user_without_tenant_gets_a_tenant_of_their_own(
+    tmp_path: Path, on_backend: Settings
+) -> None:
+    """A user who belongs to no tenant could not approve a login on /device."""
+    admin = partial(run_admin, env=cli_env(on_backend))
+    made = admin(tmp_path, "create-user", "dana", "--no-password")
+    assert made.exit_code == 0, made.output
+    assert "owner of dana" in made.output
+    users = {
+        line.split("\t")[0]: line for line in admin(tmp_path, "list-users").output.splitlines()
+    }
+    assert users["dana"].split("\t")[4] == "dana:owner"
+
+    # A tenant of that name belongs to someone else: refused, naming the command to run, and
+    # nothing is created.
+    assert admin(tmp_path, "create-tenant", "erin").exit_code == 0
+    clash = admin(tmp_path, "create-user", "erin", "--no-password")
+    assert clash.exit_code == 1
+    assert "meshfs-server admin create-user erin --tenant NAME" in clash.output
+    assert "erin" not in {
+        line.split("\t")[0] for line in admin(tmp_path, "list-users").output.splitlines()
+    }
+    joined = admin(tmp_path, "create-user", "erin", "--no-password", "--tenant", "erins")
+    assert joined.exit_code == 0, joined.output
+    assert "owner of erins" in joined.output
+
+
 async def test_disable_user_stops_sessions_at_once(auth: AuthHarness) -> None:
     tokens = await auth.login("alice")
     data = auth.settings.resolved_data_dir

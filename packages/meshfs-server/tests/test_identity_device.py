@@ -287,6 +287,66 @@ def test_approve_cli_unknown_code_fails_with_one_line(
     assert "no pending login" in result.output
 
 
+def test_approve_cli_never_creates_a_data_directory(tmp_path: Path) -> None:
+    """Run under another HOME (or --data-dir), approve says where it looked and leaves no
+    empty data directory behind."""
+    elsewhere = tmp_path / "not-the-servers"
+    result = CliRunner().invoke(
+        main, ["approve", "BCDF-GHJK", "--data-dir", str(elsewhere)],
+        env={"MESHFS_DATABASE_URL": None},
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert str(elsewhere) in result.output
+    assert "--data-dir" in result.output
+    assert "Traceback" not in result.output
+    assert not elsewhere.exists()
+
+
+def test_approve_cli_lists_pending_codes_and_shows_client_names_safely(
+    tmp_path: Path, backend: dict[str, Any]
+) -> None:
+    import asyncio
+
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from meshfs_server.app import create_app
+
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, **backend)
+    hostile = "laptop\x1b[2J\x1b]0;pwned\x07\u202e\r\nforged line" + "x" * 500
+
+    def approve(code: str) -> Any:
+        return CliRunner().invoke(
+            main, ["approve", code, "--user", "bob", "--data-dir", str(data)],
+            env=cli_env(settings),
+        )  # fmt: skip
+
+    async def scenario() -> tuple[Any, Any, str]:
+        app = create_app(settings, background=False)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                started = await client.post("/auth/device/start", json={"client_name": hostile})
+                code = started.json()["user_code"]
+                wrong = await asyncio.to_thread(approve, "BCDF-GHJK")
+                right = await asyncio.to_thread(approve, code)
+                return wrong, right, code
+
+    wrong, right, code = asyncio.run(scenario())
+    assert wrong.exit_code == 1
+    assert "no pending login with code BCDF-GHJK" in wrong.output
+    where = str(data) if settings.database_url is None else "Postgres database"
+    assert where in wrong.output
+    assert code in wrong.output  # the pending code, to pick from
+    assert right.exit_code == 0, right.output
+    for output in (wrong.output, right.output):
+        assert not any(c in output for c in "\x1b\x07\r\u202e")
+        assert "\nforged line" not in output
+        assert max(len(line) for line in output.splitlines()) < 200
+    assert "laptop" in right.output
+
+
 def test_keys_rotate_keeps_old_keys(tmp_path: Path, backend: dict[str, Any]) -> None:
     runner = CliRunner(env=cli_env(Settings(data_dir=tmp_path, **backend)))
     first = runner.invoke(main, ["keys", "rotate", "--data-dir", str(tmp_path)])

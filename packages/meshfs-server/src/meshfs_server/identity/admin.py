@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from meshfs_common.errors import NotFoundError
+from meshfs_common.errors import AlreadyExistsError, NotFoundError
 from meshfs_server.identity import accounts, audit
 from meshfs_server.identity.cli import DATA_DIR, run_db, settings_for
 from meshfs_server.identity.sql import SqlDatabase, SqlSession
@@ -49,7 +49,11 @@ def admin() -> None:
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="read the password from stdin")
 @click.option("--no-password", is_flag=True, help="no password (device approval by CLI only)")
-@click.option("--tenant", default=None, help="also add to this tenant (created if missing)")
+@click.option(
+    "--tenant",
+    default=None,
+    help="add to this tenant (created if missing) [a new tenant named after the user]",
+)
 @click.option(
     "--role",
     type=click.Choice(accounts.ROLES),
@@ -62,25 +66,44 @@ def create_user(
     username: str, password_stdin: bool, no_password: bool, tenant: str | None, role: str,
     data_dir: Path | None,
 ) -> None:  # fmt: skip
-    """Create a local account (argon2id password hash)."""
+    """Create a local account (argon2id password hash).
+
+    Every account belongs to a tenant, or it could not sign in: without --tenant the user
+    becomes owner of a new tenant named after them (as `meshfs-server approve` does).
+    """
     password = None if no_password else _password(password_stdin)
 
     async def work(conn: SqlSession) -> str:
         user = await accounts.create_user(conn, username, password)
         line = f"created user {username} ({user.user_id})"
-        if tenant is not None:
+        if tenant is None:
+            if await accounts.get_tenant(conn, name=username) is not None:
+                # Joining someone else's tenant by a name clash would be a surprise: refuse
+                # (the transaction rolls back, so the user is not created either).
+                raise AlreadyExistsError(
+                    f"a tenant named {username} already exists; choose the user's tenant:"
+                    f" meshfs-server admin create-user {username} --tenant NAME"
+                )
+            found = await accounts.create_tenant(conn, username)
+            await audit.record(
+                conn, found.tenant_id, "admin.create_tenant", target=username,
+                detail={"plan": found.plan, "via": "cli"},
+            )  # fmt: skip
+            member_role = "owner"
+        else:
             found = await accounts.get_tenant(conn, name=tenant) or await accounts.create_tenant(
                 conn, tenant
             )
-            await accounts.set_member(conn, found.tenant_id, user.user_id, role)
-            await audit.record(
-                conn,
-                found.tenant_id,
-                "admin.add_member",
-                target=username,
-                detail={"role": role, "via": "cli"},
-            )
-            line += f", {role} of {tenant}"
+            member_role = role
+        await accounts.set_member(conn, found.tenant_id, user.user_id, member_role)
+        await audit.record(
+            conn,
+            found.tenant_id,
+            "admin.add_member",
+            target=username,
+            detail={"role": member_role, "via": "cli"},
+        )
+        line += f", {member_role} of {found.name}"
         await audit.record(conn, None, "admin.create_user", target=username, detail={"via": "cli"})
         return line
 

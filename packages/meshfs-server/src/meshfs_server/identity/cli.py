@@ -15,11 +15,13 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import click
 
-from meshfs_common.errors import MeshFSError
-from meshfs_server.identity import accounts
+from meshfs_common.errors import MeshFSError, NotFoundError
+from meshfs_server.display import printable
+from meshfs_server.identity import accounts, device
 from meshfs_server.identity.keys import KeyFileError, KeyRing
 from meshfs_server.identity.schema import identity_migrations
 from meshfs_server.identity.service import approve_for_account, key_source
@@ -58,24 +60,63 @@ def run_db(settings: Settings, work: Callable[[SqlDatabase], Awaitable[T]]) -> T
         sys.exit(1)
 
 
+def identity_location(settings: Settings) -> str:
+    """Where the commands read accounts and logins, as an administrator would name it (the
+    data directory, or the Postgres host and database - never the password)."""
+    if settings.database_url is None:
+        return f"the data directory {settings.resolved_data_dir}"
+    dsn = urlsplit(settings.database_url)
+    return f"the Postgres database {dsn.path.lstrip('/') or '?'} on {dsn.hostname or 'localhost'}"
+
+
+def require_existing_data(settings: Settings, what: str) -> None:
+    """Exit 1 with one line when the embedded database is not there: *what* cannot succeed on
+    an empty data directory, and opening it would create one (typically under the wrong
+    HOME or --data-dir)."""
+    if settings.database_url is None and not settings.sqlite_path.exists():
+        click.echo(
+            f"meshfs-server: {what}: {identity_location(settings)} holds no MeshFS server data"
+            f" (no {settings.sqlite_path.name}); is the server using another --data-dir or"
+            " MESHFS_DATA_DIR?",
+            err=True,
+        )
+        sys.exit(1)
+
+
+def _describe_pending(codes: list[device.DeviceCode], now: float) -> str:
+    if not codes:
+        return "no login is pending there"
+    lines = ["pending logins there:"]
+    for code in codes:
+        age = max(0, round((now - code.created_at) / 60))
+        source = f" from {printable(code.client_address)}" if code.client_address else ""
+        lines.append(f"  {code.user_code}  {printable(code.client_name)}{source}, {age} min ago")
+    return "\n".join(lines)
+
+
 def approve_code(
     settings: Settings, user_code: str, username: str, tenant: str | None, role: str, deny: bool
 ) -> str:
-    """Approve (or deny) a pending device login directly in the database."""
+    """Approve (or deny) a pending device login directly in the database.
+
+    An unknown code fails naming where it was looked up and listing the pending codes."""
     accounts.check_role(role)
+    require_existing_data(settings, "no pending login")
 
     async def work(db: SqlDatabase) -> str:
+        now = time.time()
         async with db.write() as conn:
-            return await approve_for_account(
-                conn,
-                user_code,
-                username,
-                tenant,
-                role,
-                approve=not deny,
-                now=time.time(),
-                via="cli",
-            )
+            try:
+                return await approve_for_account(
+                    conn, user_code, username, tenant, role, approve=not deny, now=now, via="cli"
+                )
+            except NotFoundError:
+                waiting = await device.pending(conn, now)
+        raise NotFoundError(
+            f"no pending login with code {printable(user_code)} in"
+            f" {identity_location(settings)} (expired or mistyped);"
+            f" {_describe_pending(waiting, now)}"
+        )
 
     return run_db(settings, work)
 

@@ -93,6 +93,16 @@ async def by_user_code(conn: SqlSession, user_code: str, now: float) -> DeviceCo
     return None if row is None else DeviceCode(*row)
 
 
+async def pending(conn: SqlSession, now: float) -> list[DeviceCode]:
+    """Every live code still waiting for a decision, oldest first."""
+    rows = await conn.fetchall(
+        f"SELECT {_COLUMNS} FROM device_codes WHERE status = 'pending' AND expires_at > ?"
+        " ORDER BY created_at",
+        (now,),
+    )
+    return [DeviceCode(*row) for row in rows]
+
+
 async def decide(
     conn: SqlSession, code: DeviceCode, *, approve: bool, user_id: str, tenant_id: str
 ) -> None:

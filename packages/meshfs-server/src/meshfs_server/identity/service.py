@@ -26,6 +26,7 @@ from meshfs_common.errors import (
 )
 from meshfs_common.ids import new_id
 from meshfs_common.models import DeviceStartResponse, TokenResponse, Whoami
+from meshfs_server.display import clean_label, printable
 from meshfs_server.domain.actor import Actor
 from meshfs_server.identity import accounts, audit, device, safety
 from meshfs_server.identity.accounts import Role
@@ -106,7 +107,8 @@ async def approve_for_account(
         detail={"user_code": code.user_code, "via": via, "client_name": code.client_name},
     )
     verb = "approved" if approve else "denied"
-    return f"{verb} {code.client_name} ({code.user_code}) for {user.username} in {found.name}"
+    client = printable(code.client_name)
+    return f"{verb} {client} ({code.user_code}) for {user.username} in {found.name}"
 
 
 def key_source(db: SqlDatabase, settings: Settings) -> KeySource:
@@ -413,7 +415,9 @@ class Identity:
     ) -> DeviceStartResponse:
         """Begin a device login (RFC 8628 3.2)."""
         now = self.clock()
-        name = (client_name or "meshfs").strip()[:100] or "meshfs"
+        # Shown on the approval page, by `meshfs-server approve` and in logs: no control
+        # characters, bounded length.
+        name = clean_label(client_name, default="meshfs")
         async with self.db.write() as db:
             device_code, user_code = await device.start(
                 db, name, scope or DEFAULT_SCOPE, now, address
