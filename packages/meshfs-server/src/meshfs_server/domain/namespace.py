@@ -214,7 +214,10 @@ class Namespace:
         size = page_limit(limit)
         async with self.store.read(actor.tenant_id) as tx:
             node = await self._node(tx, node_id)
-            actor.check_read(await path_of(tx, node))
+            where = await path_of(tx, node)
+            actor.check_read(where)
+            if node.is_dir:
+                raise IsADirError(f"{where} is a directory; only files have versions")
             before_seq = None
             if before is not None:
                 anchor = await tx.get_version(before)
@@ -439,6 +442,8 @@ class Namespace:
                 raise NotFoundError(f"no such version of {node_id}: {version_id}")
             live = node.is_live and await is_reachable(tx, node)
             where = await path_of(tx, node)
+            # The file (a tombstone too) must be one the actor may read, wherever it goes.
+            actor.check_read(where)
             target_path = paths.normalise(path) if path is not None else where
             actor.check_write(target_path)
             if live and target_path != where:

@@ -119,7 +119,7 @@ async def delete(request: Request) -> Response:
     "Versions of a file, newest first", response=VersionPage,
     params=(Param("node_id", "path", required=True), Param("limit", type="integer"),
             Param("before", description="version id to page from")),
-    errors=("not_found", "forbidden"), tags=("versions",),
+    errors=("not_found", "forbidden", "is_a_directory"), tags=("versions",),
 ))  # fmt: skip
 async def versions(request: Request) -> Response:
     who = await actor(request)
