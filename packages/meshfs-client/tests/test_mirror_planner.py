@@ -8,8 +8,13 @@ held is on the server in the end or in its history).
 
 from __future__ import annotations
 
+import logging
+import os
+import stat
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -261,3 +266,26 @@ def test_state_db_moves_and_survives_reopen(tmp_path: object) -> None:
     assert "/y/a" in again.synced
     again.close()
     assert subtree_bounds("/a") == ("/a/", "/a0")
+
+
+def test_state_db_is_private(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """It names every mirrored file: 0600 in directories made 0700, whatever the umask, and an
+    older readable one is tightened with a warning."""
+    previous = os.umask(0o022)
+    try:
+        path = tmp_path / "state" / "mirror" / "s.sqlite3"
+        db = StateDB(path)
+        db.cursor = 1
+        db.commit()
+        for made in (path.parent, path.parent.parent):
+            assert stat.S_IMODE(made.stat().st_mode) == 0o700
+        for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+            assert stat.S_IMODE(file.stat().st_mode) == 0o600, file
+        db.close()
+        path.chmod(0o644)
+        with caplog.at_level(logging.WARNING, logger="meshfs.sync"):
+            StateDB(path).close()
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600
+        assert f"{path} was readable by other users (mode 0644)" in caplog.text
+    finally:
+        os.umask(previous)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Coroutine
@@ -62,6 +63,8 @@ def load_settings(**overrides: Any) -> Settings:
 @click.pass_context
 def main(ctx: click.Context, /, **flags: Any) -> None:
     """MeshFS server. Without a command, `serve`."""
+    # Whatever this process creates (database, journal, keys, content) is for its user only.
+    os.umask(0o077)
     if ctx.invoked_subcommand is None:
         ctx.invoke(serve, **flags)
 

@@ -11,6 +11,7 @@ from starlette.requests import HTTPConnection
 
 from meshfs_common.ids import new_id
 from meshfs_server.adapters.local_content import LocalContentStore
+from meshfs_server.adapters.private_files import private_dir
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
 from meshfs_server.adapters.sqlite_metadata import SqliteMetadataStore
 from meshfs_server.domain.actor import Actor
@@ -46,6 +47,15 @@ class Services:
     doorbell: PostgresDoorbell | None = None  # LISTEN/NOTIFY between server processes
 
 
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data directory (and the SQLite file's directory in it) 0700, or tighten
+    them with a warning if other users can read them: they hold password hashes, every file
+    name and client addresses."""
+    private_dir(settings.resolved_data_dir)
+    if settings.metadata_sqlite_path is None:
+        private_dir(settings.sqlite_path.parent)
+
+
 async def open_metadata(
     settings: Settings, stack: AsyncExitStack, db: SqliteDatabase, *, instance: str = ""
 ) -> MetadataStore:
@@ -76,6 +86,7 @@ async def migrate_metadata(settings: Settings, *, dry_run: bool = False) -> list
     ``component:version`` applied (or, with *dry_run*, pending). Identity migrates its own
     SQLite tables when the server starts."""
     if settings.database_url is None:
+        prepare_data_dir(settings)
         db = await SqliteDatabase.open(settings.sqlite_path)
         try:
             pending = await _sqlite_pending(db)
@@ -141,6 +152,7 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     """Open storage and build the domain services for *settings*."""
     async with AsyncExitStack() as stack:
+        prepare_data_dir(settings)
         db = await SqliteDatabase.open(settings.sqlite_path)
         stack.push_async_callback(db.close)
         instance = new_id()

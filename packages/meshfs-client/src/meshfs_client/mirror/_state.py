@@ -17,13 +17,19 @@ Tables (the invariants are the ones the engine relies on after a crash):
     Paths the engine still has to look at (for ``--status``; rebuilt from a scan at start).
 
 Paths are mirror-relative (see :mod:`meshfs_client.mirror._model`). The database lives in the
-user's state directory (``platformdirs.user_state_dir("meshfs")/mirror``).
+user's state directory (``platformdirs.user_state_dir("meshfs")/mirror``). It names every
+mirrored file, so it is private: the file is 0600 (tightened, with a warning, if an older
+version left it readable) and directories created for it are 0700.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
+import os
 import sqlite3
+import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -31,6 +37,8 @@ from typing import Any
 import platformdirs
 
 from meshfs_client.mirror._model import RemoteNode, SyncedNode
+
+log = logging.getLogger("meshfs.sync")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -58,6 +66,31 @@ def state_file(state_dir: Path, server: str, tenant: str, remote_root: str, targ
     return state_dir / f"{hashlib.sha256(key.encode()).hexdigest()[:24]}.sqlite3"
 
 
+def _make_private(path: Path) -> None:
+    """Create *path*'s missing directories 0700 and *path* itself 0600 (or tighten it, and
+    SQLite's ``-wal``/``-shm`` beside it, when other users can read them)."""
+    missing = []
+    probe = path.parent
+    while not probe.exists() and probe.parent != probe:
+        missing.append(probe)
+        probe = probe.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+        directory.chmod(0o700)  # mkdir's mode is filtered by the umask
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        try:
+            current = stat.S_IMODE(file.stat().st_mode)
+        except FileNotFoundError:
+            continue
+        if current != 0o600:
+            file.chmod(0o600)
+            if current & 0o077:
+                log.warning("%s was readable by other users (mode %04o); made it 0600", file,
+                            current)  # fmt: skip
+
+
 def subtree_bounds(rel: str) -> tuple[str, str]:
     """``[lo, hi)`` of the paths strictly below *rel* in code-point order ('/' + 1 is '0')."""
     prefix = "/" if rel == "/" else rel + "/"
@@ -73,7 +106,7 @@ class StateDB:
     """The tables above, mirrored in memory for the planner (writes go through to SQLite)."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_private(path)
         self.path = path
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")

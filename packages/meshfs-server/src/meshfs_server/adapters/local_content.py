@@ -19,6 +19,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from meshfs_common.errors import InternalError, UnavailableError
 from meshfs_common.ids import is_id
+from meshfs_server.adapters.private_files import private_dir
 from meshfs_server.domain.ports import StoredChunk
 
 READ_BLOCK = 4 * 1024 * 1024
@@ -67,8 +68,9 @@ class LocalContentStore:
         return store
 
     def _prepare(self) -> None:
-        self.tmp.mkdir(parents=True, exist_ok=True)
-        self.chunks.mkdir(parents=True, exist_ok=True)
+        # Only the server's user may read content (0700, tightened if an older run left 0755).
+        for directory in (self.root, self.tmp, self.chunks):
+            private_dir(directory)
         for leftover in self.tmp.iterdir():  # partial writes of a previous run
             leftover.unlink(missing_ok=True)
 
@@ -82,7 +84,7 @@ class LocalContentStore:
         return fd, Path(name)
 
     def _install(self, source: Path, dest: Path) -> None:
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(dest.parent, tighten=False)
         os.replace(source, dest)
         _fsync_dir(dest.parent)
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from meshfs_common.errors import UnavailableError
 from meshfs_server.adapters.group_sync import GroupSync
+from meshfs_server.adapters.private_files import private_dir, private_file, tighten_if_present
 
 Migrations = dict[str, Sequence[str]]
 BUSY_TIMEOUT_MS = 10000
@@ -65,9 +66,14 @@ class SqliteDatabase:
 
     @classmethod
     async def open(cls, path: Path, *, readers: int = 4) -> SqliteDatabase:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        """Open (creating it 0600 if missing) the database file at *path*."""
 
         def connect_all() -> tuple[sqlite3.Connection, list[sqlite3.Connection]]:
+            # SQLite gives its -wal and -shm files the database file's mode.
+            private_dir(path.parent, tighten=False)
+            private_file(path)
+            for companion in ("-wal", "-shm"):
+                tighten_if_present(Path(f"{path}{companion}"))
             writer = _connect(path)
             return writer, [_connect(path) for _ in range(readers)]
 

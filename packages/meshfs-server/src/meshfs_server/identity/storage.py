@@ -38,6 +38,9 @@ async def open_identity_db(
     from meshfs_server.adapters.sqlite_sql import SqliteSql
 
     if db is None:
+        from meshfs_server.services import prepare_data_dir
+
+        prepare_data_dir(settings)
         db = await SqliteDatabase.open(settings.sqlite_path, readers=1)
         stack.push_async_callback(db.close)
     return SqliteSql(db)
