@@ -50,6 +50,7 @@ from meshfs_common.models import (
     RenameRequest,
     RestoreRequest,
     TokenResponse,
+    ToolCallRecord,
     Version,
     VersionPage,
     Whoami,
@@ -555,6 +556,18 @@ class MeshFSClient:
         """``GET /plans/current``: the tenant's plan, retention, rate limit and storage use."""
         reply = await self._t.request("GET", "/plans/current", idempotent=True)
         return reply.decode(dict[str, Any])
+
+    async def record_tool_call(
+        self, tool: str, *, target: str | None = None, outcome: str = "ok"
+    ) -> None:
+        """Record an MCP tool call made with this client's token in the audit log
+        (``mcp.tool.<tool>``, with the caller's identity)."""
+        await self._t.request(
+            "POST",
+            "/audit/tool-calls",
+            json=ToolCallRecord(tool=tool, target=target, outcome=outcome),
+            idempotent=False,  # a resend after a lost answer would record the call twice
+        )
 
     async def audit_page(
         self,

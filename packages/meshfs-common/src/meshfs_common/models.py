@@ -446,6 +446,18 @@ class Whoami(Model):
     session_id: str | None = None
 
 
+# --- agents (MCP) -------------------------------------------------------------------------------
+
+
+class ToolCallRecord(Model):
+    """One MCP tool call, for the audit log (``POST /audit/tool-calls``): the tool's name,
+    the path it was called on, and ``ok`` or ``error:<code>``."""
+
+    tool: str
+    target: str | None = None
+    outcome: str = "ok"
+
+
 # --- service ------------------------------------------------------------------------------------
 
 

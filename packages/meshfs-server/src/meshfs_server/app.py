@@ -24,11 +24,13 @@ SWEEP_INTERVAL = 6 * 3600.0
 
 
 def all_routes() -> list[BaseRoute]:
+    from meshfs_server.http.mcp import routes as mcp_routes
     from meshfs_server.identity.http import routes as identity_routes
 
     return [
         *health.routes,
         *identity_routes,
+        *mcp_routes,
         *files.routes,
         *transfer.routes,
         *sync.routes,
@@ -62,9 +64,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        from meshfs_server.http.mcp import open_mcp
+
         async with open_services(settings, authenticate=authenticate) as services:
             app.state.services = services
-            async with anyio.create_task_group() as tasks:
+            async with open_mcp(settings) as mcp, anyio.create_task_group() as tasks:
+                app.state.mcp = mcp
                 if background:
                     tasks.start_soon(_collect_forever, services)
                 yield

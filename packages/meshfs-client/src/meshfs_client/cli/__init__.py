@@ -14,7 +14,7 @@ import click
 import msgspec
 
 from meshfs_client import __version__
-from meshfs_client.cli import admin, auth, files, history, sync, transfer
+from meshfs_client.cli import admin, agents, auth, files, history, sync, transfer
 from meshfs_client.cli._context import CliState
 from meshfs_client.cli._errors import (
     EXIT_ERROR,
@@ -71,6 +71,7 @@ for _command in (
 ):
     cli.add_command(_command)
 cli.add_command(admin.quota, name="plan")  # the and the server's name for it
+cli.add_command(agents.mcp)
 
 
 def _report(exc: BaseException, code: int, as_json: bool) -> None:

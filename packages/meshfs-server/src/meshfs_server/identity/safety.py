@@ -42,6 +42,7 @@ _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 _NOT_AUDITED = {
     "/auth/device/start", "/auth/device/poll", "/auth/device/activate", "/auth/refresh",
     "/auth/logout", "/files/upload/part", "/files/upload/init", "/device",
+    "/mcp", "/audit/tool-calls",  # each MCP tool call is audited as mcp.tool.<name>
 }  # fmt: skip
 _ID_SEGMENT = re.compile(r"/[0-9A-HJKMNP-TV-Z]{26}(?=/|$)")
 _IP_LIMITED = ("/auth/", "/device")

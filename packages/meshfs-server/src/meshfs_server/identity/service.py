@@ -158,11 +158,12 @@ class Identity:
 
     async def audit_event(
         self, tenant_id: str | None, action: str, outcome: str, who: Who,
-        detail: dict[str, object] | None = None,
+        detail: dict[str, object] | None = None, target: str | None = None,
     ) -> None:  # fmt: skip
         """Record an audit row in its own transaction."""
         async with self.db.write() as db:
-            await audit.record(db, tenant_id, action, outcome=outcome, who=who, detail=detail)
+            await audit.record(db, tenant_id, action, outcome=outcome, who=who, detail=detail,
+                               target=target)  # fmt: skip
 
     def check_guesses(self, key: str) -> None:
         """Refuse while *key* (an address or account) has used up its failed attempts."""

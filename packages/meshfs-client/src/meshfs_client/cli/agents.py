@@ -1,0 +1,33 @@
+"""Agent commands: ``mcp`` (MeshFS as an MCP server over stdio)."""
+
+from __future__ import annotations
+
+import click
+
+from meshfs_client.cli._context import CliState, pass_state, run
+
+
+@click.command()
+@pass_state
+def mcp(state: CliState) -> None:
+    """Serve MeshFS to an agent host over MCP (stdin/stdout).
+
+    For hosts that start a process (Claude Desktop, IDEs, agent frameworks): the host speaks
+    MCP on this command's stdin and stdout. The tools (read, write, edit, list, tree, search,
+    stat, mkdir, move, delete, versions, restore, diff, changes_since) act with the token in
+    MESHFS_TOKEN - give the agent its own agent token, limited to a path prefix and, if it only
+    reads, read-only - or else with your stored login. The server enforces the token's limits
+    on every call, records the agent as the writer of each version, and audits every tool
+    call (`meshfs audit --action 'mcp.tool.*'`).
+    """
+
+    async def body() -> None:
+        from meshfs_client import __version__
+        from meshfs_client.mcp import serve_stdio
+
+        async with state.client() as client:
+            # Fail now, with one clear line, rather than on the agent's first tool call.
+            await client.whoami()
+            await serve_stdio(client, version=__version__)
+
+    run(body())
