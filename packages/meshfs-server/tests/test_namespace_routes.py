@@ -92,6 +92,62 @@ async def test_list_is_sorted_and_paged(client: httpx.AsyncClient) -> None:
     assert seen == names
 
 
+async def list_all(client: httpx.AsyncClient, path: str, limit: int, **params: str) -> list[dict]:
+    """Every entry, one page of *limit* at a time, following next_after."""
+    seen: list[dict] = []
+    after = None
+    for _ in range(1000):
+        query = {"path": path, "limit": str(limit), **params} | ({"after": after} if after else {})
+        r = await client.get("/files/list", params=query)
+        assert r.status_code == 200, r.text
+        page = r.json()
+        seen += page["entries"]
+        if not page["has_more"]:
+            return seen
+        after = page["next_after"]
+    raise AssertionError("listing did not end")
+
+
+async def test_paging_with_tombstones_sharing_a_name_skips_nothing(
+    client: httpx.AsyncClient,
+) -> None:
+    """A name held by a live file and by tombstones: every page boundary falls between entries
+    of the same name at some limit, and no entry is skipped or repeated."""
+    for round_ in range(3):
+        await write(client, "/d/same", f"gone {round_}".encode())
+        assert (await client.delete("/files", params={"path": "/d/same"})).status_code == 200
+    await write(client, "/d/same", b"live")
+    await write(client, "/d/a", b"a")
+    await write(client, "/d/z", b"z")
+    whole = await list_all(client, "/d", 1000, include_deleted="true")
+    assert [e["name"] for e in whole] == ["a", "same", "same", "same", "same", "z"]
+    ids = [e["node_id"] for e in whole]
+    assert len(set(ids)) == 6
+    for limit in (1, 2, 3, 4, 5):
+        paged = await list_all(client, "/d", limit, include_deleted="true")
+        assert [e["node_id"] for e in paged] == ids, f"limit={limit}"
+    live = await list_all(client, "/d", 1)
+    assert [e["name"] for e in live] == ["a", "same", "z"]
+    assert all(e["deleted_at"] is None for e in live)
+
+
+async def test_list_after_a_plain_name_still_works(client: httpx.AsyncClient) -> None:
+    for name in ("a", "b", "c"):
+        await write(client, f"/d/{name}", b"x")
+    page = (await client.get("/files/list", params={"path": "/d", "after": "a"})).json()
+    assert [e["name"] for e in page["entries"]] == ["b", "c"]
+    first = (await client.get("/files/list", params={"path": "/d", "limit": "1"})).json()
+    assert first["next_after"] != "a"  # a token, not the name; opaque to clients
+
+
+@pytest.mark.parametrize("after", ["n1/!!!", "n1/WyJhIl0", "x/y", "n1/" + "A" * 40])
+async def test_list_refuses_a_forged_position(client: httpx.AsyncClient, after: str) -> None:
+    await write(client, "/d/a", b"x")
+    r = await client.get("/files/list", params={"path": "/d", "after": after})
+    assert (r.status_code, r.json()["error"]) == (400, "bad_request")
+    assert "next_after" in r.json()["error_description"]
+
+
 async def test_list_errors(client: httpx.AsyncClient) -> None:
     await write(client, "/file", b"x")
     assert (await client.get("/files/list", params={"path": "/nope"})).status_code == 404

@@ -327,7 +327,10 @@ class MeshFSClient:
         after: str | None = None,
         include_deleted: bool = False,
     ) -> ListPage:
-        """One page of a directory listing, sorted by name."""
+        """One page of a directory listing, sorted by name (then node id).
+
+        *after* is the previous page's ``next_after``, passed back unchanged.
+        """
         return await self._t.call(
             "GET",
             "/files/list",

@@ -64,7 +64,11 @@ class Entry(Model):
 
 
 class ListPage(Model):
-    """One page of a directory listing, sorted by name (code point order)."""
+    """One page of a directory listing, sorted by name (code point order), then node id.
+
+    ``next_after`` (set when ``has_more``) is an opaque position: pass it back unchanged as
+    ``after`` for the next page.
+    """
 
     path: str
     entries: list[Entry]

@@ -44,6 +44,7 @@ from meshfs_server.adapters.rows import (
     version_from,
     writer_json,
 )
+from meshfs_server.domain.paging import ChildKey
 from meshfs_server.domain.ports import (
     ChunkState,
     FeedBounds,
@@ -212,15 +213,22 @@ class PostgresReadTx:
         return None if row is None else node_from(row)
 
     async def children(
-        self, parent_id: str, *, after: str | None, limit: int, include_deleted: bool = False
+        self, parent_id: str, *, after: ChildKey | None, limit: int, include_deleted: bool = False
     ) -> list[NodeRow]:
         live = "" if include_deleted else " AND deleted_at IS NULL"
+        start: tuple[object, ...] = ()
+        if after is not None and after.node_id is not None:
+            live += " AND (name, node_id) > ($3, $4)"
+            start = (after.name, after.node_id)
+        elif after is not None:
+            live += " AND name > $3"
+            start = (after.name,)
         rows = await self.conn.fetch(
             f"SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = $1 AND parent_id = $2"
-            f" AND name > $3{live} ORDER BY name, deleted_at NULLS FIRST LIMIT $4",
+            f"{live} ORDER BY name, node_id LIMIT ${3 + len(start)}",
             self.tenant_id,
             parent_id,
-            after if after is not None else "",
+            *start,
             limit,
         )
         return [node_from(r) for r in rows]

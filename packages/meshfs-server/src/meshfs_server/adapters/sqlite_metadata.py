@@ -55,6 +55,7 @@ from meshfs_server.adapters.rows import (
     writer_json,
 )
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
+from meshfs_server.domain.paging import ChildKey
 from meshfs_server.domain.ports import (
     ChunkState,
     FeedBounds,
@@ -211,14 +212,21 @@ class SqliteReadTx:
         return None if row is None else node_from(row)
 
     async def children(
-        self, parent_id: str, *, after: str | None, limit: int, include_deleted: bool = False
+        self, parent_id: str, *, after: ChildKey | None, limit: int, include_deleted: bool = False
     ) -> list[NodeRow]:
         live = "" if include_deleted else " AND deleted_at IS NULL"
+        start: tuple[object, ...] = ()
+        if after is not None and after.node_id is not None:
+            live += " AND (name, node_id) > (?, ?)"
+            start = (after.name, after.node_id)
+        elif after is not None:
+            live += " AND name > ?"
+            start = (after.name,)
         rows = self._all(
             f"SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND parent_id = ?"
-            f" AND name > ?{live} ORDER BY name, deleted_at LIMIT ?",
+            f"{live} ORDER BY name, node_id LIMIT ?",
             parent_id,
-            after if after is not None else "",
+            *start,
             limit,
         )
         return [node_from(r) for r in rows]

@@ -39,6 +39,7 @@ from meshfs_common.models import (
 )
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.feed import ChangeFeed
+from meshfs_server.domain.paging import decode_after, encode_after
 from meshfs_server.domain.ports import MetadataStore, NewEvent, NodeRow, ReadTx, VersionRow, WriteTx
 from meshfs_server.domain.tree import (
     ensure_dirs,
@@ -187,14 +188,18 @@ class Namespace:
         limit: int | None = None,
         include_deleted: bool = False,
     ) -> ListPage:
-        """One page of a directory, sorted by name."""
+        """One page of a directory, sorted by name (then node id: tombstones may share a name).
+
+        *after* is a page's ``next_after`` (or, from older clients, a name).
+        """
         where = paths.normalise(path)
         actor.check_read(where)
         size = page_limit(limit)
+        start = decode_after(after)
         async with self.store.read(actor.tenant_id) as tx:
             directory = await resolve_dir(tx, where)
             rows = await tx.children(
-                directory.node_id, after=after, limit=size + 1, include_deleted=include_deleted
+                directory.node_id, after=start, limit=size + 1, include_deleted=include_deleted
             )
         more = len(rows) > size
         rows = rows[:size]
@@ -204,7 +209,7 @@ class Namespace:
             path=where,
             entries=entries,
             has_more=more,
-            next_after=rows[-1].name if more and rows else None,
+            next_after=encode_after(rows[-1].name, rows[-1].node_id) if more and rows else None,
         )
 
     async def versions(

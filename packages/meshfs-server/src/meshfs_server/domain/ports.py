@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from meshfs_common.models import ChangeEvent, EventType, NodeKind, Writer
+from meshfs_server.domain.paging import ChildKey
 
 # --- rows ---------------------------------------------------------------------------------------
 
@@ -143,9 +144,10 @@ class ReadTx(Protocol):
         """The live child called *name* of *parent_id*, or None."""
 
     async def children(
-        self, parent_id: str, *, after: str | None, limit: int, include_deleted: bool = False
+        self, parent_id: str, *, after: ChildKey | None, limit: int, include_deleted: bool = False
     ) -> list[NodeRow]:
-        """Children of *parent_id* ordered by name (then by deletion time), after *after*."""
+        """Children of *parent_id* ordered by name, then node id (a unique order, also with
+        tombstones), after *after*."""
 
     async def has_live_children(self, node_id: str) -> bool:
         """True when the directory has at least one live child."""

@@ -53,7 +53,8 @@ async def mkdir(request: Request) -> Response:
 @endpoint(Endpoint(
     "List a directory, sorted by name, one page at a time", response=ListPage,
     params=(
-        Param("path", required=True), Param("limit", type="integer"), Param("after"),
+        Param("path", required=True), Param("limit", type="integer"),
+        Param("after", description="the previous page's next_after (or a name)"),
         Param("include_deleted", type="boolean", description="also list tombstones"),
     ),
     errors=PATH_ERRORS, tags=TAGS,
