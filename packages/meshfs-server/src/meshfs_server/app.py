@@ -13,7 +13,7 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from meshfs_common.errors import MeshFSError
-from meshfs_server.http import errors, files, health, openapi, sync, transfer
+from meshfs_server.http import errors, files, health, history, openapi, snapshots, sync, transfer
 from meshfs_server.services import Authenticate, Services, open_services
 from meshfs_server.settings import Settings
 
@@ -32,6 +32,8 @@ def all_routes() -> list[BaseRoute]:
         *identity_routes,
         *mcp_routes,
         *files.routes,
+        *history.routes,
+        *snapshots.routes,
         *transfer.routes,
         *sync.routes,
         *openapi.routes,
@@ -75,15 +77,12 @@ def create_app(
                 yield
                 tasks.cancel_scope.cancel()
 
-    from meshfs_server.http.limits import BodyLimit
     from meshfs_server.identity.safety import SafetyMiddleware
 
-    routes = all_routes()
     return Starlette(
-        routes=routes,
+        routes=all_routes(),
         lifespan=lifespan,
-        # Body caps first: an oversized request is refused before any other work.
-        middleware=[Middleware(BodyLimit, routes=routes), Middleware(SafetyMiddleware)],
+        middleware=[Middleware(SafetyMiddleware)],
         exception_handlers={
             MeshFSError: errors.on_meshfs_error,
             HTTPException: errors.on_http_error,

@@ -19,8 +19,10 @@ from meshfs_server.domain.collector import Collector
 from meshfs_server.domain.content import ContentService
 from meshfs_server.domain.direct import DirectTransfers
 from meshfs_server.domain.feed import ChangeFeed, LocalBus
+from meshfs_server.domain.history import History
 from meshfs_server.domain.namespace import Namespace
 from meshfs_server.domain.ports import ContentStore, MetadataStore
+from meshfs_server.domain.snapshots import Snapshots
 from meshfs_server.settings import Settings
 
 if TYPE_CHECKING:
@@ -41,6 +43,8 @@ class Services:
     content: ContentService
     collector: Collector
     authenticate: Authenticate
+    history: History
+    snapshots: Snapshots
     identity: Any = None
     settings_heartbeat: float = 15.0
     direct: DirectTransfers | None = None  # presigned URLs (S3 with direct transfers on)
@@ -187,6 +191,7 @@ async def open_services(
         direct = None
         if settings.object_store_direct_transfers:
             direct = DirectTransfers(content, content_store)  # type: ignore[arg-type]
+        history = History(store, content)
         yield Services(
             settings=settings,
             db=db,
@@ -198,6 +203,8 @@ async def open_services(
             content=content,
             collector=Collector(store, content_store, grace=float(settings.gc_grace_seconds)),
             authenticate=authenticate,
+            history=history,
+            snapshots=Snapshots(store, feed, history),
             identity=identity,
             direct=direct,
             doorbell=doorbell,

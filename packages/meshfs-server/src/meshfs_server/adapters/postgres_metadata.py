@@ -31,7 +31,9 @@ from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 from meshfs_common.models import ChangeEvent
+from meshfs_server.adapters import snapshot_sql
 from meshfs_server.adapters.postgres_db import Connection, PostgresDatabase
+from meshfs_server.adapters.postgres_sql import to_dollar
 from meshfs_server.adapters.rows import (
     EVENT_COLUMNS,
     NODE_COLUMNS,
@@ -51,6 +53,8 @@ from meshfs_server.domain.ports import (
     GarbageBatch,
     NewEvent,
     NodeRow,
+    SnapshotItem,
+    SnapshotRow,
     StorageUsage,
     UploadRow,
     VersionRow,
@@ -157,6 +161,8 @@ NAMESPACE_MIGRATIONS: list[str] = [
     """
     ALTER TABLE ns_tenants ADD COLUMN gc_epoch BIGINT NOT NULL DEFAULT 0
     """,
+    # Named snapshots of subtrees (and an index for a node's history in the feed).
+    snapshot_sql.MIGRATION,
 ]
 
 _TENANT_SCAN = 100  # tenants the collector visits per claim
@@ -281,6 +287,40 @@ class PostgresReadTx:
             return FeedBounds(first=1, last=0)
         return FeedBounds(first=row[0], last=row[1] - 1)
 
+    async def cursor_before(self, at: float) -> int | None:
+        value = await self.conn.fetchval(
+            "SELECT MAX(seq) FROM events WHERE tenant_id = $1 AND at < $2", self.tenant_id, at
+        )
+        return None if value is None else int(value)
+
+    async def last_event_of(self, node_id: str, before_seq: int) -> ChangeEvent | None:
+        row = await self.conn.fetchrow(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = $1 AND node_id = $2"
+            " AND seq < $3 ORDER BY seq DESC LIMIT 1",
+            self.tenant_id,
+            node_id,
+            before_seq,
+        )
+        return None if row is None else event_from(row)
+
+    async def snapshot(self, ref: str) -> SnapshotRow | None:
+        row = await self.conn.fetchrow(to_dollar(snapshot_sql.SELECT_BY_ID), self.tenant_id, ref)
+        if row is None:
+            row = await self.conn.fetchrow(
+                to_dollar(snapshot_sql.SELECT_BY_NAME), self.tenant_id, ref
+            )
+        return None if row is None else snapshot_sql.snapshot_from(row)
+
+    async def snapshots(self) -> list[SnapshotRow]:
+        rows = await self.conn.fetch(to_dollar(snapshot_sql.SELECT_ALL), self.tenant_id)
+        return [snapshot_sql.snapshot_from(r) for r in rows]
+
+    async def snapshot_items(self, snapshot_id: str) -> list[SnapshotItem]:
+        rows = await self.conn.fetch(
+            to_dollar(snapshot_sql.SELECT_ITEMS), self.tenant_id, snapshot_id
+        )
+        return [snapshot_sql.item_from(r) for r in rows]
+
     async def present_chunks(self, hashes: Sequence[str]) -> set[str]:
         rows = await self.conn.fetch(
             "SELECT chunk_hash FROM chunks WHERE tenant_id = $1 AND stored AND NOT collecting"
@@ -353,6 +393,22 @@ class PostgresReadTx:
         )
         return StorageUsage(committed=int(committed), pending=int(pending))
 
+    async def live_descendants(self, node_id: str) -> list[NodeRow]:
+        cols = ", ".join(f"n.{c.strip()}" for c in NODE_COLUMNS.split(","))
+        rows = await self.conn.fetch(
+            "WITH RECURSIVE sub(node_id) AS ("
+            "  SELECT node_id FROM nodes WHERE tenant_id = $1 AND parent_id = $2"
+            "    AND deleted_at IS NULL"
+            "  UNION ALL"
+            "  SELECT n.node_id FROM nodes n JOIN sub ON n.parent_id = sub.node_id"
+            "    WHERE n.tenant_id = $1 AND n.deleted_at IS NULL)"
+            f" SELECT {cols} FROM nodes n JOIN sub ON n.node_id = sub.node_id"
+            " WHERE n.tenant_id = $1",
+            self.tenant_id,
+            node_id,
+        )
+        return [node_from(r) for r in rows]
+
 
 class PostgresWriteTx(PostgresReadTx):
     """Write statements bound to one tenant inside a transaction holding the tenant's lock."""
@@ -398,22 +454,6 @@ class PostgresWriteTx(PostgresReadTx):
             " WHERE tenant_id = $1 AND node_id = $2",
             self.tenant_id, node_id, parent_id, name, at,
         )  # fmt: skip
-
-    async def live_descendants(self, node_id: str) -> list[NodeRow]:
-        cols = ", ".join(f"n.{c.strip()}" for c in NODE_COLUMNS.split(","))
-        rows = await self.conn.fetch(
-            "WITH RECURSIVE sub(node_id) AS ("
-            "  SELECT node_id FROM nodes WHERE tenant_id = $1 AND parent_id = $2"
-            "    AND deleted_at IS NULL"
-            "  UNION ALL"
-            "  SELECT n.node_id FROM nodes n JOIN sub ON n.parent_id = sub.node_id"
-            "    WHERE n.tenant_id = $1 AND n.deleted_at IS NULL)"
-            f" SELECT {cols} FROM nodes n JOIN sub ON n.node_id = sub.node_id"
-            " WHERE n.tenant_id = $1",
-            self.tenant_id,
-            node_id,
-        )
-        return [node_from(r) for r in rows]
 
     async def insert_version(self, version: VersionRow) -> None:
         await self.conn.execute(
@@ -543,7 +583,8 @@ class PostgresWriteTx(PostgresReadTx):
             " (PARTITION BY node_id ORDER BY seq DESC) AS rank FROM versions WHERE tenant_id = $1)"
             " v JOIN nodes n ON n.tenant_id = $1 AND n.node_id = v.node_id"
             " WHERE v.version_id IS DISTINCT FROM n.head_version_id"
-            " AND (v.rank > $2 OR v.created_at < $3) LIMIT $4",
+            " AND (v.rank > $2 OR v.created_at < $3)"
+            f"{snapshot_sql.version_not_pinned('$1')} LIMIT $4",
             self.tenant_id,
             keep,
             created_before,
@@ -557,7 +598,8 @@ class PostgresWriteTx(PostgresReadTx):
             chunks = await self.conn.fetchval(
                 "DELETE FROM versions v USING nodes n WHERE v.tenant_id = $1"
                 " AND v.version_id = $2 AND n.tenant_id = v.tenant_id AND n.node_id = v.node_id"
-                " AND v.version_id IS DISTINCT FROM n.head_version_id RETURNING v.chunks",
+                " AND v.version_id IS DISTINCT FROM n.head_version_id"
+                f"{snapshot_sql.version_not_pinned('$1')} RETURNING v.chunks",
                 self.tenant_id,
                 vid,
             )
@@ -602,7 +644,7 @@ class PostgresWriteTx(PostgresReadTx):
                 "SELECT n.node_id FROM nodes n WHERE n.tenant_id = $1"
                 " AND n.deleted_at IS NOT NULL AND n.deleted_at < $2 AND n.parent_id IS NOT NULL"
                 " AND NOT EXISTS (SELECT 1 FROM nodes c WHERE c.tenant_id = $1"
-                "  AND c.parent_id = n.node_id) LIMIT $3",
+                f"  AND c.parent_id = n.node_id){snapshot_sql.node_not_pinned('$1')} LIMIT $3",
                 self.tenant_id,
                 deleted_before,
                 limit - purged,
@@ -623,6 +665,19 @@ class PostgresWriteTx(PostgresReadTx):
                 )
             purged += len(rows)
         return purged
+
+    async def insert_snapshot(self, snapshot: SnapshotRow, items: Sequence[SnapshotItem]) -> None:
+        await self.conn.execute(
+            to_dollar(snapshot_sql.INSERT), *snapshot_sql.snapshot_params(self.tenant_id, snapshot)
+        )
+        await self.conn.executemany(
+            to_dollar(snapshot_sql.INSERT_ITEM),
+            [snapshot_sql.item_params(self.tenant_id, snapshot.snapshot_id, i) for i in items],
+        )
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        await self.conn.execute(to_dollar(snapshot_sql.DELETE_ITEMS), self.tenant_id, snapshot_id)
+        await self.conn.execute(to_dollar(snapshot_sql.DELETE), self.tenant_id, snapshot_id)
 
 
 class PostgresMetadataStore:

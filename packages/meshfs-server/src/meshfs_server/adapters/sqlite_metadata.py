@@ -30,6 +30,9 @@ Schema and its invariants (Postgres mirrors it):
     collector (an upload holds every chunk it names until it commits or expires).
 ``events``
     The change feed, (tenant_id, seq) unique.
+``snapshots`` / ``snapshot_items``
+    Named snapshots of subtrees and the nodes and versions they keep from retention (see
+    :mod:`meshfs_server.adapters.snapshot_sql`, shared with Postgres).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from meshfs_common.models import ChangeEvent
+from meshfs_server.adapters import snapshot_sql
 from meshfs_server.adapters.rows import (
     EVENT_COLUMNS,
     NODE_COLUMNS,
@@ -62,6 +66,8 @@ from meshfs_server.domain.ports import (
     GarbageBatch,
     NewEvent,
     NodeRow,
+    SnapshotItem,
+    SnapshotRow,
     StorageUsage,
     UploadRow,
     VersionRow,
@@ -166,6 +172,8 @@ NAMESPACE_MIGRATIONS: list[str] = [
     """
     ALTER TABLE ns_tenants ADD COLUMN gc_epoch INTEGER NOT NULL DEFAULT 0
     """,
+    # Named snapshots of subtrees (and an index for a node's history in the feed).
+    snapshot_sql.MIGRATION,
 ]
 
 _BATCH = 400  # stay well below SQLite's bound-parameter limit
@@ -275,6 +283,32 @@ class SqliteReadTx:
             return FeedBounds(first=1, last=0)
         return FeedBounds(first=row[0], last=row[1] - 1)
 
+    async def cursor_before(self, at: float) -> int | None:
+        row = self._one("SELECT MAX(seq) FROM events WHERE tenant_id = ? AND at < ?", at)
+        return None if row is None or row[0] is None else int(row[0])
+
+    async def last_event_of(self, node_id: str, before_seq: int) -> ChangeEvent | None:
+        row = self._one(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant_id = ? AND node_id = ?"
+            " AND seq < ? ORDER BY seq DESC LIMIT 1",
+            node_id,
+            before_seq,
+        )
+        return None if row is None else event_from(row)
+
+    async def snapshot(self, ref: str) -> SnapshotRow | None:
+        row = self._one(snapshot_sql.SELECT_BY_ID, ref) or self._one(
+            snapshot_sql.SELECT_BY_NAME, ref
+        )
+        return None if row is None else snapshot_sql.snapshot_from(row)
+
+    async def snapshots(self) -> list[SnapshotRow]:
+        return [snapshot_sql.snapshot_from(r) for r in self._all(snapshot_sql.SELECT_ALL)]
+
+    async def snapshot_items(self, snapshot_id: str) -> list[SnapshotItem]:
+        rows = self._all(snapshot_sql.SELECT_ITEMS, snapshot_id)
+        return [snapshot_sql.item_from(r) for r in rows]
+
     async def present_chunks(self, hashes: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for batch in _batches(sorted(set(hashes))):
@@ -357,6 +391,21 @@ class SqliteReadTx:
         assert pending is not None
         return StorageUsage(committed=int(committed[0]), pending=int(pending[0]))
 
+    async def live_descendants(self, node_id: str) -> list[NodeRow]:
+        cols = ", ".join(f"n.{c.strip()}" for c in NODE_COLUMNS.split(","))
+        rows = self._all(
+            f"WITH RECURSIVE sub(node_id) AS ("
+            f"  SELECT node_id FROM nodes WHERE tenant_id = ?1 AND parent_id = ?2"
+            f"    AND deleted_at IS NULL"
+            f"  UNION ALL"
+            f"  SELECT n.node_id FROM nodes n JOIN sub ON n.parent_id = sub.node_id"
+            f"    WHERE n.tenant_id = ?1 AND n.deleted_at IS NULL)"
+            f" SELECT {cols} FROM nodes n JOIN sub ON n.node_id = sub.node_id"
+            f" WHERE n.tenant_id = ?1",
+            node_id,
+        )
+        return [node_from(r) for r in rows]
+
 
 class SqliteWriteTx(SqliteReadTx):
     """Write statements bound to one tenant inside an immediate transaction."""
@@ -412,21 +461,6 @@ class SqliteWriteTx(SqliteReadTx):
             " WHERE tenant_id = ? AND node_id = ?",
             (parent_id, name, at, self.tenant_id, node_id),
         )
-
-    async def live_descendants(self, node_id: str) -> list[NodeRow]:
-        cols = ", ".join(f"n.{c.strip()}" for c in NODE_COLUMNS.split(","))
-        rows = self._all(
-            f"WITH RECURSIVE sub(node_id) AS ("
-            f"  SELECT node_id FROM nodes WHERE tenant_id = ?1 AND parent_id = ?2"
-            f"    AND deleted_at IS NULL"
-            f"  UNION ALL"
-            f"  SELECT n.node_id FROM nodes n JOIN sub ON n.parent_id = sub.node_id"
-            f"    WHERE n.tenant_id = ?1 AND n.deleted_at IS NULL)"
-            f" SELECT {cols} FROM nodes n JOIN sub ON n.node_id = sub.node_id"
-            f" WHERE n.tenant_id = ?1",
-            node_id,
-        )
-        return [node_from(r) for r in rows]
 
     async def insert_version(self, version: VersionRow) -> None:
         self._run(
@@ -520,7 +554,7 @@ class SqliteWriteTx(SqliteReadTx):
             " (PARTITION BY node_id ORDER BY seq DESC) AS rank FROM versions WHERE tenant_id = ?1)"
             " v JOIN nodes n ON n.tenant_id = ?1 AND n.node_id = v.node_id"
             " WHERE v.version_id IS NOT n.head_version_id AND (v.rank > ?2 OR v.created_at < ?3)"
-            " LIMIT ?4",
+            f"{snapshot_sql.version_not_pinned('?1')} LIMIT ?4",
             keep,
             created_before,
             limit,
@@ -536,7 +570,7 @@ class SqliteWriteTx(SqliteReadTx):
                 " AND v.version_id IS NOT n.head_version_id",
                 vid,
             )
-            if row is None:
+            if row is None or self._one(snapshot_sql.PINNED_VERSION, vid) is not None:
                 continue
             self._drop_refs(unpack_chunks(row[0]))
             self._run("DELETE FROM versions WHERE tenant_id = ? AND version_id = ?", vid)
@@ -572,7 +606,7 @@ class SqliteWriteTx(SqliteReadTx):
                 "SELECT n.node_id, n.kind FROM nodes n WHERE n.tenant_id = ?1"
                 " AND n.deleted_at IS NOT NULL AND n.deleted_at < ?2 AND n.parent_id IS NOT NULL"
                 " AND NOT EXISTS (SELECT 1 FROM nodes c WHERE c.tenant_id = ?1"
-                "  AND c.parent_id = n.node_id) LIMIT ?3",
+                f"  AND c.parent_id = n.node_id){snapshot_sql.node_not_pinned('?1')} LIMIT ?3",
                 deleted_before,
                 limit - purged,
             )
@@ -587,6 +621,19 @@ class SqliteWriteTx(SqliteReadTx):
                 self._run("DELETE FROM nodes WHERE tenant_id = ? AND node_id = ?", node_id)
             purged += len(rows)
         return purged
+
+    async def insert_snapshot(self, snapshot: SnapshotRow, items: Sequence[SnapshotItem]) -> None:
+        self.conn.execute(
+            snapshot_sql.INSERT, snapshot_sql.snapshot_params(self.tenant_id, snapshot)
+        )
+        self.conn.executemany(
+            snapshot_sql.INSERT_ITEM,
+            [snapshot_sql.item_params(self.tenant_id, snapshot.snapshot_id, i) for i in items],
+        )
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        self._run(snapshot_sql.DELETE_ITEMS, snapshot_id)
+        self._run(snapshot_sql.DELETE, snapshot_id)
 
 
 class SqliteMetadataStore:

@@ -90,6 +90,38 @@ class NewEvent:
 
 
 @dataclass(slots=True)
+class SnapshotRow:
+    """A named point of the change feed for the subtree at ``path`` (rooted at ``node_id``);
+    ``cursor`` is the last sequence number committed when it was taken."""
+
+    snapshot_id: str
+    name: str
+    path: str
+    node_id: str
+    cursor: int
+    created_at: float
+    created_by: Writer | None = None
+    files: int = 0
+    directories: int = 0
+    bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SnapshotItem:
+    """One node live under a snapshot's root when it was taken: where it was (``parent_id``,
+    ``name``, ``path``) and, for a file, its head version then."""
+
+    node_id: str
+    parent_id: str | None
+    name: str
+    kind: NodeKind
+    path: str
+    version_id: str | None = None
+    size: int = 0
+    content_hash: str | None = None
+
+
+@dataclass(slots=True)
 class FeedBounds:
     """``first`` is the oldest retained sequence number, ``last`` the newest (0 if none)."""
 
@@ -152,6 +184,9 @@ class ReadTx(Protocol):
     async def has_live_children(self, node_id: str) -> bool:
         """True when the directory has at least one live child."""
 
+    async def live_descendants(self, node_id: str) -> list[NodeRow]:
+        """Every live node below *node_id* (not including it)."""
+
     async def get_version(self, version_id: str) -> VersionRow | None:
         """The version with this id, or None."""
 
@@ -165,6 +200,22 @@ class ReadTx(Protocol):
 
     async def feed_bounds(self) -> FeedBounds:
         """The retained range of the change sequence."""
+
+    async def cursor_before(self, at: float) -> int | None:
+        """The sequence number of the last retained event recorded before *at* (epoch
+        seconds), or None when no retained event is that old."""
+
+    async def last_event_of(self, node_id: str, before_seq: int) -> ChangeEvent | None:
+        """The newest retained event about *node_id* with ``seq < before_seq``, or None."""
+
+    async def snapshot(self, ref: str) -> SnapshotRow | None:
+        """The snapshot with this id, else the one with this name, or None."""
+
+    async def snapshots(self) -> list[SnapshotRow]:
+        """Every snapshot of the tenant, newest first."""
+
+    async def snapshot_items(self, snapshot_id: str) -> list[SnapshotItem]:
+        """The nodes a snapshot recorded, in path order."""
 
     async def present_chunks(self, hashes: Sequence[str]) -> set[str]:
         """The subset of *hashes* whose content is stored and not being collected."""
@@ -212,9 +263,6 @@ class WriteTx(ReadTx, Protocol):
     async def revive(self, node_id: str, parent_id: str, name: str, at: float) -> None:
         """Bring a tombstoned node back at (parent_id, name)."""
 
-    async def live_descendants(self, node_id: str) -> list[NodeRow]:
-        """Every live node below *node_id* (not including it)."""
-
     async def insert_version(self, version: VersionRow) -> None:
         """Record a committed version and take a reference on each of its chunks."""
 
@@ -249,16 +297,26 @@ class WriteTx(ReadTx, Protocol):
         """Forget an upload and release its holds."""
 
     async def prunable_versions(self, *, keep: int, created_before: float, limit: int) -> list[str]:
-        """Ids of versions that retention may delete: never a node's head version; among the
-        rest, those beyond the newest *keep* of their node or created before *created_before*."""
+        """Ids of versions that retention may delete: never a node's head version nor a version
+        a snapshot references; among the rest, those beyond the newest *keep* of their node or
+        created before *created_before*."""
 
     async def delete_versions(self, version_ids: Sequence[str]) -> int:
-        """Delete versions (never a head: those are skipped) and drop their chunk references;
-        returns how many were deleted. Unreferenced chunks are left to the collector."""
+        """Delete versions (never a head nor a snapshot's: those are skipped) and drop their
+        chunk references; returns how many were deleted. Unreferenced chunks are left to the
+        collector."""
 
     async def purge_tombstones(self, deleted_before: float, limit: int) -> int:
         """Hard-delete nodes tombstoned before *deleted_before* (files with all their versions;
-        directories once they have no children left); returns how many nodes went."""
+        directories once they have no children left), except nodes a snapshot references;
+        returns how many nodes went."""
+
+    async def insert_snapshot(self, snapshot: SnapshotRow, items: Sequence[SnapshotItem]) -> None:
+        """Record a snapshot and the nodes it references (which retention then keeps); a name
+        already taken in the tenant violates uniqueness."""
+
+    async def delete_snapshot(self, snapshot_id: str) -> None:
+        """Forget a snapshot; retention may prune what only it kept."""
 
 
 class MetadataStore(Protocol):
