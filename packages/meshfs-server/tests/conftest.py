@@ -65,6 +65,8 @@ class Harness:
 # Postgres + SeaweedFS for the session, and the backend each test runs on.
 production = meshfs_server_backends.production
 backend = meshfs_server_backends.backend
+private_postgres = meshfs_server_backends.private_postgres
+private_seaweed = meshfs_server_backends.private_seaweed
 
 
 @pytest.fixture

@@ -75,11 +75,13 @@ class Postgres:
     owned: bool = False
 
     @classmethod
-    def start(cls, *, fsync: bool = False) -> Postgres:
+    def start(cls, *, fsync: bool = False, private: bool = False) -> Postgres:
         """Without *fsync* a commit is safe from a crash of Postgres (it is in the OS page
-        cache) but not from one of the machine: right for tests, wrong for benchmarks."""
+        cache) but not from one of the machine: right for tests, wrong for benchmarks.
+        *private* always starts a cluster of its own (one a test may crash and restart), even
+        when MESHFS_TEST_POSTGRES_DSN names a shared server."""
         existing = os.environ.get("MESHFS_TEST_POSTGRES_DSN")
-        if existing:
+        if existing and not private:
             return cls(existing.rstrip("/"))
         if not (PG_BIN / "initdb").exists():
             raise BackendUnavailableError(
@@ -162,43 +164,57 @@ def weed_binary() -> str:
 
 @dataclass
 class Seaweed:
-    """``weed mini``: one process serving S3 on 127.0.0.1 with SigV4 credentials checked."""
+    """``weed mini``: one process serving S3 on 127.0.0.1 with SigV4 credentials checked.
+
+    :meth:`halt` and :meth:`start_again` stop and restart it on the same ports and data (for
+    tests of a store that goes away), optionally with another secret for the server's key.
+    """
 
     endpoint: str
-    process: subprocess.Popen[bytes]
     directory: Path
+    ports: tuple[int, int, int, int]
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
     buckets: list[str] = field(default_factory=list)
+    process: subprocess.Popen[bytes] | None = None
 
     @classmethod
     def start(cls) -> Seaweed:
-        weed = weed_binary()
         directory = Path(tempfile.mkdtemp(prefix="meshfs-weed-"))
         (directory / "data").mkdir()
         (directory / "logs").mkdir()
-        config = directory / "s3.json"
+        master, volume, filer, s3 = (free_port() for _ in range(4))
+        server = cls(f"http://127.0.0.1:{s3}", directory, (master, volume, filer, s3))
+        try:
+            server._launch(SECRET_KEY)
+        except BaseException:
+            shutil.rmtree(directory, ignore_errors=True)
+            raise
+        return server
+
+    def _launch(self, secret_key: str) -> None:
+        weed = weed_binary()
+        config = self.directory / "s3.json"
         # The server's identity may read and write objects but not create buckets (as in a
         # real deployment; SeaweedFS would otherwise create a missing bucket on first PUT).
         config.write_text(json.dumps({"identities": [
             {"name": "admin", "credentials": [{"accessKey": ADMIN_KEY, "secretKey": ADMIN_SECRET}],
              "actions": ["Admin", "Read", "Write", "List", "Tagging"]},
-            {"name": "meshfs", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": SECRET_KEY}],
+            {"name": "meshfs", "credentials": [{"accessKey": ACCESS_KEY, "secretKey": secret_key}],
              "actions": ["Read", "Write", "List", "Tagging"]},
         ]}))  # fmt: skip
-        ports = [free_port() for _ in range(4)]
-        master, volume, filer, s3 = ports
-        log = directory / "weed.out"
-        with log.open("wb") as out:
+        master, volume, filer, s3 = self.ports
+        log = self.directory / "weed.out"
+        with log.open("ab") as out:
             process = subprocess.Popen(
-                [weed, f"-logdir={directory / 'logs'}", "mini", f"-dir={directory / 'data'}",
-                 "-ip=127.0.0.1", "-ip.bind=127.0.0.1", f"-master.port={master}",
-                 f"-volume.port={volume}", f"-filer.port={filer}", f"-s3.port={s3}",
-                 "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false", "-admin.ui=false",
-                 f"-s3.config={config}"],
+                [weed, f"-logdir={self.directory / 'logs'}", "mini",
+                 f"-dir={self.directory / 'data'}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                 f"-master.port={master}", f"-volume.port={volume}", f"-filer.port={filer}",
+                 f"-s3.port={s3}", "-s3.port.iceberg=0", "-s3.port.lance=0", "-webdav=false",
+                 "-admin.ui=false", f"-s3.config={config}"],
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
-        server = cls(f"http://127.0.0.1:{s3}", process, directory)
+        self.process = process
 
         def ready() -> bool:
             if process.poll() is not None:
@@ -208,7 +224,7 @@ class Seaweed:
             if not _port_open(s3):
                 return False
             try:
-                urllib.request.urlopen(f"{server.endpoint}/healthz", timeout=1)
+                urllib.request.urlopen(f"{self.endpoint}/healthz", timeout=1)
                 return True
             except urllib.error.HTTPError:
                 return True  # answering at all (403 without credentials) means it is up
@@ -218,18 +234,27 @@ class Seaweed:
         try:
             _wait_for(ready, "SeaweedFS", time.monotonic() + 60, log)
         except BaseException:
-            server.stop()
+            self.halt()
             raise
-        return server
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
+    def halt(self) -> None:
+        """Stop the process, keeping its data and ports (see :meth:`start_again`)."""
+        if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
                 self.process.wait(5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+
+    def start_again(self, *, secret_key: str = SECRET_KEY) -> None:
+        """Start a halted server on the same ports and data; the server's key gets
+        *secret_key* (another one than :attr:`secret_key` makes its requests unauthorised)."""
+        assert self.process is None or self.process.poll() is not None, "halt() it first"
+        self._launch(secret_key)
+
+    def stop(self) -> None:
+        self.halt()
         shutil.rmtree(self.directory, ignore_errors=True)
 
     def create_bucket(self, name: str) -> None:
@@ -354,6 +379,27 @@ def production() -> Iterator[Production]:
     yield started
     started.seaweed.stop()
     started.postgres.stop()
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[Postgres]:
+    """A Postgres cluster of this test's own, which it may :meth:`~Postgres.crash` and
+    :meth:`~Postgres.start_again` (the session's shared server is never stopped)."""
+    started = Postgres.start(private=True)
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def private_seaweed() -> Iterator[Seaweed]:
+    """A SeaweedFS of this test's own with the test bucket, which it may
+    :meth:`~Seaweed.halt` and :meth:`~Seaweed.start_again` (with other credentials)."""
+    started = Seaweed.start()
+    try:
+        started.create_bucket(TEST_BUCKET)
+        yield started
+    finally:
+        started.stop()
 
 
 @pytest.fixture(params=selected_backends())

@@ -181,7 +181,7 @@ class PostgresDatabase:
                     await _quietly(tx.rollback())
                     raise
             except BaseException:
-                await _quietly(self.pool.release(conn))
+                await self._release(conn)
                 raise
             return conn, tx
 
@@ -216,7 +216,15 @@ class PostgresDatabase:
                 raise failure from exc
             raise
         finally:
-            await _quietly(self.pool.release(conn))
+            await self._release(conn)
+
+    async def _release(self, conn: Connection) -> None:
+        """Hand a connection back; one still inside a transaction (its rollback failed or was
+        interrupted, e.g. the database went away) is terminated instead, never reset by the
+        pool mid-transaction."""
+        if not conn.is_closed() and conn.is_in_transaction():
+            conn.terminate()
+        await _quietly(self.pool.release(conn))
 
     async def run(self, work: Callable[[Connection], Awaitable[T]], *, what: str = "query") -> T:
         """Run *work* as one whole transaction, retried on conflicts; errors translated."""

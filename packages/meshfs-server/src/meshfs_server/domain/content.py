@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -367,7 +367,7 @@ class ContentService:
 
     async def read(
         self, tenant_id: str, version: VersionRow, byte_range: ByteRange | None = None
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """Stream a version's bytes (or a range of them) from the content store."""
         start, end = (0, version.size) if byte_range is None else (byte_range.start, byte_range.end)
         first = start // CHUNK_SIZE
@@ -381,6 +381,22 @@ class ContentService:
                 tenant_id, version.chunks[index], start=lo, end=hi
             ):
                 yield block
+
+    async def open_read(
+        self, tenant_id: str, version: VersionRow, byte_range: ByteRange | None = None
+    ) -> AsyncIterator[bytes]:
+        """:meth:`read`, with the content opened and its first block fetched before returning.
+
+        A store that cannot serve the version (down, refusing access, content missing) fails
+        here, while the caller can still answer with a clean error instead of a started body.
+        """
+        blocks = self.read(tenant_id, version, byte_range)
+        try:
+            first = await anext(blocks, b"")
+        except BaseException:
+            await blocks.aclose()
+            raise
+        return _first_then_rest(first, blocks)
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -415,6 +431,16 @@ async def _prepend(head: tuple[bytes, ...], rest: AsyncIterator[bytes]) -> Async
         yield block
     async for block in rest:
         yield block
+
+
+async def _first_then_rest(first: bytes, rest: AsyncGenerator[bytes, None]) -> AsyncIterator[bytes]:
+    try:
+        if first:
+            yield first
+        async for block in rest:
+            yield block
+    finally:
+        await rest.aclose()
 
 
 async def read_limited(body: AsyncIterator[bytes], limit: int) -> bytes:

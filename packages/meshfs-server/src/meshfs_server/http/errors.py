@@ -21,10 +21,25 @@ from meshfs_server.http.codec import respond
 log = logging.getLogger("meshfs_server")
 
 
+#: Seconds a client is asked to wait after a 503: a backend (database, object store) is down
+#: or restarting; the server recovers by itself, so a retry soon after is right.
+UNAVAILABLE_RETRY_AFTER = 2
+
+
+def retry_after(error: MeshFSError) -> str | None:
+    """The ``Retry-After`` value for *error*: every 429 and every 503 carries one."""
+    if isinstance(error, RateLimitedError):
+        return str(max(1, round(error.retry_after + 0.499)))
+    if error.status == 503:
+        return str(UNAVAILABLE_RETRY_AFTER)
+    return None
+
+
 def render(error: MeshFSError) -> Response:
     headers: dict[str, str] = {}
-    if isinstance(error, RateLimitedError):
-        headers["Retry-After"] = str(max(1, round(error.retry_after + 0.499)))
+    wait = retry_after(error)
+    if wait is not None:
+        headers["Retry-After"] = wait
     if error.status == 401:
         headers["WWW-Authenticate"] = 'Bearer realm="meshfs"'
     return respond(error.to_envelope(), status=error.status, headers=headers)

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from meshfs_common.models import Health
 from meshfs_server.http.codec import Endpoint, endpoint, respond
+from meshfs_server.http.errors import UNAVAILABLE_RETRY_AFTER
 
 CHECK_TIMEOUT = 5.0
 
@@ -45,6 +46,7 @@ async def readyz(request: Request) -> Response:
     return respond(
         Health(status="ok" if ready else "unavailable", version=__version__, checks=checks),
         status=200 if ready else 503,
+        headers=None if ready else {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
     )
 
 

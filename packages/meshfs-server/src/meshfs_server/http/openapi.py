@@ -97,7 +97,13 @@ def _operation(path: str, method: str, spec: Endpoint) -> dict[str, Any]:
     for status, text in spec.extra_responses.items():
         responses[str(status)] = {"description": text}
     error_ref = {"application/json": {"schema": {"$ref": REF.format(name="ErrorBody")}}}
-    codes = list(spec.errors) + (["unauthenticated"] if spec.auth else []) + ["rate_limited"]
+    # Every operation can be rate limited, and answers 503 while a backend is down.
+    codes = [
+        *spec.errors,
+        *(["unauthenticated"] if spec.auth else []),
+        "rate_limited",
+        "unavailable",
+    ]
     for code in codes:
         row = ERROR_TABLE[code]
         entry = responses.setdefault(str(row.status), {"description": "", "content": error_ref})

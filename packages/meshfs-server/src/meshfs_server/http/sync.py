@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
 import msgspec
@@ -17,7 +17,7 @@ from meshfs_common.errors import MeshFSError
 from meshfs_common.models import ErrorBody, PullResponse, StreamMessage, encode
 from meshfs_server.domain.feed import CaughtUp, ChangeFeed, Reset
 from meshfs_server.http.codec import Endpoint, Param, actor, endpoint, query_int, respond
-from meshfs_server.http.errors import render
+from meshfs_server.http.errors import UNAVAILABLE_RETRY_AFTER, render, retry_after
 
 TAGS = ("sync",)
 HEARTBEAT_SECONDS = 15.0
@@ -85,16 +85,19 @@ async def stream(request: Request) -> Response:
 
     async def events() -> AsyncIterator[bytes]:
         yield b": connected\nretry: 1000\n\n"
-        async for item in _with_heartbeats(feed.follow(who.tenant_id, cursor), interval):
-            if item is None:
-                yield b": heartbeat\n\n"
-            elif isinstance(item, Reset):
-                yield b"event: reset\ndata: " + encode({"cursor": item.cursor}) + b"\n\n"
-            elif isinstance(item, CaughtUp):
-                yield b"event: caught_up\ndata: " + encode({"cursor": item.cursor}) + b"\n\n"
-            else:
-                seq = getattr(item, "seq", 0)
-                yield f"id: {seq}\nevent: change\ndata: ".encode() + encode(item) + b"\n\n"
+        try:
+            async for item in _with_heartbeats(feed.follow(who.tenant_id, cursor), interval):
+                if item is None:
+                    yield b": heartbeat\n\n"
+                elif isinstance(item, Reset):
+                    yield b"event: reset\ndata: " + encode({"cursor": item.cursor}) + b"\n\n"
+                elif isinstance(item, CaughtUp):
+                    yield b"event: caught_up\ndata: " + encode({"cursor": item.cursor}) + b"\n\n"
+                else:
+                    seq = getattr(item, "seq", 0)
+                    yield f"id: {seq}\nevent: change\ndata: ".encode() + encode(item) + b"\n\n"
+        except MeshFSError as exc:  # the backend went away: say so, then end the stream
+            yield stream_error(exc)
 
     return StreamingResponse(
         events(),
@@ -112,7 +115,11 @@ async def websocket(ws: WebSocket) -> None:
         await _deny(ws, exc)
         return
     feed: ChangeFeed = ws.app.state.services.feed
-    cursor = requested if requested is not None else await feed.head(who.tenant_id)
+    try:
+        cursor = requested if requested is not None else await feed.head(who.tenant_id)
+    except MeshFSError as exc:  # the database is down: 503 (with Retry-After) to the handshake
+        await _deny(ws, exc)
+        return
     await ws.accept()
     lock = anyio.Lock()
 
@@ -120,15 +127,22 @@ async def websocket(ws: WebSocket) -> None:
         async with lock:
             await ws.send_text(encode(message).decode())
 
-    async def pump() -> None:
+    failure: MeshFSError | None = None
+
+    async def pump(scope: anyio.CancelScope) -> None:
+        nonlocal failure
         await send(StreamMessage(type="hello", cursor=cursor))
-        async for item in feed.follow(who.tenant_id, cursor):
-            if isinstance(item, Reset):
-                await send(StreamMessage(type="reset", cursor=item.cursor))
-            elif isinstance(item, CaughtUp):
-                await send(StreamMessage(type="caught_up", cursor=item.cursor))
-            else:
-                await send(StreamMessage(type="event", cursor=item.seq, event=item))
+        try:
+            async for item in feed.follow(who.tenant_id, cursor):
+                if isinstance(item, Reset):
+                    await send(StreamMessage(type="reset", cursor=item.cursor))
+                elif isinstance(item, CaughtUp):
+                    await send(StreamMessage(type="caught_up", cursor=item.cursor))
+                else:
+                    await send(StreamMessage(type="event", cursor=item.seq, event=item))
+        except MeshFSError as exc:  # the backend went away: closed below with a "try again"
+            failure = exc
+            scope.cancel()
 
     async def listen(scope: anyio.CancelScope) -> None:
         try:
@@ -148,10 +162,37 @@ async def websocket(ws: WebSocket) -> None:
 
     try:
         async with anyio.create_task_group() as tasks:
-            tasks.start_soon(pump)
+            tasks.start_soon(pump, tasks.cancel_scope)
             tasks.start_soon(listen, tasks.cancel_scope)
+        if failure is not None:
+            await _close_failed(ws, send, failure)
     except* (WebSocketDisconnect, anyio.ClosedResourceError, RuntimeError):
         pass  # the peer went away while we were sending
+
+
+#: WebSocket close code when a backend (database) is unavailable: 1013 "Try Again Later"
+#: (RFC 6455 registry). Reconnect after a pause with the last cursor.
+CLOSE_TRY_AGAIN = 1013
+
+
+def stream_error(error: MeshFSError) -> bytes:
+    """The last SSE frame of a stream ended by *error*: ``event: error`` with the envelope, and
+    a ``retry:`` that asks the client to reconnect (with Last-Event-ID) after the pause."""
+    wait_ms = int(retry_after(error) or UNAVAILABLE_RETRY_AFTER) * 1000
+    return (
+        f"retry: {wait_ms}\nevent: error\ndata: ".encode() + encode(error.to_envelope()) + b"\n\n"
+    )
+
+
+async def _close_failed(
+    ws: WebSocket, send: Callable[[StreamMessage], Awaitable[None]], error: MeshFSError
+) -> None:
+    """Tell the client why (an ``error`` message), then close: 1013 when retrying later helps,
+    else ``4000 + status`` (as for a refused handshake)."""
+    envelope = ErrorBody(error=error.code, error_description=error.message)
+    await send(StreamMessage(type="error", error=envelope))
+    code = CLOSE_TRY_AGAIN if error.retryable else 4000 + error.status
+    await ws.close(code=code, reason=error.message[:120])
 
 
 async def _deny(ws: WebSocket, error: MeshFSError) -> None:

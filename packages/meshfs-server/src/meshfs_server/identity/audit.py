@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,9 @@ import msgspec
 
 from meshfs_server.domain.actor import Actor
 from meshfs_server.identity.sql import SqlSession
+
+#: C0 and C1 controls, DEL, and surrogates (which no UTF-8 text can hold).
+_UNSTORABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 class AuditEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -64,15 +68,33 @@ async def record(
     target: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Append an audit row inside the caller's write transaction."""
+    """Append an audit row inside the caller's write transaction.
+
+    Text a client chose (a path, a device name) is stored as :func:`escaped` text, so any
+    request can be audited on both databases (Postgres text cannot hold NUL).
+    """
     w = who or Who()
     await conn.execute(
         "INSERT INTO audit (tenant_id, at, action, outcome, user_id, session_id, device_name,"
         " agent_name, client_address, target, detail) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-        (tenant_id, time.time(), action, outcome, w.user_id, w.session_id, w.device_name,
-         w.agent_name, w.client_address, target,
+        (tenant_id, time.time(), escaped(action), escaped(outcome), escaped(w.user_id),
+         escaped(w.session_id), escaped(w.device_name), escaped(w.agent_name),
+         escaped(w.client_address), escaped(target),
          json.dumps(detail, sort_keys=True) if detail else None),
     )  # fmt: skip
+
+
+def escaped(text: str | None) -> str | None:
+    """*text* with control characters and unpaired surrogates written as ``\\xNN`` /
+    ``\\uNNNN`` escapes: storable on SQLite and Postgres, readable, one line."""
+    if text is None or _UNSTORABLE.search(text) is None:
+        return text
+    return _UNSTORABLE.sub(_escape_one, text)
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 async def recent(

@@ -34,9 +34,9 @@ from meshfs_common.errors import (
     BadRequestError,
     ForbiddenError,
     MeshFSError,
-    RateLimitedError,
 )
 from meshfs_server.http.codec import Endpoint, Param, endpoint
+from meshfs_server.http.errors import retry_after
 from meshfs_server.identity import accounts
 from meshfs_server.identity.audit import Who
 from meshfs_server.identity.service import Identity, client_address
@@ -128,8 +128,9 @@ def _check_csrf(request: Request, form: FormData) -> None:
 def _error_page(request: Request, exc: MeshFSError) -> HTMLResponse:
     csrf = _csrf_of(request)
     headers: dict[str, str] = {}
-    if isinstance(exc, RateLimitedError):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.499)))
+    wait = retry_after(exc)
+    if wait is not None:
+        headers["Retry-After"] = wait
     body = (
         f"<p class='error' id='error'>{escape(exc.message)}</p>"
         "<p><a href='/device'>Start over</a></p>"

@@ -5,7 +5,10 @@ token from the client address's auth budget on ``/auth/*`` and ``/device``; (2) 
 bearer token once (the endpoint reuses the result) and spends a token from the tenant's
 budget; (3) after the response, records an audit row for every mutating request (POST, PUT,
 PATCH, DELETE) of an authenticated caller, with its status. Over-limit requests get
-``429 rate_limited`` with ``Retry-After`` before any work is done.
+``429 rate_limited`` with ``Retry-After`` before any work is done; a database that cannot be
+reached while admitting a request makes it ``503 unavailable`` (with ``Retry-After``). The
+audit row is written after the answer was sent, so a failure to write it is logged once and
+never raised (it could not change the answer).
 
 Quota (see :class:`Quota`): checked inside the metadata transactions, so concurrent uploads
 cannot together exceed it. At upload init the upload's declared size is *reserved*:
@@ -18,6 +21,7 @@ files counts once.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -25,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from meshfs_common.errors import AuthError, QuotaExceededError, RateLimitedError
+from meshfs_common.errors import AuthError, MeshFSError, QuotaExceededError
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.ports import UploadRow, WriteTx
 from meshfs_server.identity import audit, plans
@@ -36,6 +40,7 @@ from meshfs_server.identity.ratelimit import Limits
 if TYPE_CHECKING:
     from meshfs_server.identity.service import Identity
 
+log = logging.getLogger("meshfs_server.audit")
 PLAN_CACHE_SECONDS = 5.0
 _MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 # Audited where they happen (with more detail), or not mutations of tenant state.
@@ -124,7 +129,7 @@ class SafetyMiddleware:
         conn = HTTPConnection(scope)
         try:
             await identity.admit(conn)
-        except RateLimitedError as exc:
+        except MeshFSError as exc:  # over a limit (429), or the database is down (503)
             from meshfs_server.http.errors import render
 
             await render(exc)(scope, receive, send)
@@ -141,7 +146,22 @@ class SafetyMiddleware:
             await self.app(scope, receive, watch)
         finally:
             if conn.scope["method"] in _MUTATING and conn.url.path not in _NOT_AUDITED:
-                await identity.audit_request(conn, status)
+                await _audit_quietly(identity, conn, status)
+
+
+async def _audit_quietly(identity: Identity, conn: HTTPConnection, status: int) -> None:
+    """Audit a request whose answer has been sent: a failure here cannot change that answer
+    (raising would only add a second error to the log), so it is logged once and dropped."""
+    try:
+        await identity.audit_request(conn, status)
+    except MeshFSError as exc:  # the database went away after the answer
+        log.warning(
+            "audit row of %s %s (status %d) not recorded: %s",
+            conn.scope["method"], conn.url.path, status, exc.message,
+        )  # fmt: skip
+    except Exception:
+        log.exception("audit row of %s %s (status %d) not recorded", conn.scope["method"],
+                      conn.url.path, status)  # fmt: skip
 
 
 async def admit(identity: Identity, limits: Limits, plans_: Plans, conn: HTTPConnection) -> None:
