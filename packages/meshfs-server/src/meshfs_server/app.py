@@ -77,12 +77,15 @@ def create_app(
                 yield
                 tasks.cancel_scope.cancel()
 
+    from meshfs_server.http.limits import BodyLimit
     from meshfs_server.identity.safety import SafetyMiddleware
 
+    routes = all_routes()
     return Starlette(
-        routes=all_routes(),
+        routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(SafetyMiddleware)],
+        # Body caps first: an oversized request is refused before any other work.
+        middleware=[Middleware(BodyLimit, routes=routes), Middleware(SafetyMiddleware)],
         exception_handlers={
             MeshFSError: errors.on_meshfs_error,
             HTTPException: errors.on_http_error,

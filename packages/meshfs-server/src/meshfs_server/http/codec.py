@@ -11,11 +11,19 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 
 from meshfs_common.errors import BadRequestError, UnsupportedMediaTypeError
+from meshfs_common.hashing import CHUNK_SIZE
 from meshfs_common.models import encode
 from meshfs_server.domain.actor import Actor
 
 T = TypeVar("T")
-MAX_JSON_BODY = 4 * 1024 * 1024
+#: Request body caps (bytes), enforced for every route by :class:`~.limits.BodyLimit` before
+#: the body is read: small for sign-in and metadata, a chunk list for upload init, one chunk
+#: for an upload part. ``None`` (one-shot writes) streams to the store without a cap.
+SMALL_BODY = 64 * 1024
+CHUNK_LIST_BODY = 4 * 1024 * 1024
+PART_BODY = CHUNK_SIZE
+#: The largest integer a query parameter or header may carry (the databases' 64-bit integer).
+MAX_INTEGER = 2**63 - 1
 
 
 class JSONResponse(Response):
@@ -39,8 +47,6 @@ async def parse_json(request: Request, model: type[T], *, optional: bool = False
         return msgspec.json.decode(b"{}", type=model)
     if kind not in ("application/json", ""):
         raise UnsupportedMediaTypeError(f"send application/json, not {kind}")
-    if len(body) > MAX_JSON_BODY:
-        raise BadRequestError("JSON body is too large")
     try:
         return msgspec.json.decode(body, type=model)
     except msgspec.ValidationError as exc:
@@ -53,19 +59,37 @@ def query_str(request: HTTPConnection, name: str) -> str | None:
     return request.query_params.get(name)
 
 
+def parse_int(raw: str, what: str, *, minimum: int = 0, maximum: int = MAX_INTEGER) -> int:
+    """The integer *raw* spells in ASCII digits (an optional leading ``-``), within
+    ``[minimum, maximum]``; anything else is a 400 naming *what*.
+
+    The one parser of client-sent integers: ``int()`` alone would accept other scripts' digits
+    (``"²"``, ``"٣"``), underscores and surrounding spaces, and numbers no database stores.
+    """
+    text = raw.strip(" \t")
+    digits = text.removeprefix("-")
+    bounds = f"an integer from {minimum} to {maximum}"
+    if not digits or not digits.isascii() or not digits.isdigit() or len(digits) > 20:
+        raise BadRequestError(f"{what} must be {bounds}")
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise BadRequestError(f"{what} must be {bounds}")
+    return value
+
+
 def query_int(
-    request: HTTPConnection, name: str, default: int | None = None, *, minimum: int = 0
+    request: HTTPConnection,
+    name: str,
+    default: int | None = None,
+    *,
+    minimum: int = 0,
+    maximum: int = MAX_INTEGER,
 ) -> int | None:
+    """Integer query parameter *name* (see :func:`parse_int`); *default* when absent or empty."""
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequestError(f"query parameter {name} must be an integer") from None
-    if value < minimum:
-        raise BadRequestError(f"query parameter {name} must be >= {minimum}")
-    return value
+    return parse_int(raw, f"query parameter {name}", minimum=minimum, maximum=maximum)
 
 
 def query_bool(request: HTTPConnection, name: str, default: bool = False) -> bool:
@@ -129,6 +153,8 @@ class Endpoint:
     auth: bool = True
     tags: tuple[str, ...] = ()
     extra_responses: dict[int, str] = field(default_factory=dict)
+    max_body: int | None = SMALL_BODY
+    """The request body cap in bytes (413 above it); None: streamed without a cap."""
 
 
 def endpoint(spec: Endpoint) -> Callable[[T], T]:

@@ -20,8 +20,10 @@ from meshfs_common.models import (
 )
 from meshfs_server.domain.content import parse_range
 from meshfs_server.http.codec import (
+    CHUNK_LIST_BODY,
     IF_MATCH,
     IF_NONE_MATCH,
+    PART_BODY,
     PATH_OR_NODE,
     Endpoint,
     Param,
@@ -49,7 +51,7 @@ def _created(result: CommitResult) -> int:
 @endpoint(Endpoint(
     "Begin or resume a chunked upload; answers with the chunks still needed",
     request=UploadInitRequest, response=UploadInitResponse, params=(IF_MATCH, IF_NONE_MATCH),
-    errors=(*WRITE_ERRORS, "bad_request"), tags=TAGS,
+    errors=(*WRITE_ERRORS, "bad_request"), tags=TAGS, max_body=CHUNK_LIST_BODY,
 ))  # fmt: skip
 async def upload_init(request: Request) -> Response:
     who = await actor(request)
@@ -68,6 +70,7 @@ async def upload_init(request: Request) -> Response:
     response=UploadPartResponse,
     params=(Param("upload_id", required=True), Param("index", type="integer", required=True)),
     errors=("not_found", "hash_mismatch", "payload_too_large", "bad_request"), tags=TAGS,
+    max_body=PART_BODY,
 ))  # fmt: skip
 async def upload_part(request: Request) -> Response:
     who = await actor(request)
@@ -103,7 +106,7 @@ async def upload_commit(request: Request) -> Response:
     "Write a whole file in one request (streamed; creates parent directories)",
     request_media="application/octet-stream", response=CommitResult,
     params=(Param("path", required=True), IF_MATCH, IF_NONE_MATCH), errors=WRITE_ERRORS,
-    tags=TAGS, extra_responses={201: "file created"},
+    tags=TAGS, extra_responses={201: "file created"}, max_body=None,
 ))  # fmt: skip
 async def put_content(request: Request) -> Response:
     who = await actor(request)
