@@ -18,6 +18,7 @@ from typing import Any
 
 import aiohttp
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import DEFAULT_MAX_REQUEST_BODY_SIZE
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
@@ -32,6 +33,8 @@ from meshfs_server.http.codec import Endpoint, actor, endpoint, parse_json
 from meshfs_server.settings import Settings
 
 AUDIT_PREFIX = "mcp.tool."
+MCP_BODY = DEFAULT_MAX_REQUEST_BODY_SIZE
+"""The largest MCP request (4 MiB): the SDK refuses larger ones too."""
 _TOOL_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _OUTCOME = re.compile(r"ok|error:[a-z_]{1,64}")
 _WILDCARD_HOSTS = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "[::1]", "[::]": "[::1]"}
@@ -91,6 +94,8 @@ class McpEndpoint:
         response=None,
         tags=("agents",),
         errors=("payload_too_large", "unavailable"),
+        # The SDK's own cap: a write tool call carries the file's whole text.
+        max_body=MCP_BODY,
         extra_responses={
             202: "a JSON-RPC notification was accepted",
             400: "not a valid MCP request (JSON-RPC error body)",
