@@ -88,3 +88,35 @@ def test_version_and_help_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["put", "--help"], capsys)
     assert code == 0
     assert "Upload" in out
+
+
+def test_start_up_imports_no_network_or_sync_machinery() -> None:
+    """`meshfs --help` must start fast: the heavy libraries load only when a command runs."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys; from meshfs_client.cli import cli; "
+        "print(' '.join(m for m in ('aiohttp', 'rich', 'watchfiles', 'pathspec', 'tenacity',"
+        " 'meshfs_client.mirror', 'meshfs_client._client') if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.split() == []
+
+
+def test_sync_conflict_choices_are_the_engine_policies() -> None:
+    from meshfs_client.cli.sync import CONFLICT_POLICIES
+    from meshfs_client.mirror import ConflictPolicy
+
+    assert CONFLICT_POLICIES == tuple(p.value for p in ConflictPolicy)
+
+
+def test_library_names_still_import_from_the_package() -> None:
+    import meshfs_client
+
+    for name in meshfs_client.__all__:
+        assert getattr(meshfs_client, name) is not None, name
+    with pytest.raises(AttributeError):
+        _ = meshfs_client.NoSuchThing  # type: ignore[attr-defined]

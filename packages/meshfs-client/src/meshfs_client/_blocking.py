@@ -219,6 +219,33 @@ class MeshFS:
         """See :meth:`MeshFSClient.audit_page`."""
         return self._loop.run(self._client.audit_page(**filters))
 
+    def create_agent_token(
+        self,
+        name: str,
+        *,
+        path_prefix: str = "/",
+        read_only: bool = False,
+        expires_in: int = 30 * 86400,
+    ) -> dict[str, Any]:
+        """See :meth:`MeshFSClient.create_agent_token`."""
+        return self._loop.run(
+            self._client.create_agent_token(
+                name, path_prefix=path_prefix, read_only=read_only, expires_in=expires_in
+            )
+        )
+
+    def sessions(
+        self, *, everyone: bool = False, include_revoked: bool = False
+    ) -> list[dict[str, Any]]:
+        """See :meth:`MeshFSClient.sessions`."""
+        return self._loop.run(
+            self._client.sessions(everyone=everyone, include_revoked=include_revoked)
+        )
+
+    def revoke_session(self, session_id: str) -> None:
+        """See :meth:`MeshFSClient.revoke_session`."""
+        self._loop.run(self._client.revoke_session(session_id))
+
     def read_bytes(
         self,
         path: str | None = None,

@@ -560,6 +560,52 @@ class MeshFSClient:
         reply = await self._t.request("GET", "/plans/current", idempotent=True)
         return reply.decode(dict[str, Any])
 
+    async def create_agent_token(
+        self,
+        name: str,
+        *,
+        path_prefix: str = "/",
+        read_only: bool = False,
+        expires_in: int = 30 * 86400,
+    ) -> dict[str, Any]:
+        """``POST /auth/agents``: a named bearer token for an agent, confined to *path_prefix*.
+
+        The answer carries ``token`` (shown once; the server keeps only its hash),
+        ``session_id`` (to revoke it), ``name``, ``path_prefix``, ``access`` and ``expires_at``.
+        Agent tokens cannot create agent tokens.
+        """
+        reply = await self._t.request(
+            "POST",
+            "/auth/agents",
+            json={
+                "name": name,
+                "path_prefix": paths.normalise(path_prefix),
+                "access": "read" if read_only else "write",
+                "expires_in": expires_in,
+            },
+            idempotent=False,  # a resend after a lost answer would mint a second token
+        )
+        return reply.decode(dict[str, Any])
+
+    async def sessions(
+        self, *, everyone: bool = False, include_revoked: bool = False
+    ) -> list[dict[str, Any]]:
+        """``GET /auth/sessions``: your signed-in devices and agent tokens, newest first
+        (owners: the whole tenant's with *everyone*). Each has ``session_id``, ``kind``
+        (``device`` or ``agent``), ``name``, ``path_prefix``, ``access``, ``expires_at``..."""
+        reply = await self._t.request(
+            "GET",
+            "/auth/sessions",
+            params={"all": everyone, "include_revoked": include_revoked},
+            idempotent=True,
+        )
+        answer = reply.decode(dict[str, list[dict[str, Any]]])
+        return answer.get("sessions", [])
+
+    async def revoke_session(self, session_id: str) -> None:
+        """``DELETE /auth/sessions/{id}``: revoke a device session or an agent token."""
+        await self._t.request("DELETE", f"/auth/sessions/{session_id}", idempotent=True)
+
     async def record_tool_call(
         self, tool: str, *, target: str | None = None, outcome: str = "ok"
     ) -> None:

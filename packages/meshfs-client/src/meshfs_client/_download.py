@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import random
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -212,6 +213,9 @@ async def download_to_path(
     ) as r:
         head = info_from_headers(r.headers)
     version = version_id or head.version_id
+    if not await asyncio.to_thread(local.parent.is_dir):
+        # Said here, before the partial file's name could end up in the error instead.
+        raise FileNotFoundError(errno.ENOENT, "no such local directory", str(local.parent))
     partial = local.with_name(f".{local.name}.{version or 'current'}{PARTIAL_SUFFIX}")
     for attempt in (1, 2):
         start = await asyncio.to_thread(_prepare_partial, partial, head.size)

@@ -442,12 +442,23 @@ class LogoutRequest(Model):
 
 
 class Whoami(Model):
+    """Who a token speaks for, and through what: a signed-in device or an agent token.
+
+    ``session_name`` is the device's client name or the agent token's name; an agent token is
+    confined to ``path_prefix`` with ``access`` and ends at ``expires_at``.
+    """
+
     user_id: str
     username: str
     tenant_id: str
     tenant_name: str
     scope: str
     session_id: str | None = None
+    kind: Literal["device", "agent"] = "device"
+    session_name: str | None = None
+    path_prefix: str = "/"
+    access: Literal["read", "write"] = "write"
+    expires_at: datetime | None = None
 
 
 # --- agents (MCP) -------------------------------------------------------------------------------

@@ -14,8 +14,8 @@ import click
 import msgspec
 
 from meshfs_client import __version__
-from meshfs_client.cli import admin, agents, auth, files, history, sync, transfer
-from meshfs_client.cli._context import CliState
+from meshfs_client.cli import admin, agents, auth, files, history, sync, tokens, transfer
+from meshfs_client.cli._context import CliState, CommandGroup
 from meshfs_client.cli._errors import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -31,7 +31,7 @@ __all__ = ["cli", "main"]
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"]}
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+@click.group(cls=CommandGroup, context_settings=CONTEXT_SETTINGS)
 @click.option(
     "--server",
     metavar="URL",
@@ -68,6 +68,7 @@ for _command in (
     admin.quota,
     admin.audit,
     sync.sync,
+    tokens.token,
 ):
     cli.add_command(_command)
 cli.add_command(admin.quota, name="plan")  # the and the server's name for it

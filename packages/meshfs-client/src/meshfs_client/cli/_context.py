@@ -7,12 +7,13 @@ import sys
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import msgspec
 
-from meshfs_client._client import MeshFSClient
+if TYPE_CHECKING:
+    from meshfs_client._client import MeshFSClient
 
 T = TypeVar("T")
 
@@ -27,6 +28,9 @@ class CliState:
 
     def client(self) -> MeshFSClient:
         """A client for the chosen server (env and stored login apply, see MeshFSClient)."""
+        # Imported on first use: aiohttp is a third of a second that `--help` must not pay.
+        from meshfs_client._client import MeshFSClient
+
         return MeshFSClient(self.server)
 
     @property
@@ -45,6 +49,30 @@ class CliState:
 
 
 pass_state = click.make_pass_decorator(CliState, ensure=True)
+
+
+def _json_after_verb(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(CliState).json = True
+
+
+class CommandGroup(click.Group):
+    """A group of ``meshfs`` commands: each also takes ``--json`` after its name."""
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        """Register *cmd*, giving it a ``--json`` flag if it has none of its own."""
+        if not any("--json" in param.opts for param in cmd.params):
+            cmd.params.append(
+                click.Option(
+                    ["--json"],
+                    is_flag=True,
+                    expose_value=False,
+                    is_eager=True,
+                    callback=_json_after_verb,
+                    help="Machine-readable JSON output (same as `meshfs --json ...`).",
+                )
+            )
+        super().add_command(cmd, name)
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:

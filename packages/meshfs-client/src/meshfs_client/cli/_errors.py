@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import errno as _errno
 
+import click
+
 from meshfs_common.errors import MeshFSError
 
 EXIT_OK = 0
@@ -92,10 +94,33 @@ def describe(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
 
 
+# A local failure reported with the code of the table row (meshfs_common.errors) that means it.
+_CODE_BY_ERRNO = {
+    _errno.ENOENT: "not_found",
+    _errno.EEXIST: "already_exists",
+    _errno.ENOTDIR: "not_a_directory",
+    _errno.EISDIR: "is_a_directory",
+    _errno.ENOTEMPTY: "directory_not_empty",
+    _errno.EACCES: "forbidden",
+    _errno.EPERM: "forbidden",
+    _errno.EROFS: "read_only",
+    _errno.ENOSPC: "quota_exceeded",
+    _errno.EDQUOT: "quota_exceeded",
+    _errno.EFBIG: "payload_too_large",
+    _errno.ETIMEDOUT: "timeout",
+}
+
+
 def error_code(exc: BaseException) -> str:
-    """A machine-readable code for ``--json`` error reports."""
+    """The error-table code (:data:`meshfs_common.errors.ERROR_TABLE`) for ``--json`` reports.
+
+    Server errors carry their own; a local file error maps by errno; a rejected argument is
+    ``bad_request``; anything else is ``internal``.
+    """
     if isinstance(exc, MeshFSError):
         return exc.code
-    if isinstance(exc, OSError) and exc.errno is not None:
-        return _errno.errorcode.get(exc.errno, "os_error").lower()
-    return "error"
+    if isinstance(exc, OSError):
+        return _CODE_BY_ERRNO.get(exc.errno or 0, "internal")
+    if isinstance(exc, ValueError | click.UsageError):
+        return "bad_request"
+    return "internal"

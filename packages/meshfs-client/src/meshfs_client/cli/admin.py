@@ -61,7 +61,11 @@ def _audit_line(row: dict[str, Any]) -> str:
     show_default=True,
     help="How many rows (newest first).",
 )
-@click.option("--action", help="Only this action (e.g. device.approve, agent.create).")
+@click.option(
+    "--action",
+    help="Only this action (e.g. auth.device_approve, auth.agent_create), or a prefix ending"
+    " in * (auth.*).",
+)
 @click.option("--user", "user_id", metavar="USER_ID", help="Only this user's rows (owners).")
 @click.option("--outcome", help="Only this outcome (ok, denied, failed...).")
 @pass_state

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import webbrowser
-
 import click
 import msgspec
 
-from meshfs_client._settings import has_display
-from meshfs_client.cli._context import CliState, pass_state, run
+from meshfs_client.cli._context import CliState, human_time, pass_state, run
 
 
 @click.command()
@@ -39,7 +36,11 @@ def login(state: CliState, no_browser: bool, client_name: str) -> None:
                     f"(or open {start.verification_uri_complete})",
                     err=True,
                 )
+            from meshfs_client._settings import has_display
+
             if not no_browser and has_display():
+                import webbrowser
+
                 webbrowser.open(start.verification_uri_complete)
             state.info("Waiting for approval...")
             credentials = await client.wait_for_device_login(start)
@@ -84,9 +85,15 @@ def whoami(state: CliState) -> None:
             me = await client.whoami()
             if state.json:
                 state.emit({"server": client.server, **msgspec.structs.asdict(me)})
-            else:
+                return
+            click.echo(
+                f"{me.username} ({me.user_id}) in tenant {me.tenant_name} on {client.server}"
+            )
+            if me.kind == "agent":
+                expires = human_time(me.expires_at) if me.expires_at else "never"
                 click.echo(
-                    f"{me.username} ({me.user_id}) in tenant {me.tenant_name} on {client.server}"
+                    f"agent token {me.session_name!r} ({me.session_id}): {me.access} access"
+                    f" to {me.path_prefix}, expires {expires}"
                 )
 
     run(body())

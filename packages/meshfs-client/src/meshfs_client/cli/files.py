@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 
-from meshfs_client._client import MeshFSClient
 from meshfs_client.cli._context import CliState, human_size, human_time, pass_state, run
 from meshfs_common import paths
 from meshfs_common.errors import NotADirError, NotFoundError
 from meshfs_common.models import Entry
+
+if TYPE_CHECKING:
+    from meshfs_client._client import MeshFSClient
 
 
 def _line(entry: Entry, *, long: bool, full_path: bool) -> str:
     name = entry.path if full_path else entry.name or "/"
     if entry.kind == "dir":
         name += "/"
+    if entry.deleted_at is not None:
+        name += f"  (deleted {human_time(entry.deleted_at)})"
     if not long:
         return name
     kind = "d" if entry.kind == "dir" else "-"
+    if entry.deleted_at is not None:
+        kind = "x"  # a tombstone: restorable with `meshfs versions` + `meshfs restore`
     size = "-" if entry.kind == "dir" else human_size(entry.size)
     return f"{kind} {size:>8} {human_time(entry.modified_at)} {name}"
 
@@ -37,7 +45,9 @@ async def resolve_into_dir(client: MeshFSClient, src: str, dst: str) -> str:
 
 
 @click.command("ls")
-@click.option("-l", "long", is_flag=True, help="Long format: kind, size, modified time.")
+@click.option(
+    "-l", "long", is_flag=True, help="Long format: kind (d dir, - file, x deleted), size, time."
+)
 @click.option("-R", "recursive", is_flag=True, help="List subdirectories recursively.")
 @click.option("--deleted", is_flag=True, help="Include deleted entries (tombstones).")
 @click.argument("path", default="/")
@@ -86,7 +96,12 @@ def stat(state: CliState, path: str) -> None:
             click.echo(f"kind:      {entry.kind}")
             click.echo(f"node id:   {entry.node_id}")
             if entry.kind == "file":
-                click.echo(f"size:      {entry.size} ({human_size(entry.size)})")
+                readable = human_size(entry.size)
+                plain = f"{entry.size} bytes"
+                click.echo(
+                    f"size:      {plain}"
+                    + (f" ({readable})" if readable != str(entry.size) else "")
+                )
                 click.echo(f"version:   {entry.version_id}")
                 click.echo(f"hash:      {entry.content_hash}")
             click.echo(f"created:   {human_time(entry.created_at)}")

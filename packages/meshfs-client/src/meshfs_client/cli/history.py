@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from meshfs_client._watch import FeedReset
 from meshfs_client.cli._context import CliState, human_size, human_time, pass_state, run
 from meshfs_common.models import ChangeEvent
 
@@ -47,9 +46,13 @@ def restore(state: CliState, to_path: str | None, path: str, version_id: str) ->
 
     async def body() -> None:
         async with state.client() as client:
+            # The answer does not say whether the file came back from deletion; ask first.
+            was_live = to_path is None and await client.exists(path)
             result = await client.restore(path, version_id, to_path=to_path)
             if state.json:
                 state.emit(result)
+            elif not was_live:
+                state.info(f"restored deleted file {result.entry.path} from version {version_id}")
             elif result.created_version:
                 state.info(f"restored {result.entry.path} to {version_id}")
             else:
@@ -76,6 +79,8 @@ def watch(state: CliState, cursor: int | None, no_websocket: bool) -> None:
     """Print change events as they happen (Ctrl-C to stop)."""
 
     async def body() -> None:
+        from meshfs_client._watch import FeedReset
+
         async with state.client() as client:
             start = cursor if cursor is not None else await client.current_cursor()
             state.info(f"watching {client.server} from cursor {start}")

@@ -9,24 +9,20 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from meshfs_client.cli._context import CliState, pass_state, run
-from meshfs_client.mirror import (
-    ConflictPolicy,
-    IgnoreRules,
-    MirrorSync,
-    StateDB,
-    SyncEvent,
-    SyncOptions,
-    SyncStatus,
-    default_state_dir,
-    state_file,
-)
-from meshfs_client.mirror._local import scan
 from meshfs_common import paths
 from meshfs_common.errors import MeshFSError
+
+if TYPE_CHECKING:
+    from meshfs_client.mirror import StateDB, SyncEvent, SyncOptions
+
+# The values of mirror.ConflictPolicy, spelled out so that `meshfs --help` does not import the
+# sync engine (watchfiles, pathspec); tests/test_cli.py checks the two agree.
+CONFLICT_POLICIES = ("lww", "keep-both")
 
 _STATUS_LINE_INTERVAL = 0.25
 
@@ -36,6 +32,8 @@ class _Reporter:
 
     def __init__(self, state: CliState) -> None:
         self._tty = sys.stderr.isatty() and not state.json
+        from meshfs_client.mirror import SyncStatus
+
         self._quiet = state.quiet
         self.status = SyncStatus()
         self._last_line = 0.0
@@ -92,8 +90,8 @@ class _Reporter:
 @click.option("--once", is_flag=True, help="Sync until both sides agree, then exit.")
 @click.option(
     "--conflicts",
-    type=click.Choice([p.value for p in ConflictPolicy]),
-    default=ConflictPolicy.LWW.value,
+    type=click.Choice(CONFLICT_POLICIES),
+    default=CONFLICT_POLICIES[0],
     show_default=True,
     help="A file changed on both sides: last commit wins (the other content stays in history)"
     " or keep both (a conflict copy).",
@@ -128,6 +126,8 @@ def sync(
     resolved by --conflicts without losing content. Files matching .meshfsignore in the
     folder (gitignore syntax) and editors' temporary files stay local.
     """
+    from meshfs_client.mirror import ConflictPolicy, SyncOptions
+
     options = SyncOptions(
         target=target,
         remote_root=paths.normalise(remote),
@@ -142,6 +142,8 @@ def sync(
         return
 
     async def body() -> None:
+        from meshfs_client.mirror import MirrorSync
+
         async with state.client() as client:
             reporter = _Reporter(state)
             engine = MirrorSync(client, options, on_event=reporter)
@@ -166,6 +168,8 @@ async def _tick(reporter: _Reporter) -> None:
 
 
 async def _show_status(state: CliState, options: SyncOptions) -> None:
+    from meshfs_client.mirror import StateDB, default_state_dir, state_file
+
     target = options.target.resolve()
     async with state.client() as client:
         me = await client.whoami()
@@ -233,6 +237,9 @@ async def _show_status(state: CliState, options: SyncOptions) -> None:
 
 def _local_report(db: StateDB, target: Path) -> dict[str, list[str]]:
     """Local changes not yet uploaded: a scan compared with the synced state (no hashing)."""
+    from meshfs_client.mirror import IgnoreRules
+    from meshfs_client.mirror._local import scan
+
     found = scan(target, IgnoreRules.load(target))
     new = sorted(p for p in found if p not in db.synced)
     modified = sorted(

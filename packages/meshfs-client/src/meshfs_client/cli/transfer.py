@@ -3,21 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import os
+import json
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from meshfs_client._client import MeshFSClient
 from meshfs_client.cli._context import CliState, pass_state, run
+from meshfs_client.cli._errors import describe
+from meshfs_client.cli._local_tree import scan_tree
 from meshfs_client.cli._progress import TransferProgress
 from meshfs_client.cli.files import resolve_into_dir
 from meshfs_common import paths
-from meshfs_common.errors import InvalidMoveError, IsADirError
+from meshfs_common.errors import InvalidMoveError, InvalidPathError, IsADirError
 from meshfs_common.models import CommitResult, Entry
+
+if TYPE_CHECKING:
+    from meshfs_client._client import MeshFSClient
 
 FILE_CONCURRENCY = 4
 """Files transferred at once by ``put -r`` / ``get -r`` (each also sends chunks in parallel)."""
@@ -65,14 +69,36 @@ def _report(state: CliState, verb: str, results: list[Any], nbytes: int) -> None
 @click.option("-r", "-R", "recursive", is_flag=True, help="Upload a directory tree.")
 @click.option("--if-match", metavar="VERSION", help="Only replace this head version.")
 @click.option("--no-clobber", "-n", is_flag=True, help="Fail if the remote file exists.")
+@click.option(
+    "--follow-symlinks",
+    is_flag=True,
+    help="Upload what symbolic links point to (default: links are skipped, as sync does).",
+)
 @click.argument("src", type=click.Path(allow_dash=True, path_type=str))
 @click.argument("dst")
 @pass_state
 def put(
-    state: CliState, recursive: bool, if_match: str | None, no_clobber: bool, src: str, dst: str
+    state: CliState,
+    recursive: bool,
+    if_match: str | None,
+    no_clobber: bool,
+    follow_symlinks: bool,
+    src: str,
+    dst: str,
 ) -> None:
-    """Upload local SRC (a file, '-' for stdin, or a directory with -r) to remote DST."""
+    """Upload local SRC (a file, '-' for stdin, or a directory with -r) to remote DST.
+
+    A file goes into DST when DST is a directory. With -r, DST is the directory the tree
+    becomes (created, or merged into if it exists), so running the same command again changes
+    nothing; end DST with '/' to put the tree inside it under its own name
+    (`put -r photos /backup/` makes /backup/photos). Names MeshFS cannot store are skipped and
+    listed, the rest is sent, and the exit code is 2.
+    """
     local = Path(src)
+    if src != "-" and local.is_symlink() and not follow_symlinks:
+        raise click.UsageError(
+            f"{src} is a symbolic link; pass --follow-symlinks to upload what it points to"
+        )
     is_dir = src != "-" and local.is_dir()
     if is_dir and not recursive:
         raise click.UsageError(f"{src} is a directory (use -r)")
@@ -89,66 +115,84 @@ def put(
                 )
                 _report(state, "uploaded", [result], result.entry.size)
                 return
-            target = await resolve_into_dir(client, local.name, dst)
             if is_dir:
-                results = await _put_tree(state, client, local, target, no_clobber)
-            else:
-                with TransferProgress(state.show_progress, local.name, size) as bar:
-                    results = [
-                        await client.upload(
-                            target,
-                            local,
-                            if_match=if_match,
-                            if_none_match=no_clobber,
-                            progress=bar.advance,
-                        )
-                    ]
+                await _put_tree(state, client, local, _tree_target(local, dst), no_clobber,
+                                follow_symlinks)  # fmt: skip
+                return
+            target = await resolve_into_dir(client, local.name, dst)
+            with TransferProgress(state.show_progress, local.name, size) as bar:
+                results = [
+                    await client.upload(
+                        target,
+                        local,
+                        if_match=if_match,
+                        if_none_match=no_clobber,
+                        progress=bar.advance,
+                    )
+                ]
             _report(state, "uploaded", results, sum(r.entry.size for r in results))
 
     run(body())
 
 
-def _scan_tree(root: Path, target: str) -> tuple[list[str], list[tuple[Path, str]], int]:
-    """Remote directories to create, (local, remote) files to send, and their total size."""
-    directories = [target]
-    files: list[tuple[Path, str]] = []
-    total = 0
-    for directory, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        rel = Path(directory).relative_to(root)
-        remote_dir = target if rel == Path(".") else f"{target}/{rel.as_posix()}"
-        if rel != Path("."):
-            directories.append(remote_dir)
-        for name in sorted(filenames):
-            local = Path(directory) / name
-            if local.is_file():
-                files.append((local, f"{remote_dir}/{name}"))
-                total += local.stat().st_size
-    return directories, files, total
+def _tree_target(root: Path, dst: str) -> str:
+    """The remote directory a tree becomes: DST itself, or DST/<name> when DST ends in '/'."""
+    if not dst.endswith("/"):
+        return paths.normalise(dst)
+    name = root.name or root.resolve().name
+    return paths.normalise(f"{dst}/{paths.validate_name(name)}")
 
 
 async def _put_tree(
-    state: CliState, client: MeshFSClient, root: Path, target: str, no_clobber: bool
-) -> list[CommitResult]:
-    directories, files, total = await asyncio.to_thread(_scan_tree, root, target)
-    for remote_dir in directories:
+    state: CliState,
+    client: MeshFSClient,
+    root: Path,
+    target: str,
+    no_clobber: bool,
+    follow_symlinks: bool,
+) -> None:
+    # Everything is checked before anything is created, so a bad name never leaves half a tree.
+    tree = await asyncio.to_thread(scan_tree, root, target, follow_symlinks=follow_symlinks)
+    for remote_dir in tree.directories:
         await client.mkdir(remote_dir, parents=True)
     limit = asyncio.Semaphore(FILE_CONCURRENCY)
     results: list[CommitResult] = []
-    with TransferProgress(state.show_progress, root.name, total) as bar:
+    with TransferProgress(state.show_progress, root.name, tree.total) as bar:
 
         async def one(local: Path, remote: str) -> None:
             async with limit:
-                results.append(
-                    await client.upload(
-                        remote, local, if_none_match=no_clobber, progress=bar.advance
+                try:
+                    results.append(
+                        await client.upload(
+                            remote, local, if_none_match=no_clobber, progress=bar.advance
+                        )
                     )
-                )
+                except OSError as exc:  # unreadable or gone since the scan: report, go on
+                    tree.skip(local, describe(exc), failed=True)
 
         async with asyncio.TaskGroup() as group:
-            for local, remote in files:
+            for local, remote in tree.files:
                 group.create_task(one(local, remote))
-    return sorted(results, key=lambda r: r.entry.path)
+    results.sort(key=lambda r: r.entry.path)
+    _report(state, "uploaded", results, sum(r.entry.size for r in results))
+    for skipped in tree.skipped:
+        if state.json:
+            click.echo(
+                json.dumps({"skipped": str(skipped.local), "reason": skipped.reason}), err=True
+            )
+        elif skipped.failed or not state.quiet:
+            click.echo(f"meshfs: skipped {_shown(skipped.local)}: {skipped.reason}", err=True)
+    if tree.failures:
+        count = len(tree.failures)
+        raise InvalidPathError(
+            f"{count} {'entry' if count == 1 else 'entries'} could not be uploaded (listed above);"
+            " everything else was"
+        )
+
+
+def _shown(local: Path) -> str:
+    """A local path printable on one line (a newline in a name is shown as \\n)."""
+    return repr(str(local))[1:-1]
 
 
 @click.command()

@@ -12,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Literal, cast
 
 from starlette.requests import HTTPConnection
@@ -399,14 +400,22 @@ class Identity:
 
     async def whoami(self, principal: Principal) -> Whoami:
         """Who the caller is."""
+        actor = principal.actor
         async with self.db.read() as db:
-            user = await accounts.get_user(db, user_id=principal.actor.user_id)
-            tenant = await accounts.get_tenant(db, tenant_id=principal.actor.tenant_id)
+            user = await accounts.get_user(db, user_id=actor.user_id)
+            tenant = await accounts.get_tenant(db, tenant_id=actor.tenant_id)
+            session = await db.fetchone(
+                "SELECT name, expires_at FROM sessions WHERE session_id = ?", (actor.session_id,)
+            )
         if user is None or tenant is None:
             raise AuthError("unknown user or tenant")
+        name, expires = session if session is not None else (None, None)
         return Whoami(
             user_id=user.user_id, username=user.username, tenant_id=tenant.tenant_id,
-            tenant_name=tenant.name, scope=principal.scope, session_id=principal.actor.session_id,
+            tenant_name=tenant.name, scope=principal.scope, session_id=actor.session_id,
+            kind=principal.kind, session_name=name, path_prefix=actor.path_prefix,
+            access="write" if actor.can_write else "read",
+            expires_at=None if expires is None else datetime.fromtimestamp(expires, UTC),
         )  # fmt: skip
 
     # --- device flow ----------------------------------------------------------------------------
