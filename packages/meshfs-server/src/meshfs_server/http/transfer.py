@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from email.utils import formatdate
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from meshfs_common.errors import BadRequestError
@@ -36,6 +35,7 @@ from meshfs_server.http.codec import (
     query_str,
     respond,
 )
+from meshfs_server.http.content_stream import ContentStream
 
 TAGS = ("content",)
 WRITE_ERRORS = (
@@ -162,8 +162,9 @@ async def download(request: Request) -> Response:
     headers["Content-Length"] = str(length)
     if request.method == "HEAD":
         return Response(status_code=status, headers=headers, media_type="application/octet-stream")
-    body: AsyncIterator[bytes] = services.content.read(who.tenant_id, version, byte_range)
-    return StreamingResponse(
+    # Opened before the answer starts: a store that cannot serve it is a clean 503.
+    body = await services.content.open_read(who.tenant_id, version, byte_range)
+    return ContentStream(
         body, status_code=status, headers=headers, media_type="application/octet-stream"
     )
 
