@@ -339,6 +339,16 @@ class PostgresReadTx:
         )
         return {r[0]: r[1] for r in rows}
 
+    async def held_chunks(self, hold_id: str) -> set[str]:
+        rows = await self.conn.fetch(
+            "SELECT chunk_hash FROM chunk_holds WHERE tenant_id = $1 AND hold_id = $2"
+            " AND expires_at > $3",
+            self.tenant_id,
+            hold_id,
+            time.time(),
+        )
+        return {r[0] for r in rows}
+
     async def chunk_state(self, chunk_hash: str) -> ChunkState:
         row = await self.conn.fetchrow(
             "SELECT stored, collecting FROM chunks WHERE tenant_id = $1 AND chunk_hash = $2",

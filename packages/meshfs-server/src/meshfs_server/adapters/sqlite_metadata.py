@@ -338,6 +338,15 @@ class SqliteReadTx:
             )
         return sizes
 
+    async def held_chunks(self, hold_id: str) -> set[str]:
+        rows = self._all(
+            "SELECT chunk_hash FROM chunk_holds WHERE tenant_id = ? AND hold_id = ?"
+            " AND expires_at > ?",
+            hold_id,
+            time.time(),
+        )
+        return {r[0] for r in rows}
+
     async def chunk_state(self, chunk_hash: str) -> ChunkState:
         row = self._one(
             "SELECT stored, collecting FROM chunks WHERE tenant_id = ? AND chunk_hash = ?",

@@ -5,16 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from meshfs_common import paths
-from meshfs_common.errors import ForbiddenError, ReadOnlyError
+from meshfs_common.errors import ReadOnlyError
 from meshfs_common.models import Writer
+from meshfs_server.domain.scope import Scope
 
 
 @dataclass(frozen=True, slots=True)
 class Actor:
     """A user (through a device session or an agent token) acting in one tenant.
 
-    ``path_prefix`` confines every path the actor names (agent tokens); ``can_write`` is false
-    for readers and read-only tokens.
+    ``path_prefix`` confines everything the actor names or is told (agent tokens; see
+    :class:`~meshfs_server.domain.scope.Scope`); ``can_write`` is false for readers and
+    read-only tokens.
     """
 
     tenant_id: str
@@ -34,10 +36,14 @@ class Actor:
             agent_name=self.agent_name,
         )
 
+    @property
+    def scope(self) -> Scope:
+        """The part of the tenant this actor may see."""
+        return Scope(self.path_prefix)
+
     def check_read(self, path: str) -> None:
-        """Refuse paths outside the actor's prefix."""
-        if not paths.is_within(path, self.path_prefix):
-            raise ForbiddenError(f"this token is limited to {self.path_prefix}")
+        """Refuse paths outside the actor's scope."""
+        self.scope.check(path)
 
     def check_write(self, path: str) -> None:
         """Refuse writes for read-only actors and paths outside the prefix."""

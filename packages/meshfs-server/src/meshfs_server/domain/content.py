@@ -58,6 +58,14 @@ CommitHook = Callable[[WriteTx, Actor, tuple[str, ...]], Awaitable[None]]
 ReserveHook = Callable[[WriteTx, Actor, UploadRow], Awaitable[None]]
 
 
+def sent_hold(upload_id: str) -> str:
+    """The hold under which an upload through a limited scope records the chunks it sent.
+
+    Such an upload is told every chunk is missing and may commit only chunks it sent itself, so
+    it never learns whether the tenant stores some content outside its scope."""
+    return f"{upload_id}/sent"
+
+
 def chunk_count(size: int) -> int:
     return (size + CHUNK_SIZE - 1) // CHUNK_SIZE
 
@@ -155,7 +163,9 @@ class ContentService:
             if self.reserve_hook is not None:
                 await self.reserve_hook(tx, actor, upload)
             await tx.insert_upload(upload)
-            present = await tx.present_chunks(upload.chunks)
+            # Through a limited scope, content stored elsewhere in the tenant is not revealed:
+            # every chunk is asked for, and must be sent (see put_part).
+            present = await tx.present_chunks(upload.chunks) if actor.scope.whole_tenant else set()
         missing = [i for i, c in enumerate(upload.chunks) if c not in present]
         return UploadInitResponse(
             upload_id=upload.upload_id,
@@ -188,25 +198,35 @@ class ContentService:
             )
         if await hash_off_loop(data) != expected:
             raise HashMismatchError(f"chunk {index} does not match its SHA-256 {expected}")
-        await self.store_chunk(actor.tenant_id, expected, data)
-        async with self.store.read(actor.tenant_id) as tx:
-            present = await tx.present_chunks(upload.chunks)
+        if actor.scope.whole_tenant:
+            await self.store_chunk(actor.tenant_id, expected, data)
+            async with self.store.read(actor.tenant_id) as tx:
+                present = await tx.present_chunks(upload.chunks)
+        else:
+            await self.store_chunk(actor.tenant_id, expected, data, rewrite=True)
+            async with self.store.write(actor.tenant_id, durable=False) as wtx:
+                await wtx.hold_chunks(sent_hold(upload_id), [expected], upload.expires_at)
+                present = await wtx.held_chunks(sent_hold(upload_id))
         missing = [i for i, c in enumerate(upload.chunks) if c not in present]
         return UploadPartResponse(upload_id=upload_id, index=index, chunk=expected, missing=missing)
 
-    async def store_chunk(self, tenant_id: str, name: str, data: bytes) -> None:
+    async def store_chunk(
+        self, tenant_id: str, name: str, data: bytes, *, rewrite: bool = False
+    ) -> None:
         """Store a chunk the caller holds; waits out a collector that claimed it before the hold.
 
         The hold means no collector can claim the chunk from now on, so once it is seen not
-        being collected, storing it and marking it stored is safe.
+        being collected, storing it and marking it stored is safe. With *rewrite* the bytes are
+        stored even when the chunk already is (for a caller who may not learn whether it was:
+        the same work either way, so the answer's timing does not tell).
         """
         deadline = time.monotonic() + COLLECTION_WAIT
         while True:
             async with self.store.read(tenant_id) as tx:
                 state = await tx.chunk_state(name)
-            if state == "stored":
+            if state == "stored" and not rewrite:
                 return
-            if state == "absent":
+            if state != "collecting":
                 break
             await self._wait_for_collector(deadline)
         await self.content.put_bytes(tenant_id, name, data)
@@ -224,6 +244,9 @@ class ContentService:
             if await tx.get_upload(upload_id) is None:
                 raise NotFoundError(f"no such upload (expired or committed): {upload_id}")
             sizes = await tx.chunk_sizes(upload.chunks)
+            if not actor.scope.whole_tenant:  # only what this upload sent counts (see put_part)
+                sent = await tx.held_chunks(sent_hold(upload_id))
+                sizes = {c: z for c, z in sizes.items() if c in sent}
             missing = [i for i, c in enumerate(upload.chunks) if c not in sizes]
             if missing:
                 raise UploadIncompleteError(
@@ -239,6 +262,7 @@ class ContentService:
                 if_none_match=if_none_match,
             )  # fmt: skip
             await tx.delete_upload(upload_id)
+            await tx.release_holds(sent_hold(upload_id))
         await self._publish(actor, events)
         return self._result(done.node, done.version, upload.path, done.created)
 
@@ -278,6 +302,9 @@ class ContentService:
         """
         name = await hash_off_loop(data) if data else None
         chunks = (name,) if name else ()
+        # Through a limited scope the bytes are stored even if the tenant has them (the timing
+        # of the answer must not tell whether it had).
+        rewrite = not actor.scope.whole_tenant
         deadline = time.monotonic() + COLLECTION_WAIT
         events: list[ChangeEvent] = []
         while True:
@@ -290,7 +317,7 @@ class ContentService:
                 if state == "collecting":
                     await self._wait_for_collector(deadline)
                     continue
-                if state == "absent":
+                if state == "absent" or rewrite:
                     await self.content.put_bytes(actor.tenant_id, name, data)
                     wrote = True
             try:
@@ -345,7 +372,9 @@ class ContentService:
                 names.append(name)
                 async with self.store.write(actor.tenant_id, durable=False) as tx:
                     await tx.hold_chunks(hold_id, [name], time.time() + UPLOAD_TTL)
-                await self.store_chunk(actor.tenant_id, name, block)
+                await self.store_chunk(
+                    actor.tenant_id, name, block, rewrite=not actor.scope.whole_tenant
+                )
             chunks = tuple(names)
             async with self.store.write(actor.tenant_id) as tx:
                 if self.commit_hook is not None:

@@ -12,6 +12,10 @@ through the Python process. It still verifies everything it commits:
    marks the verified ones stored in one short transaction, then commits as usual. Anything
    missing or wrong makes the commit fail with ``upload_incomplete`` and nothing changes.
 
+Tokens limited to a path prefix get no presigned PUTs: their parts go through the server, which
+records what each upload sent (see ``content.sent_hold``), so they never learn what the tenant
+stores outside their prefix.
+
 Nothing a client put is referenced before it was verified. Objects put for an upload that is
 never committed have no metadata row; see the adapter notes on orphaned objects.
 """
@@ -65,6 +69,11 @@ class DirectTransfers:
         answer = await self.content.init_upload(
             actor, request, if_match=if_match, if_none_match=if_none_match
         )
+        if not actor.scope.whole_tenant:
+            # A chunk put straight into the store cannot be told apart from one the tenant
+            # stored before, so uploads through a limited scope send their parts through the
+            # server (see content.sent_hold).
+            return answer
         urls: dict[int, str] = {}
         headers: dict[int, dict[str, str]] = {}
         for index in answer.missing:  # the upload holds these chunks from now on
@@ -80,6 +89,10 @@ class DirectTransfers:
         if_none_match: bool = False,
     ) -> CommitResult:  # fmt: skip
         """Verify the chunks clients put into the store directly, then commit as usual."""
+        if not actor.scope.whole_tenant:  # it was given no presigned URLs
+            return await self.content.commit_upload(
+                actor, upload_id, if_match=if_match, if_none_match=if_none_match
+            )
         async with self.content.store.read(actor.tenant_id) as tx:
             upload = await tx.get_upload(upload_id)
             unseen: dict[str, int] = {}

@@ -17,8 +17,11 @@ from dataclasses import dataclass, field
 from meshfs_common.errors import BadRequestError
 from meshfs_common.models import ChangeEvent, PullResponse
 from meshfs_server.domain.ports import MetadataStore
+from meshfs_server.domain.scope import WHOLE_TENANT, Replaced, Scope
 
 MAX_PULL = 1000
+SCAN_LIMIT = 10 * MAX_PULL
+"""Events one pull examines at most through a limited scope (bounds the work per request)."""
 QUEUE_LIMIT = 1024
 
 
@@ -103,22 +106,51 @@ class ChangeFeed:
         """Called after a commit with the events it appended."""
         await self.bus.publish(tenant_id, events)
 
-    async def pull(self, tenant_id: str, cursor: int, limit: int = MAX_PULL) -> PullResponse:
-        """Events after *cursor*; ``reset`` when the cursor is outside the retained log."""
+    async def pull(
+        self, tenant_id: str, cursor: int, limit: int = MAX_PULL, *, scope: Scope = WHOLE_TENANT
+    ) -> PullResponse:
+        """Events after *cursor* as *scope* sees them; ``reset`` when the cursor is outside the
+        retained log, or when the scope's root was replaced (then ``cursor`` is that event's).
+
+        Through a limited scope the answer skips what the scope does not see: ``cursor`` is the
+        last sequence number examined (visible or not), and at most :data:`SCAN_LIMIT` events
+        are examined per call, so a page may be short or empty with ``has_more`` set.
+        """
         if cursor < 0:
             raise BadRequestError("cursor must be >= 0")
         if not 1 <= limit <= MAX_PULL:
             raise BadRequestError(f"limit must be between 1 and {MAX_PULL}")
+        shown: list[ChangeEvent] = []
+        last = cursor
+        scanned = 0
+        more = False
         async with self.store.read(tenant_id) as tx:
             bounds = await tx.feed_bounds()
             if cursor < bounds.first - 1 or cursor > bounds.last:
                 return PullResponse(events=[], cursor=bounds.last, reset=True)
-            events = await tx.events_after(cursor, limit + 1)
-        more = len(events) > limit
-        events = events[:limit]
-        return PullResponse(
-            events=events, cursor=events[-1].seq if events else cursor, has_more=more
-        )
+            while not more:
+                wanted = limit + 1 - len(shown)
+                batch = await tx.events_after(last, wanted)
+                for event in batch:
+                    if len(shown) == limit or scanned == SCAN_LIMIT:
+                        more = True
+                        break
+                    seen = scope.view(event)
+                    if isinstance(seen, Replaced):
+                        if shown:  # end the page here; the next pull answers the reset
+                            more = True
+                            break
+                        return PullResponse(
+                            events=[], cursor=event.seq, has_more=event.seq < bounds.last,
+                            reset=True,
+                        )  # fmt: skip
+                    scanned += 1
+                    last = event.seq
+                    if seen is not None:
+                        shown.append(seen)
+                if len(batch) < wanted:
+                    break
+        return PullResponse(events=shown, cursor=last, has_more=more)
 
     async def trim(self, tenant_id: str, before: float) -> int:
         """Drop events older than *before*; clients behind them will be told to reset."""
@@ -130,48 +162,59 @@ class ChangeFeed:
             return (await tx.feed_bounds()).last
 
     async def follow(
-        self, tenant_id: str, cursor: int
+        self, tenant_id: str, cursor: int, *, scope: Scope = WHOLE_TENANT
     ) -> AsyncIterator[ChangeEvent | Reset | CaughtUp]:
-        """Every event after *cursor*, forever: backlog first, then live, in order, no gaps.
+        """Every event after *cursor* that *scope* sees, forever: backlog first, then live, in
+        order, no gaps.
 
-        Yields :class:`Reset` (and continues from its cursor) when *cursor* is not retained,
-        and one :class:`CaughtUp` when the backlog has been replayed.
+        Yields :class:`Reset` (and continues from its cursor) when *cursor* is not retained or
+        the scope's root was replaced, and one :class:`CaughtUp` when the backlog has been
+        replayed (its cursor is the last sequence number examined).
         """
         sub = self.bus.subscribe(tenant_id)
         try:
-            last = cursor
-            while True:  # replay until the store has nothing more
-                page = await self.pull(tenant_id, last)
-                if page.reset:
-                    yield Reset(page.cursor)
-                    last = page.cursor
-                    continue
-                for event in page.events:
-                    yield event
-                last = page.cursor
-                if not page.has_more:
-                    break
-            yield CaughtUp(last)
+            position = _Position(cursor)
+            async for item in self._replay(tenant_id, scope, position):
+                yield item
+            yield CaughtUp(position.seq)
             while True:
-                item = await sub.queue.get()
-                if sub.overflowed or item is None or item.seq > last + 1:
+                event = await sub.queue.get()
+                if sub.overflowed or event is None or event.seq > position.seq + 1:
                     # Missed or unknown events: the store has them.
                     sub.overflowed = False
-                    while True:
-                        page = await self.pull(tenant_id, last)
-                        if page.reset:
-                            yield Reset(page.cursor)
-                            last = page.cursor
-                            break
-                        for event in page.events:
-                            yield event
-                        last = page.cursor
-                        if not page.has_more:
-                            break
+                    async for item in self._replay(tenant_id, scope, position):
+                        yield item
                     continue
-                if item.seq <= last:
+                if event.seq <= position.seq:
                     continue  # already delivered from the backlog
-                last = item.seq
-                yield item
+                position.seq = event.seq
+                seen = scope.view(event)
+                if isinstance(seen, Replaced):
+                    yield Reset(event.seq)
+                elif seen is not None:
+                    yield seen
         finally:
             self.bus.unsubscribe(sub)
+
+    async def _replay(
+        self, tenant_id: str, scope: Scope, position: _Position
+    ) -> AsyncIterator[ChangeEvent | Reset]:
+        """What the store holds after ``position.seq``, page by page, advancing it."""
+        while True:
+            page = await self.pull(tenant_id, position.seq, scope=scope)
+            if page.reset:
+                yield Reset(page.cursor)
+                position.seq = page.cursor
+                continue
+            for event in page.events:
+                yield event
+            position.seq = page.cursor
+            if not page.has_more:
+                return
+
+
+@dataclass(slots=True)
+class _Position:
+    """The last sequence number a follower has examined."""
+
+    seq: int

@@ -233,6 +233,9 @@ class ReadTx(Protocol):
     async def chunk_sizes(self, hashes: Sequence[str]) -> dict[str, int]:
         """Sizes of the stored chunks among *hashes*."""
 
+    async def held_chunks(self, hold_id: str) -> set[str]:
+        """The chunks held under *hold_id* (and not expired)."""
+
     async def get_upload(self, upload_id: str) -> UploadRow | None:
         """The upload in progress with this id, or None."""
 

@@ -37,6 +37,7 @@ async def pull(request: Request) -> Response:
         who.tenant_id,
         query_int(request, "cursor", 0) or 0,
         query_int(request, "limit", 1000, minimum=1) or 1000,
+        scope=who.scope,
     )
     return respond(page)
 
@@ -86,7 +87,8 @@ async def stream(request: Request) -> Response:
     async def events() -> AsyncIterator[bytes]:
         yield b": connected\nretry: 1000\n\n"
         try:
-            async for item in _with_heartbeats(feed.follow(who.tenant_id, cursor), interval):
+            following = feed.follow(who.tenant_id, cursor, scope=who.scope)
+            async for item in _with_heartbeats(following, interval):
                 if item is None:
                     yield b": heartbeat\n\n"
                 elif isinstance(item, Reset):
@@ -133,7 +135,7 @@ async def websocket(ws: WebSocket) -> None:
         nonlocal failure
         await send(StreamMessage(type="hello", cursor=cursor))
         try:
-            async for item in feed.follow(who.tenant_id, cursor):
+            async for item in feed.follow(who.tenant_id, cursor, scope=who.scope):
                 if isinstance(item, Reset):
                     await send(StreamMessage(type="reset", cursor=item.cursor))
                 elif isinstance(item, CaughtUp):

@@ -106,6 +106,7 @@ async def recent(
     action: str | None = None,
     user_id: str | None = None,
     outcome: str | None = None,
+    session_id: str | None = None,
 ) -> AuditPage:
     """A page of one tenant's audit log, newest first, optionally filtered.
 
@@ -130,6 +131,9 @@ async def recent(
     if outcome:
         where.append("outcome = ?")
         args.append(outcome)
+    if session_id:
+        where.append("session_id = ?")
+        args.append(session_id)
     rows = await conn.fetchall(
         "SELECT audit_id, at, action, outcome, user_id, session_id, device_name, agent_name,"
         f" client_address, target, detail FROM audit WHERE {' AND '.join(where)}"

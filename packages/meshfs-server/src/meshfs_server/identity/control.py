@@ -1,7 +1,8 @@
 """What a signed-in user manages: sessions, agent tokens, audit, plan and retention.
 
 Rules: everybody sees and revokes their own sessions and agent tokens; owners see and revoke
-every session of their tenant and read its whole audit log (others read their own rows).
+every session of their tenant and read its whole audit log (others read their own rows). An
+agent token sees only itself: its own session and the audit rows of what it did.
 Owners and writers create agent tokens (an agent token cannot mint another, and a writer's
 token can never write more than its creator). Only owners change retention or run it; nobody
 changes the plan through the API.
@@ -18,7 +19,7 @@ import msgspec
 from meshfs_common import paths
 from meshfs_common.errors import BadRequestError, ForbiddenError, NotFoundError
 from meshfs_server.domain.collector import Collector
-from meshfs_server.domain.ports import MetadataStore
+from meshfs_server.domain.ports import MetadataStore, StorageUsage
 from meshfs_server.identity import accounts, audit, plans
 from meshfs_server.identity.audit import AuditPage, Who
 from meshfs_server.identity.tokens import AGENT_PREFIX, new_secret, secret_hash
@@ -93,6 +94,9 @@ async def list_sessions(
     if not everyone:
         where += " AND s.user_id = ?"
         args.append(actor.user_id)
+    if principal.kind == "agent":
+        where += " AND s.session_id = ?"
+        args.append(actor.session_id)
     if not include_revoked:
         where += " AND s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?)"
         args.append(time.time())
@@ -195,16 +199,18 @@ async def recent_audit(
     identity: Identity, principal: Principal, *, limit: int, before: int | None,
     action: str | None, user_id: str | None, outcome: str | None,
 ) -> AuditPage:  # fmt: skip
-    """The tenant's audit log (owners), or the caller's own rows (everyone else)."""
+    """The tenant's audit log (owners), the caller's own rows (everyone else), or for an agent
+    token the rows of its own session."""
     actor = principal.actor
     if not principal.is_owner:
         if user_id not in (None, actor.user_id):
             raise ForbiddenError("only owners read other users' audit rows")
         user_id = actor.user_id
+    session_id = actor.session_id if principal.kind == "agent" else None
     async with identity.db.read() as db:
         return await audit.recent(
             db, actor.tenant_id, limit=limit, before=before, action=action, user_id=user_id,
-            outcome=outcome,
+            outcome=outcome, session_id=session_id,
         )  # fmt: skip
 
 
@@ -223,9 +229,15 @@ async def plan_info(
         tenant_id=tenant_id, tenant_name=tenant.name, plan=plan, retention=policy,
         plan_retention=plans.preset(plan),
         rate_limit_per_minute=plans.rate_per_minute(plan, identity.settings),
-        storage=plans.StorageInfo(quota=plans.quota_bytes(plan, identity.settings),
-                                  used=usage.committed, reserved=usage.pending),
+        storage=_storage(principal, plans.quota_bytes(plan, identity.settings), usage),
     )  # fmt: skip
+
+
+def _storage(principal: Principal, quota: int, usage: StorageUsage) -> plans.StorageInfo:
+    """Tenant-wide usage is for callers who see the whole tenant."""
+    if not principal.actor.scope.whole_tenant:
+        return plans.StorageInfo(quota=quota)
+    return plans.StorageInfo(quota=quota, used=usage.committed, reserved=usage.pending)
 
 
 def _require_owner(principal: Principal, what: str) -> None:
@@ -251,6 +263,7 @@ async def put_policy(
             principal.actor.tenant_id,
             "retention.policy",
             who=Who.of(principal.actor, address),
+            target=principal.actor.tenant_id,
             detail=msgspec.structs.asdict(policy),
         )
         return (await plans.effective_policy(db, principal.actor.tenant_id))[1]
@@ -296,6 +309,7 @@ async def apply_retention(
             tenant_id,
             "retention.apply",
             who=Who.of(principal.actor, address),
+            target=tenant_id,
             detail=msgspec.structs.asdict(report),
         )
     return report

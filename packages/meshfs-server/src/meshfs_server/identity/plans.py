@@ -54,12 +54,16 @@ class RetentionPolicy(msgspec.Struct, kw_only=True):
     grace_days: int
 
 
-class StorageInfo(msgspec.Struct, kw_only=True):
-    """Quota accounting in bytes (``used`` is deduplicated: identical content counts once)."""
+class StorageInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Quota accounting in bytes (``used`` is deduplicated: identical content counts once).
+
+    ``used`` and ``reserved`` describe the whole tenant, so a token limited to a path prefix is
+    not told them (they are absent).
+    """
 
     quota: int
-    used: int
-    reserved: int
+    used: int | None = None
+    reserved: int | None = None
 
 
 class PlanInfo(msgspec.Struct, kw_only=True):

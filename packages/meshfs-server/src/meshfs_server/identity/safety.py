@@ -88,6 +88,8 @@ class Quota:
         quota = await self.limit(actor.tenant_id)
         usage = await tx.storage_usage(excluding_content=upload.content_hash)
         if usage.committed + usage.pending + upload.size > quota:
+            if not actor.scope.whole_tenant:
+                raise _exceeded_in_scope(quota, upload.size)
             raise QuotaExceededError(
                 f"storage quota exceeded: {usage.committed} bytes stored and {usage.pending}"
                 f" reserved by uploads in progress, {upload.size} more asked, quota {quota}",
@@ -97,16 +99,31 @@ class Quota:
 
     async def commit(self, tx: WriteTx, actor: Actor, chunks: tuple[str, ...]) -> None:
         """At commit (inside the commit transaction): what is stored plus the bytes this version
-        newly references must fit. Content already stored (deduplicated) costs nothing."""
+        newly references must fit. Content already stored (deduplicated) costs nothing - except
+        through a limited scope, which is charged every distinct chunk, so whether a write fits
+        never tells it whether the tenant stores that content elsewhere."""
         quota = await self.limit(actor.tenant_id)
         usage = await tx.storage_usage()
-        size = await tx.unreferenced_bytes(chunks)
+        if actor.scope.whole_tenant:
+            size = await tx.unreferenced_bytes(chunks)
+        else:
+            size = sum((await tx.chunk_sizes(chunks)).values())
         if usage.committed + size > quota:
+            if not actor.scope.whole_tenant:
+                raise _exceeded_in_scope(quota, size)
             raise QuotaExceededError(
                 f"storage quota exceeded: {usage.committed} bytes stored, {size} more asked,"
                 f" quota {quota}",
                 detail={"quota": quota, "used": usage.committed, "requested": size},
             )
+
+
+def _exceeded_in_scope(quota: int, requested: int) -> QuotaExceededError:
+    """Over quota, told to a token limited to a path: the tenant's usage is not its to know."""
+    return QuotaExceededError(
+        f"storage quota exceeded: the tenant's quota is {quota} bytes, {requested} more asked",
+        detail={"quota": quota, "requested": requested},
+    )
 
 
 def audit_action(method: str, path: str) -> str:
