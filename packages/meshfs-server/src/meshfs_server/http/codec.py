@@ -48,11 +48,35 @@ async def parse_json(request: Request, model: type[T], *, optional: bool = False
     if kind not in ("application/json", ""):
         raise UnsupportedMediaTypeError(f"send application/json, not {kind}")
     try:
-        return msgspec.json.decode(body, type=model)
+        decoded = msgspec.json.decode(body, type=model)
     except msgspec.ValidationError as exc:
         raise BadRequestError(f"invalid request body: {exc}") from None
     except msgspec.DecodeError:
         raise BadRequestError("request body is not valid JSON") from None
+    _note_body_target(request, decoded)
+    return decoded
+
+
+#: Scope key: what a request acts on, for its audit row (see :func:`acted_on`).
+ACTED_ON = "meshfs.acted_on"
+
+
+def acted_on(conn: HTTPConnection, target: str, **detail: str) -> None:
+    """Name what this request acts on (a path, or an object's id) for its audit row; *detail*
+    adds to the row (a rename's ``new_path``)."""
+    conn.scope[ACTED_ON] = (target, detail)
+
+
+def _note_body_target(conn: HTTPConnection, body: object) -> None:
+    """A JSON body that names a path (or an upload, or a named object) is what its request
+    acts on: mkdir's and rename's paths travel in the body, not the URL."""
+    for name in ("path", "upload_id", "name"):
+        value = getattr(body, name, None)
+        if isinstance(value, str) and value:
+            new_path = getattr(body, "new_path", None)
+            extra = {"new_path": new_path} if isinstance(new_path, str) else {}
+            acted_on(conn, value, **extra)
+            return
 
 
 def query_str(request: HTTPConnection, name: str) -> str | None:

@@ -181,7 +181,7 @@ async def _signin(request: Request) -> Response:
         identity.count_guess(f"ip:{address}")
         identity.count_guess(f"account:{username}")
         await identity.audit_event(None, "auth.signin", "denied", Who(client_address=address),
-                                   detail={"username": username})  # fmt: skip
+                                   detail={"username": username}, target=username)  # fmt: skip
         form_html = _signin_form(csrf, user_code, username, "Wrong username or password.")
         return _page(request, "Approve a device", form_html, csrf, 401)
     code = await identity.pending_device(user_code)

@@ -41,6 +41,7 @@ from meshfs_server.identity.tokens import (
     AGENT_PREFIX,
     REFRESH_PREFIX,
     AccessClaims,
+    RejectedTokenError,
     TokenSigner,
     new_secret,
     secret_hash,
@@ -105,6 +106,7 @@ async def approve_for_account(
         found.tenant_id,
         "auth.device_approve" if approve else "auth.device_deny",
         who=Who(user.user_id),
+        target=code.user_code,
         detail={"user_code": code.user_code, "via": via, "client_name": code.client_name},
     )
     verb = "approved" if approve else "denied"
@@ -224,16 +226,22 @@ class Identity:
         if row is None:
             raise AuthError("unknown session")
         kind, user_id, tenant_id, name, scope, revoked, expires, prefix, can_write, off, role = row
+
+        def rejected(message: str) -> RejectedTokenError:
+            return RejectedTokenError(
+                message, tenant_id=tenant_id, user_id=user_id, session_id=session_id
+            )
+
         if claims is not None and (claims.user_id, claims.tenant_id) != (user_id, tenant_id):
-            raise AuthError("access token does not match its session")
+            raise rejected("access token does not match its session")
         if revoked is not None:
-            raise AuthError("this session was signed out or revoked; sign in again")
+            raise rejected("this session was signed out or revoked; sign in again")
         if expires is not None and expires <= time.time():
-            raise AuthError("this token has expired")
+            raise rejected("this token has expired")
         if off:
-            raise AuthError("this account is disabled")
+            raise rejected("this account is disabled")
         if role is None:
-            raise AuthError("this account is no longer a member of the tenant")
+            raise rejected("this account is no longer a member of the tenant")
         is_agent = kind == "agent"
         actor = Actor(
             tenant_id=tenant_id, user_id=user_id, session_id=session_id,
@@ -243,15 +251,26 @@ class Identity:
         return Principal(actor=actor, role=cast(Role, role), kind=kind, scope=scope)
 
     async def _audit_failure(self, conn: HTTPConnection, exc: AuthError) -> None:
+        # A token that names a tenant trustworthily (signed by us, or a known session) is
+        # audited in that tenant, so its owners see expired or revoked tokens still in use.
+        from meshfs_server.identity.safety import request_target
+
+        who = Who(client_address=client_address(conn))
+        tenant_id = None
+        if isinstance(exc, RejectedTokenError):
+            tenant_id = exc.tenant_id
+            who = Who(exc.user_id, exc.session_id, client_address=client_address(conn))
+        target, ids = request_target(conn)
+        method = conn.scope.get("method", "GET")  # a WebSocket handshake is a GET
         async with self.db.write() as db:
             await audit.record(
                 db,
-                None,
+                tenant_id,
                 "auth.failed",
                 outcome="denied",
-                who=Who(client_address=client_address(conn)),
-                target=conn.url.path,
-                detail={"reason": exc.message},
+                who=who,
+                target=target,
+                detail={"reason": exc.message, "request": f"{method} {conn.url.path}", **ids},
             )
 
     # --- sessions and tokens --------------------------------------------------------------------
@@ -437,6 +456,7 @@ class Identity:
                 None,
                 "auth.device_start",
                 who=Who(client_address=address),
+                target=user_code,
                 detail={"client_name": name, "user_code": user_code},
             )
         base = self.settings.base_url
@@ -498,6 +518,7 @@ class Identity:
             tenant.tenant_id,
             "auth.device_approve",
             who=Who(user.user_id),
+            target=code.user_code,
             detail={"user_code": code.user_code, "by": "dev-auto-approve"},
         )
 
@@ -521,6 +542,7 @@ class Identity:
                 tenant_id,
                 "auth.device_approve" if approve else "auth.device_deny",
                 who=who,
+                target=code.user_code,
                 detail={"user_code": code.user_code, "client_name": code.client_name, "via": via},
             )
         return replace(code, status="approved" if approve else "denied")

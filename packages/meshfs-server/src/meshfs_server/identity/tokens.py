@@ -26,7 +26,7 @@ from joserfc.errors import JoseError
 from joserfc.jwt import JWTClaimsRegistry
 
 from meshfs_common.errors import AuthError
-from meshfs_common.ids import new_id
+from meshfs_common.ids import is_id, new_id
 from meshfs_server.identity.keys import FixedKeys, KeyRing, KeySource
 
 AUDIENCE = "meshfs"
@@ -58,6 +58,33 @@ class AccessClaims:
     session_id: str
     scope: str
     expires_at: int
+
+
+class RejectedTokenError(AuthError):
+    """A token this server signed (or a session it knows) that is no longer good: expired,
+    revoked, of a disabled account. It names the tenant, user and session, so the failure is
+    audited where that tenant's owners see it (a forged token names nothing trustworthy)."""
+
+    def __init__(
+        self, message: str, *, tenant_id: str, user_id: str | None, session_id: str | None
+    ) -> None:
+        super().__init__(message)
+        self.tenant_id = tenant_id
+        self.user_id = user_id
+        self.session_id = session_id
+
+
+def _rejected(message: str, claims: dict[str, Any]) -> AuthError:
+    """The error for a token whose signature is good but whose claims are not (expired, another
+    audience): it names the tenant when the claims do."""
+    tenant, user, session = (claims.get(k) for k in ("tid", "sub", "sid"))
+    if not isinstance(tenant, str) or not is_id(tenant):
+        return AuthError(message)
+    return RejectedTokenError(
+        message, tenant_id=tenant,
+        user_id=user if isinstance(user, str) else None,
+        session_id=session if isinstance(session, str) else None,
+    )  # fmt: skip
 
 
 class TokenSigner:
@@ -185,7 +212,7 @@ class TokenSigner:
             registry.validate(decoded.claims)
         except JoseError as exc:
             detail = f"{exc.error} {exc.description or ''}".strip()
-            raise AuthError(f"access token rejected: {detail}") from None
+            raise _rejected(f"access token rejected: {detail}", decoded.claims) from None
         claims = decoded.claims
         try:
             return AccessClaims(
