@@ -26,6 +26,7 @@ from meshfs_server.http.codec import (
     PATH_OR_NODE,
     Endpoint,
     Param,
+    acted_on,
     actor,
     endpoint,
     if_match,
@@ -99,6 +100,7 @@ async def upload_commit(request: Request) -> Response:
     result = await uploads.commit_upload(
         who, body.upload_id, if_match=if_match(request), if_none_match=if_none_match_any(request)
     )
+    acted_on(request, result.entry.path, upload_id=body.upload_id)
     return respond(result, status=_created(result))
 
 

@@ -208,6 +208,25 @@ async def admit(identity: Identity, limits: Limits, plans_: Plans, conn: HTTPCon
     )
 
 
+def request_target(conn: HTTPConnection) -> tuple[str, dict[str, str]]:
+    """What a request acts on, for its audit row, and details to go with it: what the route
+    named (a JSON body's path, the file an upload was committed to), else the ``path`` query
+    parameter, else the ids in the URL (the first is the target), else the URL's path."""
+    from meshfs_server.http.codec import ACTED_ON
+
+    ids = {k: str(v) for k, v in (conn.scope.get("path_params") or {}).items()}
+    noted = conn.scope.get(ACTED_ON)
+    if noted is not None:
+        return noted[0], {**ids, **noted[1]}
+    path = conn.query_params.get("path")
+    if path:
+        return path, ids
+    if ids:
+        first = next(iter(ids))
+        return ids[first], {k: v for k, v in ids.items() if k != first}
+    return conn.url.path, {}
+
+
 async def audit_request(identity: Identity, conn: HTTPConnection, status: int) -> None:
     """Record a mutating request of an authenticated caller."""
     from meshfs_server.identity.service import PRINCIPAL_KEY, client_address
@@ -215,7 +234,7 @@ async def audit_request(identity: Identity, conn: HTTPConnection, status: int) -
     principal: Any = conn.scope.get(PRINCIPAL_KEY)
     if principal is None:
         return
-    target = conn.query_params.get("path") or conn.url.path
+    target, noted = request_target(conn)
     # Not fsynced by itself: the mutation was committed durably already (and its change event,
     # with the writer, is in the feed); this row reaches the disk with the next durable commit.
     # That saves the second fsync of every write.
@@ -224,5 +243,5 @@ async def audit_request(identity: Identity, conn: HTTPConnection, status: int) -
             db, principal.actor.tenant_id, audit_action(conn.scope["method"], conn.url.path),
             outcome="ok" if status < 400 else f"error:{status}",
             who=Who.of(principal.actor, client_address(conn)), target=target,
-            detail={"status": status},
+            detail={"status": status, **noted},
         )  # fmt: skip
