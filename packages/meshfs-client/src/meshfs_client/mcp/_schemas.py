@@ -148,8 +148,14 @@ class ChangesArgs(Args):
     """Everything changed under a path since a cursor or a time, grouped per file."""
 
     path: Path = "/"
-    since_cursor: Annotated[int | None, msgspec.Meta(ge=0, description="change-feed cursor")] = None
-    since_time: Annotated[datetime | None, msgspec.Meta(description="RFC 3339 time")] = None
+    since_cursor: Annotated[int, msgspec.Meta(ge=0, description="change-feed cursor")] | None = None
+    since_time: (
+        Annotated[
+            datetime,
+            msgspec.Meta(tz=True, description="RFC 3339 time with a zone, e.g. 2026-05-01T09:00Z"),
+        ]
+        | None
+    ) = None
 
 
 # --- results -----------------------------------------------------------------------------------
