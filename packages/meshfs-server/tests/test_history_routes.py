@@ -52,7 +52,8 @@ async def test_diff_head_against_previous_version(client: httpx.AsyncClient) -> 
         "+four",
     ]
     assert (diff["added"], diff["removed"]) == (2, 1)
-    assert diff["identical"] is False and diff["no_text"] is None
+    assert diff["identical"] is False
+    assert diff["no_text"] is None
     assert diff["new"]["media_type"] == "text/markdown"
     assert diff["new"]["writer"]["device_name"] == "pytest"
 
@@ -76,7 +77,8 @@ async def test_diff_named_versions_and_a_first_version(client: httpx.AsyncClient
     assert (first["added"], first["removed"]) == (1, 0)
     # The same version on both sides is identical, with an empty diff.
     same = (await client.get("/files/diff", params={"path": "/f.txt", "v1": v2, "v2": v2})).json()
-    assert same["identical"] is True and same["unified"] == ""
+    assert same["identical"] is True
+    assert same["unified"] == ""
 
 
 async def test_diff_of_binary_content_is_a_summary(client: httpx.AsyncClient) -> None:
@@ -84,8 +86,10 @@ async def test_diff_of_binary_content_is_a_summary(client: httpx.AsyncClient) ->
     await write(client, "/img.bin", png)
     await write(client, "/img.bin", png + b"\x00more")
     diff = (await client.get("/files/diff", params={"path": "/img.bin"})).json()
-    assert diff["unified"] is None and diff["no_text"] == "binary"
-    assert diff["old"]["size"] == len(png) and diff["new"]["size"] == len(png) + 5
+    assert diff["unified"] is None
+    assert diff["no_text"] == "binary"
+    assert diff["old"]["size"] == len(png)
+    assert diff["new"]["size"] == len(png) + 5
     assert diff["old"]["media_type"] == "image/png"
     assert diff["old"]["content_hash"] != diff["new"]["content_hash"]
     assert (diff["added"], diff["removed"]) == (0, 0)
@@ -96,8 +100,10 @@ async def test_diff_of_large_text_is_a_summary(client: httpx.AsyncClient) -> Non
     await write(client, "/big.txt", b"small\n")
     await write(client, "/big.txt", big)
     diff = (await client.get("/files/diff", params={"path": "/big.txt"})).json()
-    assert diff["no_text"] == "too_large" and diff["unified"] is None
-    assert diff["new"]["size"] == len(big) and diff["text_limit"] == 1024 * 1024
+    assert diff["no_text"] == "too_large"
+    assert diff["unified"] is None
+    assert diff["new"]["size"] == len(big)
+    assert diff["text_limit"] == 1024 * 1024
     assert diff["new"]["media_type"] == "text/plain"
 
 
@@ -122,7 +128,8 @@ async def test_diff_of_a_deleted_file_by_node_id(client: httpx.AsyncClient) -> N
     node = (await write(client, "/gone.txt", b"2\n"))["entry"]["node_id"]
     await client.delete("/files", params={"path": "/gone.txt"})
     diff = (await client.get("/files/diff", params={"node_id": node})).json()
-    assert diff["path"] == "/gone.txt" and (diff["added"], diff["removed"]) == (1, 1)
+    assert diff["path"] == "/gone.txt"
+    assert (diff["added"], diff["removed"]) == (1, 1)
 
 
 async def test_agent_diffs_only_inside_its_prefix(harness: Harness) -> None:
@@ -160,7 +167,8 @@ async def test_changes_grouped_per_file(harness: Harness) -> None:
     reply = await client.get("/files/changes", params={"path": "/proj", "since_cursor": start})
     assert reply.status_code == 200, reply.text
     summary = reply.json()
-    assert summary["from_cursor"] == start and summary["to_cursor"] == await cursor_now(client)
+    assert summary["from_cursor"] == start
+    assert summary["to_cursor"] == await cursor_now(client)
     by_path = {c["path"]: c for c in summary["changes"]}
     assert {p: c["status"] for p, c in by_path.items()} == {
         "/proj/drop.txt": "deleted",
@@ -171,9 +179,11 @@ async def test_changes_grouped_per_file(harness: Harness) -> None:
     edit = by_path["/proj/edit.txt"]
     assert (edit["added"], edit["removed"]) == (2, 1)
     assert [w["agent_name"] for w in edit["writers"]] == ["bot"]
-    assert edit["first_seq"] > start and edit["content_changed"] is True
+    assert edit["first_seq"] > start
+    assert edit["content_changed"] is True
     renamed = by_path["/proj/new-name.txt"]
-    assert renamed["old_path"] == "/proj/old-name.txt" and renamed["content_changed"] is False
+    assert renamed["old_path"] == "/proj/old-name.txt"
+    assert renamed["content_changed"] is False
     assert by_path["/proj/drop.txt"]["writers"][0]["device_name"] == "pytest"
     assert by_path["/proj/new.txt"]["size"] == 6
 
@@ -206,8 +216,8 @@ async def test_agent_sees_changes_only_inside_its_prefix(harness: Harness) -> No
     await write(harness.client, "/secret/plan.txt", b"s\n")
     await harness.client.post("/files/mkdir", json={"path": "/agents/bot"})
     start = await cursor_now(harness.client)
-    await harness.client.post("/files/rename", json={"path": "/secret/plan.txt",
-                                                     "new_path": "/agents/bot/plan.txt"})  # fmt: skip
+    move = {"path": "/secret/plan.txt", "new_path": "/agents/bot/plan.txt"}
+    await harness.client.post("/files/rename", json=move)
     bot = Actor(tenant_id=harness.tenant_id, user_id=new_id(), agent_name="bot",
                 path_prefix="/agents/bot", can_write=False)  # fmt: skip
     async with client_as(harness, bot) as agent:
@@ -217,7 +227,8 @@ async def test_agent_sees_changes_only_inside_its_prefix(harness: Harness) -> No
                                                          "since_cursor": start})  # fmt: skip
     [change] = mine.json()["changes"]
     # Moved in from outside the prefix: the agent learns it appeared, not where it came from.
-    assert change["status"] == "created" and change["old_path"] is None
+    assert change["status"] == "created"
+    assert change["old_path"] is None
     owner = await harness.client.get("/files/changes", params={"path": "/agents",
                                                                "since_cursor": start})  # fmt: skip
     [seen] = owner.json()["changes"]

@@ -132,7 +132,8 @@ async def test_diff_restore_and_undo(client: httpx.AsyncClient) -> None:
         ("created", "/proj/lib/extra/deep.txt", None),
     }  # fmt: skip
     main = next(c for c in diff["changes"] if c["path"] == "/proj/lib/main.py")
-    assert main["content_changed"] and (main["added"], main["removed"]) == (1, 1)
+    assert main["content_changed"]
+    assert (main["added"], main["removed"]) == (1, 1)
     assert main["writers"][0]["device_name"] == "pytest"
 
     meta = (await client.get("/files/meta", params={"path": "/proj/lib/main.py"})).json()

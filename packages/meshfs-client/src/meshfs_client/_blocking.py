@@ -20,13 +20,18 @@ from meshfs_client._download import DownloadInfo
 from meshfs_client._upload import Progress
 from meshfs_client._watch import FeedItem
 from meshfs_common.models import (
+    ChangeSummary,
     CommitResult,
     DeleteResult,
     DeviceStartResponse,
     Entry,
+    FileDiff,
     Health,
     ListPage,
     PullResponse,
+    Snapshot,
+    SnapshotDiff,
+    SnapshotRestoreResult,
     Version,
     VersionPage,
     Whoami,
@@ -316,6 +321,53 @@ class MeshFS:
         return self._loop.run(
             self._client.restore(path, version_id, node_id=node_id, to_path=to_path)
         )
+
+    def diff(
+        self,
+        path: str | None,
+        v1: str | None = None,
+        v2: str | None = None,
+        *,
+        node_id: str | None = None,
+    ) -> FileDiff:
+        """See :meth:`MeshFSClient.diff`."""
+        return self._loop.run(self._client.diff(path, v1, v2, node_id=node_id))
+
+    def changes(
+        self,
+        path: str = "/",
+        *,
+        since_cursor: int | None = None,
+        since_time: float | None = None,
+    ) -> ChangeSummary:
+        """See :meth:`MeshFSClient.changes`."""
+        return self._loop.run(
+            self._client.changes(path, since_cursor=since_cursor, since_time=since_time)
+        )
+
+    def snapshot_create(self, path: str, name: str) -> Snapshot:
+        """See :meth:`MeshFSClient.snapshot_create`."""
+        return self._loop.run(self._client.snapshot_create(path, name))
+
+    def snapshots(self, path: str | None = None) -> list[Snapshot]:
+        """See :meth:`MeshFSClient.snapshots`."""
+        return self._loop.run(self._client.snapshots(path))
+
+    def snapshot(self, name_or_id: str) -> Snapshot:
+        """See :meth:`MeshFSClient.snapshot`."""
+        return self._loop.run(self._client.snapshot(name_or_id))
+
+    def snapshot_diff(self, name_or_id: str) -> SnapshotDiff:
+        """See :meth:`MeshFSClient.snapshot_diff`."""
+        return self._loop.run(self._client.snapshot_diff(name_or_id))
+
+    def snapshot_restore(self, name_or_id: str) -> SnapshotRestoreResult:
+        """See :meth:`MeshFSClient.snapshot_restore`."""
+        return self._loop.run(self._client.snapshot_restore(name_or_id))
+
+    def snapshot_delete(self, name_or_id: str) -> Snapshot:
+        """See :meth:`MeshFSClient.snapshot_delete`."""
+        return self._loop.run(self._client.snapshot_delete(name_or_id))
 
     def pull(self, cursor: int = 0, *, limit: int = 1000) -> PullResponse:
         return self._loop.run(self._client.pull(cursor, limit=limit))

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
 from meshfs_client._auth import FixedToken, NoToken, StoredSession, TokenSource, credentials_from
 from meshfs_client._credentials import Credentials, CredentialStore
 from meshfs_client._download import DownloadInfo, DownloadStream, download_to_path
-from meshfs_client._retry import RetryPolicy
+from meshfs_client._retry import RetryListener, RetryPolicy
 from meshfs_client._settings import DEFAULT_SERVER, Settings, Timeouts, normalise_server
 from meshfs_client._transport import Transport
 from meshfs_client._upload import DEFAULT_CONCURRENCY, Progress, Uploader, UploadFailure
@@ -33,6 +35,7 @@ from meshfs_common.errors import (
 )
 from meshfs_common.hashing import CHUNK_SIZE, ContentDigest
 from meshfs_common.models import (
+    ChangeSummary,
     CommitResult,
     DeleteResult,
     DeviceActivateRequest,
@@ -41,6 +44,7 @@ from meshfs_common.models import (
     DeviceStartResponse,
     DirectDownload,
     Entry,
+    FileDiff,
     Health,
     ListPage,
     LogoutRequest,
@@ -49,6 +53,11 @@ from meshfs_common.models import (
     RefreshRequest,
     RenameRequest,
     RestoreRequest,
+    Snapshot,
+    SnapshotCreateRequest,
+    SnapshotDiff,
+    SnapshotList,
+    SnapshotRestoreResult,
     TokenResponse,
     ToolCallRecord,
     Version,
@@ -170,6 +179,18 @@ class MeshFSClient:
         if self._store is None:
             raise RuntimeError("use `async with MeshFSClient() as client:` first")
         return self._store
+
+    @contextlib.contextmanager
+    def on_retry(self, listener: RetryListener) -> Iterator[None]:
+        """Call ``listener(error, seconds)`` before every wait between attempts of a request,
+        while the ``with`` block runs: e.g. to show "rate limited, waiting 3s" (the error is
+        a :class:`~meshfs_common.errors.RateLimitedError`) instead of a stalled transfer."""
+        listeners = self._t.retry_listeners
+        listeners.append(listener)
+        try:
+            yield
+        finally:
+            listeners.remove(listener)
 
     def _session_auth(self, credentials: Credentials) -> StoredSession:
         return StoredSession(self.store, credentials, self._refresh_call)
@@ -717,6 +738,127 @@ class MeshFSClient:
             idempotent=True,
         )
 
+    # --- diffs, changes and snapshots --------------------------------------------------------
+
+    async def diff(
+        self,
+        path: str | None,
+        v1: str | None = None,
+        v2: str | None = None,
+        *,
+        node_id: str | None = None,
+    ) -> FileDiff:
+        """The difference between two versions of a file, as a unified text diff.
+
+        ``diff(path)``: the head against the version before it; ``diff(path, v1)``: *v1*
+        against the head; ``diff(path, v1, v2)``: *v1* against *v2*; ``diff(path, v2=v)``: the
+        version before *v* against *v*. A first version is compared with no content. Binary
+        content, or text over ``text_limit`` bytes, gets a summary instead (``unified`` None,
+        ``no_text`` says why; compare ``old``/``new`` size, media type and hash). A deleted
+        file is addressed by ``node_id``.
+        """
+        versions = {"v1": v1, "v2": v2}
+        try:
+            return await self._t.call(
+                "GET",
+                "/files/diff",
+                FileDiff,
+                params={**_where(path, node_id), **versions},
+                idempotent=True,
+            )
+        except NotFoundError:
+            if node_id is not None or path is None:
+                raise
+            # Not live at that path: the newest deleted file that was there.
+            node = await self.node_id_of(path)
+        return await self._t.call(
+            "GET", "/files/diff", FileDiff, params={"node_id": node, **versions}, idempotent=True
+        )
+
+    async def changes(
+        self,
+        path: str = "/",
+        *,
+        since_cursor: int | None = None,
+        since_time: float | None = None,
+    ) -> ChangeSummary:
+        """Everything that changed under *path* after a feed cursor or since a time (epoch
+        seconds), one entry per file or directory: created, modified (with changed line
+        counts for text), deleted, renamed (with the old path), and who changed it.
+
+        Give exactly one of *since_cursor* and *since_time*. ``has_more`` means the range was
+        too long for one answer: call again with ``since_cursor=summary.to_cursor``.
+        """
+        return await self._t.call(
+            "GET",
+            "/files/changes",
+            ChangeSummary,
+            params={
+                "path": paths.normalise(path),
+                "since_cursor": since_cursor,
+                "since_time": None if since_time is None else repr(float(since_time)),
+            },
+            idempotent=True,
+        )
+
+    async def snapshot_create(self, path: str, name: str) -> Snapshot:
+        """Name the current state of the subtree at *path* (``name`` unique in the tenant).
+
+        The snapshot keeps every version it references from retention until deleted.
+        """
+        # Not resent after a lost answer: the name would then be taken (409) by our own call.
+        return await self._t.call(
+            "POST",
+            "/snapshots",
+            Snapshot,
+            json=SnapshotCreateRequest(path=paths.normalise(path), name=name),
+            idempotent=False,
+        )
+
+    async def snapshots(self, path: str | None = None) -> list[Snapshot]:
+        """Snapshots of subtrees at or below *path* (default: all you may read), newest first."""
+        page = await self._t.call(
+            "GET",
+            "/snapshots",
+            SnapshotList,
+            params={"path": paths.normalise(path) if path is not None else None},
+            idempotent=True,
+        )
+        return list(page.snapshots)
+
+    async def snapshot(self, name_or_id: str) -> Snapshot:
+        """One snapshot, by name or id."""
+        return await self._t.call(
+            "GET", f"/snapshots/{_segment(name_or_id)}", Snapshot, idempotent=True
+        )
+
+    async def snapshot_diff(self, name_or_id: str) -> SnapshotDiff:
+        """How the snapshot's subtree differs now, one entry per file (snapshot -> now)."""
+        return await self._t.call(
+            "GET", f"/snapshots/{_segment(name_or_id)}/diff", SnapshotDiff, idempotent=True
+        )
+
+    async def snapshot_restore(self, name_or_id: str) -> SnapshotRestoreResult:
+        """Restore the subtree to the snapshot in one atomic commit.
+
+        Files changed since get their snapshot content as a new version, files created since
+        are deleted, deleted ones come back, moved ones move back; all history stays. The
+        answer's ``undo`` snapshot was taken just before: restoring it undoes this.
+        """
+        # Safe to resend: restoring the same snapshot again changes nothing more.
+        return await self._t.call(
+            "POST",
+            f"/snapshots/{_segment(name_or_id)}/restore",
+            SnapshotRestoreResult,
+            idempotent=True,
+        )
+
+    async def snapshot_delete(self, name_or_id: str) -> Snapshot:
+        """Delete a snapshot (history stays; retention may then prune what only it kept)."""
+        return await self._t.call(
+            "DELETE", f"/snapshots/{_segment(name_or_id)}", Snapshot, idempotent=False
+        )
+
     # --- change feed ------------------------------------------------------------------------
 
     async def pull(self, cursor: int = 0, *, limit: int = 1000) -> PullResponse:
@@ -757,6 +899,11 @@ def _where(path: str | None, node_id: str | None) -> dict[str, str | int | bool 
     if node_id:
         return {"node_id": node_id}
     return {"path": paths.normalise(_required(path))}
+
+
+def _segment(text: str) -> str:
+    """*text* as one URL path segment."""
+    return quote(text, safe="")
 
 
 def _required(path: str | None) -> str:

@@ -14,7 +14,18 @@ import click
 import msgspec
 
 from meshfs_client import __version__
-from meshfs_client.cli import admin, agents, auth, files, history, sync, tokens, transfer
+from meshfs_client.cli import (
+    admin,
+    agents,
+    auth,
+    diffs,
+    files,
+    history,
+    snapshots,
+    sync,
+    tokens,
+    transfer,
+)
 from meshfs_client.cli._context import CliState, CommandGroup
 from meshfs_client.cli._errors import (
     EXIT_ERROR,
@@ -65,6 +76,9 @@ for _command in (
     history.versions,
     history.restore,
     history.watch,
+    diffs.diff,
+    diffs.changes,
+    snapshots.snapshot,
     admin.quota,
     admin.audit,
     sync.sync,
