@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -10,7 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,54 @@ class LiveServer:
         fresh = text[self.log_checked :]
         self.log_checked = len(text)
         return fresh if "Traceback" in fresh else ""
+
+
+def launch_server(
+    command: list[str],
+    port: int,
+    data_dir: Path,
+    log_path: Path,
+    extra_env: dict[str, str] | None = None,
+) -> subprocess.Popen[bytes]:
+    """Start ``meshfs-server serve`` (its output appended to *log_path*); see wait_healthy."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFS_")}
+    env |= extra_env or {}
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [*command, "serve", "--bind", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+
+
+def stop_server(server: LiveServer) -> None:
+    """Stop the server process (SIGTERM, then SIGKILL after 15 s)."""
+    if server.process.poll() is None:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@contextlib.contextmanager
+def own_server(root: Path, extra_env: dict[str, str] | None = None) -> Iterator[LiveServer]:
+    """A server of the caller's own (its settings, its data), stopped at the end. Restart it
+    on the same port with ``server.process = launch_server(...)`` + ``wait_healthy``."""
+    command = server_command()
+    if command is None:
+        pytest.fail("meshfs-server is not installed: install it beside meshfs-client to test")
+    port = free_port()
+    data_dir, log_path = root / "server-data", root / "server.log"
+    process = launch_server(command, port, data_dir, log_path, extra_env)
+    server = LiveServer(f"http://127.0.0.1:{port}", data_dir, log_path, command, process)
+    try:
+        wait_healthy(server)
+        yield server
+    finally:
+        stop_server(server)
 
 
 def wait_healthy(server: LiveServer, deadline_s: float = 30.0) -> None:

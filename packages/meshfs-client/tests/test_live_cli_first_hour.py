@@ -8,11 +8,12 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
-from meshfs_client_testkit import Account
+from meshfs_client_testkit import Account, device_login, own_server
 
 pytestmark = pytest.mark.live
 
@@ -216,3 +217,20 @@ def test_put_r_leaves_out_fifos_instead_of_hanging(account: Account, tmp_path: P
     assert done.returncode == 0, done.stderr.decode()
     assert "pipe: not a regular file or directory" in done.stderr.decode()
     assert tree_of(env, "/t") == ["/t/a.txt"]
+
+
+async def test_put_r_says_when_it_is_rate_limited_and_finishes(tmp_path: Path) -> None:
+    # 30 requests a minute: a burst of 30, then one request every 2 s (Retry-After: 2).
+    with own_server(tmp_path, {"MESHFS_RATE_LIMIT_PER_MINUTE": "30"}) as server:
+        suffix = uuid.uuid4().hex[:8]
+        account = await device_login(server, tmp_path / "config", f"u{suffix}", f"t{suffix}")
+        src = tmp_path / "tree"
+        src.mkdir()
+        for n in range(36):
+            (src / f"f{n:02}.txt").write_text(f"file {n}")
+        done = meshfs(account.env(), "put", "-r", str(src), "/tree")
+        err = done.stderr.decode()
+        assert done.returncode == 0, err
+        assert "tree: rate limited, waiting 2s" in err
+        assert "uploaded 36 files" in err
+        assert len(tree_of(account.env(), "/tree")) == 36

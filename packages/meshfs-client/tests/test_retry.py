@@ -98,3 +98,27 @@ def test_backoff_delay_grows_and_is_capped() -> None:
     assert backoff_delay(4, policy, 0.999) == pytest.approx(4 * 0.999)
     assert backoff_delay(50, policy, 0.999) <= 30.0
     assert backoff_delay(3, policy, 0.0) == 0.0
+
+
+async def test_rate_limits_do_not_use_up_attempts_but_a_wait_budget() -> None:
+    waits: list[float] = []
+    heard: list[tuple[str, float]] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    flaky = Flaky([RateLimitedError("busy", retry_after=2) for _ in range(8)])
+    policy = RetryPolicy(attempts=3, max_rate_limited_wait=100)
+    result = await call_with_retry(
+        flaky, policy, idempotent=False, sleep=sleep, on_wait=lambda e, s: heard.append((e.code, s))
+    )
+    assert result == "ok"
+    assert flaky.calls == 9
+    assert heard == [("rate_limited", 2.0)] * 8  # every wait is told, before it starts
+
+    endless = Flaky([RateLimitedError("busy", retry_after=2) for _ in range(100)])
+    with pytest.raises(RateLimitedError):
+        await call_with_retry(
+            endless, RetryPolicy(max_rate_limited_wait=10), idempotent=False, sleep=sleep
+        )
+    assert endless.calls == 6  # gave up once 10 s of waiting was spent

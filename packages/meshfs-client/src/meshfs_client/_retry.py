@@ -12,12 +12,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 from tenacity.wait import wait_random_exponential
 
 from meshfs_common.errors import MeshFSError, RateLimitedError, UnavailableError
 
 T = TypeVar("T")
+
+RetryListener = Callable[[MeshFSError, float], None]
+"""Told before each wait between attempts: the error that caused it and the seconds to wait
+(a rate-limited transfer can say "rate limited, waiting 3s" instead of looking stalled)."""
 
 
 class ServerUnreachableError(UnavailableError):
@@ -30,13 +34,16 @@ class RetryPolicy:
 
     ``attempts`` counts the first try. Waits are "full jitter" exponential: a random time
     between 0 and ``initial * 2**n`` seconds, capped at ``maximum``; a 429's ``Retry-After`` is
-    honoured up to ``max_retry_after``.
+    honoured up to ``max_retry_after``. Rate-limited answers do not use up ``attempts``: the
+    server says when to come back, so a request keeps waiting its turn until it has waited
+    ``max_rate_limited_wait`` seconds in all (a long transfer slows down instead of failing).
     """
 
     attempts: int = 5
     initial: float = 0.25
     maximum: float = 10.0
     max_retry_after: float = 60.0
+    max_rate_limited_wait: float = 300.0
 
     @classmethod
     def none(cls) -> RetryPolicy:
@@ -77,16 +84,34 @@ async def call_with_retry(
     *,
     idempotent: bool,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    on_wait: RetryListener | None = None,
 ) -> T:
     """Run *attempt* until it succeeds, fails for good, or the policy's attempts run out.
 
-    The last error is raised unchanged.
+    The last error is raised unchanged. *on_wait* hears about every wait before it starts.
     """
+
+    def before_sleep(state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if on_wait is not None and isinstance(exc, MeshFSError) and state.next_action:
+            on_wait(exc, state.next_action.sleep)
+
+    other_failures = 0
+
+    def stop(state: RetryCallState) -> bool:
+        nonlocal other_failures
+        exc = state.outcome.exception() if state.outcome is not None else None
+        if isinstance(exc, RateLimitedError) and policy.attempts > 1:
+            return state.idle_for >= policy.max_rate_limited_wait
+        other_failures += 1
+        return other_failures >= max(1, policy.attempts)
+
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(max(1, policy.attempts)),
+        stop=stop,
         wait=_Wait(policy),
         retry=retry_if_exception(lambda exc: should_retry(exc, idempotent=idempotent)),
         sleep=sleep,
+        before_sleep=before_sleep,
         reraise=True,
     )
     return await retrying(attempt)

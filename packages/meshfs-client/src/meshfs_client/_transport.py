@@ -23,7 +23,12 @@ import aiohttp
 import msgspec
 
 from meshfs_client._auth import TokenSource
-from meshfs_client._retry import RetryPolicy, ServerUnreachableError, call_with_retry
+from meshfs_client._retry import (
+    RetryListener,
+    RetryPolicy,
+    ServerUnreachableError,
+    call_with_retry,
+)
 from meshfs_client._settings import Timeouts
 from meshfs_common.errors import (
     GatewayTimeoutError,
@@ -114,6 +119,11 @@ class Transport:
         self.auth = auth
         self.retry = retry
         self.timeouts = timeouts
+        self.retry_listeners: list[RetryListener] = []
+
+    def _waiting(self, exc: MeshFSError, seconds: float) -> None:
+        for listener in list(self.retry_listeners):
+            listener(exc, seconds)
 
     def url(self, path: str) -> str:
         """Absolute URL of an endpoint path."""
@@ -207,7 +217,9 @@ class Transport:
                     raise network_error(exc, f"{method} {path}") from exc
                 return Reply(response.status, response.headers, payload)
 
-        return await call_with_retry(attempt, retry or self.retry, idempotent=idempotent)
+        return await call_with_retry(
+            attempt, retry or self.retry, idempotent=idempotent, on_wait=self._waiting
+        )
 
     async def call(
         self,
@@ -254,7 +266,7 @@ class Transport:
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise network_error(exc, "direct upload") from exc
 
-        await call_with_retry(attempt, self.retry, idempotent=True)
+        await call_with_retry(attempt, self.retry, idempotent=True, on_wait=self._waiting)
 
     @contextlib.asynccontextmanager
     async def open(
@@ -284,7 +296,7 @@ class Transport:
             return await stack.enter_async_context(cm)
 
         async with stack:
-            yield await call_with_retry(attempt, self.retry, idempotent=True)
+            yield await call_with_retry(attempt, self.retry, idempotent=True, on_wait=self._waiting)
 
     async def websocket(
         self, path: str, *, params: Params | None = None, heartbeat: float = 30.0

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +56,19 @@ def cat(state: CliState, version_id: str | None, path: str) -> None:
             await _to_stdout(client, path, version_id)
 
     run(body())
+
+
+@contextlib.contextmanager
+def _bar(
+    state: CliState, client: MeshFSClient, description: str, total: int | None
+) -> Iterator[TransferProgress]:
+    """The command's progress bar, told about every wait between attempts (rate limits)."""
+    notices = not (state.quiet or state.json)
+    with (
+        TransferProgress(state.show_progress, description, total, notices=notices) as bar,
+        client.on_retry(bar.waiting),
+    ):
+        yield bar
 
 
 def _report(state: CliState, verb: str, results: list[Any], nbytes: int) -> None:
@@ -120,7 +134,7 @@ def put(
                                 follow_symlinks)  # fmt: skip
                 return
             target = await resolve_into_dir(client, local.name, dst)
-            with TransferProgress(state.show_progress, local.name, size) as bar:
+            with _bar(state, client, local.name, size) as bar:
                 results = [
                     await client.upload(
                         target,
@@ -157,7 +171,7 @@ async def _put_tree(
         await client.mkdir(remote_dir, parents=True)
     limit = asyncio.Semaphore(FILE_CONCURRENCY)
     results: list[CommitResult] = []
-    with TransferProgress(state.show_progress, root.name, tree.total) as bar:
+    with _bar(state, client, root.name, tree.total) as bar:
 
         async def one(local: Path, remote: str) -> None:
             async with limit:
@@ -219,7 +233,7 @@ def get(state: CliState, recursive: bool, version_id: str | None, src: str, dst:
                     raise IsADirError(f"{entry.path} is a directory (use -r)")
                 results = await _get_tree(state, client, entry, local)
             else:
-                with TransferProgress(state.show_progress, entry.name, entry.size) as bar:
+                with _bar(state, client, entry.name, entry.size) as bar:
                     await client.download_to(
                         entry.path, local, version_id=version_id, progress=bar.advance
                     )
@@ -244,7 +258,7 @@ async def _get_tree(
         else:
             files.append(entry)
     limit = asyncio.Semaphore(FILE_CONCURRENCY)
-    with TransferProgress(state.show_progress, root.name, sum(e.size for e in files)) as bar:
+    with _bar(state, client, root.name, sum(e.size for e in files)) as bar:
 
         async def one(entry: Entry) -> None:
             async with limit:
@@ -321,7 +335,7 @@ async def _copy_tree(
     limit = asyncio.Semaphore(FILE_CONCURRENCY)
     results: list[CommitResult] = []
     total = sum(entry.size for entry, _ in files)
-    with TransferProgress(state.show_progress, root.name, total) as bar:
+    with _bar(state, client, root.name, total) as bar:
 
         async def one(source: Entry, there: str) -> None:
             async with limit:
