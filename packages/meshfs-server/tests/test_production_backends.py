@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -221,6 +221,14 @@ async def _steady_writes(
         await asyncio.sleep(0.01)
 
 
+async def _until(condition: Callable[[], bool], what: str, *, within: float = 20) -> None:
+    """Wait (polling) until *condition* holds, failing after *within* seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
 async def test_database_down_is_503_then_recovers(tmp_path: Path) -> None:
     """A Postgres of this test's own, crashed and started again under steady load: while it is
     down every request fails cleanly (503, never a 500, never a partial write); afterwards
@@ -245,7 +253,7 @@ async def test_database_down_is_503_then_recovers(tmp_path: Path) -> None:
                 for i in range(4)
             ]
             try:
-                await asyncio.sleep(0.3)
+                await _until(lambda w=written: len(w) >= 8, "the load to be running")
                 await asyncio.to_thread(pg.crash)
                 started = time.monotonic()
                 r = await client.post("/files/mkdir", json={"path": "/b"})
@@ -255,13 +263,10 @@ async def test_database_down_is_503_then_recovers(tmp_path: Path) -> None:
                 ready = await client.get("/readyz")
                 assert ready.status_code == 503
                 assert ready.json()["checks"]["database"] != "ok"
-                await asyncio.sleep(0.5)
+                # The load itself meets the outage before the database comes back.
+                await _until(lambda s=statuses: s.count(503) >= 4, "the load to meet the outage")
                 await asyncio.to_thread(pg.start_again)
-                before = len(written)
-                deadline = time.monotonic() + 20
-                while len(written) < before + 8:  # the load recovers by itself
-                    assert time.monotonic() < deadline, "writes did not recover"
-                    await asyncio.sleep(0.05)
+                await _until(lambda w=written, n=len(written): len(w) >= n + 8, "writes to recover")
             finally:
                 stop.set()
                 await asyncio.gather(*workers)

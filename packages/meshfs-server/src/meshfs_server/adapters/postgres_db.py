@@ -222,8 +222,11 @@ class PostgresDatabase:
         """Hand a connection back; one still inside a transaction (its rollback failed or was
         interrupted, e.g. the database went away) is terminated instead, never reset by the
         pool mid-transaction."""
-        if not conn.is_closed() and conn.is_in_transaction():
-            conn.terminate()
+        try:
+            if not conn.is_closed() and conn.is_in_transaction():
+                conn.terminate()
+        except asyncpg.InterfaceError:  # it died and the pool took it back already
+            return
         await _quietly(self.pool.release(conn))
 
     async def run(self, work: Callable[[Connection], Awaitable[T]], *, what: str = "query") -> T:
