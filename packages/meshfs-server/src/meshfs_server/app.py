@@ -14,6 +14,8 @@ from starlette.routing import BaseRoute
 
 from meshfs_common.errors import MeshFSError
 from meshfs_server.http import errors, files, health, history, openapi, snapshots, sync, transfer
+from meshfs_server.http.draining import Draining, Shutdown
+from meshfs_server.http.requestlog import RequestLog
 from meshfs_server.services import Authenticate, Services, open_services
 from meshfs_server.settings import Settings
 
@@ -81,14 +83,23 @@ def create_app(
     from meshfs_server.identity.safety import SafetyMiddleware
 
     routes = all_routes()
-    return Starlette(
+    shutdown = Shutdown()
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
-        # Body caps first: an oversized request is refused before any other work.
-        middleware=[Middleware(BodyLimit, routes=routes), Middleware(SafetyMiddleware)],
+        # The request log sees every answer (refusals included); open streams end as soon as
+        # shutdown begins; body caps before any other work.
+        middleware=[
+            Middleware(RequestLog, access=settings.access_log),
+            Middleware(Draining, shutdown=shutdown),
+            Middleware(BodyLimit, routes=routes),
+            Middleware(SafetyMiddleware),
+        ],
         exception_handlers={
             MeshFSError: errors.on_meshfs_error,
             HTTPException: errors.on_http_error,
             Exception: errors.on_unexpected,
         },
     )
+    app.state.shutdown = shutdown
+    return app

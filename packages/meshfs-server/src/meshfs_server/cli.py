@@ -12,6 +12,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,9 @@ from typing import Any
 import click
 
 from meshfs_server.settings import Settings, SettingsError
+
+#: Seconds a request still running at shutdown (say, an upload) gets to finish.
+SHUTDOWN_GRACE_SECONDS = 0.5
 
 _SERVE_OPTIONS = [
     click.option("--bind", help="HOST:PORT to listen on [env MESHFS_BIND_ADDR; 127.0.0.1:8787]"),
@@ -32,6 +36,11 @@ _SERVE_OPTIONS = [
         "--dev-auto-approve/--no-dev-auto-approve",
         default=None,
         help="DEVELOPMENT ONLY: approve every device login automatically [MESHFS_DEV_AUTO_APPROVE]",
+    ),
+    click.option(
+        "--access-log/--no-access-log",
+        default=None,
+        help="one line per request at info, secrets hidden [MESHFS_ACCESS_LOG; on]",
     ),
     click.option(
         "--log-level",
@@ -87,6 +96,13 @@ def serve(**flags: Any) -> None:
     except OSError as exc:
         click.echo(f"meshfs-server: cannot serve on {settings.bind}: {exc.strerror}", err=True)
         sys.exit(1)
+    # Stopped cleanly: the lifespan closed everything the server owns (databases, content
+    # store, background tasks). The interpreter's own teardown of the hundreds of modules a
+    # server imports would add about half a second to every stop; skip it.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -113,6 +129,7 @@ async def _serve(settings: Settings) -> None:
     from hypercorn.config import Config
 
     from meshfs_server.app import create_app
+    from meshfs_server.http.draining import Shutdown
 
     config = Config()
     config.bind = [settings.bind]
@@ -122,17 +139,51 @@ async def _serve(settings: Settings) -> None:
     # No server-initiated WebSocket pings: hypercorn's ping task outlives a closed connection
     # and holds shutdown for the whole graceful timeout. Clients keep idle connections alive
     # with {"type": "ping"} (and hypercorn still answers protocol-level pings).
-    config.graceful_timeout = 5.0
-    stop = asyncio.Event()
+    # Streams end as soon as shutdown begins (see meshfs_server.http.draining); this is only
+    # what a request still uploading gets to finish.
+    config.graceful_timeout = SHUTDOWN_GRACE_SECONDS
+    app = create_app(settings)
+    shutdown: Shutdown = app.state.shutdown
+    began: list[float] = []
+
+    def begin_shutdown() -> None:
+        if shutdown.started:
+            return
+        began.append(time.monotonic())
+        open_now = shutdown.open_requests
+        click.echo(
+            f"MeshFS server stopping: closing {open_now} open connection(s)"
+            f" (streams get 1001 going away)",
+            err=True,
+        )
+        shutdown.begin()
+
     loop = asyncio.get_running_loop()
     loop.set_exception_handler(_quiet_cancelled_connections)
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    app = create_app(settings)
+        loop.add_signal_handler(sig, begin_shutdown)
     click.echo(
         f"MeshFS server on {settings.base_url} (data in {settings.resolved_data_dir})", err=True
     )
-    await hypercorn_serve(app, config, shutdown_trigger=stop.wait)  # type: ignore[arg-type]
+    if settings.dev_auto_approve:
+        _warn_dev_auto_approve(settings)
+    await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
+    if began:
+        click.echo(f"MeshFS server stopped in {time.monotonic() - began[0]:.2f} s", err=True)
+
+
+def _warn_dev_auto_approve(settings: Settings) -> None:
+    """Say loudly, at start, that anyone who can reach the server can sign in."""
+    from meshfs_server.identity.service import DEV_TENANT, DEV_USER
+
+    banner = "!" * 78
+    logging.getLogger("meshfs_server").warning(
+        "\n%s\n  --dev-auto-approve is ON (DEVELOPMENT ONLY): every device login is approved at"
+        " once\n  as user %r in tenant %r, without anyone being asked. Anyone who can reach"
+        " %s\n  can sign in and read and write that tenant. Never use it on a shared machine."
+        "\n%s",
+        banner, DEV_USER, DEV_TENANT, settings.base_url, banner,
+    )  # fmt: skip
 
 
 @main.command()

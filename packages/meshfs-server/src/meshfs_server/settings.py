@@ -169,6 +169,8 @@ class Settings:
     log_level: str = _setting(
         "MESHFS_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info"
     )
+    # One line per request at info (secrets hidden); 429s are logged as warnings regardless.
+    access_log: bool = _setting("MESHFS_ACCESS_LOG", _bool, True)
     # Production backends. Metadata is in Postgres when a DSN is set, else in SQLite.
     database_url: str | None = _setting("MESHFS_DATABASE_URL", _postgres_dsn, secret=True)
     database_pool_size: int = _setting("MESHFS_DATABASE_POOL_SIZE", _positive_int, 10)

@@ -9,6 +9,7 @@ next request (there is no cache to wait out); a role change applies at once too.
 from __future__ import annotations
 
 import contextlib
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -48,6 +49,7 @@ from meshfs_server.identity.tokens import (
 )
 from meshfs_server.settings import Settings
 
+log = logging.getLogger("meshfs_server.identity")
 SessionKind = Literal["device", "agent"]
 PRINCIPAL_KEY = "meshfs.principal"
 DEFAULT_SCOPE = "files"
@@ -112,6 +114,14 @@ async def approve_for_account(
     verb = "approved" if approve else "denied"
     client = printable(code.client_name)
     return f"{verb} {client} ({code.user_code}) for {user.username} in {found.name}"
+
+
+async def _names(db: SqlSession, user_id: str, tenant_id: str) -> str:
+    """``user alice in tenant acme`` for a log line."""
+    user = await accounts.get_user(db, user_id=user_id)
+    tenant = await accounts.get_tenant(db, tenant_id=tenant_id)
+    who = user.username if user else user_id
+    return f"user {who} in tenant {tenant.name if tenant else tenant_id}"
 
 
 def key_source(db: SqlDatabase, settings: Settings) -> KeySource:
@@ -493,8 +503,13 @@ class Identity:
                     who=Who(outcome.user_id, sid, outcome.client_name, None, address),
                     target=sid,
                 )
+                signed_in = await _names(db, outcome.user_id, outcome.tenant_id)
         if isinstance(outcome, DeviceFlowError):
             raise outcome
+        log.info(
+            'signed in: %s as device "%s" from %s (session %s)',
+            signed_in, printable(outcome.client_name), printable(address or "-"), sid,
+        )  # fmt: skip
         assert answer is not None
         return answer
 
@@ -521,6 +536,10 @@ class Identity:
             target=code.user_code,
             detail={"user_code": code.user_code, "by": "dev-auto-approve"},
         )
+        log.warning(
+            'dev auto-approve: approved "%s" (%s) as user %s in tenant %s without asking anyone',
+            printable(code.client_name), code.user_code, DEV_USER, DEV_TENANT,
+        )  # fmt: skip
 
     async def pending_device(self, user_code: str) -> device.DeviceCode | None:
         """The live code a person typed (for the approval page)."""
@@ -545,6 +564,12 @@ class Identity:
                 target=code.user_code,
                 detail={"user_code": code.user_code, "client_name": code.client_name, "via": via},
             )
+            decided_for = await _names(db, user_id, tenant_id)
+        log.info(
+            'device login %s %s: "%s" for %s (via %s)',
+            code.user_code, "approved" if approve else "denied", printable(code.client_name),
+            decided_for, via,
+        )  # fmt: skip
         return replace(code, status="approved" if approve else "denied")
 
     async def device_activate(
