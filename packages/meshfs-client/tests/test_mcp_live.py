@@ -29,7 +29,7 @@ Connect = Callable[[str], AbstractAsyncContextManager[Client]]
 
 ALL_TOOLS = {
     "read", "write", "edit", "list", "tree", "search", "stat", "mkdir", "move", "delete",
-    "versions", "restore",
+    "versions", "restore", "diff", "changes_since",
 }  # fmt: skip
 WRITING_TOOLS = {"write", "edit", "mkdir", "move", "delete", "restore"}
 
@@ -194,6 +194,47 @@ async def test_every_tool_through_an_agent_token(
         (contents,) = resource.contents
         assert isinstance(contents, types.TextResourceContents)
         assert contents.text == "a = 1\nb = 2\nc = 3\n"
+
+
+async def test_diff_and_changes_since_show_what_the_agent_did(
+    account: Account, client: MeshFSClient, connect: Connect
+) -> None:
+    await client.mkdir("/proj")
+    first = await client.upload("/proj/a.txt", b"one\ntwo\n")
+    await client.upload("/proj/old.txt", b"old\n")
+    cursor = await client.current_cursor()
+    async with connect(await agent_token(account, "differ", prefix="/proj")) as agent:
+        edited = await ok(agent, "edit", {"path": "/proj/a.txt", "old_text": "two",
+                                          "new_text": "2"})  # fmt: skip
+        await ok(agent, "write", {"path": "/proj/new.txt", "content": "fresh\n"})
+        await ok(agent, "delete", {"path": "/proj/old.txt"})
+
+        last = await agent.call_tool("diff", {"path": "/proj/a.txt"})
+        assert not last.is_error, text_of(last)
+        assert last.structured_content is not None
+        assert last.structured_content["new"]["version_id"] == edited["version_id"]
+        assert "-two\n+2\n" in last.structured_content["unified"]
+        assert "-two\n+2\n" in text_of(last)
+        assert (last.structured_content["added"], last.structured_content["removed"]) == (1, 1)
+        between = await ok(agent, "diff", {"path": "/proj/a.txt", "v1": first.version.version_id,
+                                           "v2": edited["version_id"]})  # fmt: skip
+        assert between["unified"] == last.structured_content["unified"]
+
+        summary = await ok(agent, "changes_since", {"path": "/proj", "since_cursor": cursor})
+        status = {change["path"]: change["status"] for change in summary["changes"]}
+        assert status == {
+            "/proj/a.txt": "modified",
+            "/proj/new.txt": "created",
+            "/proj/old.txt": "deleted",
+        }
+        for change in summary["changes"]:
+            assert [w["agent_name"] for w in change["writers"]] == ["differ"]
+        since = {"path": "/proj", "since_time": "2000-01-01T00:00:00Z"}
+        by_time = await ok(agent, "changes_since", since)
+        # From before the tree existed: the net effect (old.txt came and went).
+        files = {c["path"]: c["status"] for c in by_time["changes"] if c["kind"] == "file"}
+        assert files == {"/proj/a.txt": "created", "/proj/new.txt": "created"}
+        assert "since_cursor" in await refused(agent, "changes_since", {"path": "/proj"})
 
 
 async def test_versions_written_through_mcp_record_the_agent(

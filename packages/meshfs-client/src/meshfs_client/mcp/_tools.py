@@ -19,8 +19,10 @@ from meshfs_client._client import MeshFSClient
 from meshfs_client.mcp import _text
 from meshfs_client.mcp._schemas import (
     Args,
+    ChangesArgs,
     DeleteArgs,
     DeleteOutput,
+    DiffArgs,
     EditArgs,
     EditOutput,
     EntryOutput,
@@ -45,7 +47,7 @@ from meshfs_client.mcp._schemas import (
 )
 from meshfs_common import paths
 from meshfs_common.errors import IsADirError, NotADirError, PreconditionFailedError
-from meshfs_common.models import CommitResult, Entry
+from meshfs_common.models import ChangeSummary, CommitResult, Entry, FileDiff
 
 MAX_TEXT_BYTES = 16 * 1024 * 1024
 """Largest file read, edited or searched as text."""
@@ -252,6 +254,29 @@ async def versions(client: MeshFSClient, args: VersionsArgs) -> Reply:
     return Reply(output)
 
 
+async def diff(client: MeshFSClient, args: DiffArgs) -> Reply:
+    found = await client.diff(args.path, args.v1, args.v2)
+    if found.unified is not None:
+        text = found.unified or f"{found.path}: no difference\n"
+    else:
+        text = (
+            f"{found.path}: no text diff ({found.no_text}); "
+            f"{found.old.version_id or 'nothing'} ({found.old.size} bytes, "
+            f"{found.old.media_type}, {found.old.content_hash}) -> "
+            f"{found.new.version_id or 'nothing'} ({found.new.size} bytes, "
+            f"{found.new.media_type}, {found.new.content_hash})\n"
+        )
+    return Reply(found, text)
+
+
+async def changes_since(client: MeshFSClient, args: ChangesArgs) -> Reply:
+    since_time = args.since_time.timestamp() if args.since_time is not None else None
+    if (args.since_cursor is None) == (since_time is None):
+        raise ToolError("give exactly one of since_cursor and since_time")
+    summary = await client.changes(args.path, since_cursor=args.since_cursor, since_time=since_time)
+    return Reply(summary)
+
+
 # --- writing ------------------------------------------------------------------------------------
 
 
@@ -356,6 +381,14 @@ TOOLS: tuple[ToolSpec, ...] = (
           destructive=True, idempotent=False),
     _spec("versions", "Version history", VersionsArgs, VersionsOutput, versions,
           read_only=True),
+    _spec("diff", "Compare versions", DiffArgs, FileDiff, diff, read_only=True,
+          note="Without v1 and v2: the head against the version before it; with v1 only: v1 "
+          "against the head. Binary or large content gets a size/type/hash summary instead."),
+    _spec("changes_since", "What changed", ChangesArgs, ChangeSummary, changes_since,
+          read_only=True,
+          note="Give since_cursor or since_time. Each file appears once: created, modified "
+          "(with changed line counts), deleted or renamed, with who changed it (writers). If "
+          "has_more, call again with since_cursor = to_cursor."),
     _spec("restore", "Restore a version", RestoreArgs, WriteOutput, restore, read_only=False,
           destructive=True,
           note="The restore is itself a new version, so it can be undone the same way."),
