@@ -231,3 +231,31 @@ async def test_restore_cannot_pull_a_node_back_from_outside_the_agents_prefix(
     assert [s["name"] for s in (await harness.client.get("/snapshots")).json()["snapshots"]] == [
         "a"
     ]
+
+
+async def test_undo_snapshot_name_never_reuses_another_snapshot(client: httpx.AsyncClient) -> None:
+    await write(client, "/p/f.txt", b"1")
+    await write(client, "/q/g.txt", b"2")
+    await client.post("/snapshots", json={"path": "/p", "name": "s"})
+    await write(client, "/p/f.txt", b"changed")
+    cursor = (await client.get("/sync/pull", params={"cursor": 2**62})).json()["cursor"]
+    # A snapshot of another folder that happens to have the name the undo snapshot would get.
+    taken = {"path": "/q", "name": f"before-restore-s-{cursor}"}
+    assert (await client.post("/snapshots", json=taken)).status_code == 201
+    undo = (await client.post("/snapshots/s/restore")).json()["undo"]
+    assert undo["name"] == f"before-restore-s-{cursor}-2"
+    assert undo["path"] == "/p"
+    assert (await client.post(f"/snapshots/{undo['name']}/restore")).status_code == 200
+    assert (await client.get("/files/download", params={"path": "/p/f.txt"})).content == b"changed"
+
+
+async def test_deep_trees(client: httpx.AsyncClient) -> None:
+    deep = "/deep" + "/d" * 1200
+    await write(client, f"{deep}/leaf.txt", b"bottom")
+    await client.post("/snapshots", json={"path": "/deep", "name": "deep"})
+    await client.delete("/files", params={"path": "/deep/d", "recursive": "true"})
+    diff = (await client.get("/snapshots/deep/diff")).json()
+    assert len(diff["changes"]) == 1201
+    assert (await client.post("/snapshots/deep/restore")).status_code == 200
+    got = await client.get("/files/download", params={"path": f"{deep}/leaf.txt"})
+    assert got.content == b"bottom"

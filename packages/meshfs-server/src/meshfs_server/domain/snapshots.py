@@ -74,19 +74,16 @@ async def live_tree(tx: ReadTx, where: str) -> dict[str, tuple[NodeRow, str]]:
         return {}
     tree = {root.node_id: (root, where)}
     below = await tx.live_descendants(root.node_id) if root.is_dir else []
-    by_id = {n.node_id: n for n in below}
-
-    def path(node: NodeRow) -> str:
-        if node.node_id in tree:
-            return tree[node.node_id][1]
-        parent = by_id.get(node.parent_id or "")
-        base = where if parent is None else path(parent)
-        found = f"{'' if base == paths.ROOT else base}/{node.name}"
-        tree[node.node_id] = (node, found)
-        return found
-
+    children: dict[str | None, list[NodeRow]] = {}
     for node in below:
-        path(node)
+        children.setdefault(node.parent_id, []).append(node)
+    pending = [root]
+    while pending:  # parents before children, without recursion (trees can be deep)
+        parent = pending.pop()
+        base = tree[parent.node_id][1]
+        for node in children.get(parent.node_id, ()):
+            tree[node.node_id] = (node, f"{'' if base == paths.ROOT else base}/{node.name}")
+            pending.append(node)
     return tree
 
 
@@ -174,10 +171,7 @@ class Snapshots:
         async with self.store.write(actor.tenant_id) as tx:
             row = await _find(tx, actor, ref)
             actor.check_write(row.path)
-            undo_name = f"{UNDO_PREFIX}{row.name}-{await tx.next_seq() - 1}"[:MAX_NAME]
-            undo = await tx.snapshot(undo_name)
-            if undo is None:  # an existing one was taken at this very cursor: the same state
-                undo, _ = await capture(tx, actor, row.path, undo_name)
+            undo = await _undo_snapshot(tx, actor, row)
             await _restore(tx, actor, row, await tx.snapshot_items(row.snapshot_id), events)
         if events:
             await self.feed.publish(actor.tenant_id, events)
@@ -205,6 +199,22 @@ class Snapshots:
                 change.writers = known.writers
                 change.first_seq, change.last_seq = known.first_seq, known.last_seq
         await self.history.add_line_stats(actor.tenant_id, changes)
+
+
+async def _undo_snapshot(tx: WriteTx, actor: Actor, row: SnapshotRow) -> SnapshotRow:
+    """The snapshot of the current state that undoes a restore of *row*: a new one named
+    ``before-restore-<name>-<cursor>``, or the one of that name already taken at this very
+    cursor for this path (nothing changed since, so it is the same state)."""
+    cursor = await tx.next_seq() - 1
+    base = f"{UNDO_PREFIX}{row.name}"[: MAX_NAME - 24] + f"-{cursor}"
+    name, n = base, 1
+    while (found := await tx.snapshot(name)) is not None:
+        if found.path == row.path and found.cursor == cursor:
+            return found
+        n += 1
+        name = f"{base}-{n}"
+    undo, _ = await capture(tx, actor, row.path, name)
+    return undo
 
 
 async def _find(tx: ReadTx, actor: Actor, ref: str) -> SnapshotRow:
