@@ -97,3 +97,16 @@ def test_a_bad_setting_is_one_line_and_exit_2(
     if name == "MESHFS_JWT_SECRET":
         assert value not in lines[0]
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("bind", ["0.0.0.0:8787", "[::]:8787"])
+def test_listening_everywhere_needs_the_public_url(bind: str) -> None:
+    """Without it, login links would name http://0.0.0.0:8787, which no client can open."""
+    with pytest.raises(SettingsError, match="MESHFS_PUBLIC_URL"):
+        Settings.from_env({"MESHFS_BIND_ADDR": bind})
+    given = Settings.from_env(
+        {"MESHFS_BIND_ADDR": bind, "MESHFS_PUBLIC_URL": "https://files.example.com/"}
+    )
+    assert given.base_url == "https://files.example.com"
+    with pytest.raises(SettingsError, match="MESHFS_PUBLIC_URL"):
+        Settings.from_env({"MESHFS_PUBLIC_URL": "files.example.com"})

@@ -43,6 +43,12 @@ def _integer(value: str, what: str) -> int:
     return int(text)
 
 
+def _listens_everywhere(bind: str) -> bool:
+    """Whether HOST:PORT names the wildcard address (every interface) rather than a host."""
+    host = bind.rpartition(":")[0].strip("[]")
+    return host in ("0.0.0.0", "::", "*")
+
+
 def _positive_int(value: str) -> int:
     number = _integer(value, "a positive integer")
     if number <= 0:
@@ -154,7 +160,7 @@ class Settings:
     data_dir: Path | None = _setting("MESHFS_DATA_DIR", _optional_path)
     metadata_sqlite_path: Path | None = _setting("MESHFS_METADATA_SQLITE_PATH", _optional_path)
     content_dir: Path | None = _setting("MESHFS_CONTENT_DIR", _optional_path)
-    public_url: str | None = _setting("MESHFS_PUBLIC_URL", str)
+    public_url: str | None = _setting("MESHFS_PUBLIC_URL", _http_url)
     jwt_secret: str | None = _setting("MESHFS_JWT_SECRET", _jwt_secret, secret=True)
     token_ttl_seconds: int = _setting("MESHFS_TOKEN_TTL_SECONDS", _positive_int, 3600)
     refresh_token_ttl_seconds: int = _setting(
@@ -212,6 +218,14 @@ class Settings:
 
     def __post_init__(self) -> None:
         # Combinations are checked here so that flags, the environment and code all agree.
+        if _listens_everywhere(self.bind) and not self.public_url:
+            # Login links and token issuers would name http://0.0.0.0:..., which no client can
+            # open; only the operator knows the name clients use.
+            raise SettingsError(
+                f"MESHFS_PUBLIC_URL: must be set when MESHFS_BIND_ADDR={self.bind} listens on"
+                " every interface: the URL clients reach this server at, e.g."
+                " https://files.example.com (it appears in login links)"
+            )
         if self.object_store_backend == "s3" and not self.object_store_bucket:
             raise SettingsError(
                 "MESHFS_OBJECT_STORE_BUCKET: must be set when MESHFS_OBJECT_STORE_BACKEND=s3"
