@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from conftest import AuthHarness
 
 MCP_HEADERS = {"Accept": "application/json, text/event-stream"}
@@ -58,6 +59,32 @@ async def test_tool_calls_are_recorded_with_the_caller(auth: AuthHarness) -> Non
         assert row["user_id"] is not None
         everything = (await bob.get("/audit/recent", params={"limit": 1000})).json()["entries"]
         assert not [r for r in everything if r["action"] == "POST /audit/tool-calls"]
+
+
+async def test_mcp_tool_calls_are_audited_in_process_with_the_callers_address(
+    auth: AuthHarness,
+) -> None:
+    token = (await auth.login("dave")).access_token
+    transport = httpx.ASGITransport(app=auth.transport.app, client=("203.0.113.7", 4711))
+    headers = {**MCP_HEADERS, "Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://meshfs.test", headers=headers
+    ) as dave:
+        bad = {"name": "read", "arguments": {"path": "/a.txt", "start_line": 0}}
+        call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": bad}
+        answer = await dave.post("/mcp", json=call)
+        assert answer.status_code == 200, answer.text
+        result = answer.json()["result"]
+        assert result["isError"] is True
+        assert "start_line" in result["content"][0]["text"]
+        rows = (await dave.get("/audit/recent", params={"action": "mcp.tool.*"})).json()
+        (row,) = rows["entries"]
+    assert (row["action"], row["target"], row["outcome"]) == (
+        "mcp.tool.read",
+        "/a.txt",
+        "error:bad_request",
+    )
+    assert row["client_address"] == "203.0.113.7"
 
 
 async def test_tool_call_records_are_checked(auth: AuthHarness) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 from urllib.parse import quote, unquote
@@ -33,6 +33,8 @@ log = logging.getLogger("meshfs_client.mcp")
 Context = ServerRequestContext[Any, Any]
 ClientFor = Callable[[Context], AbstractAsyncContextManager[MeshFSClient]]
 """Opens the client a request acts through (and closes it, if it owns it, afterwards)."""
+RecordCall = Callable[[Context, MeshFSClient, str, str | None, str], Awaitable[None]]
+"""Records one tool call in the audit log: ``(ctx, client, tool, target, outcome)``."""
 
 URI_SCHEME = "meshfs://"
 INSTRUCTIONS = (
@@ -98,19 +100,30 @@ def _success(reply: Reply, path: str | None) -> types.CallToolResult:
     return types.CallToolResult(content=content, structured_content=structured)
 
 
-async def _audit(client: MeshFSClient, tool: str, target: str | None, outcome: str) -> None:
-    try:
-        await client.record_tool_call(tool, target=target, outcome=outcome)
-    except MeshFSError as exc:
-        # The call itself is done (and a mutation is audited by the server as it happens);
-        # a lost record must not turn its answer into a failure.
-        log.warning("could not record the %s tool call in the audit log: %s", tool, exc)
+async def record_through_api(
+    ctx: Context, client: MeshFSClient, tool: str, target: str | None, outcome: str
+) -> None:
+    """The default :data:`RecordCall`: ``POST /audit/tool-calls`` with the client's token."""
+    await client.record_tool_call(tool, target=target, outcome=outcome)
 
 
-def build_server(client_for: ClientFor, *, version: str = "") -> Server[Any]:
-    """The MCP server; *client_for* opens the client each request acts through."""
+def build_server(
+    client_for: ClientFor, *, record_call: RecordCall = record_through_api, version: str = ""
+) -> Server[Any]:
+    """The MCP server; *client_for* opens the client each request acts through and
+    *record_call* audits each tool call."""
     specs = {spec.name: spec for spec in TOOLS}
     listed = tool_list()
+
+    async def _audit(
+        ctx: Context, client: MeshFSClient, tool: str, target: str | None, outcome: str
+    ) -> None:
+        try:
+            await record_call(ctx, client, tool, target, outcome)
+        except MeshFSError as exc:
+            # The call itself is done (and a mutation is audited by the server as it happens);
+            # a lost record must not turn its answer into a failure.
+            log.warning("could not record the %s tool call in the audit log: %s", tool, exc)
 
     async def list_tools(
         ctx: Context, params: types.PaginatedRequestParams | None
@@ -128,15 +141,15 @@ def build_server(client_for: ClientFor, *, version: str = "") -> Server[Any]:
                 args = msgspec.convert(raw, spec.args)
                 reply = await spec.run(client, args)
             except msgspec.ValidationError as exc:
-                await _audit(client, spec.name, target, "error:bad_request")
+                await _audit(ctx, client, spec.name, target, "error:bad_request")
                 return _failure(f"bad_request: invalid arguments for {spec.name}: {exc}")
             except ToolError as exc:
-                await _audit(client, spec.name, target, "error:refused")
+                await _audit(ctx, client, spec.name, target, "error:refused")
                 return _failure(str(exc))
             except MeshFSError as exc:
-                await _audit(client, spec.name, target, f"error:{exc.code}")
+                await _audit(ctx, client, spec.name, target, f"error:{exc.code}")
                 return _failure(f"{exc.code}: {exc.message}")
-            await _audit(client, spec.name, target, "ok")
+            await _audit(ctx, client, spec.name, target, "ok")
         return _success(reply, getattr(args, "path", None))
 
     async def list_templates(

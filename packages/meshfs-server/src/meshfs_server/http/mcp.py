@@ -76,9 +76,17 @@ async def open_mcp(settings: Settings) -> AsyncIterator[McpService]:
             async with client:
                 yield client
 
-        manager = StreamableHTTPSessionManager(
-            app=build_server(client_for, version=__version__), json_response=True, stateless=True
-        )
+        async def record_call(
+            ctx: Context, client: MeshFSClient, tool: str, target: str | None, outcome: str
+        ) -> None:
+            # In process, with the caller's own address (the tools' API calls come from
+            # loopback), and without one more request per tool call.
+            if ctx.request is None:
+                raise AuthError("no HTTP request behind this MCP call")
+            await _record(ctx.request, tool, target[:4096] if target else None, outcome)
+
+        server = build_server(client_for, record_call=record_call, version=__version__)
+        manager = StreamableHTTPSessionManager(app=server, json_response=True, stateless=True)
         async with manager.run():
             yield McpService(manager)
 
@@ -114,14 +122,11 @@ class McpEndpoint:
 
 @endpoint(Endpoint(
     "Record an MCP tool call in the audit log as mcp.tool.<tool>, with the caller's identity "
-    "(the MCP servers send one per call)", request=ToolCallRecord, status=204,
+    "(meshfs mcp sends one per call; /mcp records its own)", request=ToolCallRecord, status=204,
     tags=("agents",), errors=("bad_request",),
 ))  # fmt: skip
 async def record_tool_call(request: Request) -> Response:
-    from meshfs_server.identity.audit import Who
-    from meshfs_server.identity.service import client_address
-
-    who = await actor(request)
+    await actor(request)
     body = await parse_json(request, ToolCallRecord)
     if not _TOOL_NAME.fullmatch(body.tool):
         raise BadRequestError("tool must be a tool name: a-z, 0-9 and _, at most 64 characters")
@@ -129,13 +134,22 @@ async def record_tool_call(request: Request) -> Response:
         raise BadRequestError("outcome must be ok or error:<code>")
     if body.target is not None and len(body.target) > 4096:
         raise BadRequestError("target must be at most 4096 characters")
-    identity: Any = request.app.state.services.identity
-    if identity is not None:
-        await identity.audit_event(
-            who.tenant_id, AUDIT_PREFIX + body.tool, body.outcome,
-            Who.of(who, client_address(request)), target=body.target,
-        )  # fmt: skip
+    await _record(request, body.tool, body.target, body.outcome)
     return Response(status_code=204)
+
+
+async def _record(request: Request, tool: str, target: str | None, outcome: str) -> None:
+    """The audit row of one tool call, as the authenticated caller of *request*."""
+    from meshfs_server.identity.audit import Who
+    from meshfs_server.identity.service import client_address
+
+    who = await actor(request)
+    identity: Any = request.app.state.services.identity
+    if identity is not None:  # an app built with a custom authenticate has no audit log
+        await identity.audit_event(
+            who.tenant_id, AUDIT_PREFIX + tool, outcome, Who.of(who, client_address(request)),
+            target=target,
+        )  # fmt: skip
 
 
 routes: list[BaseRoute] = [
