@@ -21,7 +21,7 @@ import pytest
 from conftest import ROOT, ServerProcess, free_port
 
 sys.path.insert(0, str(ROOT / "packages" / "meshfs-server" / "tests"))
-from meshfs_server_backends import Production, start_production
+from meshfs_server_backends import Postgres, Production, start_production
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +124,81 @@ def test_both_processes_serve_the_same_tenant(pair: tuple[ServerProcess, ServerP
         feed = via_a.get("/sync/pull", params={"cursor": 0}).json()["events"]
         assert [e["seq"] for e in feed] == [1, 2]
         assert via_b.get("/readyz").json()["checks"] == {"database": "ok", "content": "ok"}
+
+
+@pytest.fixture
+def pair_on_own_postgres(
+    tmp_path: Path, production: Production
+) -> Iterator[tuple[ServerProcess, ServerProcess, Postgres]]:
+    """Two server processes on a Postgres of this test's own (it may crash it) and the shared
+    bucket; their logs must show no traceback, whatever the test did to the database."""
+    postgres = Postgres.start(private=True)
+    env = production_env(production, postgres.database_dsn("postgres"))
+    env["MESHFS_DATABASE_TIMEOUT_SECONDS"] = "2"
+    data = tmp_path / "data"
+    a = ServerProcess(data, free_port(), tmp_path / "a.log", env)
+    b = ServerProcess(data, free_port(), tmp_path / "b.log", env)
+    env["MESHFS_PUBLIC_URL"] = a.url
+    try:
+        a.start()
+        b.start()
+        yield a, b, postgres
+    finally:
+        for proc in (a, b):
+            if proc.process is not None:
+                proc.stop()
+        postgres.stop()
+    for proc in (a, b):
+        assert "Traceback" not in proc.log(), proc.log()
+
+
+def test_postgres_crash_is_503_everywhere_and_streams_recover(
+    pair_on_own_postgres: tuple[ServerProcess, ServerProcess, Postgres],
+) -> None:
+    """Postgres stops (immediate) under two processes: writes through B, a new WebSocket and a
+    new SSE stream on A are refused with 503 and Retry-After; once Postgres is back (no server
+    restart) a write through B reaches the WebSocket that stayed open on A."""
+    a, b, postgres = pair_on_own_postgres
+    token = a.login()
+    asyncio.run(_crash_and_recover(a, b, postgres, token))
+
+
+async def _crash_and_recover(
+    a: ServerProcess, b: ServerProcess, postgres: Postgres, token: str
+) -> None:
+    headers = {"Authorization": f"Bearer {token}"}
+    ws_url = f"ws://127.0.0.1:{a.port}/sync/ws"
+    async with (
+        aiohttp.ClientSession(headers=headers) as session,
+        session.ws_connect(ws_url, params={"cursor": 0}) as ws,
+        httpx.AsyncClient(base_url=b.url, headers=headers, timeout=30) as via_b,
+    ):
+        assert (await ws.receive_json(timeout=5))["type"] == "hello"
+        assert (await ws.receive_json(timeout=5))["type"] == "caught_up"
+        await asyncio.to_thread(postgres.crash)
+
+        r = await via_b.put("/files/content", params={"path": "/x.txt"}, content=b"x")
+        assert r.status_code == 503, r.text
+        assert r.headers.get("retry-after") == "2"
+        async with session.get(f"{a.url}/sync/stream", params={"cursor": 0}) as sse:
+            assert sse.status == 503
+            assert sse.headers.get("Retry-After") == "2"
+        with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+            await session.ws_connect(ws_url, params={"cursor": 0})
+        assert refused.value.status == 503
+
+        await asyncio.to_thread(postgres.start_again)
+        deadline = time.monotonic() + 30
+        while True:  # B serves again by itself
+            r = await via_b.put("/files/content", params={"path": "/x.txt"}, content=b"x")
+            if r.status_code == 201:
+                break
+            assert r.status_code == 503, r.text
+            assert time.monotonic() < deadline, "B did not recover"
+            await asyncio.sleep(0.1)
+        while True:  # and A's open WebSocket hears of it (its doorbell reconnected)
+            message = await ws.receive_json(timeout=15)
+            assert message["type"] == "event", message
+            if message["event"]["type"] == "write":
+                break
+        assert message["event"]["path"] == "/x.txt"
