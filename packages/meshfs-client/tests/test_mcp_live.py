@@ -190,6 +190,11 @@ async def test_every_tool_through_an_agent_token(
         assert not await client.exists("/proj/src")
         await refused(agent, "stat", {"path": "/proj/src"})
 
+        listed = await agent.list_resources()
+        assert [(r.uri, r.size) for r in listed.resources] == [
+            ("meshfs:///proj/README.md", 21),
+            ("meshfs:///proj/main.py", 18),
+        ]
         resource = await agent.read_resource("meshfs:///proj/main.py")
         (contents,) = resource.contents
         assert isinstance(contents, types.TextResourceContents)

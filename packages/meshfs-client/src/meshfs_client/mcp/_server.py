@@ -37,6 +37,7 @@ RecordCall = Callable[[Context, MeshFSClient, str, str | None, str], Awaitable[N
 """Records one tool call in the audit log: ``(ctx, client, tool, target, outcome)``."""
 
 URI_SCHEME = "meshfs://"
+RESOURCE_PAGE = 200
 INSTRUCTIONS = (
     "Files in MeshFS, a versioned filesystem shared with people. Paths are absolute (/proj/a.md)."
     " Every write is a new version: versions lists them, diff compares them, restore undoes"
@@ -75,6 +76,10 @@ def tool_list() -> list[types.Tool]:
         )
         for spec in TOOLS
     ]
+
+
+def _rpc_code(exc: MeshFSError) -> int:
+    return INTERNAL_ERROR if exc.status >= 500 else INVALID_PARAMS
 
 
 def _failure(message: str) -> types.CallToolResult:
@@ -166,9 +171,28 @@ def build_server(
     async def list_resources(
         ctx: Context, params: types.PaginatedRequestParams | None
     ) -> types.ListResourcesResult:
-        # The whole tree would be far too many resources; the template names every file, and
-        # the tools (list, tree, search) find them.
-        return types.ListResourcesResult(resources=[])
+        # The files at the top of what the token may see, a page at a time; the whole tree
+        # would be far too many (the template names every file; list, tree, search find them).
+        try:
+            async with client_for(ctx) as client:
+                top = (await client.whoami()).path_prefix
+                page = await client.list_page(
+                    top, limit=RESOURCE_PAGE, after=params.cursor if params else None
+                )
+        except MeshFSError as exc:
+            raise MCPError(_rpc_code(exc), f"{exc.code}: {exc.message}") from None
+        resources = [
+            types.Resource(
+                name=entry.name,
+                uri=file_uri(entry.path),
+                mime_type=_text.mime_type(entry.path, binary=False),
+                size=entry.size,
+            )
+            for entry in page.entries
+            if entry.kind == "file"
+        ]
+        cursor = page.next_after if page.has_more else None
+        return types.ListResourcesResult(resources=resources, next_cursor=cursor)
 
     async def read_resource(
         ctx: Context, params: types.ReadResourceRequestParams
@@ -177,8 +201,7 @@ def build_server(
             return await _read_resource(ctx, str(params.uri))
         except MeshFSError as exc:
             # Resource reads have no "tool error": a JSON-RPC error is the protocol's answer.
-            code = INTERNAL_ERROR if exc.status >= 500 else INVALID_PARAMS
-            raise MCPError(code, f"{exc.code}: {exc.message}") from None
+            raise MCPError(_rpc_code(exc), f"{exc.code}: {exc.message}") from None
 
     async def _read_resource(ctx: Context, uri: str) -> types.ReadResourceResult:
         path = uri_path(uri)
