@@ -352,6 +352,9 @@ async def test_bad_arguments_and_unknown_tools_are_tool_errors(
         assert "start_line" in await refused(agent, "read", {"path": "/x", "start_line": 0})
         assert "unknown tool" in await refused(agent, "format_disk", {})
         assert "not_found" in await refused(agent, "read", {"path": "/missing.txt"})
+        assert "invalid_path" in await refused(agent, "write", {"path": "/a/../b", "content": ""})
+        with pytest.raises(Exception, match="meshfs:///path"):
+            await agent.read_resource("file:///etc/passwd")
         # The session is still usable after those errors.
         await ok(agent, "list", {"path": "/"})
 
