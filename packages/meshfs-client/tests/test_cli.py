@@ -110,7 +110,7 @@ def test_sync_conflict_choices_are_the_engine_policies() -> None:
     from meshfs_client.cli.sync import CONFLICT_POLICIES
     from meshfs_client.mirror import ConflictPolicy
 
-    assert CONFLICT_POLICIES == tuple(p.value for p in ConflictPolicy)
+    assert tuple(p.value for p in ConflictPolicy) == CONFLICT_POLICIES
 
 
 def test_library_names_still_import_from_the_package() -> None:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import os
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -884,14 +884,20 @@ class MeshFSClient:
         websocket: bool = True,
         poll_interval: float = 2.0,
         max_failures: int | None = None,
+        on_state: Callable[[ChangeFeed], None] | None = None,
     ) -> ChangeFeed:
-        """Live change events after *cursor*: ``async with client.watch(n) as feed:``."""
+        """Live change events after *cursor*: ``async with client.watch(n) as feed:``.
+
+        *on_state* is called with the feed whenever its ``state`` changes (``connecting``,
+        ``live``, ``offline``; see :class:`ChangeFeed`).
+        """
         return ChangeFeed(
             self._t,
             cursor,
             websocket=websocket,
             poll_interval=poll_interval,
             max_failures=max_failures,
+            on_state=on_state,
         )
 
 

@@ -11,6 +11,11 @@
   polls ``/sync/pull`` from the same cursor instead and tries the WebSocket again now and then.
 * A cursor the server no longer retains yields one :class:`FeedReset`: the consumer must
   reconcile from a listing and the feed continues from the new cursor.
+
+Its :attr:`ChangeFeed.state` says where it stands - ``connecting``, ``live`` (caught up,
+events arrive as they happen) or ``offline`` (the server cannot be reached; the next try is at
+:attr:`ChangeFeed.retry_at`) - and an ``on_state`` callback hears every change of it, so a
+program can say "offline - retrying in 4s" while no event arrives.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from types import TracebackType
+from typing import Literal
 
 import aiohttp
 import msgspec
@@ -57,6 +63,8 @@ class FeedReset:
 
 FeedItem = ChangeEvent | FeedReset
 
+FeedState = Literal["connecting", "live", "offline"]
+
 
 class _WebSocketUnsupportedError(Exception):
     pass
@@ -79,11 +87,19 @@ class ChangeFeed:
         ws_retry_interval: float = 60.0,
         reconnect: RetryPolicy = RECONNECT_POLICY,
         max_failures: int | None = None,
+        on_state: Callable[[ChangeFeed], None] | None = None,
     ) -> None:
         self._transport = transport
         self.cursor = cursor
         self.live = False
         """True once the backlog has been delivered and events arrive as they happen."""
+        self.state: FeedState = "connecting"
+        """``connecting``, ``live`` or ``offline`` (see the module docstring)."""
+        self.error = ""
+        """Why the feed is offline (the last failure), else empty."""
+        self.retry_at = 0.0
+        """When offline: the ``time.monotonic()`` of the next attempt."""
+        self._on_state = on_state
         self._websocket_enabled = websocket
         self.mode = "websocket" if websocket else "pull"
         """``websocket`` or ``pull``: how events are currently obtained."""
@@ -112,6 +128,18 @@ class ChangeFeed:
             self._generator = self._items()
         return self._generator
 
+    def _set_state(self, state: FeedState, error: str = "", retry_in: float = 0.0) -> None:
+        changed = (state, error) != (self.state, self.error)
+        self.state, self.error = state, error
+        self.retry_at = time.monotonic() + retry_in if state == "offline" else 0.0
+        if self._on_state is not None and (changed or state == "offline"):
+            self._on_state(self)
+
+    def _caught_up(self) -> None:
+        self.live = True
+        if self.state != "live":
+            self._set_state("live")
+
     async def _failed(self, error: MeshFSError) -> None:
         """Count a transient failure and wait before the next try."""
         if isinstance(error, AuthError | ForbiddenError):
@@ -120,7 +148,9 @@ class ChangeFeed:
         self._failures += 1
         if self._max_failures is not None and self._failures >= self._max_failures:
             raise error
-        await asyncio.sleep(backoff_delay(self._failures, self._reconnect, random.random()))
+        delay = backoff_delay(self._failures, self._reconnect, random.random())
+        self._set_state("offline", error.message, delay)
+        await asyncio.sleep(delay)
 
     async def _items(self) -> AsyncGenerator[FeedItem, None]:
         ws_failures = 0
@@ -182,7 +212,7 @@ class ChangeFeed:
                 if decoded.type == "hello":
                     self._failures = 0
                 elif decoded.type == "caught_up":
-                    self.live = True
+                    self._caught_up()
                 elif decoded.type == "event" and decoded.event is not None:
                     if decoded.event.seq > self.cursor:
                         self.cursor = decoded.event.seq
@@ -219,7 +249,7 @@ class ChangeFeed:
                 self.cursor = max(self.cursor, page.cursor)
             if page.has_more:
                 continue
-            self.live = True
+            self._caught_up()
             if self._ws_retry_due():
                 return  # give the WebSocket another chance
             await asyncio.sleep(self._poll_interval)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 import click
 
 from meshfs_client.cli._context import CliState, human_size, human_time, pass_state, run
@@ -76,15 +79,38 @@ def _event_line(event: ChangeEvent) -> str:
 @click.option("--no-websocket", is_flag=True, help="Poll /sync/pull instead of a WebSocket.")
 @pass_state
 def watch(state: CliState, cursor: int | None, no_websocket: bool) -> None:
-    """Print change events as they happen (Ctrl-C to stop)."""
+    """Print change events as they happen (Ctrl-C to stop).
+
+    When the server cannot be reached it says so on stderr ("offline - retrying in 4s") and
+    again when the feed is back; no event is lost meanwhile.
+    """
 
     async def body() -> None:
-        from meshfs_client._watch import FeedReset
+        from meshfs_client._watch import ChangeFeed, FeedReset
+
+        was_offline = False
+
+        def on_state(feed: ChangeFeed) -> None:
+            nonlocal was_offline
+            if feed.state == "offline":
+                wait = max(1, math.ceil(feed.retry_at - time.monotonic()))
+                if state.json:
+                    state.emit({"type": "offline", "error": feed.error, "retry_in": wait})
+                elif not was_offline:
+                    state.info(f"offline - retrying in {wait}s ({feed.error})")
+                was_offline = True
+            elif feed.state == "live" and was_offline:
+                was_offline = False
+                if state.json:
+                    state.emit({"type": "recovered", "cursor": feed.cursor})
+                else:
+                    state.info(f"recovered: watching again from cursor {feed.cursor}")
 
         async with state.client() as client:
             start = cursor if cursor is not None else await client.current_cursor()
             state.info(f"watching {client.server} from cursor {start}")
-            async with client.watch(start, websocket=not no_websocket) as feed:
+            feed_of = client.watch(start, websocket=not no_websocket, on_state=on_state)
+            async with feed_of as feed:
                 async for item in feed:
                     if isinstance(item, FeedReset):
                         if state.json:

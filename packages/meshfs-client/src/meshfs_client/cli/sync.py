@@ -6,75 +6,22 @@ import asyncio
 import contextlib
 import json
 import os
-import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import click
 
 from meshfs_client.cli._context import CliState, pass_state, run
+from meshfs_client.cli._sync_status import STATUS_LINE_INTERVAL, SyncReporter
 from meshfs_common import paths
 from meshfs_common.errors import MeshFSError
 
 if TYPE_CHECKING:
-    from meshfs_client.mirror import StateDB, SyncEvent, SyncOptions
+    from meshfs_client.mirror import StateDB, SyncOptions
 
 # The values of mirror.ConflictPolicy, spelled out so that `meshfs --help` does not import the
 # sync engine (watchfiles, pathspec); tests/test_cli.py checks the two agree.
 CONFLICT_POLICIES = ("lww", "keep-both")
-
-_STATUS_LINE_INTERVAL = 0.25
-
-
-class _Reporter:
-    """A quiet one-line status on a terminal; one JSON object per event otherwise."""
-
-    def __init__(self, state: CliState) -> None:
-        self._tty = sys.stderr.isatty() and not state.json
-        from meshfs_client.mirror import SyncStatus
-
-        self._quiet = state.quiet
-        self.status = SyncStatus()
-        self._last_line = 0.0
-        self._width = 0
-
-    def __call__(self, event: SyncEvent) -> None:
-        if self._tty:
-            if event.kind == "error" and not self._quiet:
-                self._clear()
-                click.echo(f"meshfs sync: {event.path}: {event.detail}", err=True)
-            self.draw()
-            return
-        if self._quiet and event.kind != "error":
-            return
-        record = {"ts": round(time.time(), 3), "event": event.kind, "path": event.path}
-        if event.detail:
-            record["detail"] = event.detail
-        click.echo(json.dumps(record), err=True)
-
-    def draw(self, force: bool = False) -> None:
-        if not self._tty or self._quiet:
-            return
-        now = time.monotonic()
-        if not force and now - self._last_line < _STATUS_LINE_INTERVAL:
-            return
-        self._last_line = now
-        s = self.status
-        state = "live" if s.live else s.feed
-        line = (
-            f"meshfs sync: {state} | pending {s.pending} | up {s.uploads} down {s.downloads}"
-            f" del {s.deletes} mv {s.renames} conflicts {s.conflicts} errors {s.errors}"
-        )
-        self._clear()
-        sys.stderr.write(line)
-        sys.stderr.flush()
-        self._width = len(line)
-
-    def _clear(self) -> None:
-        if self._width:
-            sys.stderr.write("\r" + " " * self._width + "\r")
-            self._width = 0
 
 
 @click.command()
@@ -108,6 +55,12 @@ class _Reporter:
     help="Parallel uploads/downloads.",
 )  # fmt: skip
 @click.option("--no-websocket", is_flag=True, help="Poll /sync/pull instead of a WebSocket.")
+@click.option(
+    "--log",
+    "log_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Append every event (transfers, conflicts, errors, outages) to FILE as JSON lines.",
+)
 @pass_state
 def sync(
     state: CliState,
@@ -119,12 +72,17 @@ def sync(
     state_dir: Path | None,
     transfers: int,
     no_websocket: bool,
+    log_file: Path | None,
 ) -> None:
     """Mirror a local folder and a remote directory, both ways (continuous by default).
 
     Changes on either side reach the other within moments; a file changed on both sides is
     resolved by --conflicts without losing content. Files matching .meshfsignore in the
-    folder (gitignore syntax) and editors' temporary files stay local.
+    folder (gitignore syntax), editors' temporary files and symbolic links stay local.
+
+    On a terminal one status line says what is happening: scanning, syncing N, live,
+    offline - retrying in Ns, recovered. Details go to the --log file (without a terminal,
+    events are JSON lines on stderr).
     """
     from meshfs_client.mirror import ConflictPolicy, SyncOptions
 
@@ -144,27 +102,27 @@ def sync(
     async def body() -> None:
         from meshfs_client.mirror import MirrorSync
 
-        async with state.client() as client:
-            reporter = _Reporter(state)
-            engine = MirrorSync(client, options, on_event=reporter)
-            reporter.status = engine.status
-            async with asyncio.TaskGroup() as group:
-                ticker = group.create_task(_tick(reporter))
-                try:
-                    await engine.run()
-                finally:
-                    ticker.cancel()
-            reporter.draw(force=True)
-            if sys.stderr.isatty() and not state.quiet:
-                click.echo("", err=True)
+        reporter = SyncReporter(quiet=state.quiet, as_json=state.json, log_file=log_file)
+        try:
+            async with state.client() as client:
+                engine = MirrorSync(client, options, on_event=reporter)
+                reporter.status = engine.status
+                async with asyncio.TaskGroup() as group:
+                    ticker = group.create_task(_tick(reporter))
+                    try:
+                        await engine.run()
+                    finally:
+                        ticker.cancel()
+        finally:
+            reporter.close()
 
     run(body())
 
 
-async def _tick(reporter: _Reporter) -> None:
+async def _tick(reporter: SyncReporter) -> None:
     while True:
         reporter.draw()
-        await asyncio.sleep(_STATUS_LINE_INTERVAL)
+        await asyncio.sleep(STATUS_LINE_INTERVAL)
 
 
 async def _show_status(state: CliState, options: SyncOptions) -> None:

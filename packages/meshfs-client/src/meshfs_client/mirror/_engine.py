@@ -36,7 +36,7 @@ from typing import TypeVar
 
 from meshfs_client._client import MeshFSClient
 from meshfs_client._retry import RetryPolicy, backoff_delay
-from meshfs_client._watch import FeedReset
+from meshfs_client._watch import ChangeFeed, FeedReset
 from meshfs_client.mirror._conflicts import ConflictPolicy
 from meshfs_client.mirror._ignore import IGNORE_FILE, IgnoreRules
 from meshfs_client.mirror._local import UNSUPPORTED, Unsupported, hash_node, scan, stat_node, to_os
@@ -63,6 +63,8 @@ RETRY = RetryPolicy(attempts=0, initial=0.5, maximum=30.0)
 """Backoff for a path whose step failed (``attempts`` unused: a path is retried until it
 syncs; after :data:`GIVE_UP_AFTER` failures of a non-retryable kind it waits for a change)."""
 GIVE_UP_AFTER = 8
+_OUTAGE = frozenset({"unavailable", "timeout"})
+"""Error codes that mean the server is away (an outage), not that one path failed."""
 _PENDING_SAVE_INTERVAL = 1.0
 IDLE_RESCAN = 1.0
 """Seconds of quiet after local or remote activity before a full rescan (a safety net: the
@@ -91,14 +93,21 @@ class SyncEvent:
 
     kind: str
     """upload, download, mkdir_local, mkdir_remote, delete_local, delete_remote, rename_local,
-    rename_remote, conflict, error, reset, live, offline, idle."""
+    rename_remote, conflict, error, reset, live, offline, recovered, idle."""
     path: str = ""
     detail: str = ""
 
 
 @dataclass(slots=True)
 class SyncStatus:
-    """Counters and state for ``--status`` and the status line."""
+    """Counters and state for ``--status`` and the status line.
+
+    ``scanned`` turns true when the first full pass (catch-up and local scan) is done.
+    ``offline`` is true while the server cannot be reached (``offline_reason`` says why, the
+    next try is at ``retry_at``, wall clock); ``recovered_at`` is when it last came back.
+    ``error_paths`` holds the paths failing now (an outage is not counted there); ``errors``
+    counts every failure since the start.
+    """
 
     pending: int = 0
     in_flight: int = 0
@@ -113,6 +122,11 @@ class SyncStatus:
     feed: str = "starting"
     last_error: str = ""
     error_paths: dict[str, str] = field(default_factory=dict)
+    scanned: bool = False
+    offline: bool = False
+    offline_reason: str = ""
+    retry_at: float = 0.0
+    recovered_at: float = 0.0
 
 
 class _Finished(Exception):
@@ -193,16 +207,48 @@ class MirrorSync:
         failures = 0
         while True:
             try:
-                return await call()
+                result = await call()
             except MeshFSError as exc:
                 if not exc.retryable:
                     raise
                 failures += 1
                 if self.options.once and failures >= GIVE_UP_AFTER:
                     raise
-                self.status.feed = "offline"
-                self._emit(SyncEvent("offline", "", str(exc)))
-                await asyncio.sleep(backoff_delay(failures, RETRY, random.random()))
+                delay = backoff_delay(failures, RETRY, random.random())
+                self._offline(exc.message, delay)
+                await asyncio.sleep(delay)
+                continue
+            self._online()
+            return result
+
+    def _offline(self, reason: str, retry_in: float) -> None:
+        """The server cannot be reached; the next try is in *retry_in* seconds."""
+        status = self.status
+        status.retry_at = time.time() + retry_in
+        status.live = False
+        if not status.offline or status.offline_reason != reason:
+            status.offline, status.offline_reason = True, reason
+            status.feed = "offline"
+            self._emit(SyncEvent("offline", "", reason))
+
+    def _online(self) -> None:
+        """The server answered again (after :meth:`_offline`)."""
+        status = self.status
+        if status.offline:
+            status.offline, status.offline_reason, status.retry_at = False, "", 0.0
+            status.recovered_at = time.time()
+            self._emit(SyncEvent("recovered", "", "the server answers again"))
+            # What waited out the outage is tried again now, not at the end of its backoff.
+            self._mark(list(self._dirty))
+            self._mark(list(status.error_paths))
+
+    def _feed_state(self, feed: ChangeFeed) -> None:
+        self.status.feed = feed.mode if feed.state != "offline" else "offline"
+        if feed.state == "offline":
+            self._offline(feed.error, max(0.0, feed.retry_at - time.monotonic()))
+        elif feed.state == "live":
+            self.status.live = True
+            self._online()
 
     async def run(self) -> None:
         """Sync until cancelled (or, with ``once``, until both sides agree)."""
@@ -237,6 +283,7 @@ class MirrorSync:
             self.state.commit()
         await self._catch_up()
         await self._rescan()
+        self.status.scanned = True
 
     async def _relist(self) -> None:
         touched = await self._with_retry(lambda: self.tree.relist(self.client))
@@ -303,7 +350,9 @@ class MirrorSync:
     async def _follow_remote(self) -> None:
         while True:
             cursor = self.state.cursor or 0
-            feed = self.client.watch(cursor, websocket=self.options.websocket)
+            feed = self.client.watch(
+                cursor, websocket=self.options.websocket, on_state=self._feed_state
+            )
             async with feed:
                 count = 0
                 async for item in feed:
@@ -318,7 +367,7 @@ class MirrorSync:
                         self.state.commit()
                     self.status.cursor = self.state.cursor or 0
                     self.status.live = feed.live
-                    self.status.feed = feed.mode
+                    self.status.feed = feed.mode if feed.state != "offline" else "offline"
 
     # --- local ----------------------------------------------------------------------------------
 
@@ -409,6 +458,8 @@ class MirrorSync:
                 self._expire_echoes()
                 await self._apply_hints()
                 due = self._take_due()
+                self.status.pending = len(self._dirty) + len(due)
+                self.status.in_flight = len(self._busy)
                 if due:
                     await self._round(due, transfers)
                     self._save_status()
@@ -618,6 +669,7 @@ class MirrorSync:
         self._mark(found)
 
     def _settled(self, rel: str) -> None:
+        self._online()
         self._failures.pop(rel, None)
         self._since.pop(rel, None)
         self.status.error_paths.pop(rel, None)
@@ -746,6 +798,13 @@ class MirrorSync:
     async def _failed(self, rel: str, exc: BaseException) -> None:
         if isinstance(exc, AuthError):
             raise exc  # the session is gone: stop with a clear message (exit code 3)
+        if isinstance(exc, MeshFSError) and exc.code in _OUTAGE:
+            # Not this path's fault: the whole server is away. Say so once, try again later.
+            delay = backoff_delay(self._failures.get(rel, 0) + 1, RETRY, random.random())
+            self._failures[rel] = self._failures.get(rel, 0) + 1
+            self._offline(exc.message, delay)
+            self._mark([rel], delay=delay)
+            return
         count = self._failures.get(rel, 0) + 1
         self._failures[rel] = count
         message = f"{type(exc).__name__}: {exc}"
