@@ -233,3 +233,16 @@ async def test_agent_sees_changes_only_inside_its_prefix(harness: Harness) -> No
                                                                "since_cursor": start})  # fmt: skip
     [seen] = owner.json()["changes"]
     assert (seen["status"], seen["old_path"]) == ("renamed", "/secret/plan.txt")
+
+
+async def test_a_nul_character_is_a_client_error(client: httpx.AsyncClient) -> None:
+    # No id, path or name contains NUL; Postgres text cannot even hold one.
+    for url, params in (
+        ("/files/diff", {"node_id": "\x00"}),
+        ("/files/diff", {"path": "/f", "v1": "\x00"}),
+        ("/snapshots/%00", {}),
+        ("/snapshots/a%00/diff", {}),
+        ("/files/meta", {"node_id": "a\x00b"}),
+    ):
+        reply = await client.get(url, params=params)
+        assert reply.json()["error"] in ("bad_request", "not_found"), (url, params)

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import asyncpg
 import asyncpg.exceptions as pgerr
 
-from meshfs_common.errors import MeshFSError, UnavailableError
+from meshfs_common.errors import BadRequestError, MeshFSError, UnavailableError
 
 log = logging.getLogger("meshfs_server.postgres")
 
@@ -83,6 +83,10 @@ def translate(exc: BaseException) -> MeshFSError | None:
         return UnavailableError("the database did not answer in time")
     if isinstance(exc, UNAVAILABLE):
         return UnavailableError(f"the database is unavailable ({type(exc).__name__})")
+    if isinstance(exc, pgerr.CharacterNotInRepertoireError):
+        # Postgres text cannot hold NUL; no path, name or id of MeshFS contains one, so a
+        # request carrying one names nothing that exists (SQLite just finds no match).
+        return BadRequestError("a value of the request contains a NUL character")
     return None
 
 

@@ -311,7 +311,7 @@ async def _net_change(
     new_version = last.version_id if exists_now else None
 
     def visible(path: str) -> bool:
-        return paths.is_within(path, actor.path_prefix)
+        return actor.scope.contains(path)
 
     if before_in and after_in:
         if before_path != after_path:

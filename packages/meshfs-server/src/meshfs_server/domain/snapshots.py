@@ -134,7 +134,7 @@ class Snapshots:
 
     async def list_snapshots(self, actor: Actor, path: str | None = None) -> SnapshotList:
         """Snapshots of subtrees at or below *path* that the actor may read, newest first."""
-        where = paths.normalise(path) if path is not None else actor.path_prefix
+        where = paths.normalise(path) if path is not None else actor.scope.prefix
         actor.check_read(where)
         async with self.store.read(actor.tenant_id) as tx:
             rows = await tx.snapshots()
@@ -249,7 +249,7 @@ async def _state_diff(tx: ReadTx, actor: Actor, row: SnapshotRow) -> list[FileCh
         elsewhere = None
         if node_now is not None and node_now.is_live and await is_reachable(tx, node_now):
             elsewhere = await path_of(tx, node_now)
-        if elsewhere is not None and paths.is_within(elsewhere, actor.path_prefix):
+        if elsewhere is not None and actor.scope.contains(elsewhere):
             assert node_now is not None
             out.append(FileChange(
                 path=elsewhere, node_id=item.node_id, kind=item.kind, status="renamed",
