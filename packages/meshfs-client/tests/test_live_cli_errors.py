@@ -87,6 +87,11 @@ def test_quota_and_audit(account: Account) -> None:
     text = ok(meshfs(env, "quota"))
     assert "plan:" in text
     assert "storage:" in text
+    # A token limited to a folder sees the quota, not the tenant's usage.
+    token = ok(meshfs(env, "token", "create", "--name", "q", "--prefix", "/q")).strip()
+    agent = {**env, "MESHFS_TOKEN": token}
+    assert "used" not in json.loads(ok(meshfs(agent, "--json", "quota")))["storage"]
+    assert "usage not shown to this token" in ok(meshfs(agent, "quota"))
     rows = json.loads(ok(meshfs(env, "--json", "audit", "-n", "20")))
     assert isinstance(rows, list)
     assert rows  # at least the device login that created this account

@@ -27,13 +27,17 @@ def quota(state: CliState) -> None:
                 return
             storage: dict[str, Any] = info.get("storage") or {}
             retention: dict[str, Any] = info.get("retention") or {}
-            used, limit = int(storage.get("used", 0)), int(storage.get("quota", 0))
+            limit = int(storage.get("quota", 0))
             click.echo(f"tenant:     {info.get('tenant_name')} ({info.get('tenant_id')})")
             click.echo(f"plan:       {info.get('plan')}")
-            click.echo(
-                f"storage:    {human_size(used)} of {human_size(limit)} used "
-                f"({_percent(used, limit)}; identical content counted once)"
-            )
+            if "used" not in storage:  # a token limited to a folder is not told the tenant's use
+                click.echo(f"storage:    quota {human_size(limit)} (usage not shown to this token)")
+            else:
+                used = int(storage["used"])
+                click.echo(
+                    f"storage:    {human_size(used)} of {human_size(limit)} used "
+                    f"({_percent(used, limit)}; identical content counted once)"
+                )
             click.echo(
                 f"retention:  {retention.get('max_versions')} versions per file, "
                 f"{retention.get('max_days')} days; deleted files kept "

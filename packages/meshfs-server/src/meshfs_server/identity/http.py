@@ -135,7 +135,8 @@ async def whoami(request: Request) -> Response:
 
 
 @endpoint(Endpoint(
-    "Your signed-in devices and agent tokens (owners: everyone's with all=true)",
+    "Your signed-in devices and agent tokens (owners: everyone's with all=true; an agent "
+    "token: only itself)",
     response=SessionList, tags=("auth",),
     params=(Param("all", type="boolean", description="every session of the tenant (owners)"),
             Param("include_revoked", type="boolean")),
@@ -174,7 +175,8 @@ async def create_agent(request: Request) -> Response:
 
 
 @endpoint(Endpoint(
-    "The tenant's audit log, newest first (owners: everything; others: their own rows)",
+    "The tenant's audit log, newest first (owners: everything; others: their own rows; an "
+    "agent token: the rows of its own session)",
     response=AuditPage, tags=("admin",),
     params=(Param("limit", type="integer", description="1-1000, default 100"),
             Param("before", type="integer", description="audit_id to page from"),
@@ -195,7 +197,8 @@ async def audit_recent(request: Request) -> Response:
 
 
 @endpoint(Endpoint(
-    "The tenant's plan, retention, rate limit and storage usage", response=PlanInfo,
+    "The tenant's plan, retention, rate limit and storage usage (a token limited to a path "
+    "prefix: the quota only)", response=PlanInfo,
     tags=("admin",),
 ))  # fmt: skip
 async def plans_current(request: Request) -> Response:
