@@ -390,6 +390,20 @@ async def test_http_endpoint_needs_a_valid_token(account: Account) -> None:
     assert wrong.status_code == 401
 
 
+async def test_stdio_server_acts_with_the_stored_login_without_a_token(
+    account: Account, client: MeshFSClient
+) -> None:
+    params = StdioServerParameters(
+        command=str(Path(sys.executable).with_name("meshfs")), args=["mcp"], env=account.env()
+    )
+    async with Client(params, read_timeout_seconds=60) as agent:
+        await ok(agent, "write", {"path": "/from-login.txt", "content": "hi\n"})
+    (version,) = [v async for v in client.versions("/from-login.txt")]
+    assert version.writer is not None
+    assert version.writer.agent_name is None
+    assert version.writer.device_name == "meshfs-client-tests"
+
+
 def test_stdio_server_without_a_login_exits_with_one_clear_line(
     account: Account, tmp_path: Path
 ) -> None:
