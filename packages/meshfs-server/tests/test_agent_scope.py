@@ -13,7 +13,10 @@ import aiohttp
 import httpx
 import pytest
 from conftest import AuthHarness, Harness, LiveServer
+from hypothesis import given
+from hypothesis import strategies as st
 
+from meshfs_common import paths
 from meshfs_common.hashing import CHUNK_SIZE, chunk_hash, content_hash_of
 from meshfs_common.ids import new_id
 from meshfs_common.models import ChangeEvent
@@ -85,6 +88,48 @@ def test_scope_view_rules() -> None:
     # The whole tenant sees every event as it is.
     outside = event("rename", "/out", old_path="/secret")
     assert WHOLE_TENANT.view(outside) == outside
+
+
+tree_paths = st.lists(st.sampled_from("abc"), min_size=0, max_size=3).map(
+    lambda names: paths.join(names)
+)
+
+
+@given(
+    prefix=tree_paths,
+    kind=st.sampled_from(["mkdir", "write", "rename", "delete", "restore"]),
+    path=tree_paths.filter(lambda p: p != "/"),
+    old_path=tree_paths.filter(lambda p: p != "/"),
+    over=st.booleans(),
+)
+def test_scope_view_never_shows_anything_outside(
+    prefix: str, kind: str, path: str, old_path: str, over: bool
+) -> None:
+    scope = Scope(prefix)
+    rename = kind == "rename"
+    original = event(
+        kind, path, node_id="NODE", version_id="VERSION",
+        old_path=old_path if rename else None,
+        replaced_node_id="MOVED" if rename and over else None,
+    )  # fmt: skip
+    seen = scope.view(original)
+    if isinstance(seen, ChangeEvent):
+        assert scope.contains(seen.path)
+        assert seen.old_path is None or scope.contains(seen.old_path)
+        if seen.replaced_node_id is not None or seen.node_id == "MOVED":
+            assert scope.contains(old_path)  # only a node that was inside is named
+        if seen.type == "delete" and rename:
+            assert seen.path == old_path
+            assert scope.contains(old_path)
+    elif seen is None:  # hidden: nothing inside changed
+        assert not scope.contains(path)
+        assert not (rename and scope.contains(old_path))
+    else:  # the prefix itself was replaced by a change above it
+        touched = [path, old_path] if rename else [path]
+        assert any(t != prefix and paths.is_within(prefix, t) for t in touched)
+    if not rename and scope.contains(path):
+        assert seen == original
+    assert WHOLE_TENANT.view(original) == original
 
 
 # --- the feed through a prefix ------------------------------------------------------------------
