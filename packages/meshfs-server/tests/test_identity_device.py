@@ -347,6 +347,44 @@ def test_approve_cli_lists_pending_codes_and_shows_client_names_safely(
     assert "laptop" in right.output
 
 
+def test_approve_never_joins_someone_elses_tenant_by_its_name(
+    tmp_path: Path, backend: dict[str, Any]
+) -> None:
+    import asyncio
+
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from meshfs_server.app import create_app
+
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data, **backend)
+    made = CliRunner().invoke(
+        main, ["admin", "create-tenant", "bob", "--data-dir", str(data)], env=cli_env(settings)
+    )
+    assert made.exit_code == 0, made.output
+
+    async def scenario() -> Any:
+        app = create_app(settings, background=False)
+        async with LifespanManager(app) as manager:
+            transport = httpx.ASGITransport(app=manager.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                started = (await client.post("/auth/device/start", json={})).json()
+                return await asyncio.to_thread(
+                    CliRunner().invoke, main,
+                    ["approve", started["user_code"], "--user", "bob", "--data-dir", str(data)],
+                    env=cli_env(settings),
+                )  # fmt: skip
+
+    refused = asyncio.run(scenario())
+    assert refused.exit_code == 1
+    assert "--tenant NAME" in refused.output
+    users = CliRunner().invoke(
+        main, ["admin", "list-users", "--data-dir", str(data)], env=cli_env(settings)
+    )
+    assert "bob" not in users.output  # nothing was created
+
+
 def test_keys_rotate_keeps_old_keys(tmp_path: Path, backend: dict[str, Any]) -> None:
     runner = CliRunner(env=cli_env(Settings(data_dir=tmp_path, **backend)))
     first = runner.invoke(main, ["keys", "rotate", "--data-dir", str(tmp_path)])

@@ -265,8 +265,9 @@ async def ensure_account(
 ) -> tuple[User, Tenant, Role]:
     """The user, their tenant and role, creating what is missing.
 
-    A new user without a named tenant gets a new tenant named after them, as its owner. An
-    existing user with no tenant named uses their only (or first) membership.
+    A new user without a named tenant gets a new tenant named after them, as its owner (never
+    someone else's tenant that happens to have that name: that is refused). An existing user
+    with no tenant named uses their only (or first) membership.
     """
     user = await get_user(conn, username=username) or await create_user(conn, username)
     if tenant_name is None:
@@ -276,6 +277,11 @@ async def ensure_account(
             tenant = await get_tenant(conn, tenant_id=first.tenant_id)
             assert tenant is not None
             return user, tenant, first.role
+        if await get_tenant(conn, name=username) is not None:
+            raise AlreadyExistsError(
+                f"a tenant named {username} already exists and {username} is not a member;"
+                " name the tenant to add them to with --tenant NAME"
+            )
         tenant_name = username
     tenant = await get_tenant(conn, name=tenant_name) or await create_tenant(conn, tenant_name)
     current = await role_of(conn, tenant.tenant_id, user.user_id)
