@@ -22,6 +22,7 @@ from meshfs_server.domain.scope import WHOLE_TENANT, Replaced, Scope
 MAX_PULL = 1000
 SCAN_LIMIT = 10 * MAX_PULL
 """Events one pull examines at most through a limited scope (bounds the work per request)."""
+SCAN_BATCH = 500
 QUEUE_LIMIT = 1024
 
 
@@ -130,6 +131,8 @@ class ChangeFeed:
                 return PullResponse(events=[], cursor=bounds.last, reset=True)
             while not more:
                 wanted = limit + 1 - len(shown)
+                if not scope.whole_tenant:  # most events may be hidden: read in larger steps
+                    wanted = max(wanted, SCAN_BATCH)
                 batch = await tx.events_after(last, wanted)
                 for event in batch:
                     if len(shown) == limit or scanned == SCAN_LIMIT:
