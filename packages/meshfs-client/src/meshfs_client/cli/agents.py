@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import click
 
 from meshfs_client.cli._context import CliState, pass_state, run
@@ -19,7 +21,13 @@ def mcp(state: CliState) -> None:
     reads, read-only - or else with your stored login. The server enforces the token's limits
     on every call, records the agent as the writer of each version, and audits every tool
     call (`meshfs audit --action 'mcp.tool.*'`).
+
+    Needs the MCP SDK: pip install 'meshfs-client[mcp]'.
     """
+    if importlib.util.find_spec("mcp") is None:
+        raise click.ClickException(
+            "meshfs mcp needs the MCP SDK, an optional part: pip install 'meshfs-client[mcp]'"
+        )
 
     async def body() -> None:
         from meshfs_client import __version__
