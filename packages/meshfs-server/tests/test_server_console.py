@@ -205,3 +205,21 @@ async def test_serve_console_and_prompt_shutdown(tmp_path: Path) -> None:
     assert "MeshFS server stopped in" in text
     assert token not in text
     assert "Traceback" not in text
+
+
+async def test_error_log_lines_show_client_text_safely(caplog: pytest.LogCaptureFixture) -> None:
+    from starlette.requests import Request
+
+    from meshfs_common.errors import UnavailableError
+    from meshfs_server.http import errors
+
+    scope = {
+        "type": "http", "method": "GET", "path": "/files/x\x1b]0;pwned\x07\r\nforged",
+        "query_string": b"access_token=leaked-secret", "headers": [],
+    }  # fmt: skip
+    caplog.set_level(logging.WARNING)
+    answer = await errors.on_meshfs_error(Request(scope), UnavailableError("store down"))
+    assert answer.status_code == 503
+    [line] = [r.getMessage() for r in caplog.records if r.name == "meshfs_server"]
+    assert line.startswith("GET /files/x\\x1b]0;pwned\\x07\\r\\nforged?access_token=[hidden]")
+    assert not any(c in line for c in "\x1b\x07\r\n")

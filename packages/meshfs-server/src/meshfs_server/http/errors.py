@@ -16,7 +16,9 @@ from meshfs_common.errors import (
     NotFoundError,
     RateLimitedError,
 )
+from meshfs_server.display import printable
 from meshfs_server.http.codec import respond
+from meshfs_server.http.requestlog import request_target
 
 log = logging.getLogger("meshfs_server")
 
@@ -48,7 +50,9 @@ def render(error: MeshFSError) -> Response:
 async def on_meshfs_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MeshFSError)
     if exc.status >= 500:
-        log.warning("%s %s -> %s: %s", request.method, request.url.path, exc.code, exc.message)
+        log.warning(
+            "%s -> %s: %s", request_target(request.scope), exc.code, printable(exc.message, 300)
+        )
     return render(exc)
 
 
@@ -62,5 +66,5 @@ async def on_http_error(request: Request, exc: Exception) -> Response:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error in %s %s", request.method, request.url.path)
+    log.exception("unhandled error in %s", request_target(request.scope))
     return render(InternalError("internal server error; it has been logged"))
