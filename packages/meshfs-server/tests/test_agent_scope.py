@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from conftest import AuthHarness, Harness, LiveServer
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,9 +23,11 @@ from meshfs_common import paths
 from meshfs_common.hashing import CHUNK_SIZE, chunk_hash, content_hash_of
 from meshfs_common.ids import new_id
 from meshfs_common.models import ChangeEvent
+from meshfs_server.app import create_app
 from meshfs_server.domain import feed as feed_module
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.scope import REPLACED, WHOLE_TENANT, Scope
+from meshfs_server.settings import Settings
 
 PREFIX = "/p/x"
 
@@ -486,3 +491,37 @@ async def test_restore_of_a_file_outside_the_prefix_is_refused(auth: AuthHarness
         assert (await agent.get("/files/meta", params={"path": "/p/x/stolen.txt"})).status_code in (
             403, 404,
         )  # fmt: skip
+
+
+@pytest.fixture
+async def small(tmp_path: Path, backend: dict[str, Any]) -> AsyncIterator[AuthHarness]:
+    settings = Settings(
+        data_dir=tmp_path / "small", gc_grace_seconds=0, tenant_storage_quota_bytes=1000,
+        rate_limit_per_minute=100_000, **backend,
+    )  # fmt: skip
+    app = create_app(settings, background=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://meshfs.test") as client:
+            yield AuthHarness(app, transport, client, app.state.services, settings)
+
+
+async def test_quota_never_tells_an_agent_what_the_tenant_stores(small: AuthHarness) -> None:
+    owner = await small.login("alice")
+    stored = b"s" * 900  # stored outside the prefix; writing it again costs the tenant nothing
+    async with small.client_for(owner.access_token) as alice:
+        await put(alice, "/private/s.bin", stored)
+        bot = await make_agent(alice, path_prefix="/p/x", access="write")
+        whole = await make_agent(alice, name="whole", path_prefix="/", access="write")
+    async with small.client_for(whole["token"]) as agent:  # sees everything: deduplicated
+        assert (await agent.put("/files/content", params={"path": "/w.bin"},
+                                content=stored)).status_code == 201  # fmt: skip
+    async with small.client_for(bot["token"]) as agent:
+        # Charged as new content, so the answer is the same whether or not the tenant has it.
+        for data in (stored, b"n" * 900):
+            over = await agent.put("/files/content", params={"path": "/p/x/c.bin"}, content=data)
+            assert (over.status_code, over.json()["error"]) == (507, "quota_exceeded")
+            assert over.json()["detail"] == {"quota": 1000, "requested": 900}
+            assert "stored" not in over.json()["error_description"]
+        init = await agent.post("/files/upload/init", json=init_body("/p/x/u.bin", [b"u" * 200]))
+        assert (init.status_code, init.json()["detail"]) == (507, {"quota": 1000, "requested": 200})
