@@ -31,7 +31,11 @@ _SERVE_OPTIONS = [
         type=click.Path(path_type=Path),
         help="where metadata, content and keys live [env MESHFS_DATA_DIR; user data dir]",
     ),
-    click.option("--public-url", help="URL clients use to reach this server [MESHFS_PUBLIC_URL]"),
+    click.option(
+        "--public-url",
+        help="URL clients use to reach this server; required when --bind is 0.0.0.0 or [::]"
+        " [MESHFS_PUBLIC_URL]",
+    ),
     click.option(
         "--dev-auto-approve/--no-dev-auto-approve",
         default=None,
@@ -84,6 +88,8 @@ def serve(**flags: Any) -> None:
     """Serve the HTTP API (embedded default: SQLite + a local content directory).
 
     Every setting can also come from its MESHFS_* environment variable; see the README.
+    Logs go to stderr, one access-log line per request at info. Ctrl-C (or SIGTERM) stops
+    within a second: open WebSockets are closed with 1001 "going away".
     """
     settings = load_settings(**flags)
     logging.basicConfig(

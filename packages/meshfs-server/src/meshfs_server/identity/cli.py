@@ -146,6 +146,10 @@ def approve(
 
     Creates the user, tenant and membership when missing: a new user becomes owner of a new
     tenant named after them.
+
+    Reads the server's data directory (--data-dir or MESHFS_DATA_DIR as the server has them,
+    else your user data directory) and never creates one. An unknown code fails naming that
+    directory and listing the codes pending there.
     """
     import getpass
 
