@@ -143,3 +143,17 @@ async def test_set_plan_is_admin_only_and_changes_limits(auth: AuthHarness) -> N
     assert after["plan_retention"] == {"max_versions": 1000, "max_days": 180, "grace_days": 60}
     assert after["storage"]["quota"] == 100 * before["storage"]["quota"]
     assert after["rate_limit_per_minute"] == 5 * before["rate_limit_per_minute"]
+
+
+def test_admin_commands_never_start_an_empty_data_directory(tmp_path: Path) -> None:
+    """Only create-user and create-tenant may start one (to prepare accounts before `serve`)."""
+    elsewhere = tmp_path / "typo"
+    env = {"MESHFS_DATABASE_URL": None}
+    for args in (["list-users"], ["list-tenants"], ["disable-user", "bob"],
+                 ["add-member", "acme", "bob"], ["set-plan", "acme", "pro"]):  # fmt: skip
+        result = run_admin(elsewhere, *args, env=env)
+        assert result.exit_code == 1, (args, result.output)
+        assert str(elsewhere) in result.output
+        assert not elsewhere.exists()
+    assert run_admin(elsewhere, "create-tenant", "acme", env=env).exit_code == 0
+    assert elsewhere.exists()

@@ -14,7 +14,7 @@ import click
 
 from meshfs_common.errors import AlreadyExistsError, NotFoundError
 from meshfs_server.identity import accounts, audit
-from meshfs_server.identity.cli import DATA_DIR, run_db, settings_for
+from meshfs_server.identity.cli import DATA_DIR, require_existing_data, run_db, settings_for
 from meshfs_server.identity.sql import SqlDatabase, SqlSession
 
 
@@ -28,12 +28,19 @@ def _password(stdin: bool) -> str:
 Work = Callable[[SqlSession], Awaitable[str]]
 
 
-def _admin(data_dir: Path | None, work: Work) -> str:
+def _admin(data_dir: Path | None, work: Work, *, creates: bool = False) -> str:
+    """Run *work* in one transaction. Only a command that *creates* accounts may start a new
+    data directory (to prepare users before the first `serve`); the others refuse, naming the
+    directory, rather than leave an empty one behind (a mistyped --data-dir, another HOME)."""
+    settings = settings_for(data_dir)
+    if not creates:
+        require_existing_data(settings, "nothing to manage")
+
     async def run(db: SqlDatabase) -> str:
         async with db.write() as conn:
             return await work(conn)
 
-    return run_db(settings_for(data_dir), run)
+    return run_db(settings, run)
 
 
 def _when(at: float) -> str:
@@ -107,7 +114,7 @@ def create_user(
         await audit.record(conn, None, "admin.create_user", target=username, detail={"via": "cli"})
         return line
 
-    click.echo(_admin(data_dir, work))
+    click.echo(_admin(data_dir, work, creates=True))
 
 
 @admin.command("set-password")
@@ -193,7 +200,7 @@ def create_tenant(name: str, plan: str, owner: str | None, data_dir: Path | None
             )
         return f"created tenant {name} ({tenant.tenant_id}) on plan {plan}"
 
-    click.echo(_admin(data_dir, work))
+    click.echo(_admin(data_dir, work, creates=True))
 
 
 @admin.command("list-tenants")
