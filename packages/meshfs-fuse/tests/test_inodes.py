@@ -1,0 +1,145 @@
+"""The inode table: attach, move, detach, lookup counts, freeing at forget, negative entries."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from meshfs_common.errors import NotFoundError
+from meshfs_common.models import Entry
+from meshfs_fuse.attributes import NodeAttributes, Owner, to_entry_attributes
+from meshfs_fuse.inodes import ROOT, InodeTable, NegativeEntries
+
+NOW = datetime(2026, 1, 2, 3, 4, 5, 600000, tzinfo=UTC)
+
+
+def entry(node_id: str, path: str, kind: str = "file", size: int = 0) -> Entry:
+    name = path.rsplit("/", 1)[-1]
+    return Entry(
+        node_id=node_id,
+        path=path,
+        name=name,
+        kind=kind,  # type: ignore[arg-type]
+        created_at=NOW,
+        modified_at=NOW,
+        size=size,
+    )
+
+
+@pytest.fixture
+def table() -> InodeTable:
+    return InodeTable(entry("root", "/", "dir"), generation=7)
+
+
+def test_attach_resolve_and_paths(table: InodeTable) -> None:
+    d = table.attach(ROOT, "d", entry("n-d", "/d", "dir"))
+    f = table.attach(d.ino, "f", entry("n-f", "/d/f"))
+    assert table.path_of(f.ino) == "/d/f"
+    assert table.resolve("/d/f") is f
+    assert table.by_node("n-f") is f
+    assert table.attach(d.ino, "f", entry("n-f", "/d/f", size=3)) is f  # same node, same inode
+    assert f.entry is not None
+    assert f.entry.size == 3
+
+
+def test_a_moved_directory_moves_its_children_paths(table: InodeTable) -> None:
+    d = table.attach(ROOT, "d", entry("n-d", "/d", "dir"))
+    f = table.attach(d.ino, "f", entry("n-f", "/d/f"))
+    e = table.attach(ROOT, "e", entry("n-e", "/e", "dir"))
+    table.place(d, e.ino, "d2")
+    assert table.path_of(f.ino) == "/e/d2/f"
+    assert table.child(ROOT, "d") is None
+
+
+def test_forget_frees_only_when_unused(table: InodeTable) -> None:
+    f = table.attach(ROOT, "f", entry("n-f", "/f"))
+    table.remember(f, 2)
+    table.opened(f)
+    table.forget(f.ino, 2)
+    assert table.find(f.ino) is f  # still open
+    table.released(f)
+    assert table.find(f.ino) is None
+    assert table.by_node("n-f") is None
+    assert table.child(ROOT, "f") is None
+    with pytest.raises(NotFoundError):
+        table.get(f.ino)
+    table.forget(f.ino, 1)  # unknown inode: never raises
+    table.forget(ROOT, 100)
+    assert table.find(ROOT) is not None
+
+
+def test_unlinked_open_file_stays_until_released(table: InodeTable) -> None:
+    f = table.attach(ROOT, "f", entry("n-f", "/f"))
+    table.remember(f)
+    table.opened(f)
+    table.detach(f)
+    assert table.child(ROOT, "f") is None
+    assert table.path_of(f.ino) is None
+    table.forget(f.ino, 1)
+    assert table.find(f.ino) is f
+    table.released(f)
+    assert table.find(f.ino) is None
+
+
+def test_placing_over_a_name_detaches_the_old_inode(table: InodeTable) -> None:
+    old = table.attach(ROOT, "f", entry("n-old", "/f"))
+    table.remember(old)
+    tmp = table.attach(ROOT, "f.tmp", entry("n-tmp", "/f.tmp"))
+    table.remember(tmp)
+    table.place(tmp, ROOT, "f")
+    # The server keeps the target's node id on a rename over it.
+    table.set_entry(tmp, entry("n-old", "/f", size=5))
+    assert table.child(ROOT, "f") is tmp
+    assert table.by_node("n-old") is tmp
+    assert old.parent is None
+
+
+def test_pending_inode_gets_its_node_at_commit(table: InodeTable) -> None:
+    p = table.add_pending(ROOT, "new")
+    assert p.node_id is None
+    assert table.child(ROOT, "new") is p
+    table.set_entry(p, entry("n-new", "/new"))
+    assert table.by_node("n-new") is p
+
+
+def test_inode_numbers_are_never_reused(table: InodeTable) -> None:
+    seen = set()
+    for i in range(100):
+        node = table.attach(ROOT, f"f{i}", entry(f"n{i}", f"/f{i}"))
+        seen.add(node.ino)
+        table.detach(node)
+    assert len(seen) == 100
+    assert len(table) == 1  # only the root is left
+
+
+def test_negative_entries_are_bounded() -> None:
+    negative = NegativeEntries(capacity=3)
+    for name in "abcd":
+        negative.add(ROOT, name)
+    assert len(negative) == 3
+    assert (ROOT, "a") not in negative
+    assert (ROOT, "d") in negative
+    negative.discard(ROOT, "d")
+    assert (ROOT, "d") not in negative
+
+
+def test_attaching_a_name_clears_its_negative_entry(table: InodeTable) -> None:
+    table.negative.add(ROOT, "f")
+    table.attach(ROOT, "f", entry("n-f", "/f"))
+    assert (ROOT, "f") not in table.negative
+
+
+def test_entry_attributes_from_a_server_entry() -> None:
+    owner = Owner(1000, 1001)
+    attrs = NodeAttributes.from_entry(entry("n", "/f", size=1234), owner)
+    result = to_entry_attributes(42, 7, attrs, 60)
+    assert result.st_ino == 42
+    assert result.generation == 7
+    assert oct(result.st_mode) == "0o100644"
+    assert (result.st_uid, result.st_gid) == (1000, 1001)
+    assert result.st_size == 1234
+    assert result.st_blocks == 3
+    assert result.st_mtime_ns == int(NOW.timestamp()) * 10**9 + 600_000_000
+    directory = NodeAttributes.from_entry(entry("d", "/d", "dir"), owner)
+    assert oct(to_entry_attributes(2, 7, directory, 60).st_mode) == "0o40755"
