@@ -1,0 +1,158 @@
+"""The write spool: a file on local disk per file being written, with a journal.
+
+Writes never wait for the network: each ``write`` is a ``pwrite`` into the file's spool (in a
+worker thread, so the trio thread never blocks on the disk), and the whole spool becomes one
+version when the file is flushed, closed or fsynced (see :mod:`meshfs_fuse.operations`).
+
+The journal is one small JSON record beside each spool's data, written atomically (temporary
+file, fsync, rename) whenever the spool's state changes:
+
+* ``dirty``: the spool holds acknowledged writes that are not committed yet;
+* ``clean``: the spool equals the committed version (kept only as a read cache while open).
+
+A spool whose base content is still being copied in has no record at all (nothing was
+acknowledged yet). After a crash - even ``kill -9`` of the daemon - the next start finds the
+``dirty`` records with :meth:`SpoolDirectory.recoverable` and commits them: nothing a ``write``
+acknowledged is lost. The data itself is in the page cache the moment ``pwrite`` returns, so it
+survives the process; ``fsync`` also syncs it to the disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Literal
+
+import trio
+
+__all__ = ["Spool", "SpoolDirectory", "SpoolRecord"]
+
+SpoolState = Literal["dirty", "clean"]
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolRecord:
+    """The journal record of one spool: where its content belongs."""
+
+    spool_id: str
+    path: str
+    node_id: str | None
+    state: SpoolState
+
+
+class Spool:
+    """The local content of one file being written. Not safe for concurrent writers of the
+    same byte range (the kernel serialises them per file as a local file system would)."""
+
+    def __init__(self, directory: SpoolDirectory, spool_id: str) -> None:
+        self._directory = directory
+        self.spool_id = spool_id
+        self.data_path = directory.root / f"{spool_id}.data"
+        self._fd = os.open(self.data_path, os.O_RDWR | os.O_CREAT, 0o600)
+        self.size = os.fstat(self._fd).st_size
+        self.state: SpoolState | None = None
+        self.path = ""
+        self.node_id: str | None = None
+
+    @property
+    def dirty(self) -> bool:
+        return self.state == "dirty"
+
+    async def pwrite(self, data: bytes, offset: int) -> int:
+        written = await trio.to_thread.run_sync(os.pwrite, self._fd, data, offset)
+        self.size = max(self.size, offset + written)
+        return written
+
+    async def pread(self, offset: int, length: int) -> bytes:
+        return await trio.to_thread.run_sync(os.pread, self._fd, length, offset)
+
+    async def truncate(self, size: int) -> None:
+        await trio.to_thread.run_sync(os.ftruncate, self._fd, size)
+        self.size = size
+
+    async def sync(self) -> None:
+        """Flush the data to the disk (``fsync``)."""
+        await trio.to_thread.run_sync(os.fsync, self._fd)
+
+    async def mark(self, state: SpoolState, path: str, node_id: str | None) -> None:
+        """Journal that this spool is *state* and belongs at *path* (node *node_id*)."""
+        if (self.state, self.path, self.node_id) == (state, path, node_id):
+            return
+        record = SpoolRecord(self.spool_id, path, node_id, state)
+        await trio.to_thread.run_sync(self._directory.write_record, record)
+        self.state, self.path, self.node_id = state, path, node_id
+
+    async def discard(self) -> None:
+        """Close and delete the spool and its record."""
+        await trio.to_thread.run_sync(self.discard_now)
+
+    def discard_now(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+        self._directory.remove(self.spool_id)
+
+
+class SpoolDirectory:
+    """The spools of one mount, under ``<cache dir>/spool``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def new(self) -> Spool:
+        """A new, empty spool (no record until :meth:`Spool.mark`)."""
+        return Spool(self, uuid.uuid4().hex)
+
+    def _record_path(self, spool_id: str) -> Path:
+        return self.root / f"{spool_id}.json"
+
+    def write_record(self, record: SpoolRecord) -> None:
+        """Replace the record of a spool atomically and durably."""
+        final = self._record_path(record.spool_id)
+        temporary = final.with_suffix(".tmp")
+        with open(temporary, "w") as out:
+            json.dump(asdict(record), out)
+            out.flush()
+            os.fsync(out.fileno())
+        data = self.root / f"{record.spool_id}.data"
+        if record.state == "dirty":
+            # The acknowledged content must be on disk before the record that points at it.
+            fd = os.open(data, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        os.replace(temporary, final)
+        dir_fd = os.open(self.root, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def remove(self, spool_id: str) -> None:
+        for path in (self._record_path(spool_id), self.root / f"{spool_id}.data"):
+            path.unlink(missing_ok=True)
+
+    def recoverable(self) -> list[tuple[SpoolRecord, Path]]:
+        """The ``dirty`` spools left by an earlier run, oldest first; other leftovers (clean
+        read caches, spools with no record) are deleted."""
+        found: list[tuple[float, SpoolRecord, Path]] = []
+        keep: set[str] = set()
+        for record_path in self.root.glob("*.json"):
+            try:
+                raw = json.loads(record_path.read_text())
+                record = SpoolRecord(**raw)
+            except (OSError, ValueError, TypeError):
+                continue
+            data = self.root / f"{record.spool_id}.data"
+            if record.state == "dirty" and data.exists():
+                found.append((record_path.stat().st_mtime, record, data))
+                keep.add(record.spool_id)
+        for leftover in self.root.iterdir():
+            if leftover.name.split(".", 1)[0] not in keep:
+                leftover.unlink(missing_ok=True)
+        return [(record, data) for _, record, data in sorted(found, key=lambda f: f[0])]

@@ -1,0 +1,91 @@
+"""The write spool and its journal; the on-disk chunk cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from meshfs_fuse.chunk_cache import CHUNK_SIZE, ChunkCache
+from meshfs_fuse.spool import SpoolDirectory, SpoolRecord
+
+
+async def test_spool_writes_reads_truncates(tmp_path: Path) -> None:
+    spool = SpoolDirectory(tmp_path).new()
+    assert await spool.pwrite(b"hello world", 0) == 11
+    await spool.pwrite(b"W", 6)
+    assert await spool.pread(0, 100) == b"hello World"
+    await spool.truncate(5)
+    assert spool.size == 5
+    assert await spool.pread(0, 100) == b"hello"
+    await spool.discard()
+    assert list(tmp_path.iterdir()) == []
+
+
+async def test_dirty_spool_is_recovered_after_the_process_dies(tmp_path: Path) -> None:
+    directory = SpoolDirectory(tmp_path)
+    dirty = directory.new()
+    await dirty.pwrite(b"acknowledged", 0)
+    await dirty.mark("dirty", "/a/b.txt", "node-1")
+    clean = directory.new()
+    await clean.pwrite(b"committed", 0)
+    await clean.mark("clean", "/c.txt", "node-2")
+    unjournaled = directory.new()
+    await unjournaled.pwrite(b"base content being copied in", 0)
+    # No discard: the daemon was killed. The next start looks at the directory afresh.
+    found = SpoolDirectory(tmp_path).recoverable()
+    assert [record for record, _ in found] == [
+        SpoolRecord(dirty.spool_id, "/a/b.txt", "node-1", "dirty")
+    ]
+    assert found[0][1].read_bytes() == b"acknowledged"
+    # Clean read caches and unjournaled spools are gone; the dirty one stays until committed.
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"{dirty.spool_id}.data", f"{dirty.spool_id}.json"]
+    )
+
+
+async def test_marking_clean_then_dirty_rewrites_the_record(tmp_path: Path) -> None:
+    directory = SpoolDirectory(tmp_path)
+    spool = directory.new()
+    await spool.mark("dirty", "/f", None)
+    await spool.mark("clean", "/f", "n")
+    assert directory.recoverable() == []
+
+
+async def test_chunk_cache_fetches_each_chunk_once(tmp_path: Path) -> None:
+    content = bytes(range(256)) * ((CHUNK_SIZE + 1000) // 256 + 1)
+    content = content[: CHUNK_SIZE + 1000]
+    fetched: list[tuple[int, int]] = []
+
+    async def fetch(offset: int, length: int) -> bytes:
+        fetched.append((offset, length))
+        return content[offset : offset + length]
+
+    cache = ChunkCache(tmp_path / "chunks", capacity=64 * 1024 * 1024)
+    size = len(content)
+    assert await cache.read("h", size, 10, 20, fetch) == content[10:30]
+    assert await cache.read("h", size, CHUNK_SIZE - 5, 10, fetch) == content[CHUNK_SIZE - 5 :][:10]
+    assert await cache.read("h", size, 0, size + 50, fetch) == content
+    assert await cache.read("h", size, size, 10, fetch) == b""
+    assert fetched == [(0, CHUNK_SIZE), (CHUNK_SIZE, 1000)]
+    assert cache.hits >= 3
+
+
+async def test_chunk_cache_evicts_least_recently_used(tmp_path: Path) -> None:
+    fetched: list[str] = []
+
+    def fetcher(name: str):  # type: ignore[no-untyped-def]
+        async def fetch(offset: int, length: int) -> bytes:
+            fetched.append(name)
+            return name.encode() * length
+
+        return fetch
+
+    cache = ChunkCache(tmp_path / "chunks", capacity=250)
+    for name in ("a", "b", "a", "c"):
+        await cache.read(name, 100, 0, 100, fetcher(name))
+    # a, b fetched; a hit; c evicted b (least recently used), not a.
+    assert fetched == ["a", "b", "c"]
+    assert cache.size == 200
+    await cache.read("a", 100, 0, 100, fetcher("a"))
+    await cache.read("b", 100, 0, 100, fetcher("b"))
+    assert fetched == ["a", "b", "c", "b"]
+    assert len(list((tmp_path / "chunks").iterdir())) == 2
