@@ -32,6 +32,7 @@ class Victim:
     version_id: str
     old_version_id: str
     upload_id: str
+    snapshot_id: str
     secret: bytes = b"tenant A's secret"
 
 
@@ -129,6 +130,35 @@ def _probes() -> dict[tuple[str, str], list[Probe]]:
             ),
         ],
         ("GET", "/sync/pull"): [lambda c, a: c.get("/sync/pull", params={"cursor": 0})],
+        ("GET", "/files/diff"): [
+            lambda c, a: c.get("/files/diff", params={"node_id": a.node_id}),
+            lambda c, a: c.get("/files/diff", params={"path": "/secret/a.txt"}),
+        ],
+        ("GET", "/files/changes"): [
+            lambda c, a: c.get("/files/changes", params={"path": "/", "since_cursor": 0}),
+        ],
+        ("POST", "/snapshots"): [
+            lambda c, a: c.post("/snapshots", json={"path": "/secret", "name": "before"}),
+        ],
+        ("GET", "/snapshots"): [lambda c, a: c.get("/snapshots")],
+        ("GET", "/snapshots/{ref}"): [lambda c, a: c.get(f"/snapshots/{a.snapshot_id}")],
+        ("GET", "/snapshots/{ref}/diff"): [
+            lambda c, a: c.get(f"/snapshots/{a.snapshot_id}/diff"),
+        ],
+        ("POST", "/snapshots/{ref}/restore"): [
+            lambda c, a: c.post(f"/snapshots/{a.snapshot_id}/restore"),
+        ],
+        ("DELETE", "/snapshots/{ref}"): [lambda c, a: c.delete(f"/snapshots/{a.snapshot_id}")],
+        ("POST", "/audit/tool-calls"): [
+            lambda c, a: c.post("/audit/tool-calls", json={"tool": "read", "target": "/secret"}),
+        ],
+        ("POST", "/mcp"): [
+            lambda c, a: c.post(
+                "/mcp",
+                json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"},
+                headers={"Accept": "application/json, text/event-stream"},
+            ),
+        ],
         # Last: with a bearer, logout ends the caller's own session whatever the body says.
         ("POST", "/auth/logout"): [
             lambda c, a: c.post("/auth/logout", json={"refresh_token": "mfr_not-theirs"}),
@@ -151,10 +181,12 @@ async def victim(auth: AuthHarness) -> tuple[Victim, str]:
             "path": "/secret/b.txt", "size": 14, "content_hash": content_hash_of(chunks),
             "chunks": chunks,
         })  # fmt: skip
+        snap = await alice.post("/snapshots", json={"path": "/secret", "name": "before"})
     return Victim(
         tenant_id=tokens.tenant_id, session_id=tokens.session_id, node_id=entry["node_id"],
         dir_id=folder["node_id"], version_id=versions[0]["version_id"],
         old_version_id=versions[1]["version_id"], upload_id=init.json()["upload_id"],
+        snapshot_id=snap.json()["snapshot_id"],
     ), tokens.access_token  # fmt: skip
 
 
@@ -185,7 +217,7 @@ async def test_second_tenant_learns_nothing(auth: AuthHarness) -> None:
     assert b.tenant_id != a.tenant_id
     # Paths are B's to use in B's own namespace; ids and content are what must not leak.
     leaks = {a.node_id, a.dir_id, a.version_id, a.old_version_id, a.upload_id, a.session_id,
-             a.tenant_id, a.secret.decode()}  # fmt: skip
+             a.tenant_id, a.snapshot_id, a.secret.decode()}  # fmt: skip
     async with auth.client_for(b.access_token) as mallory:
         for (method, path), probes in _probes().items():
             for probe in probes:
@@ -198,7 +230,9 @@ async def test_second_tenant_learns_nothing(auth: AuthHarness) -> None:
                     assert secret not in body, (method, path, secret, body)
                 if path in ("/files/download", "/files/upload/part", "/files/upload/commit",
                             "/files/{node_id}/versions", "/auth/sessions/{session_id}",
-                            "/files/{node_id}/versions/{version_id}/restore"):  # fmt: skip
+                            "/files/{node_id}/versions/{version_id}/restore",
+                            "/snapshots/{ref}", "/snapshots/{ref}/diff",
+                            "/snapshots/{ref}/restore"):  # fmt: skip
                     assert reply.status_code in (403, 404), (method, path, reply.status_code)
                 if path == "/files/meta" or path == "/files/rename":
                     assert reply.status_code in (403, 404), (method, path, reply.status_code)
