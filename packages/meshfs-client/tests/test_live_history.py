@@ -159,8 +159,14 @@ async def test_agent_edits_then_owner_reviews_and_restores(account: Account) -> 
         created = [v async for v in owner.versions("/proj/src/new_module.py")]
         kept = await owner.read_bytes(node_id=created[0].node_id, version_id=created[0].version_id)
         assert kept == b"VALUE = 42\n"
-        everything = await owner.changes("/proj", since_cursor=snap.cursor)
-        assert {w.agent_name for c in everything.changes for w in c.writers} >= {"refactor-bot"}
+        # Net over the whole stretch nothing changed; the feed still shows every step.
+        assert (await owner.changes("/proj", since_cursor=snap.cursor)).changes == []
+        steps = (await owner.pull(snap.cursor)).events
+        by_agent = {(e.type, e.path) for e in steps if e.writer and e.writer.agent_name}
+        assert ("write", "/proj/src/new_module.py") in by_agent
+        assert ("delete", "/proj/notes.txt") in by_agent
+        restores = {(e.type, e.path) for e in steps if e.seq > restored.undo.cursor}
+        assert {("restore", "/proj/notes.txt"), ("delete", "/proj/src/new_module.py")} <= restores
         # And the restore itself is undoable.
         await owner.snapshot_restore(restored.undo.name)
         assert await owner.read_bytes("/proj/src/new_module.py") == b"VALUE = 42\n"

@@ -246,3 +246,12 @@ async def test_a_nul_character_is_a_client_error(client: httpx.AsyncClient) -> N
     ):
         reply = await client.get(url, params=params)
         assert reply.json()["error"] in ("bad_request", "not_found"), (url, params)
+
+
+async def test_content_written_back_is_no_change(client: httpx.AsyncClient) -> None:
+    await write(client, "/back.txt", b"original\n")
+    start = await cursor_now(client)
+    await write(client, "/back.txt", b"edited\n")
+    await write(client, "/back.txt", b"original\n")
+    summary = (await client.get("/files/changes", params={"since_cursor": start})).json()
+    assert summary["changes"] == []

@@ -93,3 +93,42 @@ async def test_restore_gives_back_the_snapshot_and_undo_gives_back_the_rest(
     undo = restored.json()["undo"]["snapshot_id"]
     assert (await client.post(f"/snapshots/{undo}/restore")).status_code == 200
     assert await tree(client, root) == changed_tree
+
+
+def accounted(
+    before: dict[str, bytes | None], after: dict[str, bytes | None], changes: list[dict]
+) -> set[str]:
+    """Paths that differ between two trees and that no change entry mentions (by its path or
+    old path, or as a directory above them)."""
+    mentioned = {c["path"] for c in changes} | {c["old_path"] for c in changes if c["old_path"]}
+    differing = {
+        p for p in before.keys() | after.keys() if before.get(p, "absent") != after.get(p, "absent")
+    }
+    return {p for p in differing if not any(p == m or p.startswith(m + "/") for m in mentioned)}
+
+
+@settings(
+    max_examples=25, deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)  # fmt: skip
+@given(before=st.lists(OPS, max_size=8), after=st.lists(OPS, min_size=1, max_size=10))
+async def test_change_summary_accounts_for_every_difference(
+    client: httpx.AsyncClient, before: list[tuple], after: list[tuple]
+) -> None:
+    root = f"/t{new_id()}"
+    await client.post("/files/mkdir", json={"path": root})
+    for op in before:
+        await apply(client, root, op)
+    start_tree = await tree(client, root)
+    cursor = (await client.get("/sync/pull", params={"cursor": 2**62})).json()["cursor"]
+    for op in after:
+        await apply(client, root, op)
+    end_tree = await tree(client, root)
+    reply = await client.get("/files/changes", params={"path": root, "since_cursor": cursor})
+    changes = reply.json()["changes"]
+    assert accounted(start_tree, end_tree, changes) == set()
+    for change in changes:
+        if change["status"] == "modified":  # same file, same path, other content
+            assert start_tree[change["path"]] != end_tree[change["path"]]
+        if change["status"] in ("created", "modified", "renamed"):
+            assert change["path"] in end_tree

@@ -26,7 +26,7 @@ from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.content import ByteRange, ContentService
 from meshfs_server.domain.ports import MetadataStore, NodeRow, ReadTx, VersionRow
 from meshfs_server.domain.textdiff import TEXT_LIMIT, compare, guess_media_type, line_stats
-from meshfs_server.domain.tree import path_of, resolve, ts
+from meshfs_server.domain.tree import is_reachable, path_of, resolve, ts
 
 MAX_SUMMARY_EVENTS = 20_000
 STATS_BUDGET = 32 * 1024 * 1024
@@ -207,7 +207,10 @@ class History:
             )
             start = max(start, bounds.first - 1)
             histories, end, more = await _collect(tx, start, where)
-            changes = await _summarise(tx, actor, where, histories)
+            # The answer reaches the present unless capped: then the state after each node's
+            # last step is the present state (the same read snapshot), which also covers what
+            # happened to it without an event of its own (its directory deleted or moved).
+            changes = await _summarise(tx, actor, where, histories, present=not more)
         await self.add_line_stats(actor.tenant_id, changes)
         return ChangeSummary(
             path=where, from_cursor=start, to_cursor=end, changes=changes,
@@ -261,11 +264,11 @@ async def _collect(tx: ReadTx, start: int, where: str) -> tuple[list[NodeHistory
 
 
 async def _summarise(
-    tx: ReadTx, actor: Actor, where: str, histories: list[NodeHistory]
+    tx: ReadTx, actor: Actor, where: str, histories: list[NodeHistory], *, present: bool
 ) -> list[FileChange]:
     out: list[FileChange] = []
     for history in histories:
-        change = await _net_change(tx, actor, where, history)
+        change = await _net_change(tx, actor, where, history, present=present)
         if change is not None:
             out.append(change)
     out.sort(key=lambda c: (c.path, c.node_id))
@@ -296,19 +299,33 @@ async def _version_before(tx: ReadTx, first: _Step) -> str | None:
 
 
 async def _net_change(
-    tx: ReadTx, actor: Actor, where: str, history: NodeHistory
+    tx: ReadTx, actor: Actor, where: str, history: NodeHistory, *, present: bool
 ) -> FileChange | None:
-    """The net effect of one node's steps, as seen from the subtree *where*."""
+    """The net effect of one node's steps, as seen from the subtree *where*; with *present*
+    the state after them is the node's present state."""
     steps = history.steps
     first, last = steps[0], steps[-1]
     existed = await _existed_before(tx, history.node_id, first)
     before_path = first.old_path if first.type == "rename" and first.old_path else first.path
     after_path = last.path
     exists_now = last.type != "delete"
+    head = last.version_id
+    if present:
+        node = await tx.get_node(history.node_id)
+        exists_now = node is not None and node.is_live and await is_reachable(tx, node)
+        if exists_now:
+            assert node is not None
+            after_path, head = await path_of(tx, node), node.head_version_id
     before_in = existed and paths.is_within(before_path, where)
     after_in = exists_now and paths.is_within(after_path, where)
     old_version = await _version_before(tx, first) if existed else None
-    new_version = last.version_id if exists_now else None
+    new_version = head if exists_now else None
+    new_row = await tx.get_version(new_version) if new_version is not None else None
+    old_row = await tx.get_version(old_version) if old_version is not None else None
+    # Net content change: a file written and then written back has the content it had.
+    content_changed = old_version != new_version and (
+        old_row is None or new_row is None or old_row.content_hash != new_row.content_hash
+    )
 
     def visible(path: str) -> bool:
         return actor.scope.contains(path)
@@ -316,7 +333,7 @@ async def _net_change(
     if before_in and after_in:
         if before_path != after_path:
             status, path, old_path = "renamed", after_path, before_path
-        elif old_version != new_version:
+        elif content_changed:
             status, path, old_path = "modified", after_path, None
         else:
             return None
@@ -333,10 +350,7 @@ async def _net_change(
     else:
         return None
     kind = last.kind
-    size = None
-    if kind == "file" and status != "deleted" and new_version is not None:
-        version = await tx.get_version(new_version)
-        size = None if version is None else version.size
+    size = new_row.size if kind == "file" and status != "deleted" and new_row else None
     return FileChange(
         path=path,
         node_id=history.node_id,
@@ -346,7 +360,7 @@ async def _net_change(
         old_version_id=old_version if status != "created" else None,
         version_id=new_version if status != "deleted" else None,
         size=size,
-        content_changed=kind == "file" and status != "deleted" and old_version != new_version,
+        content_changed=kind == "file" and status != "deleted" and content_changed,
         writers=history.writers,
         first_seq=first.seq,
         last_seq=last.seq,
