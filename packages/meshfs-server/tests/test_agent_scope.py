@@ -376,6 +376,9 @@ async def test_agent_sees_its_own_audit_rows_and_session(auth: AuthHarness) -> N
         sessions = (await agent.get("/auth/sessions", params={"include_revoked": "1"})).json()
         everyone = await agent.get("/auth/sessions", params={"all": "1"})
         filtered = await agent.get("/audit/recent", params={"user_id": owner.user_id})
+        # Its creator's other sessions look absent, as they do in the list.
+        revoke = await agent.delete(f"/auth/sessions/{owner.session_id}")
+        assert (revoke.status_code, revoke.json()["error"]) == (404, "not_found")
     assert rows
     assert {r["session_id"] for r in rows} == {bot["session_id"]}
     assert any(r["action"] == "POST /files/mkdir" for r in rows)

@@ -305,7 +305,7 @@ def probes() -> list[Probe]:
               only_own_session),
         Probe("DELETE", "/auth/sessions/{session_id}",
               lambda c, w, r: c.delete(f"/auth/sessions/{w.ids['spare_' + r]}"),
-              roles(frozenset({404}), owner=OK, agent_rw=DENIED, agent_ro=DENIED)),
+              roles(frozenset({404}), owner=OK)),
         Probe("POST", "/auth/agents", post("/auth/agents", {"name": "m", "path_prefix": "/p/x"}),
               roles(DENIED, owner=OK, writer=OK, other=OK)),
         Probe("GET", "/plans/current", get("/plans/current"), each(OK), no_tenant_usage),

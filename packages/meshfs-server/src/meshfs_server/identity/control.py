@@ -139,11 +139,11 @@ async def revoke_session(
             "SELECT user_id FROM sessions WHERE session_id = ? AND tenant_id = ?",
             (session_id, actor.tenant_id),
         )
-        # Another tenant's session and a session the caller may not touch look the same.
-        if row is None or (row[0] != actor.user_id and not principal.is_owner):
+        # Another tenant's session and a session the caller may not touch look the same; an
+        # agent token sees only itself (its creator's other sessions look absent too).
+        hidden = principal.kind == "agent" and session_id != actor.session_id
+        if row is None or hidden or (row[0] != actor.user_id and not principal.is_owner):
             raise NotFoundError(f"no such session: {session_id}")
-        if principal.kind == "agent" and session_id != actor.session_id:
-            raise ForbiddenError("an agent token can only revoke itself")
         await identity.revoke_in(db, session_id, f"revoked by {actor.user_id}")
         await audit.record(
             db,
