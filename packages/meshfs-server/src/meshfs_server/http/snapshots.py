@@ -48,12 +48,15 @@ async def create(request: Request) -> Response:
 ))  # fmt: skip
 async def list_snapshots(request: Request) -> Response:
     who = await actor(request)
-    page = await request.app.state.services.snapshots.list_snapshots(who, query_str(request, "path"))
+    page = await request.app.state.services.snapshots.list_snapshots(
+        who, query_str(request, "path")
+    )
     return respond(page)
 
 
 @endpoint(Endpoint(
-    "One snapshot", response=Snapshot, params=(REF,), errors=("not_found", "forbidden"),
+    "One snapshot", response=Snapshot, params=(REF,),
+    errors=("bad_request", "not_found", "forbidden"),
     tags=TAGS,
 ))  # fmt: skip
 async def show(request: Request) -> Response:
@@ -64,7 +67,8 @@ async def show(request: Request) -> Response:
 
 @endpoint(Endpoint(
     "How the subtree differs now from the snapshot, one entry per file", response=SnapshotDiff,
-    params=(REF,), errors=("not_found", "forbidden", "invalid_path", "not_a_directory"),
+    params=(REF,),
+    errors=("bad_request", "not_found", "forbidden", "invalid_path", "not_a_directory"),
     tags=TAGS,
 ))  # fmt: skip
 async def diff(request: Request) -> Response:
@@ -77,8 +81,8 @@ async def diff(request: Request) -> Response:
     "Restore the subtree to the snapshot in one atomic commit (undo: restore the returned "
     "'undo' snapshot)",
     response=SnapshotRestoreResult, params=(REF,),
-    errors=("not_found", "forbidden", "read_only", "already_exists", "not_a_directory",
-            "invalid_path"),
+    errors=("bad_request", "not_found", "forbidden", "read_only", "already_exists",
+            "not_a_directory", "invalid_path"),
     tags=TAGS,
 ))  # fmt: skip
 async def restore(request: Request) -> Response:
@@ -89,7 +93,8 @@ async def restore(request: Request) -> Response:
 
 @endpoint(Endpoint(
     "Delete a snapshot (history stays; retention may prune what only it kept)",
-    response=Snapshot, params=(REF,), errors=("not_found", "forbidden", "read_only"), tags=TAGS,
+    response=Snapshot, params=(REF,),
+    errors=("bad_request", "not_found", "forbidden", "read_only"), tags=TAGS,
 ))  # fmt: skip
 async def delete(request: Request) -> Response:
     who = await actor(request)
