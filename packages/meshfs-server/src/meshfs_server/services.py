@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import HTTPConnection
@@ -22,6 +22,7 @@ from meshfs_server.domain.feed import ChangeFeed, LocalBus
 from meshfs_server.domain.history import History
 from meshfs_server.domain.namespace import Namespace
 from meshfs_server.domain.ports import ContentStore, MetadataStore
+from meshfs_server.http.streams import StreamSlots
 from meshfs_server.domain.snapshots import Snapshots
 from meshfs_server.settings import Settings
 
@@ -47,6 +48,8 @@ class Services:
     snapshots: Snapshots
     identity: Any = None
     settings_heartbeat: float = 15.0
+    streams: StreamSlots = field(default_factory=lambda: StreamSlots(8, 64))
+    """Open SSE and WebSocket change streams, per token and per tenant (this process)."""
     direct: DirectTransfers | None = None  # presigned URLs (S3 with direct transfers on)
     doorbell: PostgresDoorbell | None = None  # LISTEN/NOTIFY between server processes
 
@@ -208,4 +211,5 @@ async def open_services(
             identity=identity,
             direct=direct,
             doorbell=doorbell,
+            streams=StreamSlots(settings.max_streams_per_token, settings.max_streams_per_tenant),
         )

@@ -167,6 +167,8 @@ class Settings:
         "MESHFS_REFRESH_TOKEN_TTL_SECONDS", _positive_int, 2592000
     )
     rate_limit_per_minute: int = _setting("MESHFS_RATE_LIMIT_PER_MINUTE", _positive_int, 1200)
+    max_streams_per_token: int = _setting("MESHFS_MAX_STREAMS_PER_TOKEN", _positive_int, 8)
+    max_streams_per_tenant: int = _setting("MESHFS_MAX_STREAMS_PER_TENANT", _positive_int, 64)
     tenant_storage_quota_bytes: int = _setting(
         "MESHFS_TENANT_STORAGE_QUOTA_BYTES", _positive_int, 10 * 1024**3
     )

@@ -9,18 +9,29 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import anyio
 import msgspec
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from meshfs_common.errors import MeshFSError
 from meshfs_common.models import ErrorBody, PullResponse, StreamMessage, encode
+from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.feed import CaughtUp, ChangeFeed, Reset
-from meshfs_server.http.codec import Endpoint, Param, actor, endpoint, query_int, respond
+from meshfs_server.http.codec import (
+    Endpoint,
+    Param,
+    actor,
+    endpoint,
+    parse_int,
+    query_int,
+    respond,
+)
 from meshfs_server.http.errors import UNAVAILABLE_RETRY_AFTER, render, retry_after
+from meshfs_server.http.streams import HeldStream
 
 TAGS = ("sync",)
 HEARTBEAT_SECONDS = 15.0
+BINARY_REFUSED = "binary frames are not understood; send StreamMessage JSON as text"
 _incoming = msgspec.json.Decoder(StreamMessage)
 
 
@@ -72,13 +83,14 @@ async def _with_heartbeats(
     "Server-Sent Events of the change feed (id = seq; honours Last-Event-ID)",
     response=str, response_media="text/event-stream",
     params=(Param("cursor", type="integer"), Param("Last-Event-ID", "header")), tags=TAGS,
+    errors=("bad_request",),
 ))  # fmt: skip
 async def stream(request: Request) -> Response:
     who = await actor(request)
     feed: ChangeFeed = request.app.state.services.feed
     last_id = request.headers.get("last-event-id")
-    if last_id is not None and last_id.strip().isdigit():
-        cursor = int(last_id)
+    if last_id:
+        cursor = parse_int(last_id, "Last-Event-ID")
     else:
         default = await feed.head(who.tenant_id)
         cursor = query_int(request, "cursor", default) or 0
@@ -101,7 +113,9 @@ async def stream(request: Request) -> Response:
         except MeshFSError as exc:  # the backend went away: say so, then end the stream
             yield stream_error(exc)
 
-    return StreamingResponse(
+    slot = request.app.state.services.streams.open(who)  # 429 over the open-stream limits
+    return HeldStream(
+        slot,
         events(),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
@@ -113,9 +127,15 @@ async def websocket(ws: WebSocket) -> None:
     try:
         who = await actor(ws)
         requested = query_int(ws, "cursor")
+        slot = ws.app.state.services.streams.open(who)  # 429 over the open-stream limits
     except MeshFSError as exc:
         await _deny(ws, exc)
         return
+    with slot:
+        await _serve_socket(ws, who, requested)
+
+
+async def _serve_socket(ws: WebSocket, who: Actor, requested: int | None) -> None:
     feed: ChangeFeed = ws.app.state.services.feed
     try:
         cursor = requested if requested is not None else await feed.head(who.tenant_id)
@@ -147,19 +167,23 @@ async def websocket(ws: WebSocket) -> None:
             scope.cancel()
 
     async def listen(scope: anyio.CancelScope) -> None:
-        try:
-            while True:
-                raw = await ws.receive_text()
-                try:
-                    message = _incoming.decode(raw)
-                except msgspec.MsgspecError:
-                    error = ErrorBody(error="bad_request", error_description="unreadable message")
-                    await send(StreamMessage(type="error", error=error))
-                    continue
-                if message.type == "ping":
-                    await send(StreamMessage(type="pong", cursor=message.cursor))
-        except WebSocketDisconnect:
-            pass
+        while True:
+            received = await ws.receive()
+            if received["type"] == "websocket.disconnect":
+                break
+            raw = received.get("text")
+            if raw is None:  # a binary frame: say what is expected and keep serving
+                error = ErrorBody(error="bad_request", error_description=BINARY_REFUSED)
+                await send(StreamMessage(type="error", error=error))
+                continue
+            try:
+                message = _incoming.decode(raw)
+            except msgspec.MsgspecError:
+                error = ErrorBody(error="bad_request", error_description="unreadable message")
+                await send(StreamMessage(type="error", error=error))
+                continue
+            if message.type == "ping":
+                await send(StreamMessage(type="pong", cursor=message.cursor))
         scope.cancel()
 
     try:

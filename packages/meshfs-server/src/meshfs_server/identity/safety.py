@@ -140,7 +140,7 @@ class SafetyMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         services = getattr(getattr(scope.get("app"), "state", None), "services", None)
         identity: Identity | None = getattr(services, "identity", None)
-        if scope["type"] != "http" or identity is None:
+        if scope["type"] not in ("http", "websocket") or identity is None:
             await self.app(scope, receive, send)
             return
         conn = HTTPConnection(scope)
@@ -148,8 +148,15 @@ class SafetyMiddleware:
             await identity.admit(conn)
         except MeshFSError as exc:  # over a limit (429), or the database is down (503)
             from meshfs_server.http.errors import render
+            from meshfs_server.http.streams import refuse_websocket
 
-            await render(exc)(scope, receive, send)
+            if scope["type"] == "websocket":
+                await refuse_websocket(scope, receive, send, exc)
+            else:
+                await render(exc)(scope, receive, send)
+            return
+        if scope["type"] == "websocket":  # a stream attempt, counted above; nothing to audit
+            await self.app(scope, receive, send)
             return
         status = 500
 

@@ -1,0 +1,129 @@
+"""How many change streams (SSE and WebSocket) a token and a tenant may hold open at once.
+
+A mirror or a mount holds one or two; a token that opens more than
+``MESHFS_MAX_STREAMS_PER_TOKEN`` (or a tenant more than ``MESHFS_MAX_STREAMS_PER_TENANT``) is
+refused with ``429 rate_limited`` before the stream starts: an SSE request gets the error
+envelope, a WebSocket handshake the same HTTP answer (or, on a server without the WebSocket
+denial extension, close code :data:`CLOSE_OVER_LIMIT`). Counts are kept per server process:
+with several processes each admits up to the limits.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import AsyncIterable, Mapping
+from types import TracebackType
+
+from starlette.responses import StreamingResponse
+from starlette.types import Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from meshfs_common.errors import MeshFSError, RateLimitedError
+from meshfs_server.domain.actor import Actor
+from meshfs_server.http.errors import render
+
+#: WebSocket close code for a stream refused over a limit (4000 + the HTTP status).
+CLOSE_OVER_LIMIT = 4429
+#: Seconds a refused client is asked to wait before trying again.
+RETRY_SECONDS = 5.0
+
+
+def token_key(actor: Actor) -> str:
+    """The token (session) a stream counts against."""
+    return f"session:{actor.session_id}" if actor.session_id else f"user:{actor.user_id}"
+
+
+class StreamSlot:
+    """One admitted stream; :meth:`release` (or leaving the ``with`` block) frees it."""
+
+    def __init__(self, slots: StreamSlots, token: str, tenant: str) -> None:
+        self._slots = slots
+        self._keys: tuple[str, str] | None = (token, tenant)
+
+    def release(self) -> None:
+        """Free the slot (once; later calls do nothing)."""
+        if self._keys is not None:
+            self._slots._free(*self._keys)
+            self._keys = None
+
+    def __enter__(self) -> StreamSlot:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.release()
+
+
+class StreamSlots:
+    """Open-stream counts of one server process, per token and per tenant."""
+
+    def __init__(self, per_token: int, per_tenant: int) -> None:
+        self.per_token = per_token
+        self.per_tenant = per_tenant
+        self._tokens: Counter[str] = Counter()
+        self._tenants: Counter[str] = Counter()
+
+    def open(self, actor: Actor) -> StreamSlot:
+        """Admit one more stream for *actor* or raise :class:`RateLimitedError` (429)."""
+        token, tenant = token_key(actor), actor.tenant_id
+        if self._tokens[token] >= self.per_token:
+            raise _over("this token", self.per_token)
+        if self._tenants[tenant] >= self.per_tenant:
+            raise _over("this tenant", self.per_tenant)
+        self._tokens[token] += 1
+        self._tenants[tenant] += 1
+        return StreamSlot(self, token, tenant)
+
+    def count(self, actor: Actor) -> tuple[int, int]:
+        """Streams open now for *actor*'s token and tenant."""
+        return self._tokens[token_key(actor)], self._tenants[actor.tenant_id]
+
+    def _free(self, token: str, tenant: str) -> None:
+        for counts, key in ((self._tokens, token), (self._tenants, tenant)):
+            counts[key] -= 1
+            if counts[key] <= 0:
+                del counts[key]
+
+
+class HeldStream(StreamingResponse):
+    """A streamed answer that holds *slot* until it ends, however it ends (even when the client
+    leaves before the first byte)."""
+
+    def __init__(
+        self,
+        slot: StreamSlot,
+        content: AsyncIterable[bytes],
+        *,
+        media_type: str,
+        headers: Mapping[str, str],
+    ) -> None:
+        super().__init__(content, media_type=media_type, headers=headers)
+        self.slot = slot
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slot.release()
+
+
+async def refuse_websocket(scope: Scope, receive: Receive, send: Send, error: MeshFSError) -> None:
+    """Refuse a WebSocket handshake with *error*: its envelope as the HTTP answer (the WebSocket
+    denial extension), else close code ``4000 + status`` (4429 over a limit)."""
+    ws = WebSocket(scope, receive, send)
+    if "websocket.http.response" in scope.get("extensions", {}):
+        await ws.send_denial_response(render(error))
+    else:
+        await ws.close(code=4000 + error.status, reason=error.message[:120])
+
+
+def _over(whose: str, limit: int) -> RateLimitedError:
+    return RateLimitedError(
+        f"too many open change streams for {whose} (at most {limit}); close one, or retry later",
+        retry_after=RETRY_SECONDS,
+        detail={"open_streams_limit": limit},
+    )
