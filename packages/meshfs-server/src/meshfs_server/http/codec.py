@@ -179,6 +179,8 @@ class Endpoint:
     extra_responses: dict[int, str] = field(default_factory=dict)
     max_body: int | None = SMALL_BODY
     """The request body cap in bytes (413 above it); None: streamed without a cap."""
+    error_media: str = "application/json"
+    """How the operation renders its own errors (``text/html`` for the approval page)."""
 
 
 def endpoint(spec: Endpoint) -> Callable[[T], T]:

@@ -42,7 +42,20 @@ def build_document(routes: list[BaseRoute], version: str) -> dict[str, Any]:
                 "summary": "WebSocket of StreamMessage (upgrade); see docs/http-api.md",
                 "tags": ["sync"],
                 "parameters": [_param("cursor", "query", "integer", False, "resume after")],
-                "responses": {"101": {"description": "switching protocols"}},
+                "responses": {
+                    "101": {"description": "switching protocols"},
+                    **{
+                        str(ERROR_TABLE[code].status): {
+                            "description": code,
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": REF.format(name="ErrorBody")}
+                                }
+                            },
+                        }
+                        for code in WEBSOCKET_ERRORS
+                    },
+                },
                 "security": [{"bearer": []}],
             }
     return {
@@ -82,6 +95,27 @@ def _content(model: Any, media: str) -> dict[str, Any]:
     return {media: {"schema": {"type": "string"}}}
 
 
+def error_codes(spec: Endpoint) -> list[str]:
+    """Every error code an operation can answer with: its own (``spec.errors``) and those
+    of the layers every request goes through, so no operation can leave them out."""
+    codes = list(spec.errors)
+    if spec.auth:
+        codes.append("unauthenticated")
+    if spec.request is not None and spec.request_media == "application/json":
+        codes += ["bad_request", "unsupported_media_type"]  # parse_json
+    if any(p.type in ("integer", "boolean") and p.where != "path" for p in spec.params):
+        codes.append("bad_request")  # query_int / query_bool
+    if spec.max_body is not None:
+        codes.append("payload_too_large")  # BodyLimit: every body is capped
+    # Every operation can be rate limited, and answers 503 while a backend is down.
+    codes += ["rate_limited", "unavailable"]
+    return list(dict.fromkeys(codes))
+
+
+#: How a WebSocket handshake can be refused (an HTTP answer before the upgrade).
+WEBSOCKET_ERRORS = ("bad_request", "unauthenticated", "rate_limited", "unavailable")
+
+
 def _operation(path: str, method: str, spec: Endpoint) -> dict[str, Any]:
     params = [_param(p.name, p.where, p.type, p.required, p.description) for p in spec.params]
     named = {p.name for p in spec.params}
@@ -96,15 +130,12 @@ def _operation(path: str, method: str, spec: Endpoint) -> dict[str, Any]:
     }
     for status, text in spec.extra_responses.items():
         responses[str(status)] = {"description": text}
-    error_ref = {"application/json": {"schema": {"$ref": REF.format(name="ErrorBody")}}}
-    # Every operation can be rate limited, and answers 503 while a backend is down.
-    codes = [
-        *spec.errors,
-        *(["unauthenticated"] if spec.auth else []),
-        "rate_limited",
-        "unavailable",
-    ]
-    for code in codes:
+    error_ref: dict[str, Any] = {
+        "application/json": {"schema": {"$ref": REF.format(name="ErrorBody")}}
+    }
+    if spec.error_media != "application/json":  # a page: its own errors are pages too
+        error_ref = {spec.error_media: {"schema": {"type": "string"}}, **error_ref}
+    for code in error_codes(spec):
         row = ERROR_TABLE[code]
         entry = responses.setdefault(str(row.status), {"description": "", "content": error_ref})
         entry["description"] = ", ".join(filter(None, [entry.get("description"), code]))

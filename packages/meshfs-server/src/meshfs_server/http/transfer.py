@@ -70,8 +70,8 @@ async def upload_init(request: Request) -> Response:
     "Send one chunk of an upload as raw bytes", request_media="application/octet-stream",
     response=UploadPartResponse,
     params=(Param("upload_id", required=True), Param("index", type="integer", required=True)),
-    errors=("not_found", "hash_mismatch", "payload_too_large", "bad_request"), tags=TAGS,
-    max_body=PART_BODY,
+    errors=("not_found", "hash_mismatch", "payload_too_large", "bad_request", "forbidden"),
+    tags=TAGS, max_body=PART_BODY,
 ))  # fmt: skip
 async def upload_part(request: Request) -> Response:
     who = await actor(request)
@@ -127,7 +127,8 @@ async def put_content(request: Request) -> Response:
     response=bytes, response_media="application/octet-stream",
     params=(*PATH_OR_NODE, Param("version_id"), Param("Range", "header"),
             Param("If-None-Match", "header")),
-    errors=("not_found", "is_a_directory", "range_not_satisfiable", "forbidden"), tags=TAGS,
+    errors=("not_found", "is_a_directory", "range_not_satisfiable", "forbidden", "bad_request"),
+    tags=TAGS,
     extra_responses={206: "partial content", 304: "not modified"},
 ))  # fmt: skip
 async def download(request: Request) -> Response:

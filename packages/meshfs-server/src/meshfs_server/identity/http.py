@@ -140,6 +140,7 @@ async def whoami(request: Request) -> Response:
     response=SessionList, tags=("auth",),
     params=(Param("all", type="boolean", description="every session of the tenant (owners)"),
             Param("include_revoked", type="boolean")),
+    errors=("forbidden",),
 ))  # fmt: skip
 async def list_sessions(request: Request) -> Response:
     who = await principal_of(request)
@@ -182,6 +183,7 @@ async def create_agent(request: Request) -> Response:
             Param("before", type="integer", description="audit_id to page from"),
             Param("action", description="exact action, or a prefix ending in *"),
             Param("user_id"), Param("outcome")),
+    errors=("forbidden",),
 ))  # fmt: skip
 async def audit_recent(request: Request) -> Response:
     who = await principal_of(request)

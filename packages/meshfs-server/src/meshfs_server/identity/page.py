@@ -138,10 +138,16 @@ def _error_page(request: Request, exc: MeshFSError) -> HTMLResponse:
     return _page(request, "Cannot continue", body, csrf, exc.status, headers)
 
 
+#: What the approval page's forms can answer besides the next page: 400 a malformed form or
+#: no decision; 401 a wrong password or an expired sign-in; 403 a cross-origin or expired form
+#: (CSRF) or no membership; 404 an unknown or expired code; 429 too many guesses.
+_FORM_ERRORS = ("bad_request", "unauthenticated", "forbidden", "not_found", "rate_limited")
+
+
 @endpoint(Endpoint(
     "The device approval page (HTML; the RFC 8628 verification URI)", response=str,
     response_media="text/html", auth=False, tags=("auth",),
-    params=(Param("user_code", description="prefilled code"),),
+    params=(Param("user_code", description="prefilled code"),), error_media="text/html",
 ))  # fmt: skip
 async def device_page(request: Request) -> Response:
     """Step 1: the sign-in form."""
@@ -153,7 +159,7 @@ async def device_page(request: Request) -> Response:
 @endpoint(Endpoint(
     "Approval page sign-in (HTML form: csrf, user_code, username, password)", request=str,
     request_media="application/x-www-form-urlencoded", response=str, response_media="text/html",
-    auth=False, tags=("auth",),
+    auth=False, tags=("auth",), errors=_FORM_ERRORS, error_media="text/html",
 ))  # fmt: skip
 async def device_signin(request: Request) -> Response:
     """Step 2: check the password and the code, then show who asks."""
@@ -226,7 +232,8 @@ async def _signin(request: Request) -> Response:
 @endpoint(Endpoint(
     "Approval page decision (HTML form: csrf, ticket, tenant, decision=approve|deny)",
     request=str, request_media="application/x-www-form-urlencoded", response=str,
-    response_media="text/html", auth=False, tags=("auth",),
+    response_media="text/html", auth=False, tags=("auth",), errors=_FORM_ERRORS,
+    error_media="text/html",
 ))  # fmt: skip
 async def device_decide(request: Request) -> Response:
     """Step 3: record the decision."""
