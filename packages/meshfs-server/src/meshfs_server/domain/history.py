@@ -181,9 +181,11 @@ class History:
         *,
         since_cursor: int | None = None,
         since_time: float | None = None,
+        with_line_stats: bool = True,
     ) -> ChangeSummary:
         """Everything changed under *path* after a cursor or since a time, per file (see
-        :class:`~meshfs_common.models.ChangeSummary`)."""
+        :class:`~meshfs_common.models.ChangeSummary`); *with_line_stats* False leaves out
+        the changed-line counts (which read content)."""
         where = paths.normalise(path)
         actor.check_read(where)
         if (since_cursor is None) == (since_time is None):
@@ -211,7 +213,8 @@ class History:
             # last step is the present state (the same read snapshot), which also covers what
             # happened to it without an event of its own (its directory deleted or moved).
             changes = await _summarise(tx, actor, where, histories, present=not more)
-        await self.add_line_stats(actor.tenant_id, changes)
+        if with_line_stats:
+            await self.add_line_stats(actor.tenant_id, changes)
         return ChangeSummary(
             path=where, from_cursor=start, to_cursor=end, changes=changes,
             history_trimmed=trimmed, has_more=more,
@@ -220,14 +223,17 @@ class History:
     async def add_line_stats(self, tenant_id: str, changes: list[FileChange]) -> None:
         """Line counts for text modifications, within one read budget per answer."""
         budget = STATS_BUDGET
-        for change in changes:
-            if change.kind != "file" or not change.content_changed:
-                continue
-            if change.status not in ("modified", "renamed"):
-                continue
-            async with self.store.read(tenant_id) as tx:
+        wanted = [
+            c for c in changes
+            if c.kind == "file" and c.content_changed and c.status in ("modified", "renamed")
+        ]  # fmt: skip
+        pairs: list[tuple[FileChange, VersionRow | None, VersionRow | None]] = []
+        async with self.store.read(tenant_id) as tx:
+            for change in wanted:
                 old = await tx.get_version(change.old_version_id or "")
                 new = await tx.get_version(change.version_id or "")
+                pairs.append((change, old, new))
+        for change, old, new in pairs:
             if old is None or new is None or old.size + new.size > budget:
                 continue
             stats = await self.line_stats(tenant_id, old, new)

@@ -189,7 +189,9 @@ class Snapshots:
         if not changes:
             return
         try:
-            since = await self.history.changes(actor, row.path, since_cursor=row.cursor)
+            since = await self.history.changes(
+                actor, row.path, since_cursor=row.cursor, with_line_stats=False
+            )
         except BadRequestError:
             since = None
         by_node = {c.node_id: c for c in since.changes} if since is not None else {}
