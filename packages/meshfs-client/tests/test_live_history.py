@@ -4,6 +4,7 @@ sees what changed, diffs it and restores the snapshot)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import subprocess
 import sys
@@ -70,9 +71,12 @@ async def test_changes_since_cursor_and_time(client: MeshFSClient) -> None:
 
 
 def test_blocking_facade_has_the_same_methods(account: Account) -> None:
-    for name in ("diff", "changes", "snapshot_create", "snapshots", "snapshot",
-                 "snapshot_diff", "snapshot_restore", "snapshot_delete"):  # fmt: skip
-        assert callable(getattr(MeshFS, name)), name
+    for name in (
+        "diff", "changes", "snapshot_create", "snapshots", "snapshot", "snapshot_diff",
+        "snapshot_restore", "snapshot_delete",
+    ):  # fmt: skip
+        blocking = inspect.signature(getattr(MeshFS, name)).parameters
+        assert blocking == inspect.signature(getattr(MeshFSClient, name)).parameters, name
     with MeshFS(account.server.url, settings=account.settings) as fs:
         fs.upload("/b/x.txt", b"x\n")
         snap = fs.snapshot_create("/b", "blocking")
