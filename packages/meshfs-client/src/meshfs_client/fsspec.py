@@ -22,11 +22,17 @@ import os
 import posixpath
 import weakref
 from datetime import datetime
+from glob import has_magic
 from pathlib import Path
 from typing import Any
 
 from fsspec.asyn import AsyncFileSystem, sync, sync_wrapper  # type: ignore[import-untyped]
-from fsspec.utils import stringify_path  # type: ignore[import-untyped]
+from fsspec.implementations.local import (  # type: ignore[import-untyped]
+    LocalFileSystem,
+    make_path_posix,
+    trailing_sep,
+)
+from fsspec.utils import other_paths, stringify_path  # type: ignore[import-untyped]
 
 from meshfs_client._client import MeshFSClient
 from meshfs_client._fsspec_file import MeshFSFile, os_errors
@@ -253,6 +259,29 @@ class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
         with os_errors(where, exclusive=exclusive):
             await client.upload(where, bytes(value), if_none_match=exclusive)
 
+    async def _put(
+        self,
+        lpath: Any,
+        rpath: Any,
+        recursive: bool = False,
+        *args: Any,
+        follow_symlinks: bool = False,
+        **kwargs: Any,
+    ) -> Any:
+        """fsspec's ``put``, with the rule of ``meshfs put -r`` and ``meshfs sync``: symbolic
+        links inside a local tree are skipped unless ``follow_symlinks=True`` (then fsspec's
+        own expansion applies: links to files are followed)."""
+        if recursive and not follow_symlinks and isinstance(lpath, str) and not has_magic(lpath):
+            maxdepth = kwargs.pop("maxdepth", None)
+            kept = await asyncio.to_thread(_expand_without_links, lpath, maxdepth)
+            if not kept:
+                return None
+            target = self._strip_protocol(rpath)
+            into = trailing_sep(rpath) or await self._isdir(target)
+            targets = other_paths(kept, target, exists=into and not trailing_sep(lpath))
+            return await super()._put(kept, targets, recursive, *args, **kwargs)
+        return await super()._put(lpath, rpath, recursive, *args, **kwargs)
+
     async def _put_file(
         self, lpath: str, rpath: str, mode: str = "overwrite", **kwargs: Any
     ) -> None:
@@ -395,3 +424,25 @@ class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
 
     def __repr__(self) -> str:
         return f"MeshFSFileSystem(server={self.server!r})"
+
+
+def _through_link(path: str, root: str) -> bool:
+    """True when *path* is, or lies below, a symbolic link found under *root*."""
+    if not path.startswith(root + "/"):
+        return False
+    current = root
+    for name in path[len(root) + 1 :].split("/"):
+        current = f"{current}/{name}"
+        if os.path.islink(current):
+            return True
+    return False
+
+
+def _expand_without_links(lpath: str, maxdepth: int | None) -> list[str]:
+    """The local paths ``put`` copies for *lpath* (fsspec's expansion), links left out."""
+    root = make_path_posix(lpath)
+    found = LocalFileSystem().expand_path(root, recursive=True, maxdepth=maxdepth)
+    kept = [p for p in found if not _through_link(p, root.rstrip("/"))]
+    if maxdepth is not None:  # as fsspec does: a depth-limited put copies files only
+        kept = [p for p in kept if not (trailing_sep(p) or os.path.isdir(p))]
+    return kept
