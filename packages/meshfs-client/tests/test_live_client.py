@@ -67,6 +67,18 @@ async def test_mkdir_list_paging_meta_rename_delete(client: MeshFSClient) -> Non
     assert await client.listdir("/") == []
 
 
+async def test_iterdir_pages_through_tombstones_sharing_a_name(client: MeshFSClient) -> None:
+    """The server's next_after token, passed back as is, pages past entries of one name."""
+    for round_ in range(2):
+        await client.upload("/t/same.txt", f"v{round_}".encode())
+        await client.delete("/t/same.txt")
+    await client.upload("/t/same.txt", b"live")
+    entries = [e async for e in client.iterdir("/t", include_deleted=True, page_size=1)]
+    assert [e.name for e in entries] == ["same.txt"] * 3
+    assert len({e.node_id for e in entries}) == 3
+    assert sum(e.deleted_at is None for e in entries) == 1
+
+
 async def test_large_upload_roundtrip_and_dedup(client: MeshFSClient, tmp_path: Path) -> None:
     data = os.urandom(2 * CHUNK_SIZE + 4321)
     local = tmp_path / "big.bin"
