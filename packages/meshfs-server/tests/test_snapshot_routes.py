@@ -259,3 +259,20 @@ async def test_deep_trees(client: httpx.AsyncClient) -> None:
     assert (await client.post("/snapshots/deep/restore")).status_code == 200
     got = await client.get("/files/download", params={"path": f"{deep}/leaf.txt"})
     assert got.content == b"bottom"
+
+
+async def test_snapshot_of_the_whole_tenant(harness: Harness) -> None:
+    fresh = Actor(tenant_id=new_id(), user_id=new_id(), device_name="fresh")
+    async with client_as(harness, fresh) as client:
+        # A tenant that never wrote anything: an empty snapshot, and a feed at 0.
+        assert (await client.post("/snapshots", json={"path": "/", "name": "empty"})).is_success
+        nothing = await client.get("/files/changes", params={"since_cursor": 0})
+        assert nothing.json()["changes"] == []
+        await seed(client)
+        await client.post("/snapshots", json={"path": "/", "name": "all"})
+        before = await tree(client, "/")
+        await mess_up(client)
+        assert (await client.post("/snapshots/all/restore")).status_code == 200
+        assert await tree(client, "/") == before
+        assert (await client.post("/snapshots/empty/restore")).status_code == 200
+        assert await tree(client, "/") == {}
