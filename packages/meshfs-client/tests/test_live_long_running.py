@@ -212,3 +212,21 @@ async def test_watch_says_when_it_is_offline_and_back(server: LiveServer, tmp_pa
     finally:
         watch.terminate()
         watch.wait(timeout=15)
+
+
+@pytest.mark.live
+async def test_put_r_progress_bar_says_rate_limited(tmp_path: Path) -> None:
+    # 30 requests a minute: a burst of 30, then one request every 2 s (Retry-After: 2).
+    with own_server(tmp_path, {"MESHFS_RATE_LIMIT_PER_MINUTE": "30"}) as limited:
+        account = await _account(limited, tmp_path)
+        tree = tmp_path / "photos"
+        tree.mkdir()
+        for n in range(40):
+            (tree / f"p{n:02}.jpg").write_bytes(bytes(64 * 1024))
+        screen = Terminal([MESHFS, "put", "-r", str(tree), "/photos"], account.env())
+        try:
+            screen.wait_for(lambda: "uploaded 40 files" in screen.text, "the upload to finish")
+            assert "photos  rate limited, waiting 2s" in screen.text  # on the bar itself
+            assert screen.process.wait(timeout=15) == 0
+        finally:
+            screen.stop()
