@@ -110,3 +110,46 @@ def test_listening_everywhere_needs_the_public_url(bind: str) -> None:
     assert given.base_url == "https://files.example.com"
     with pytest.raises(SettingsError, match="MESHFS_PUBLIC_URL"):
         Settings.from_env({"MESHFS_PUBLIC_URL": "files.example.com"})
+
+
+def _broken_keys(data: Path) -> Path:
+    keys = data / "control-plane" / "keys"
+    keys.mkdir(parents=True)
+    (keys / "signing.json").write_text("not json")
+    return data
+
+
+def _under_a_file(data: Path) -> Path:
+    data.mkdir()
+    (data / "file").write_text("")
+    return data / "file" / "data"
+
+
+@pytest.mark.parametrize(
+    ("prepare", "says"),
+    [(_broken_keys, "cannot read signing keys from"), (_under_a_file, "Not a directory")],
+)
+def test_a_server_that_cannot_start_says_why_in_one_line(
+    tmp_path: Path, prepare: object, says: str
+) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    assert callable(prepare)
+    data = prepare(tmp_path / "data")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFS_")}
+    env |= {"MESHFS_DATA_DIR": str(data), "MESHFS_BIND_ADDR": f"127.0.0.1:{port}"}
+    done = subprocess.run(
+        [sys.executable, "-m", "meshfs_server", "serve"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("meshfs-server: cannot start: "), done.stderr
+    assert says in last

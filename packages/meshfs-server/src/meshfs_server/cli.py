@@ -13,9 +13,10 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -97,11 +98,15 @@ def serve(**flags: Any) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from hypercorn.utils import LifespanFailureError
+
     try:
         _run(_serve(settings))
     except OSError as exc:
         click.echo(f"meshfs-server: cannot serve on {settings.bind}: {exc.strerror}", err=True)
         sys.exit(1)
+    except LifespanFailureError as exc:
+        _cannot_start(exc)
     # Stopped cleanly: the lifespan closed everything the server owns (databases, content
     # store, background tasks). The interpreter's own teardown of the hundreds of modules a
     # server imports would add about half a second to every stop; skip it.
@@ -109,6 +114,27 @@ def serve(**flags: Any) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+def _cannot_start(failure: BaseException) -> NoReturn:
+    """The server could not open its storage, keys or backends: one line and exit 1. The
+    cause's traceback is printed too only when it is not a failure the line explains (a bug)."""
+    from meshfs_common.errors import MeshFSError
+    from meshfs_server.identity.keys import KeyFileError
+
+    # The lifespan's own exception is the context of the failure hypercorn reports.
+    cause = failure.__context__ or failure
+    if isinstance(cause, MeshFSError):
+        why = cause.message
+    elif isinstance(cause, (KeyFileError, SettingsError)):
+        why = str(cause)
+    elif isinstance(cause, OSError):
+        why = f"{cause.strerror or cause}" + (f": {cause.filename}" if cause.filename else "")
+    else:
+        traceback.print_exception(cause)
+        why = f"{type(cause).__name__}: {cause}"
+    click.echo(f"meshfs-server: cannot start: {why}", err=True)
+    sys.exit(1)
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
