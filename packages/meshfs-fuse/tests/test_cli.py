@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,16 @@ def test_pyfuse3_imports_with_its_libfuse() -> None:
 def test_help_lists_every_option() -> None:
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0
-    for option in ("--remote", "--target", "--allow-other", "--auto-unmount", "--read-only"):
+    for option in (
+        "--remote",
+        "--target",
+        "--allow-other",
+        "--auto-unmount",
+        "--read-only",
+        "--cache-dir",
+        "--cache-size",
+        "--foreground",
+    ):
         assert option in result.output
 
 
@@ -42,27 +52,46 @@ def test_version() -> None:
     assert __version__ in result.output
 
 
-def test_valid_arguments_do_not_pretend_to_mount(tmp_path: Path) -> None:
-    result = CliRunner().invoke(
-        main, ["--remote", "http://127.0.0.1:8080/", "--target", str(tmp_path), "--read-only"]
+def test_unreachable_server_is_one_clear_line_and_nothing_is_mounted(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # nobody listens there once closed
+    target = tmp_path / "mnt"
+    target.mkdir()
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "meshfs-mount"),
+            str(target),
+            "--remote",
+            f"http://127.0.0.1:{port}/",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert result.exit_code == cli.EXIT_CANNOT_MOUNT
-    assert "cannot mount yet" in result.output
-    assert "http://127.0.0.1:8080 on" in result.output
-    assert not os.path.ismount(tmp_path)
+    assert done.returncode == cli.EXIT_CANNOT_MOUNT
+    assert done.stderr.startswith(f"meshfs-mount: cannot reach http://127.0.0.1:{port}")
+    assert done.stderr.count("\n") == 1
+    assert "Traceback" not in done.stderr
+    assert not os.path.ismount(target)
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        ([], "Missing option '--remote'"),
-        (["--remote", "http://h"], "Missing option '--target'"),
+        ([], "Missing the mount point"),
+        (["--remote", "http://h"], "Missing the mount point"),
+        (["{tmp}", "--target", "{tmp}/other"], "give the mount point once"),
         (["--remote", "ftp://h", "--target", "{tmp}"], "not an http:// or https:// URL"),
         (["--remote", "http://", "--target", "{tmp}"], "has no host"),
         (["--remote", "http://h:99999", "--target", "{tmp}"], "invalid port"),
         (["--remote", "http://h/?a=1", "--target", "{tmp}"], "query or fragment"),
         (["--remote", "http://u:p@h", "--target", "{tmp}"], "must not carry credentials"),
-        (["--remote", "http://h", "--target", "{tmp}/missing"], "does not exist"),
+        (["--remote", "http://h", "--target", "{tmp}/missing"], "is not an existing directory"),
+        (["{tmp}/missing"], "is not an existing directory"),
+        (["{tmp}", "--cache-size", "lots"], "is not a size"),
         (["--remote", "http://h", "--target", "{tmp}/file"], "is a file"),
         (["--remote", "http://h", "--target", "/proc"], "already a mount point"),
     ],
@@ -106,3 +135,43 @@ def test_fuse_options() -> None:
     assert plain == set(pyfuse3.default_options) | {"fsname=meshfs", "subtype=meshfs"}
     everything = fuse_options(MountOptions("http://h", Path("/mnt"), True, True, True))
     assert everything - plain == {"allow_other", "auto_unmount", "ro"}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1073741824", 1024**3),
+        ("512M", 512 * 1024**2),
+        ("2g", 2 * 1024**3),
+        ("1.5GiB", 3 * 1024**3 // 2),
+    ],
+)
+def test_parse_size(text: str, expected: int) -> None:
+    assert cli.parse_size(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["meshfs", "/mnt/m"], ["/mnt/m"]),
+        (
+            ["https://files.example.org", "/mnt/m", "-o", "ro,allow_other,noatime,_netdev"],
+            ["/mnt/m", "--remote", "https://files.example.org", "--read-only", "--allow-other"],
+        ),
+        (
+            ["meshfs", "/mnt/m", "-ocache_dir=/var/cache/m,cache_size=2G", "-n"],
+            ["/mnt/m", "--cache-dir", "/var/cache/m", "--cache-size", "2G"],
+        ),
+    ],
+)
+def test_mount_helper_follows_the_mount_convention(argv: list[str], expected: list[str]) -> None:
+    assert cli.mount_arguments(argv) == expected
+
+
+def test_mount_helper_refuses_what_it_does_not_know() -> None:
+    import click
+
+    with pytest.raises(click.UsageError, match="unknown option 'sync'"):
+        cli.mount_arguments(["meshfs", "/mnt/m", "-o", "sync"])
+    with pytest.raises(click.UsageError, match=r"usage: mount\.meshfs"):
+        cli.mount_arguments(["/mnt/m"])

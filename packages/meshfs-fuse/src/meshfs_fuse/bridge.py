@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import outcome
 import trio
@@ -70,12 +70,12 @@ class AsyncioBridge:
         token = trio.lowlevel.current_trio_token()
         task = trio.lowlevel.current_task()
         running: list[asyncio.Task[T]] = []
-        raise_cancel: list[Callable[[], object]] = []
+        raise_cancel: list[Callable[[], NoReturn]] = []
 
         def finished(done: asyncio.Task[T]) -> None:
             result: outcome.Outcome[T]
             if done.cancelled() and raise_cancel:
-                result = outcome.capture(raise_cancel[0])  # type: ignore[arg-type]
+                result = outcome.capture(raise_cancel[0])
             elif done.cancelled():
                 result = outcome.Error(trio.TooSlowError("the asyncio side was cancelled"))
             else:
@@ -93,7 +93,7 @@ class AsyncioBridge:
             if running:
                 running[0].cancel()
 
-        def abort(raiser: Callable[[], object]) -> trio.lowlevel.Abort:
+        def abort(raiser: Callable[[], NoReturn]) -> trio.lowlevel.Abort:
             raise_cancel.append(raiser)
             self._loop.call_soon_threadsafe(cancel)
             # Wake only when the asyncio task has ended (finished() reschedules us).

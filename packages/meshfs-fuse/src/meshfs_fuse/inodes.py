@@ -51,6 +51,8 @@ class Inode:
     opens: int = 0
     children: dict[str, int] = field(default_factory=dict)
     listing: dict[str, Entry] | None = None
+    cached_version: str | None = None
+    """The version whose pages the kernel may still cache (``keep_cache`` at open)."""
 
     @property
     def node_id(self) -> str | None:

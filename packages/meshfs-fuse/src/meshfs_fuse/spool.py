@@ -89,6 +89,12 @@ class Spool:
         """Close and delete the spool and its record."""
         await trio.to_thread.run_sync(self.discard_now)
 
+    def close(self) -> None:
+        """Close the data file and keep both it and the record (for the next start)."""
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
     def discard_now(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)

@@ -1,0 +1,142 @@
+"""The server as the mount sees it: client calls through the bridge, each with a deadline.
+
+Every method runs one :class:`~meshfs_client.MeshFSClient` call on the asyncio loop (through
+:class:`~meshfs_fuse.bridge.AsyncioBridge`) inside a trio deadline; a call that runs out of
+time is cancelled on the asyncio side too and raises :class:`TimeoutError` (``ETIMEDOUT``).
+A rejected login (expired, revoked) raises the client's ``AuthError`` (``EACCES``) and is
+logged once, with what to do, not at every request.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import trio
+
+from meshfs_client import FeedItem, MeshFSClient
+from meshfs_common.errors import AuthError, ForbiddenError
+from meshfs_common.models import CommitResult, Entry
+from meshfs_fuse.bridge import AsyncioBridge
+
+__all__ = ["Deadlines", "Remote"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """How long the mount waits for the server (seconds)."""
+
+    metadata: float = 30.0
+    transfer_base: float = 60.0
+    transfer_bytes_per_second: float = 1024 * 1024
+
+
+class Remote:
+    """The MeshFS server, called from trio."""
+
+    def __init__(
+        self, bridge: AsyncioBridge, client: MeshFSClient, deadlines: Deadlines | None = None
+    ) -> None:
+        self._bridge = bridge
+        self._client = client
+        self.deadlines = deadlines or Deadlines()
+        self._auth_logged = False
+
+    async def _call(self, factory: Callable[[], Coroutine[Any, Any, T]], seconds: float) -> T:
+        try:
+            with trio.fail_after(seconds):
+                return await self._bridge.call(factory)
+        except trio.TooSlowError:
+            raise TimeoutError(f"the server did not answer within {seconds:g}s") from None
+        except (AuthError, ForbiddenError) as exc:
+            if isinstance(exc, AuthError) and not self._auth_logged:
+                self._auth_logged = True
+                log.error(
+                    "the server refused this mount's login (%s); sign in again with "
+                    "`meshfs login`, then remount",
+                    exc,
+                )
+            raise
+
+    def _transfer(self, size: int) -> float:
+        d = self.deadlines
+        return d.transfer_base + size / d.transfer_bytes_per_second
+
+    async def meta(self, path: str | None = None, *, node_id: str | None = None) -> Entry:
+        return await self._call(
+            lambda: self._client.meta(path, node_id=node_id), self.deadlines.metadata
+        )
+
+    async def listdir(self, path: str) -> list[Entry]:
+        return await self._call(lambda: self._client.listdir(path), self.deadlines.metadata)
+
+    async def mkdir(self, path: str) -> Entry:
+        """Create one directory; ``AlreadyExistsError`` if the name is taken."""
+        return await self._call(
+            lambda: self._client.mkdir(path, parents=False, exist_ok=False),
+            self.deadlines.metadata,
+        )
+
+    async def delete(self, path: str) -> None:
+        """Delete a file or an empty directory (never recursively)."""
+        await self._call(lambda: self._client.delete(path), self.deadlines.metadata)
+
+    async def rename(self, path: str, new_path: str, *, overwrite: bool) -> Entry:
+        return await self._call(
+            lambda: self._client.rename(path, new_path, overwrite=overwrite),
+            self.deadlines.metadata,
+        )
+
+    async def upload(self, path: str, local: Path, size: int) -> CommitResult:
+        """Commit the content of the local file *local* as the new version of *path*."""
+        return await self._call(lambda: self._client.upload(path, local), self._transfer(size))
+
+    async def read_range(self, node_id: str, version_id: str, offset: int, length: int) -> bytes:
+        """Bytes of one version (by node id, so an unlinked file stays readable)."""
+        return await self._call(
+            lambda: self._client.read_bytes(
+                node_id=node_id, version_id=version_id, offset=offset, length=length
+            ),
+            self._transfer(length),
+        )
+
+    async def call_whoami(self) -> None:
+        """Check that the server accepts this mount's login."""
+        await self._call(self._client.whoami, self.deadlines.metadata)
+
+    async def plan(self) -> dict[str, Any]:
+        return await self._call(self._client.plan, self.deadlines.metadata)
+
+    async def current_cursor(self) -> int:
+        return await self._call(self._client.current_cursor, self.deadlines.metadata)
+
+    async def feed(self, cursor: int) -> AsyncIterator[FeedItem]:
+        """Every change after *cursor*, for as long as it is iterated (reconnecting itself)."""
+        items = _feed_items(self._client, cursor)
+
+        async def step() -> FeedItem:
+            return await items.__anext__()
+
+        try:
+            while True:
+                try:
+                    # No deadline: the feed waits for changes; it reconnects by itself.
+                    yield await self._bridge.call(step)
+                except StopAsyncIteration:
+                    return
+        finally:
+            with trio.CancelScope(shield=True), trio.move_on_after(5):
+                await self._bridge.call(items.aclose)
+
+
+async def _feed_items(client: MeshFSClient, cursor: int) -> AsyncGenerator[FeedItem, None]:
+    async with client.watch(cursor) as feed:
+        async for item in feed:
+            yield item
