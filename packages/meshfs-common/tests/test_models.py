@@ -33,6 +33,42 @@ DIR = models.Entry(
 VERSION = models.Version(
     version_id="v1", node_id="n1", size=12, content_hash="ab" * 32, created_at=T0, writer=WRITER
 )
+SIDE = models.DiffSide(
+    version_id="v1",
+    size=12,
+    content_hash="ab" * 32,
+    media_type="text/plain",
+    created_at=T0,
+    writer=WRITER,
+)
+CHANGE = models.FileChange(
+    path="/docs/b.txt",
+    node_id="n1",
+    kind="file",
+    status="renamed",
+    old_path="/docs/a.txt",
+    old_version_id="v0",
+    version_id="v1",
+    size=12,
+    content_changed=True,
+    added=2,
+    removed=1,
+    writers=[WRITER],
+    first_seq=4,
+    last_seq=7,
+)
+SNAPSHOT = models.Snapshot(
+    snapshot_id="s1",
+    name="before",
+    path="/docs",
+    node_id="n0",
+    cursor=3,
+    created_at=T0,
+    created_by=WRITER,
+    files=2,
+    directories=1,
+    bytes=24,
+)
 EVENT = models.ChangeEvent(
     seq=7,
     type="rename",
@@ -113,6 +149,31 @@ EXAMPLES: dict[type[models.Model], models.Model] = {
         user_id="u1", username="ada", tenant_id="t1", tenant_name="home", scope="files"
     ),
     models.Health: models.Health(status="degraded", version="0.1.0", checks={"db": "ok"}),
+    models.ToolCallRecord: models.ToolCallRecord(
+        tool="edit", target="/docs/a.txt", outcome="error:not_found"
+    ),
+    models.DiffSide: SIDE,
+    models.FileDiff: models.FileDiff(
+        path="/docs/a.txt",
+        node_id="n1",
+        old=models.DiffSide(),
+        new=SIDE,
+        identical=False,
+        unified="--- /dev/null\n+++ b/docs/a.txt@v1\n@@ -0,0 +1 @@\n+hello\n",
+        added=1,
+        text_limit=1 << 20,
+    ),
+    models.FileChange: CHANGE,
+    models.ChangeSummary: models.ChangeSummary(
+        path="/docs", from_cursor=3, to_cursor=7, changes=[CHANGE], history_trimmed=True
+    ),
+    models.SnapshotCreateRequest: models.SnapshotCreateRequest(path="/docs", name="before"),
+    models.Snapshot: SNAPSHOT,
+    models.SnapshotList: models.SnapshotList(snapshots=[SNAPSHOT]),
+    models.SnapshotDiff: models.SnapshotDiff(snapshot=SNAPSHOT, cursor=9, changes=[CHANGE]),
+    models.SnapshotRestoreResult: models.SnapshotRestoreResult(
+        snapshot=SNAPSHOT, undo=SNAPSHOT, cursor=10, changes=[CHANGE]
+    ),
 }
 
 
