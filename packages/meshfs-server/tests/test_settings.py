@@ -36,14 +36,17 @@ def test_environment_and_flags(tmp_path: Path) -> None:
         ("MESHFS_BIND_ADDR", "127.0.0.1:99999"),
         ("MESHFS_TOKEN_TTL_SECONDS", "soon"),
         ("MESHFS_TOKEN_TTL_SECONDS", "0"),
+        ("MESHFS_TOKEN_TTL_SECONDS", "+-5"),
+        ("MESHFS_TOKEN_TTL_SECONDS", "\u0661"),
         ("MESHFS_DEV_AUTO_APPROVE", "perhaps"),
         ("MESHFS_LOG_LEVEL", "loud"),
         ("MESHFS_TYPO", "1"),
     ],
 )
 def test_bad_values_name_the_variable(name: str, value: str) -> None:
-    with pytest.raises(SettingsError, match=name):
+    with pytest.raises(SettingsError, match=f"^{name}: ") as caught:
         Settings.from_env({name: value})
+    assert "invalid literal" not in str(caught.value)  # says what is expected, in words
 
 
 def test_flags_are_checked_like_their_variables() -> None:

@@ -38,7 +38,8 @@ def _bind(value: str) -> str:
 
 def _integer(value: str, what: str) -> int:
     text = value.strip()
-    if not text.isascii() or not text.lstrip("+-").isdigit():
+    digits = text[1:] if text[:1] in ("+", "-") else text
+    if not digits.isascii() or not digits.isdigit():
         raise ValueError(f"must be {what}")
     return int(text)
 
