@@ -34,6 +34,7 @@ def test_environment_and_flags(tmp_path: Path) -> None:
     [
         ("MESHFS_BIND_ADDR", "localhost"),
         ("MESHFS_BIND_ADDR", "127.0.0.1:99999"),
+        ("MESHFS_BIND_ADDR", "127.0.0.1:\u00b2"),
         ("MESHFS_TOKEN_TTL_SECONDS", "soon"),
         ("MESHFS_TOKEN_TTL_SECONDS", "0"),
         ("MESHFS_TOKEN_TTL_SECONDS", "+-5"),

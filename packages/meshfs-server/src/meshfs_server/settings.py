@@ -31,7 +31,7 @@ def default_data_dir() -> Path:
 
 def _bind(value: str) -> str:
     host, sep, port = value.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536:
         raise ValueError("expected HOST:PORT, e.g. 127.0.0.1:8787")
     return value
 
