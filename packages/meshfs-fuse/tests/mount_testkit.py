@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import signal
@@ -142,9 +143,17 @@ def login(server: Server, config_dir: Path, user: str, tenant: str) -> Account:
     return Account(server, config_dir)
 
 
+def is_mounted(target: Path) -> bool:
+    """A live mount, or a dead one ("Transport endpoint is not connected")."""
+    try:
+        return os.path.ismount(target) or (os.listdir(target) is None)
+    except OSError as exc:
+        return exc.errno == errno.ENOTCONN
+
+
 def unmount(target: Path) -> None:
     """Unmount *target* if it is mounted (lazily if busy), never leaving a mount behind."""
-    if not os.path.ismount(target):
+    if not is_mounted(target):
         return
     done = subprocess.run(["fusermount3", "-u", str(target)], capture_output=True, timeout=30)
     if done.returncode != 0 and os.path.ismount(target):
