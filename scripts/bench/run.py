@@ -14,6 +14,7 @@ BENCHMARKS = [
     "client_transfer.py",
     "mirror_sync.py",
     "cli_startup.py",
+    "mount.py",
 ]
 
 
