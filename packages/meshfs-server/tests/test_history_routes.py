@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 import httpx
-from conftest import Harness
+import pytest
+from conftest import AuthHarness, Harness
 
 from meshfs_common.ids import new_id
+from meshfs_server.domain import history
 from meshfs_server.domain.actor import Actor
 
 
@@ -255,3 +257,36 @@ async def test_content_written_back_is_no_change(client: httpx.AsyncClient) -> N
     await write(client, "/back.txt", b"original\n")
     summary = (await client.get("/files/changes", params={"since_cursor": start})).json()
     assert summary["changes"] == []
+
+
+async def test_a_long_range_comes_in_parts(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(history, "MAX_SUMMARY_EVENTS", 5)
+    start = await cursor_now(client)
+    for i in range(8):
+        await write(client, f"/long/f{i}.txt", b"x")  # 9 events with the mkdir of /long
+    first = (await client.get("/files/changes", params={"since_cursor": start})).json()
+    assert first["has_more"] is True
+    assert first["to_cursor"] == start + 5
+    rest = (await client.get("/files/changes", params={"since_cursor": first["to_cursor"]})).json()
+    assert rest["has_more"] is False
+    assert rest["to_cursor"] == start + 9
+    paths = {c["path"] for c in first["changes"] + rest["changes"]}
+    assert paths == {"/long", *(f"/long/f{i}.txt" for i in range(8))}
+
+
+async def test_a_trimmed_history_is_said_so(auth: AuthHarness) -> None:
+    owner = await auth.login("alice")
+    async with auth.client_for(owner.access_token) as alice:
+        await write(alice, "/old.txt", b"old")
+        async with auth.services.identity.db.write() as conn:
+            await conn.execute("UPDATE events SET at = at - 400 * 86400")
+        await write(alice, "/new.txt", b"new")
+        report = (await alice.post("/retention/apply")).json()
+        assert report["pruned_events"] >= 1
+        summary = (await alice.get("/files/changes", params={"since_cursor": 0})).json()
+        assert summary["history_trimmed"] is True
+        assert [c["path"] for c in summary["changes"]] == ["/new.txt"]
+        by_time = (await alice.get("/files/changes", params={"since_time": 0})).json()
+        assert by_time["history_trimmed"] is True
