@@ -1,0 +1,159 @@
+"""Feed events update the inode table and queue kernel invalidations; echoes cost nothing."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+import trio
+
+from meshfs_client import FeedReset
+from meshfs_common.models import ChangeEvent, Entry
+from meshfs_fuse.coherence import Coherence, Invalidation, Invalidator
+from meshfs_fuse.inodes import ROOT, InodeTable
+
+AT = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def entry(node_id: str, path: str, kind: str = "file", version: str | None = "v1") -> Entry:
+    return Entry(
+        node_id=node_id,
+        path=path,
+        name=path.rsplit("/", 1)[-1],
+        kind=kind,  # type: ignore[arg-type]
+        created_at=AT,
+        modified_at=AT,
+        size=1,
+        version_id=version if kind == "file" else None,
+    )
+
+
+def event(seq: int, type_: str, node_id: str, path: str, **fields: object) -> ChangeEvent:
+    fields.setdefault("kind", "file")
+    return ChangeEvent(seq=seq, type=type_, node_id=node_id, path=path, at=AT, **fields)  # type: ignore[arg-type]
+
+
+class Recorder(Invalidator):
+    def __init__(self) -> None:
+        super().__init__()
+        self.queued: list[Invalidation] = []
+
+    def inode(self, ino: int) -> None:
+        self.queued.append(Invalidation(ino))
+
+    def entry(self, parent: int, name: str) -> None:
+        self.queued.append(Invalidation(parent, name))
+
+
+@pytest.fixture
+def setup() -> tuple[InodeTable, Recorder, Coherence]:
+    table = InodeTable(entry("root", "/", "dir"))
+    recorder = Recorder()
+    return table, recorder, Coherence(table, recorder)
+
+
+def test_a_new_version_elsewhere_invalidates_the_inode(
+    setup: tuple[InodeTable, Recorder, Coherence],
+) -> None:
+    table, recorder, coherence = setup
+    f = table.attach(ROOT, "f", entry("n-f", "/f"))
+    coherence.apply(event(5, "write", "n-f", "/f", version_id="v2", size=9))
+    assert f.entry is not None
+    assert (f.entry.version_id, f.entry.size) == ("v2", 9)
+    assert recorder.queued == [Invalidation(f.ino)]
+    assert coherence.cursor == 5
+
+
+def test_the_mounts_own_write_is_an_echo(setup: tuple[InodeTable, Recorder, Coherence]) -> None:
+    table, recorder, coherence = setup
+    table.attach(ROOT, "f", entry("n-f", "/f", version="v7"))
+    coherence.apply(event(1, "write", "n-f", "/f", version_id="v7", size=1))
+    table.attach(ROOT, "d", entry("n-d", "/d", "dir"))
+    coherence.apply(event(2, "mkdir", "n-d", "/d", kind="dir"))
+    assert recorder.queued == []
+    assert coherence.echoes == 2
+
+
+def test_a_new_name_updates_a_cached_listing(
+    setup: tuple[InodeTable, Recorder, Coherence],
+) -> None:
+    table, _, coherence = setup
+    root = table.get(ROOT)
+    root.listing = {}
+    table.negative.add(ROOT, "g")
+    coherence.apply(event(1, "write", "n-g", "/g", version_id="v1", size=3))
+    assert root.listing["g"].node_id == "n-g"
+    assert (ROOT, "g") not in table.negative
+
+
+def test_delete_detaches_and_invalidates_the_name(
+    setup: tuple[InodeTable, Recorder, Coherence],
+) -> None:
+    table, recorder, coherence = setup
+    f = table.attach(ROOT, "f", entry("n-f", "/f"))
+    table.remember(f)
+    coherence.apply(event(1, "delete", "n-f", "/f"))
+    assert table.child(ROOT, "f") is None
+    assert recorder.queued == [Invalidation(ROOT, "f")]
+    coherence.apply(event(2, "delete", "n-f", "/f"))  # again: nothing left to do
+    assert recorder.queued == [Invalidation(ROOT, "f")]
+
+
+def test_rename_moves_the_inode(setup: tuple[InodeTable, Recorder, Coherence]) -> None:
+    table, recorder, coherence = setup
+    d = table.attach(ROOT, "d", entry("n-d", "/d", "dir"))
+    f = table.attach(ROOT, "f", entry("n-f", "/f"))
+    coherence.apply(event(1, "rename", "n-f", "/d/g", old_path="/f", version_id="v1"))
+    assert table.child(d.ino, "g") is f
+    assert table.path_of(f.ino) == "/d/g"
+    assert Invalidation(ROOT, "f") in recorder.queued
+    recorder.queued.clear()
+    coherence.apply(event(2, "rename", "n-f", "/d/g", old_path="/f", version_id="v1"))
+    assert recorder.queued == []  # already so: an echo
+
+
+def test_rename_over_a_file_keeps_the_targets_node_id(
+    setup: tuple[InodeTable, Recorder, Coherence],
+) -> None:
+    table, recorder, coherence = setup
+    target = table.attach(ROOT, "doc", entry("n-doc", "/doc"))
+    temporary = table.attach(ROOT, ".doc.swp", entry("n-swp", "/.doc.swp"))
+    coherence.apply(
+        event(
+            1, "rename", "n-doc", "/doc", old_path="/.doc.swp",
+            replaced_node_id="n-swp", version_id="v9", size=4,
+        )
+    )  # fmt: skip
+    assert table.child(ROOT, "doc") is temporary
+    assert table.by_node("n-doc") is temporary
+    assert target.parent is None
+    assert Invalidation(ROOT, "doc") in recorder.queued
+    assert Invalidation(ROOT, ".doc.swp") in recorder.queued
+
+
+def test_reset_forgets_every_name_not_open(setup: tuple[InodeTable, Recorder, Coherence]) -> None:
+    table, recorder, coherence = setup
+    f = table.attach(ROOT, "f", entry("n-f", "/f"))
+    g = table.attach(ROOT, "g", entry("n-g", "/g"))
+    table.opened(g)
+    table.get(ROOT).listing = {}
+    coherence.apply(FeedReset(cursor=40))
+    assert coherence.cursor == 40
+    assert table.child(ROOT, "f") is None
+    assert table.child(ROOT, "g") is g
+    assert table.get(ROOT).listing is None
+    assert recorder.queued == [Invalidation(ROOT, "f")]
+    assert f.parent is None
+
+
+async def test_invalidator_runs_queued_calls_in_a_thread() -> None:
+    invalidator = Invalidator()
+    # Not mounted: pyfuse3 refuses, and the invalidator logs and goes on with the next one.
+    invalidator.inode(12345)
+    invalidator.entry(ROOT, "x")
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(invalidator.run)
+        with trio.fail_after(5):
+            while invalidator.done < 2:
+                await trio.sleep(0.01)
+        nursery.cancel_scope.cancel()
