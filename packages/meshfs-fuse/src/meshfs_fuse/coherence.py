@@ -57,8 +57,12 @@ class Invalidator:
         """Drop the kernel's entry *name* in directory *parent*."""
         self._send.send_nowait(Invalidation(parent, name))
 
+    def close(self) -> None:
+        """Accept no more invalidations: :meth:`run` returns once the queue is empty."""
+        self._send.close()
+
     async def run(self) -> None:
-        """Apply queued invalidations until cancelled."""
+        """Apply queued invalidations until cancelled (or closed and drained)."""
         async for item in self._receive:
             await trio.to_thread.run_sync(_invalidate, item)
             self.done += 1
