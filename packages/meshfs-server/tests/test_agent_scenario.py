@@ -49,7 +49,8 @@ async def test_agent_edits_owner_reviews_and_restores(auth: AuthHarness) -> None
         await bot.delete("/files", params={"path": "/proj/old.txt"})
         await bot.post("/files/rename", json={"path": "/proj/data", "new_path": "/proj/tables"})
         # Its limits hold: nothing outside /proj, and no peeking at others' history.
-        assert (await bot.get("/files/changes", params={"since_cursor": cursor})).status_code == 403
+        everywhere = {"path": "/", "since_cursor": cursor}
+        assert (await bot.get("/files/changes", params=everywhere)).status_code == 403
     async with auth.client_for(owner.access_token) as alice:
         summary = (
             await alice.get("/files/changes", params={"path": "/proj", "since_cursor": cursor})

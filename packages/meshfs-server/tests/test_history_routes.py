@@ -223,10 +223,14 @@ async def test_agent_sees_changes_only_inside_its_prefix(harness: Harness) -> No
     bot = Actor(tenant_id=harness.tenant_id, user_id=new_id(), agent_name="bot",
                 path_prefix="/agents/bot", can_write=False)  # fmt: skip
     async with client_as(harness, bot) as agent:
-        refused = await agent.get("/files/changes", params={"since_cursor": start})
+        refused = await agent.get("/files/changes", params={"path": "/", "since_cursor": start})
         assert refused.status_code == 403
         mine = await agent.get("/files/changes", params={"path": "/agents/bot",
                                                          "since_cursor": start})  # fmt: skip
+        # Without a path: everything the token may see.
+        default = await agent.get("/files/changes", params={"since_cursor": start})
+        assert default.json()["path"] == "/agents/bot"
+        assert default.json()["changes"] == mine.json()["changes"]
     [change] = mine.json()["changes"]
     # Moved in from outside the prefix: the agent learns it appeared, not where it came from.
     assert change["status"] == "created"

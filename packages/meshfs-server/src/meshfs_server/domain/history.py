@@ -177,16 +177,16 @@ class History:
     async def changes(
         self,
         actor: Actor,
-        path: str = paths.ROOT,
+        path: str | None = None,
         *,
         since_cursor: int | None = None,
         since_time: float | None = None,
         with_line_stats: bool = True,
     ) -> ChangeSummary:
         """Everything changed under *path* after a cursor or since a time, per file (see
-        :class:`~meshfs_common.models.ChangeSummary`); *with_line_stats* False leaves out
-        the changed-line counts (which read content)."""
-        where = paths.normalise(path)
+        :class:`~meshfs_common.models.ChangeSummary`); *path* defaults to all the actor sees.
+        *with_line_stats* False leaves out the changed-line counts (which read content)."""
+        where = paths.normalise(path) if path is not None else actor.scope.prefix
         actor.check_read(where)
         if (since_cursor is None) == (since_time is None):
             raise BadRequestError("give exactly one of since_cursor and since_time")

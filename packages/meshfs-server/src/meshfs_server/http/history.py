@@ -75,7 +75,7 @@ async def diff(request: Request) -> Response:
     "What changed under a path since a cursor or a time, one entry per file",
     response=ChangeSummary,
     params=(
-        Param("path", description="subtree (default /)"),
+        Param("path", description="subtree (default: all you may see - / or the token's prefix)"),
         Param("since_cursor", type="integer", description="changes after this feed cursor"),
         Param("since_time", description="changes since this time (epoch seconds or ISO 8601)"),
     ),
@@ -86,7 +86,7 @@ async def changes(request: Request) -> Response:
     who = await actor(request)
     summary = await request.app.state.services.history.changes(
         who,
-        query_str(request, "path") or "/",
+        query_str(request, "path") or None,
         since_cursor=query_int(request, "since_cursor"),
         since_time=query_time(request, "since_time"),
     )
