@@ -216,10 +216,10 @@ def mounted(
             except subprocess.TimeoutExpired:
                 mount.process.kill()
                 mount.process.wait()
-        wait_for(lambda: _daemon_gone(cache_dir), 20, "the mount daemon to exit")
+        wait_for(lambda: daemon_gone(cache_dir), 20, "the mount daemon to exit")
 
 
-def _daemon_gone(cache_dir: Path) -> bool:
+def daemon_gone(cache_dir: Path) -> bool:
     """True when no process holds the cache dir's lock (the daemon has exited)."""
     import fcntl
 

@@ -21,6 +21,7 @@ from meshfs_client.cli import (
     diffs,
     files,
     history,
+    mount,
     snapshots,
     sync,
     tokens,
@@ -87,6 +88,8 @@ for _command in (
     cli.add_command(_command)
 cli.add_command(admin.quota, name="plan")  # the and the server's name for it
 cli.add_command(agents.mcp)
+cli.add_command(mount.mount)
+cli.add_command(mount.umount)
 
 
 def _report(exc: BaseException, code: int, as_json: bool) -> None:
