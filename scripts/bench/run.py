@@ -13,6 +13,7 @@ BENCHMARKS = [
     "backends.py",
     "client_transfer.py",
     "mirror_sync.py",
+    "flood.py",
     "cli_startup.py",
     "mount.py",
 ]

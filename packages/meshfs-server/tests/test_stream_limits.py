@@ -9,11 +9,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from conftest import AuthHarness, LiveServer
+from conftest import AuthHarness, Harness, LiveServer
 from meshfs_server_live import serving
 
 from meshfs_common.ids import new_id
 from meshfs_server.domain.actor import Actor
+from meshfs_server.http.streams import CLOSE_OVER_LIMIT
 from meshfs_server.http.sync import BINARY_REFUSED
 from meshfs_server.settings import Settings
 
@@ -124,3 +125,37 @@ async def test_binary_frame_gets_an_error_and_the_socket_keeps_serving(live: Liv
             pass
         assert message["cursor"] == 7
         assert not ws.closed
+
+
+async def test_without_http_denial_a_refused_socket_closes_with_4429(harness: Harness) -> None:
+    """Servers without the WebSocket denial extension: accepted, then closed with 4429."""
+    alice = Actor(tenant_id=harness.tenant_id, user_id=new_id(), session_id=new_id())
+    token = harness.tokens.add(alice)
+    held = [harness.services.streams.open(alice) for _ in range(2)]  # the token's limit
+    sent: list[dict[str, Any]] = []
+    connected = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal connected
+        if not connected:
+            connected = True
+            return {"type": "websocket.connect"}
+        return {"type": "websocket.disconnect", "code": 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "websocket", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "ws",
+        "path": "/sync/ws", "raw_path": b"/sync/ws", "root_path": "", "extensions": {},
+        "query_string": f"access_token={token}".encode(), "headers": [],
+        "client": ("127.0.0.1", 40000), "server": ("127.0.0.1", 8787), "subprotocols": [],
+    }  # fmt: skip
+    app = harness.client._transport.app  # type: ignore[attr-defined]
+    await asyncio.wait_for(app(scope, receive, send), 10)
+    assert [m["type"] for m in sent] == ["websocket.accept", "websocket.close"]
+    assert sent[1]["code"] == CLOSE_OVER_LIMIT
+    assert "this token" in sent[1]["reason"]
+    for slot in held:
+        slot.release()
+    assert harness.services.streams.count(alice) == (0, 0)

@@ -4,8 +4,9 @@ A mirror or a mount holds one or two; a token that opens more than
 ``MESHFS_MAX_STREAMS_PER_TOKEN`` (or a tenant more than ``MESHFS_MAX_STREAMS_PER_TENANT``) is
 refused with ``429 rate_limited`` before the stream starts: an SSE request gets the error
 envelope, a WebSocket handshake the same HTTP answer (or, on a server without the WebSocket
-denial extension, close code :data:`CLOSE_OVER_LIMIT`). Counts are kept per server process:
-with several processes each admits up to the limits.
+denial extension, an accept and at once close code :data:`CLOSE_OVER_LIMIT`). Counts are kept
+per server process: with several processes each admits up to the limits (limits shared by
+every process would live in the database, as the tenant rate buckets do on Postgres).
 """
 
 from __future__ import annotations
@@ -113,11 +114,13 @@ class HeldStream(StreamingResponse):
 
 async def refuse_websocket(scope: Scope, receive: Receive, send: Send, error: MeshFSError) -> None:
     """Refuse a WebSocket handshake with *error*: its envelope as the HTTP answer (the WebSocket
-    denial extension), else close code ``4000 + status`` (4429 over a limit)."""
+    denial extension), else accept and close at once with code ``4000 + status`` (4429 over a
+    limit) and the message as the reason, so the client still learns why."""
     ws = WebSocket(scope, receive, send)
     if "websocket.http.response" in scope.get("extensions", {}):
         await ws.send_denial_response(render(error))
     else:
+        await ws.accept()
         await ws.close(code=4000 + error.status, reason=error.message[:120])
 
 

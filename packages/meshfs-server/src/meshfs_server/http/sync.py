@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from meshfs_common.errors import MeshFSError
+from meshfs_common.errors import MeshFSError, RateLimitedError
 from meshfs_common.models import ErrorBody, PullResponse, StreamMessage, encode
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.feed import CaughtUp, ChangeFeed, Reset
@@ -27,7 +27,7 @@ from meshfs_server.http.codec import (
     respond,
 )
 from meshfs_server.http.errors import UNAVAILABLE_RETRY_AFTER, render, retry_after
-from meshfs_server.http.streams import HeldStream
+from meshfs_server.http.streams import HeldStream, refuse_websocket
 
 TAGS = ("sync",)
 HEARTBEAT_SECONDS = 15.0
@@ -127,9 +127,13 @@ async def websocket(ws: WebSocket) -> None:
     try:
         who = await actor(ws)
         requested = query_int(ws, "cursor")
-        slot = ws.app.state.services.streams.open(who)  # 429 over the open-stream limits
     except MeshFSError as exc:
         await _deny(ws, exc)
+        return
+    try:
+        slot = ws.app.state.services.streams.open(who)
+    except RateLimitedError as exc:  # over the open-stream limits: 429 (or close 4429)
+        await refuse_websocket(ws.scope, ws.receive, ws.send, exc)
         return
     with slot:
         await _serve_socket(ws, who, requested)
