@@ -25,7 +25,7 @@ from asgi_lifespan import LifespanManager
 from conftest import AuthHarness, Harness, LiveServer
 from meshfs_server_backends import Postgres, Production, Seaweed
 
-from meshfs_common.errors import ERROR_TABLE, error_from_envelope
+from meshfs_common.errors import ERROR_TABLE, UnavailableError, error_from_envelope
 from meshfs_common.hashing import CHUNK_SIZE, hash_bytes
 from meshfs_common.ids import new_id
 from meshfs_server.app import create_app
@@ -395,3 +395,24 @@ async def test_audit_keeps_a_request_with_nul_in_its_path(
     assert rows[0]["target"] == "/a\\x00b"
     assert rows[0]["outcome"] == "error:400"
     assert crashes(caplog) == []
+
+
+async def test_audit_failing_after_the_answer_is_logged_once_not_raised(
+    auth: AuthHarness, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The database goes away between a write's answer and its audit row: the client keeps
+    its answer, and the log has one line, not a second error."""
+    tokens = await auth.login()
+    identity = auth.services.identity
+
+    async def database_gone(conn: object, status: int) -> None:
+        raise UnavailableError("the database is unavailable (ConnectionDoesNotExistError)")
+
+    monkeypatch.setattr(identity, "audit_request", database_gone)
+    async with auth.client_for(tokens.access_token) as client:
+        r = await client.post("/files/mkdir", json={"path": "/kept"})
+    assert r.status_code == 201, r.text
+    assert crashes(caplog) == []
+    lost = [x for x in caplog.records if "not recorded" in x.getMessage()]
+    assert len(lost) == 1
+    assert "POST /files/mkdir" in lost[0].getMessage()
