@@ -90,3 +90,42 @@ async def test_chunk_cache_evicts_least_recently_used(tmp_path: Path) -> None:
     await cache.read("b", 100, 0, 100, fetcher("b"))
     assert fetched == ["a", "b", "c", "b"]
     assert len(os.listdir(tmp_path / "chunks")) == 2
+
+
+async def test_sequential_reads_fetch_the_next_chunks_ahead(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    import trio
+
+    from meshfs_common.models import Entry
+    from meshfs_fuse.content import ContentStore
+    from meshfs_fuse.spool import SpoolDirectory
+
+    size = 4 * CHUNK_SIZE
+    fetched: list[int] = []
+
+    class Server:
+        async def read_range(self, node_id: str, version: str, offset: int, length: int) -> bytes:
+            fetched.append(offset // CHUNK_SIZE)
+            return b"x" * length
+
+    now = datetime.now(UTC)
+    entry = Entry(
+        node_id="n", path="/f", name="f", kind="file", created_at=now, modified_at=now,
+        size=size, version_id="v", content_hash="h",
+    )  # fmt: skip
+    store = ContentStore(
+        Server(),  # type: ignore[arg-type]
+        ChunkCache(tmp_path / "chunks", 64 * CHUNK_SIZE),
+        SpoolDirectory(tmp_path / "spool"),
+        read_ahead=2,
+    )
+    async with trio.open_nursery() as nursery:
+        store.prefetch_in(nursery)
+        await store.read(entry, 0, 131072)
+        assert fetched == [0]  # a first read is not yet sequential
+        await store.read(entry, 131072, 131072)
+    # The nursery waited for the read-ahead: chunks 1 and 2 came without being asked for.
+    assert sorted(fetched) == [0, 1, 2]
+    await store.read(entry, CHUNK_SIZE, 10)
+    assert sorted(fetched) == [0, 1, 2]

@@ -46,6 +46,11 @@ class ChunkCache:
         """Bytes cached now."""
         return self._bytes
 
+    def holds(self, content_hash: str, index: int) -> bool:
+        """Whether chunk *index* of the content is cached or being fetched."""
+        key = f"{content_hash}:{index}"
+        return key in self._index or key in self._inflight
+
     def _file(self, key: str) -> Path:
         return self.root / hashlib.sha256(key.encode()).hexdigest()
 

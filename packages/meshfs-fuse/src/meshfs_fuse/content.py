@@ -10,17 +10,25 @@ file's current content before a partial write, and commits a spool as one versio
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import trio
 
+from meshfs_common.errors import MeshFSError
 from meshfs_common.models import CommitResult, Entry
 from meshfs_fuse.chunk_cache import CHUNK_SIZE, ChunkCache
 from meshfs_fuse.remote import Remote
 from meshfs_fuse.spool import Spool, SpoolDirectory
 
-__all__ = ["ContentStore", "FileContent"]
+__all__ = ["READ_AHEAD", "ContentStore", "FileContent"]
+
+log = logging.getLogger(__name__)
+
+READ_AHEAD = 2
+"""Chunks fetched ahead of a sequential reader."""
 
 
 @dataclass(eq=False)
@@ -39,23 +47,57 @@ class FileContent:
 class ContentStore:
     """Reads through the chunk cache; spools and commits writes."""
 
-    def __init__(self, remote: Remote, chunks: ChunkCache, spools: SpoolDirectory) -> None:
+    def __init__(
+        self,
+        remote: Remote,
+        chunks: ChunkCache,
+        spools: SpoolDirectory,
+        *,
+        read_ahead: int = READ_AHEAD,
+    ) -> None:
         self.remote = remote
         self.chunks = chunks
         self.spools = spools
+        self.read_ahead = read_ahead
         self.commits = 0
+        self._prefetcher: trio.Nursery | None = None
+        self._read_ends: dict[str, int] = {}
 
-    async def read(self, entry: Entry, offset: int, length: int) -> bytes:
-        """Bytes of the version *entry* names."""
-        if entry.size == 0 or offset >= entry.size:
-            return b""
+    def prefetch_in(self, nursery: trio.Nursery) -> None:
+        """Run read-ahead fetches in *nursery* (the daemon's; cancelled at shutdown)."""
+        self._prefetcher = nursery
+
+    def _fetcher(self, entry: Entry) -> Callable[[int, int], Awaitable[bytes]]:
         version_id = entry.version_id or ""
-        key = entry.content_hash or version_id
 
         async def fetch(start: int, count: int) -> bytes:
             return await self.remote.read_range(entry.node_id, version_id, start, count)
 
-        return await self.chunks.read(key, entry.size, offset, length, fetch)
+        return fetch
+
+    async def read(self, entry: Entry, offset: int, length: int) -> bytes:
+        """Bytes of the version *entry* names; sequential reads fetch the next chunks early."""
+        if entry.size == 0 or offset >= entry.size:
+            return b""
+        key = entry.content_hash or entry.version_id or ""
+        sequential = self._read_ends.get(key) == offset
+        data = await self.chunks.read(key, entry.size, offset, length, self._fetcher(entry))
+        self._read_ends[key] = offset + len(data)
+        if len(self._read_ends) > 256:
+            self._read_ends.pop(next(iter(self._read_ends)))
+        if sequential and self._prefetcher is not None:
+            current = (offset + len(data) - 1) // CHUNK_SIZE
+            last = (entry.size - 1) // CHUNK_SIZE
+            for index in range(current + 1, min(last, current + self.read_ahead) + 1):
+                if not self.chunks.holds(key, index):
+                    self._prefetcher.start_soon(self._prefetch, entry, key, index)
+        return data
+
+    async def _prefetch(self, entry: Entry, key: str, index: int) -> None:
+        try:
+            await self.chunks.chunk(key, entry.size, index, self._fetcher(entry))
+        except (MeshFSError, OSError) as exc:
+            log.debug("read-ahead of chunk %d of %s failed: %s", index, entry.path, exc)
 
     async def open_spool(self, content: FileContent, base: Entry | None, keep: int) -> Spool:
         """The spool of *content*, created with the first *keep* bytes of *base* if new."""

@@ -156,6 +156,7 @@ async def _run(
         async with trio.open_nursery() as nursery:
             # stat() of the mount point is a FUSE request: only a thread may wait for it.
             nursery.start_soon(trio.to_thread.run_sync, _raise_read_ahead, config.target)
+            store.prefetch_in(nursery)
             nursery.start_soon(invalidator.run)
             nursery.start_soon(_follow, remote, coherence, cursor)
             await nursery.start(_on_signals, operations)

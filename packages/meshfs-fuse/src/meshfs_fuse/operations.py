@@ -346,7 +346,9 @@ class MeshFSOperations(pyfuse3.Operations):
     @fuse_errors
     async def flush(self, fh: int) -> None:
         handle = self._handle(fh)
-        if handle.content.dirty:
+        # Only a writer's close commits: a reader closing must not commit another
+        # process's half-written file.
+        if handle.writable and handle.content.dirty:
             await self._commit(handle.node, handle.content)
 
     @fuse_errors
@@ -363,7 +365,10 @@ class MeshFSOperations(pyfuse3.Operations):
         if handle is None:
             return
         try:
-            if handle.content.dirty:
+            # A writer's last release commits what its flush could not (e.g. mmap writes);
+            # the last handle of all commits whatever is left.
+            last = handle.node.opens <= 1
+            if handle.content.dirty and (handle.writable or last):
                 await self._commit(handle.node, handle.content)
         finally:
             await self._close_handle(fh)

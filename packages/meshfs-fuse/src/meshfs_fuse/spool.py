@@ -5,16 +5,15 @@ worker thread, so the trio thread never blocks on the disk), and the whole spool
 version when the file is flushed, closed or fsynced (see :mod:`meshfs_fuse.operations`).
 
 The journal is one small JSON record beside each spool's data, written atomically (temporary
-file, fsync, rename) whenever the spool's state changes:
-
-* ``dirty``: the spool holds acknowledged writes that are not committed yet;
-* ``clean``: the spool equals the committed version (kept only as a read cache while open).
+file, rename) when a spool first holds acknowledged writes that are not committed yet
+(``dirty``), and removed when they are committed (the spool is then ``clean``: only a read
+cache while the file is open). ``fsync`` syncs data, record and directory to the disk.
 
 A spool whose base content is still being copied in has no record at all (nothing was
 acknowledged yet). After a crash - even ``kill -9`` of the daemon - the next start finds the
 ``dirty`` records with :meth:`SpoolDirectory.recoverable` and commits them: nothing a ``write``
 acknowledged is lost. The data itself is in the page cache the moment ``pwrite`` returns, so it
-survives the process; ``fsync`` also syncs it to the disk.
+survives the process; after ``fsync`` it survives a power loss too.
 """
 
 from __future__ import annotations
@@ -74,15 +73,21 @@ class Spool:
         self.size = size
 
     async def sync(self) -> None:
-        """Flush the data to the disk (``fsync``)."""
-        await trio.to_thread.run_sync(os.fsync, self._fd)
+        """Make the data and the journal record survive a power loss (``fsync``)."""
+        await trio.to_thread.run_sync(self._directory.sync, self.spool_id, self._fd)
 
     async def mark(self, state: SpoolState, path: str, node_id: str | None) -> None:
-        """Journal that this spool is *state* and belongs at *path* (node *node_id*)."""
+        """Journal that this spool is *state* and belongs at *path* (node *node_id*).
+
+        ``clean`` removes the record: a clean spool is only a read cache.
+        """
         if (self.state, self.path, self.node_id) == (state, path, node_id):
             return
-        record = SpoolRecord(self.spool_id, path, node_id, state)
-        await trio.to_thread.run_sync(self._directory.write_record, record)
+        if state == "clean":
+            await trio.to_thread.run_sync(self._directory.forget_record, self.spool_id)
+        else:
+            record = SpoolRecord(self.spool_id, path, node_id, state)
+            await trio.to_thread.run_sync(self._directory.write_record, record)
         self.state, self.path, self.node_id = state, path, node_id
 
     async def discard(self) -> None:
@@ -117,22 +122,26 @@ class SpoolDirectory:
         return self.root / f"{spool_id}.json"
 
     def write_record(self, record: SpoolRecord) -> None:
-        """Replace the record of a spool atomically and durably."""
+        """Replace the record of a spool atomically (it survives the process being killed;
+        :meth:`sync` makes it survive a power loss too)."""
         final = self._record_path(record.spool_id)
         temporary = final.with_suffix(".tmp")
-        with open(temporary, "w") as out:
-            json.dump(asdict(record), out)
-            out.flush()
-            os.fsync(out.fileno())
-        data = self.root / f"{record.spool_id}.data"
-        if record.state == "dirty":
-            # The acknowledged content must be on disk before the record that points at it.
-            fd = os.open(data, os.O_RDONLY)
+        temporary.write_text(json.dumps(asdict(record)))
+        os.replace(temporary, final)
+
+    def forget_record(self, spool_id: str) -> None:
+        self._record_path(spool_id).unlink(missing_ok=True)
+
+    def sync(self, spool_id: str, data_fd: int) -> None:
+        """fsync a spool's data, its record and the directory."""
+        os.fsync(data_fd)
+        record = self._record_path(spool_id)
+        if record.exists():
+            fd = os.open(record, os.O_RDONLY)
             try:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-        os.replace(temporary, final)
         dir_fd = os.open(self.root, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
