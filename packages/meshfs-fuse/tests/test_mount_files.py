@@ -212,3 +212,37 @@ def test_a_file_read_twice_is_fetched_once(
     log = server.log_path.read_text()[len(before) :]
     downloads = re.findall(r"GET /files/download\S*" + re.escape(node_id), log)
     assert len(downloads) == 1, log
+
+
+def test_a_readers_close_does_not_commit_a_writers_unfinished_file(
+    home: tuple[Path, str], api: MeshFS
+) -> None:
+    local, remote = home
+    (local / "shared.txt").write_text("first")
+    with open(local / "shared.txt", "r+") as writer:
+        writer.write("half")
+        writer.flush()  # in the mount's spool now, not committed
+        with open(local / "shared.txt") as reader:
+            assert reader.read() == "halft"
+        assert versions(api, f"{remote}/shared.txt") == 1
+        writer.write("!")
+    assert versions(api, f"{remote}/shared.txt") == 2
+    assert api.read_bytes(f"{remote}/shared.txt") == b"half!"
+
+
+def test_links_special_files_and_xattrs_are_refused_not_faked(home: tuple[Path, str]) -> None:
+    local, _ = home
+    (local / "file").write_text("x")
+    for call, args, expected in (
+        (os.symlink, ("file", local / "sym"), errno.EPERM),
+        (os.link, (local / "file", local / "hard"), errno.EPERM),
+        (os.mkfifo, (local / "fifo",), errno.EPERM),
+        (os.setxattr, (local / "file", "user.tag", b"v"), errno.ENOTSUP),
+        (os.getxattr, (local / "file", "user.tag"), errno.ENODATA),
+        (os.removexattr, (local / "file", "user.tag"), errno.ENODATA),
+    ):
+        with pytest.raises(OSError) as info:
+            call(*args)  # type: ignore[operator]
+        assert info.value.errno == expected, call
+    assert os.listxattr(local / "file") == []
+    assert sorted(os.listdir(local)) == ["file"]

@@ -587,6 +587,48 @@ class MeshFSOperations(pyfuse3.Operations):
             raise _fail(errno.EROFS)
         return True
 
+    # --- what the server cannot keep yet (its POSIX model) ----------------------------------
+
+    @fuse_errors
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise _fail(errno.EPERM)
+
+    @fuse_errors
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise _fail(errno.EPERM)
+
+    @fuse_errors
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        raise _fail(errno.EPERM)
+
+    @fuse_errors
+    async def setxattr(
+        self, inode: int, name: bytes, value: bytes, ctx: pyfuse3.RequestContext
+    ) -> None:
+        self.table.get(inode)
+        raise _fail(errno.ENOTSUP)
+
+    @fuse_errors
+    async def getxattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> bytes:
+        self.table.get(inode)
+        raise _fail(pyfuse3.ENOATTR)
+
+    @fuse_errors
+    async def listxattr(self, inode: int, ctx: pyfuse3.RequestContext) -> list[bytes]:
+        self.table.get(inode)
+        return []
+
+    @fuse_errors
+    async def removexattr(self, inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self.table.get(inode)
+        raise _fail(pyfuse3.ENOATTR)
+
     # --- for the daemon -----------------------------------------------------------------------
 
     async def drain(self) -> int:
