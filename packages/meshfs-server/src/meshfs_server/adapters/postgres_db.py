@@ -23,6 +23,7 @@ server processes starting at once apply each script exactly once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
@@ -175,17 +176,19 @@ class PostgresDatabase:
 
         async def start() -> tuple[Connection, Any]:
             conn: Connection = await self.pool.acquire(timeout=self.timeout)
+            ended = True  # no transaction left open on the connection
             try:
                 tx = conn.transaction(isolation=isolation, readonly=readonly)
+                ended = False
                 await tx.start()
                 try:
                     if prepare is not None:
                         await prepare(conn)
                 except BaseException:
-                    await _quietly(tx.rollback())
+                    ended = await _quietly(tx.rollback())
                     raise
             except BaseException:
-                await self._release(conn)
+                await self._release(conn, ended=ended)
                 raise
             return conn, tx
 
@@ -206,13 +209,15 @@ class PostgresDatabase:
             if failure is not None:
                 raise failure from exc
             raise
+        ended = False
         try:
             try:
                 yield conn
             except BaseException:
-                await _quietly(tx.rollback())
+                ended = await _quietly(tx.rollback())
                 raise
             await tx.commit()
+            ended = True
         except BaseException as exc:
             await self._lost(exc)
             failure = translate(exc)
@@ -220,17 +225,15 @@ class PostgresDatabase:
                 raise failure from exc
             raise
         finally:
-            await self._release(conn)
+            await self._release(conn, ended=ended)
 
-    async def _release(self, conn: Connection) -> None:
-        """Hand a connection back; one still inside a transaction (its rollback failed or was
-        interrupted, e.g. the database went away) is terminated instead, never reset by the
-        pool mid-transaction."""
-        try:
-            if not conn.is_closed() and conn.is_in_transaction():
+    async def _release(self, conn: Connection, *, ended: bool) -> None:
+        """Hand a connection back to the pool. One whose transaction did not end (its commit
+        or rollback failed or was interrupted, e.g. the database went away) is terminated
+        first: the pool never gets a connection that may still be inside a transaction."""
+        if not ended:
+            with contextlib.suppress(asyncpg.InterfaceError):  # the pool took it back already
                 conn.terminate()
-        except asyncpg.InterfaceError:  # it died and the pool took it back already
-            return
         await _quietly(self.pool.release(conn))
 
     async def run(self, work: Callable[[Connection], Awaitable[T]], *, what: str = "query") -> T:
@@ -320,9 +323,12 @@ class PostgresDatabase:
             self.pool.terminate()
 
 
-async def _quietly(awaitable: Awaitable[Any]) -> None:
-    """Clean-up that must not mask the error being handled (a dead connection fails it too)."""
+async def _quietly(awaitable: Awaitable[Any]) -> bool:
+    """Clean-up that must not mask the error being handled (a dead connection fails it too);
+    True when it succeeded."""
     try:
         await awaitable
     except Exception as exc:  # the connection is already broken; the pool replaces it
         log.debug("clean-up after a failed transaction: %s", exc)
+        return False
+    return True
