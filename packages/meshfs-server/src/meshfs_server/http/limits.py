@@ -41,7 +41,6 @@ _HTTP1 = ("1.0", "1.1")
 class _Body:
     """What has been received of one request's body."""
 
-    expected: bool  # the request announced a body (a length > 0, or chunked)
     received: int = 0
     complete: bool = False
     refused: bool = False  # a read crossed the cap
@@ -63,12 +62,12 @@ class BodyLimit:
         return SMALL_BODY
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        length, chunked = _framing(scope) if scope["type"] == "http" else (None, False)
+        if not chunked and not length:  # no body (or not HTTP): nothing to cap or drain
             await self.app(scope, receive, send)
             return
         cap = self.cap_of(scope)
-        length, chunked = _framing(scope)
-        body = _Body(expected=chunked or bool(length))
+        body = _Body()
         if cap is not None and length is not None and length > cap:
             # Refused from the headers; a small body is read and dropped first, so the
             # connection stays usable, a large one is never read.
@@ -82,7 +81,7 @@ class BodyLimit:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                unread = body.expected and not body.complete
+                unread = not body.complete
                 if unread and (body.refused or not await _drain(counted, body, length, cap)):
                     message = _closing(scope, message)
             await send(message)
