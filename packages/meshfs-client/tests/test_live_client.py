@@ -282,6 +282,21 @@ def test_blocking_facade(account: Account, tmp_path: Path) -> None:
         assert len(fs.versions("/sync/a.txt")) == 1
 
 
+def test_blocking_facade_has_the_whole_client(account: Account) -> None:
+    with MeshFS(account.server.url, settings=account.settings) as fs:
+        made = fs.upload("/whole.txt", b"abc")
+        assert fs.node_id_of("/whole.txt") == made.entry.node_id
+        with fs.download("/whole.txt", offset=1) as blocks:
+            assert b"".join(blocks) == b"bc"
+        assert [v.version_id for v in fs.versions("/whole.txt", page_size=1)] == [
+            made.version.version_id
+        ]
+        fs.delete("/whole.txt")
+        assert fs.node_id_of("/whole.txt") == made.entry.node_id  # also once deleted
+        with fs.watch(0, websocket=False, poll_interval=0.05) as feed:
+            assert any(getattr(item, "path", None) == "/whole.txt" for item in feed)
+
+
 async def test_blocking_facade_inside_a_running_loop(account: Account) -> None:
     # As in a Jupyter cell: a loop is running in this thread, yet blocking calls work.
     with MeshFS(account.server.url, settings=account.settings) as fs:

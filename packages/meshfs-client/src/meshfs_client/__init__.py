@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from meshfs_client._blocking import MeshFS
-    from meshfs_client._client import MeshFSClient, UploadSource
+    from meshfs_client._client import ClientOptions, MeshFSClient, UploadSource
     from meshfs_client._credentials import Credentials, CredentialStore
     from meshfs_client._download import DownloadInfo, DownloadStream
+    from meshfs_client._loop import LoopThread, ThreadIterator
     from meshfs_client._retry import RetryPolicy, ServerUnreachableError
     from meshfs_client._settings import DEFAULT_SERVER, Settings, Timeouts
     from meshfs_client._upload import SourceChangedError
@@ -44,12 +45,15 @@ if TYPE_CHECKING:
 # (a third of a second), which `meshfs --help` and the other CLI start-ups must not pay for.
 _EXPORTS = {
     "MeshFS": "meshfs_client._blocking",
+    "ClientOptions": "meshfs_client._client",
     "MeshFSClient": "meshfs_client._client",
     "UploadSource": "meshfs_client._client",
     "Credentials": "meshfs_client._credentials",
     "CredentialStore": "meshfs_client._credentials",
     "DownloadInfo": "meshfs_client._download",
     "DownloadStream": "meshfs_client._download",
+    "LoopThread": "meshfs_client._loop",
+    "ThreadIterator": "meshfs_client._loop",
     "RetryPolicy": "meshfs_client._retry",
     "ServerUnreachableError": "meshfs_client._retry",
     "DEFAULT_SERVER": "meshfs_client._settings",
@@ -98,6 +102,7 @@ __all__ = [
     "AlreadyExistsError",
     "AuthError",
     "ChangeFeed",
+    "ClientOptions",
     "ConflictError",
     "CredentialStore",
     "Credentials",
@@ -107,6 +112,7 @@ __all__ = [
     "FeedItem",
     "FeedReset",
     "ForbiddenError",
+    "LoopThread",
     "MeshFS",
     "MeshFSClient",
     "MeshFSError",
@@ -118,6 +124,7 @@ __all__ = [
     "ServerUnreachableError",
     "Settings",
     "SourceChangedError",
+    "ThreadIterator",
     "Timeouts",
     "UnavailableError",
     "UploadSource",

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import quote
 
 import aiohttp
@@ -79,6 +79,18 @@ class _NotLoggedIn(NoToken):
 
     async def renew(self, rejected: str | None) -> bool:
         raise AuthError(f"not logged in to {self._server}; run `meshfs login` or set MESHFS_TOKEN")
+
+
+class ClientOptions(TypedDict, total=False):
+    """The keyword arguments of :class:`MeshFSClient` that also suit a blocking client (all
+    but ``session``: an aiohttp session belongs to the event loop it was made on)."""
+
+    token: str | None
+    settings: Settings | None
+    store: CredentialStore | None
+    timeouts: Timeouts | None
+    retry: RetryPolicy | None
+    upload_concurrency: int
 
 
 class MeshFSClient:

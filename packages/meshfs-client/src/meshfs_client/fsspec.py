@@ -36,6 +36,7 @@ from fsspec.utils import other_paths, stringify_path  # type: ignore[import-unty
 
 from meshfs_client._client import MeshFSClient
 from meshfs_client._fsspec_file import MeshFSFile, os_errors
+from meshfs_client._loop import LoopThread
 from meshfs_common import paths
 from meshfs_common.errors import NotADirError, NotFoundError, RangeNotSatisfiableError
 from meshfs_common.models import Entry, Version
@@ -62,7 +63,8 @@ class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
 
     Storage options: ``server``, ``token``, ``version_aware`` (default False), and any other
     :class:`~meshfs_client.MeshFSClient` keyword in ``client_kwargs``. Works synchronously
-    (fsspec runs the client on its IO thread) and with ``asynchronous=True`` inside a running
+    (the client runs on a :class:`~meshfs_client.LoopThread` of the filesystem's own, or on
+    the ``loop=`` given) and with ``asynchronous=True`` inside a running
     loop (then call ``await fs.set_session()`` first, or let the first call do it).
     """
 
@@ -79,6 +81,15 @@ class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
         client_kwargs: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        # Clients opened on the filesystem's own loop thread, closed when it stops.
+        self._opened: list[MeshFSClient] | None = None
+        if not kwargs.get("asynchronous") and kwargs.get("loop") is None:
+            # Synchronous use: the client gets a loop thread of its own, stopped with the
+            # filesystem, rather than fsspec's process-wide IO loop.
+            portal = LoopThread(name="meshfs-fsspec")
+            self._opened = []
+            weakref.finalize(self, _stop, portal, self._opened)
+            kwargs["loop"] = portal.loop
         super().__init__(**kwargs)
         self.server = server
         self.token = token
@@ -94,13 +105,15 @@ class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
             client = MeshFSClient(self.server, token=self.token, **self.client_kwargs)
             await client.__aenter__()
             self._client = client
-            if not self.asynchronous:
+            if self._opened is not None:
+                self._opened.append(client)
+            elif not self.asynchronous:
                 weakref.finalize(self, self.close_session, self.loop, client)
         return self._client
 
     @staticmethod
     def close_session(loop: Any, client: MeshFSClient) -> None:
-        """Close the client's HTTP session on fsspec's loop (used at garbage collection)."""
+        """Close the client's HTTP session on its loop (used at garbage collection)."""
         if loop is not None and loop.is_running():
             with contextlib.suppress(Exception):
                 sync(loop, client.close, timeout=5)
@@ -446,3 +459,11 @@ def _expand_without_links(lpath: str, maxdepth: int | None) -> list[str]:
     if maxdepth is not None:  # as fsspec does: a depth-limited put copies files only
         kept = [p for p in kept if not (trailing_sep(p) or os.path.isdir(p))]
     return kept
+
+
+def _stop(portal: LoopThread, clients: list[MeshFSClient]) -> None:
+    """Close the clients opened on *portal*, then stop it (at garbage collection or exit)."""
+    for client in clients:
+        with contextlib.suppress(Exception):
+            portal.run(client.close())
+    portal.close()
