@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,9 +96,9 @@ class RawConnection:
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         await self.send(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
 
-    async def response(self, timeout: float = 10.0) -> RawResponse:
-        """Read one response (with a Content-Length body)."""
-        async with asyncio.timeout(timeout):
+    async def response(self, wait: float = 10.0) -> RawResponse:
+        """Read one response (with a Content-Length body) within *wait* seconds."""
+        async with asyncio.timeout(wait):
             head = await self.reader.readuntil(b"\r\n\r\n")
             status_line, *lines = head.decode("latin-1").split("\r\n")
             headers = {}
@@ -109,17 +109,15 @@ class RawConnection:
             body = await self.reader.readexactly(int(headers.get("content-length", "0")))
         return RawResponse(int(status_line.split()[1]), headers, body)
 
-    async def closed_by_server(self, timeout: float = 10.0) -> bool:
-        """True once the server has closed its side (EOF or reset)."""
+    async def closed_by_server(self, wait: float = 10.0) -> bool:
+        """True once the server has closed its side (EOF or reset) within *wait* seconds."""
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(wait):
                 return await self.reader.read(1) == b""
         except ConnectionError:
             return True
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with suppress(ConnectionError):
             await self.writer.wait_closed()
-        except ConnectionError:
-            pass

@@ -100,7 +100,7 @@ async def test_early_413_arrives_without_the_body_over_a_real_socket(harness: Ha
         try:
             # Headers only: a server that waited for the body would never answer.
             await conn.request("POST", "/auth/device/start", {"Content-Length": str(200 * MiB)})
-            answer = await conn.response(timeout=5)
+            answer = await conn.response(wait=5)
             assert answer.status == 413
             assert answer.headers["connection"] == "close"
             assert await conn.closed_by_server()
@@ -144,11 +144,11 @@ async def test_early_answer_to_a_large_unread_body_says_connection_close(
 
 
 async def test_keep_alive_client_sees_no_reset_after_early_answers(harness: Harness) -> None:
-    async with serving(harness.client._transport.app) as url:  # type: ignore[attr-defined]
-        async with httpx.AsyncClient(base_url=url) as client:
-            for _ in range(3):
-                refused = await client.post("/files/mkdir", json={"path": "/nope"})
-                assert refused.status_code == 401
-                too_big = await client.post("/files/mkdir", content=b"x" * (SMALL_BODY + 1))
-                assert too_big.status_code == 413
-                assert (await client.get("/healthz")).status_code == 200
+    app = harness.client._transport.app  # type: ignore[attr-defined]
+    async with serving(app) as url, httpx.AsyncClient(base_url=url) as client:
+        for _ in range(3):
+            refused = await client.post("/files/mkdir", json={"path": "/nope"})
+            assert refused.status_code == 401
+            too_big = await client.post("/files/mkdir", content=b"x" * (SMALL_BODY + 1))
+            assert too_big.status_code == 413
+            assert (await client.get("/healthz")).status_code == 200
