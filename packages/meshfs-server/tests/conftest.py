@@ -182,7 +182,7 @@ class AuthHarness:
         import time
 
         from meshfs_common.models import TokenResponse, decode
-        from meshfs_server.identity.service import approve_for_account
+        from meshfs_server.auth.service import approve_for_account
 
         started = await self.client.post("/auth/device/start", json={"client_name": client_name})
         assert started.status_code == 200, started.text

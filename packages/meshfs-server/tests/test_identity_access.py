@@ -372,7 +372,7 @@ async def test_tenant_rate_limit_under_load(tmp_path: Path, backend: dict[str, A
 
 
 async def test_auth_endpoints_are_limited_per_address(auth: AuthHarness) -> None:
-    from meshfs_server.identity.ratelimit import RateLimiter
+    from meshfs_server.auth.ratelimit import RateLimiter
 
     auth.services.identity.limits.auth_addresses = RateLimiter(5, 60.0)
     codes = [(await auth.client.post("/auth/device/start", json={})).status_code for _ in range(8)]

@@ -11,9 +11,9 @@ import pytest
 from click.testing import CliRunner, Result
 from conftest import AuthHarness, cli_env
 
+from meshfs_server.auth import accounts
+from meshfs_server.auth.storage import identity_database
 from meshfs_server.cli import main
-from meshfs_server.identity import accounts
-from meshfs_server.identity.storage import identity_database
 from meshfs_server.settings import Settings
 
 

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from conftest import AuthHarness, cli_env
 
+from meshfs_server.auth.keys import KEYS_FILE
 from meshfs_server.cli import main
-from meshfs_server.identity.keys import KEYS_FILE
 from meshfs_server.settings import Settings
 
 

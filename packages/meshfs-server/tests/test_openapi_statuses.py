@@ -28,10 +28,10 @@ from meshfs_common.errors import ERROR_TABLE
 from meshfs_common.hashing import chunk_hash, content_hash_of
 from meshfs_common.ids import new_id
 from meshfs_server.app import all_routes, create_app
+from meshfs_server.auth.ratelimit import RateLimiter
+from meshfs_server.auth.service import approve_for_account
 from meshfs_server.http.codec import Endpoint
 from meshfs_server.http.openapi import WEBSOCKET_ERRORS, build_document, error_codes
-from meshfs_server.identity.ratelimit import RateLimiter
-from meshfs_server.identity.service import approve_for_account
 from meshfs_server.settings import Settings
 
 #: Never exercised with a valid token: an endless event stream (its refusals are probed).

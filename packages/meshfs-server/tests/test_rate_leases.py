@@ -15,8 +15,8 @@ from meshfs_server_backends import Production
 from meshfs_common.errors import RateLimitedError
 from meshfs_server.adapters.postgres_db import PostgresDatabase
 from meshfs_server.adapters.postgres_sql import PostgresSql
-from meshfs_server.identity.ratelimit import LeasedBuckets
-from meshfs_server.identity.schema import identity_migrations
+from meshfs_server.auth.ratelimit import LeasedBuckets
+from meshfs_server.auth.schema import identity_migrations
 
 CAPACITY = 60.0
 HOUR = 3600.0

@@ -22,7 +22,7 @@ from meshfs_server_live import serving
 
 from meshfs_common.hashing import chunk_hash, content_hash_of
 from meshfs_server.app import all_routes, create_app
-from meshfs_server.identity.ratelimit import RateLimiter
+from meshfs_server.auth.ratelimit import RateLimiter
 from meshfs_server.settings import Settings
 
 ROLES = ("owner", "writer", "reader", "agent_rw", "agent_ro", "other")

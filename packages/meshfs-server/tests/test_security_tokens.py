@@ -12,7 +12,7 @@ from conftest import AuthHarness
 from joserfc import jwt
 from joserfc.jwk import OctKey, OKPKey
 
-from meshfs_server.identity.tokens import AUDIENCE
+from meshfs_server.auth.tokens import AUDIENCE
 
 
 def b64(data: dict[str, Any]) -> str:

@@ -26,8 +26,8 @@ SWEEP_INTERVAL = 6 * 3600.0
 
 
 def all_routes() -> list[BaseRoute]:
+    from meshfs_server.http.auth import routes as identity_routes
     from meshfs_server.http.mcp import routes as mcp_routes
-    from meshfs_server.identity.http import routes as identity_routes
 
     return [
         *health.routes,
@@ -80,7 +80,7 @@ def create_app(
                 tasks.cancel_scope.cancel()
 
     from meshfs_server.http.limits import BodyLimit
-    from meshfs_server.identity.safety import SafetyMiddleware
+    from meshfs_server.http.safety import SafetyMiddleware
 
     routes = all_routes()
     shutdown = Shutdown()

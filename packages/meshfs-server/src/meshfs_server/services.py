@@ -22,8 +22,8 @@ from meshfs_server.domain.feed import ChangeFeed, LocalBus
 from meshfs_server.domain.history import History
 from meshfs_server.domain.namespace import Namespace
 from meshfs_server.domain.ports import ContentStore, MetadataStore
-from meshfs_server.http.streams import StreamSlots
 from meshfs_server.domain.snapshots import Snapshots
+from meshfs_server.http.streams import StreamSlots
 from meshfs_server.settings import Settings
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ async def migrate_metadata(settings: Settings, *, dry_run: bool = False) -> list
             await db.close()
     from meshfs_server.adapters.postgres_db import PostgresDatabase
     from meshfs_server.adapters.postgres_metadata import NAMESPACE_MIGRATIONS
-    from meshfs_server.identity.schema import POSTGRES_IDENTITY_MIGRATIONS
+    from meshfs_server.auth.schema import POSTGRES_IDENTITY_MIGRATIONS
 
     pg = await PostgresDatabase.open(
         settings.database_url,
@@ -180,8 +180,8 @@ async def open_services(
             stack.push_async_callback(doorbell.close)
         identity = None
         if authenticate is None:
-            from meshfs_server.identity import Identity
-            from meshfs_server.identity.storage import open_identity_db
+            from meshfs_server.auth.service import Identity
+            from meshfs_server.auth.storage import open_identity_db
 
             identity = await Identity.open(await open_identity_db(settings, stack, db), settings)
             stack.push_async_callback(identity.close)

@@ -1,4 +1,4 @@
-"""Identity's SQL port (:mod:`meshfs_server.identity.sql`) on Postgres (asyncpg).
+"""Identity's SQL port (:mod:`meshfs_server.auth.store`) on Postgres (asyncpg).
 
 Statements are written with ``?`` placeholders for both databases; here they are rewritten to
 ``$1, $2, ...`` once per distinct statement (a ``?`` inside a quoted literal or identifier is
@@ -21,7 +21,7 @@ from contextlib import asynccontextmanager
 from functools import lru_cache
 
 from meshfs_server.adapters.postgres_db import Connection, PostgresDatabase, translate
-from meshfs_server.identity.sql import Dialect, Migrations, Params, Row
+from meshfs_server.auth.store import Dialect, Migrations, Params, Row
 
 
 @lru_cache(maxsize=1024)
@@ -83,7 +83,7 @@ async def _not_durable(conn: Connection) -> None:
 
 
 class PostgresSql:
-    """:class:`~meshfs_server.identity.sql.SqlDatabase` on a :class:`PostgresDatabase`.
+    """:class:`~meshfs_server.auth.store.AuthStore` on a :class:`PostgresDatabase`.
 
     With *owned*, :meth:`close` closes the database's pool too.
     """

@@ -1,4 +1,4 @@
-"""Identity's SQL port (:mod:`meshfs_server.identity.sql`) on the embedded SQLite database.
+"""Identity's SQL port (:mod:`meshfs_server.auth.store`) on the embedded SQLite database.
 
 Statements run inline on the event loop on :class:`SqliteDatabase`'s transactions (they take
 microseconds; ``BEGIN IMMEDIATE`` and the fsync of a durable commit are what may wait, and the
@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
-from meshfs_server.identity.sql import Dialect, Migrations, Params, Row
+from meshfs_server.auth.store import Dialect, Migrations, Params, Row
 
 
 class SqliteSession:
@@ -44,7 +44,7 @@ class SqliteSession:
 
 
 class SqliteSql:
-    """:class:`~meshfs_server.identity.sql.SqlDatabase` on a :class:`SqliteDatabase` (which
+    """:class:`~meshfs_server.auth.store.AuthStore` on a :class:`SqliteDatabase` (which
     the caller owns and closes)."""
 
     def __init__(self, db: SqliteDatabase) -> None:

@@ -140,8 +140,8 @@ async def record_tool_call(request: Request) -> Response:
 
 async def _record(request: Request, tool: str, target: str | None, outcome: str) -> None:
     """The audit row of one tool call, as the authenticated caller of *request*."""
-    from meshfs_server.identity.audit import Who
-    from meshfs_server.identity.service import client_address
+    from meshfs_server.auth.service import client_address
+    from meshfs_server.policy.audit import Who
 
     who = await actor(request)
     identity: Any = request.app.state.services.identity

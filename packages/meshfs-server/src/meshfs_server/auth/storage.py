@@ -11,13 +11,13 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
-from meshfs_server.identity.sql import SqlDatabase
+from meshfs_server.auth.store import AuthStore
 from meshfs_server.settings import Settings
 
 
 async def open_identity_db(
     settings: Settings, stack: AsyncExitStack, db: SqliteDatabase | None
-) -> SqlDatabase:
+) -> AuthStore:
     """Identity's database for a server (closed by *stack*).
 
     On Postgres it gets a pool of its own, so that an identity read made inside a metadata
@@ -47,7 +47,7 @@ async def open_identity_db(
 
 
 @asynccontextmanager
-async def identity_database(settings: Settings) -> AsyncIterator[SqlDatabase]:
+async def identity_database(settings: Settings) -> AsyncIterator[AuthStore]:
     """Identity's database for one command (``meshfs-server approve``, ``admin``, ``keys``)."""
     async with AsyncExitStack() as stack:
         yield await open_identity_db(settings, stack, None)

@@ -30,15 +30,15 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from meshfs_common.errors import AuthError, MeshFSError, QuotaExceededError
+from meshfs_server.auth.accounts import Plan
+from meshfs_server.auth.ratelimit import Limits
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.ports import UploadRow, WriteTx
-from meshfs_server.identity import audit, plans
-from meshfs_server.identity.accounts import Plan
-from meshfs_server.identity.audit import Who
-from meshfs_server.identity.ratelimit import Limits
+from meshfs_server.policy import audit, plans
+from meshfs_server.policy.audit import Who
 
 if TYPE_CHECKING:
-    from meshfs_server.identity.service import Identity
+    from meshfs_server.auth.service import Identity
 
 log = logging.getLogger("meshfs_server.audit")
 PLAN_CACHE_SECONDS = 5.0
@@ -190,7 +190,7 @@ async def _audit_quietly(identity: Identity, conn: HTTPConnection, status: int) 
 
 async def admit(identity: Identity, limits: Limits, plans_: Plans, conn: HTTPConnection) -> None:
     """Spend the request's rate-limit tokens (raises :class:`RateLimitedError`)."""
-    from meshfs_server.identity.service import PRINCIPAL_KEY, bearer_token, client_address
+    from meshfs_server.auth.service import PRINCIPAL_KEY, bearer_token, client_address
 
     path = conn.url.path
     if path.startswith(_IP_LIMITED):
@@ -236,7 +236,7 @@ def request_target(conn: HTTPConnection) -> tuple[str, dict[str, str]]:
 
 async def audit_request(identity: Identity, conn: HTTPConnection, status: int) -> None:
     """Record a mutating request of an authenticated caller."""
-    from meshfs_server.identity.service import PRINCIPAL_KEY, client_address
+    from meshfs_server.auth.service import PRINCIPAL_KEY, client_address
 
     principal: Any = conn.scope.get(PRINCIPAL_KEY)
     if principal is None:

@@ -16,7 +16,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from meshfs_common.errors import AlreadyExistsError, BadRequestError, NotFoundError
 from meshfs_common.ids import new_id
-from meshfs_server.identity.sql import SqlSession
+from meshfs_server.auth.store import SqlSession
 
 Role = Literal["owner", "writer", "reader"]
 ROLES: tuple[Role, ...] = ("owner", "writer", "reader")

@@ -11,8 +11,8 @@ from typing import Any
 
 import msgspec
 
+from meshfs_server.auth.store import SqlSession
 from meshfs_server.domain.actor import Actor
-from meshfs_server.identity.sql import SqlSession
 
 #: C0 and C1 controls, DEL, and surrogates (which no UTF-8 text can hold).
 _UNSTORABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")

@@ -28,17 +28,13 @@ from meshfs_common.errors import (
 )
 from meshfs_common.ids import new_id
 from meshfs_common.models import DeviceStartResponse, TokenResponse, Whoami
-from meshfs_server.display import clean_label, printable
-from meshfs_server.domain.actor import Actor
-from meshfs_server.identity import accounts, audit, device, safety
-from meshfs_server.identity.accounts import Role
-from meshfs_server.identity.audit import Who
-from meshfs_server.identity.keys import FileKeys, FixedKeys, KeySource, TableKeys, from_secret
-from meshfs_server.identity.ratelimit import Limits
-from meshfs_server.identity.safety import Plans, Quota
-from meshfs_server.identity.schema import identity_migrations
-from meshfs_server.identity.sql import SqlDatabase, SqlSession
-from meshfs_server.identity.tokens import (
+from meshfs_server.auth import accounts, device
+from meshfs_server.auth.accounts import Role
+from meshfs_server.auth.keys import FileKeys, FixedKeys, KeySource, TableKeys, from_secret
+from meshfs_server.auth.ratelimit import Limits
+from meshfs_server.auth.schema import identity_migrations
+from meshfs_server.auth.store import AuthStore, SqlSession
+from meshfs_server.auth.tokens import (
     AGENT_PREFIX,
     REFRESH_PREFIX,
     AccessClaims,
@@ -47,6 +43,12 @@ from meshfs_server.identity.tokens import (
     new_secret,
     secret_hash,
 )
+from meshfs_server.display import clean_label, printable
+from meshfs_server.domain.actor import Actor
+from meshfs_server.http import safety
+from meshfs_server.http.safety import Plans, Quota
+from meshfs_server.policy import audit
+from meshfs_server.policy.audit import Who
 from meshfs_server.settings import Settings
 
 log = logging.getLogger("meshfs_server.identity")
@@ -124,7 +126,7 @@ async def _names(db: SqlSession, user_id: str, tenant_id: str) -> str:
     return f"user {who} in tenant {tenant.name if tenant else tenant_id}"
 
 
-def key_source(db: SqlDatabase, settings: Settings) -> KeySource:
+def key_source(db: AuthStore, settings: Settings) -> KeySource:
     """Where the signing keys live: ``MESHFS_JWT_SECRET`` when set; else the database on
     Postgres (shared by every server process); else the key file in the data directory."""
     if settings.jwt_secret:
@@ -137,7 +139,7 @@ def key_source(db: SqlDatabase, settings: Settings) -> KeySource:
 class Identity:
     """Users, tenants, sessions and tokens on the server's database (SQLite or Postgres)."""
 
-    def __init__(self, db: SqlDatabase, settings: Settings, signer: TokenSigner) -> None:
+    def __init__(self, db: AuthStore, settings: Settings, signer: TokenSigner) -> None:
         self.db = db
         self.settings = settings
         self.signer = signer
@@ -148,7 +150,7 @@ class Identity:
         self.quota = Quota(self, self.plans)
 
     @classmethod
-    async def open(cls, db: SqlDatabase, settings: Settings) -> Identity:
+    async def open(cls, db: AuthStore, settings: Settings) -> Identity:
         """Create the tables if needed and load (or generate) the signing keys."""
         await db.migrate({"identity": identity_migrations(db.dialect)})
         signer = await TokenSigner.open(
@@ -263,7 +265,7 @@ class Identity:
     async def _audit_failure(self, conn: HTTPConnection, exc: AuthError) -> None:
         # A token that names a tenant trustworthily (signed by us, or a known session) is
         # audited in that tenant, so its owners see expired or revoked tokens still in use.
-        from meshfs_server.identity.safety import request_target
+        from meshfs_server.http.safety import request_target
 
         who = Who(client_address=client_address(conn))
         tenant_id = None

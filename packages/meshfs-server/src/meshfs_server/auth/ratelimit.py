@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from meshfs_common.errors import RateLimitedError
-from meshfs_server.identity.sql import SqlDatabase
+from meshfs_server.auth.store import AuthStore
 
 AUTH_PER_MINUTE = 120
 GUESSES_PER_WINDOW = 10
@@ -157,7 +157,7 @@ class LeasedBuckets:
     (Postgres), spent locally in leased slices; the bounds are in the module docstring."""
 
     def __init__(
-        self, db: SqlDatabase, period: float = 60.0, clock: Callable[[], float] = time.monotonic
+        self, db: AuthStore, period: float = 60.0, clock: Callable[[], float] = time.monotonic
     ) -> None:
         self.db = db
         self.period = period
@@ -241,7 +241,7 @@ class Limits:
     guesses: RateLimiter
 
     @classmethod
-    def default(cls, per_minute: int, db: SqlDatabase | None = None) -> Limits:
+    def default(cls, per_minute: int, db: AuthStore | None = None) -> Limits:
         """In-memory buckets; with a Postgres *db*, tenant buckets shared through it."""
         shared = db is not None and db.dialect == "postgres"
         return cls(

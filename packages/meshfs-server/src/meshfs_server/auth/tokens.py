@@ -27,7 +27,7 @@ from joserfc.jwt import JWTClaimsRegistry
 
 from meshfs_common.errors import AuthError
 from meshfs_common.ids import is_id, new_id
-from meshfs_server.identity.keys import FixedKeys, KeyRing, KeySource
+from meshfs_server.auth.keys import FixedKeys, KeyRing, KeySource
 
 AUDIENCE = "meshfs"
 LEEWAY = 30

@@ -13,8 +13,8 @@ import secrets
 from dataclasses import dataclass
 
 from meshfs_common.errors import DeviceFlowError
-from meshfs_server.identity.sql import SqlSession
-from meshfs_server.identity.tokens import DEVICE_PREFIX, new_secret, secret_hash
+from meshfs_server.auth.store import SqlSession
+from meshfs_server.auth.tokens import DEVICE_PREFIX, new_secret, secret_hash
 
 #: RFC 8628 6.1: no vowels (no words), no look-alikes (0/O, 1/I/L), upper case only.
 USER_CODE_ALPHABET = "BCDFGHJKMNPQRSTVWXZ"

@@ -18,14 +18,15 @@ import msgspec
 
 from meshfs_common import paths
 from meshfs_common.errors import BadRequestError, ForbiddenError, NotFoundError
+from meshfs_server.auth import accounts
+from meshfs_server.auth.tokens import AGENT_PREFIX, new_secret, secret_hash
 from meshfs_server.domain.collector import Collector
 from meshfs_server.domain.ports import MetadataStore, StorageUsage
-from meshfs_server.identity import accounts, audit, plans
-from meshfs_server.identity.audit import AuditPage, Who
-from meshfs_server.identity.tokens import AGENT_PREFIX, new_secret, secret_hash
+from meshfs_server.policy import audit, plans
+from meshfs_server.policy.audit import AuditPage, Who
 
 if TYPE_CHECKING:
-    from meshfs_server.identity.service import Identity, Principal
+    from meshfs_server.auth.service import Identity, Principal
 
 MAX_AGENT_SECONDS = 366 * 86400
 DEFAULT_AGENT_SECONDS = 30 * 86400

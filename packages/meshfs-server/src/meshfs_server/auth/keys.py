@@ -30,7 +30,7 @@ from typing import Any, Protocol
 from joserfc.jwk import KeySet, OctKey, OKPKey
 
 from meshfs_common.ids import new_id
-from meshfs_server.identity.sql import SqlDatabase
+from meshfs_server.auth.store import AuthStore
 from meshfs_server.settings import MIN_JWT_SECRET_BYTES
 
 ASYMMETRIC_ALG = "Ed25519"
@@ -137,7 +137,7 @@ def rotate(keys_dir: Path, *, keep_seconds: float | None = None) -> KeyRing:
     """Add a new current key; drop old keys created more than *keep_seconds* ago.
 
     Running servers pick the new key up on their next reload of the ring (see
-    :meth:`meshfs_server.identity.tokens.TokenSigner.refresh_keys`).
+    :meth:`meshfs_server.auth.tokens.TokenSigner.refresh_keys`).
     """
     path = keys_dir / KEYS_FILE
     ring = load_or_create(keys_dir)
@@ -204,7 +204,7 @@ class TableKeys:
     current keys: the one that loses the insert reads the winner's key.
     """
 
-    def __init__(self, db: SqlDatabase) -> None:
+    def __init__(self, db: AuthStore) -> None:
         self.db = db
 
     async def load(self) -> KeyRing:

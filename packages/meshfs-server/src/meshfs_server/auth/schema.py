@@ -47,7 +47,7 @@ PRECISION, flags stay INTEGER 0/1), so identity's one body of SQL runs on both u
 
 from __future__ import annotations
 
-from meshfs_server.identity.sql import Dialect
+from meshfs_server.auth.store import Dialect
 
 IDENTITY_MIGRATIONS: list[str] = [
     """

@@ -1,4 +1,4 @@
-"""``meshfs-server``: run the server and administer it.
+"""``meshfs-server serve`` (the default command), ``migrate``, ``collect`` and ``openapi``.
 
 With no sub-command it serves, so ``meshfs-server`` alone starts the embedded default.
 Exit codes: 0 success, 1 runtime failure, 2 bad usage or settings.
@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 
 import click
 
+from meshfs_server.cli.common import QuietError, load_settings
 from meshfs_server.settings import Settings, SettingsError
 
 #: Seconds a request still running at shutdown (say, an upload) gets to finish.
@@ -61,16 +62,6 @@ def serve_options(func: Any) -> Any:
     return func
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment and flags. A bad one is one line on stderr,
-    ``meshfs-server: MESHFS_X: what is wrong``, and exit code 2."""
-    try:
-        return Settings.from_env(**overrides)
-    except SettingsError as exc:
-        click.echo(f"meshfs-server: {exc}", err=True)
-        sys.exit(2)
-
-
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @serve_options
 @click.version_option(package_name="meshfs-server")
@@ -103,8 +94,7 @@ def serve(**flags: Any) -> None:
     try:
         _run(_serve(settings))
     except OSError as exc:
-        click.echo(f"meshfs-server: cannot serve on {settings.bind}: {exc.strerror}", err=True)
-        sys.exit(1)
+        raise QuietError(f"cannot serve on {settings.bind}: {exc.strerror}") from None
     except LifespanFailureError as exc:
         _cannot_start(exc)
     # Stopped cleanly: the lifespan closed everything the server owns (databases, content
@@ -120,7 +110,7 @@ def _cannot_start(failure: BaseException) -> NoReturn:
     """The server could not open its storage, keys or backends: one line and exit 1. The
     cause's traceback is printed too only when it is not a failure the line explains (a bug)."""
     from meshfs_common.errors import MeshFSError
-    from meshfs_server.identity.keys import KeyFileError
+    from meshfs_server.auth.keys import KeyFileError
 
     # The lifespan's own exception is the context of the failure hypercorn reports.
     cause = failure.__context__ or failure
@@ -133,8 +123,7 @@ def _cannot_start(failure: BaseException) -> NoReturn:
     else:
         traceback.print_exception(cause)
         why = f"{type(cause).__name__}: {cause}"
-    click.echo(f"meshfs-server: cannot start: {why}", err=True)
-    sys.exit(1)
+    raise QuietError(f"cannot start: {why}")
 
 
 def _run(main: Coroutine[Any, Any, None]) -> None:
@@ -206,7 +195,7 @@ async def _serve(settings: Settings) -> None:
 
 def _warn_dev_auto_approve(settings: Settings) -> None:
     """Say loudly, at start, that anyone who can reach the server can sign in."""
-    from meshfs_server.identity.service import DEV_TENANT, DEV_USER
+    from meshfs_server.auth.service import DEV_TENANT, DEV_USER
 
     banner = "!" * 78
     logging.getLogger("meshfs_server").warning(
@@ -233,8 +222,7 @@ def migrate(dry_run: bool) -> None:
     try:
         done = asyncio.run(migrate_metadata(settings, dry_run=dry_run))
     except MeshFSError as exc:
-        click.echo(f"meshfs-server: cannot migrate: {exc}", err=True)
-        sys.exit(1)
+        raise QuietError(f"cannot migrate: {exc}") from None
     where = "postgres" if settings.database_url else str(settings.sqlite_path)
     verb = "pending" if dry_run else "applied"
     click.echo(f"{where}: {verb}: {', '.join(done) if done else 'none'}")
@@ -264,8 +252,7 @@ def collect(sweep: bool, data_dir: Path | None) -> None:
     try:
         collected, swept = asyncio.run(run())
     except MeshFSError as exc:
-        click.echo(f"meshfs-server: cannot collect: {exc}", err=True)
-        sys.exit(1)
+        raise QuietError(f"cannot collect: {exc}") from None
     click.echo(
         f"deleted {collected} unreferenced chunk(s)" + (f", {swept} unrecorded" if sweep else "")
     )
@@ -279,12 +266,3 @@ def openapi_command() -> None:
     from meshfs_server.http.openapi import build_document
 
     click.echo(json.dumps(build_document(all_routes(), __version__), indent=2))
-
-
-def _register_extensions() -> None:
-    from meshfs_server.identity.cli import register
-
-    register(main)
-
-
-_register_extensions()

@@ -13,9 +13,10 @@ from pathlib import Path
 import click
 
 from meshfs_common.errors import AlreadyExistsError, NotFoundError
-from meshfs_server.identity import accounts, audit
-from meshfs_server.identity.cli import DATA_DIR, require_existing_data, run_db, settings_for
-from meshfs_server.identity.sql import SqlDatabase, SqlSession
+from meshfs_server.auth import accounts
+from meshfs_server.auth.store import AuthStore, SqlSession
+from meshfs_server.cli.common import DATA_DIR, require_existing_data, run_db, settings_for
+from meshfs_server.policy import audit
 
 
 def _password(stdin: bool) -> str:
@@ -36,7 +37,7 @@ def _admin(data_dir: Path | None, work: Work, *, creates: bool = False) -> str:
     if not creates:
         require_existing_data(settings, "nothing to manage")
 
-    async def run(db: SqlDatabase) -> str:
+    async def run(db: AuthStore) -> str:
         async with db.write() as conn:
             return await work(conn)
 

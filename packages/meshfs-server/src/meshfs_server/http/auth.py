@@ -1,7 +1,7 @@
 """Identity routes: device login (RFC 8628), refresh, logout, whoami, sessions, agent tokens,
 audit, plans and retention (plus the approval page from :mod:`.page`).
 
-Routes parse, call :class:`~meshfs_server.identity.Identity` and render; errors are raised as
+Routes parse, call :class:`~meshfs_server.auth.service.Identity` and render; errors are raised as
 meshfs_common exceptions and rendered by the app's one handler.
 """
 
@@ -25,6 +25,9 @@ from meshfs_common.models import (
     TokenResponse,
     Whoami,
 )
+from meshfs_server.auth import sessions as control
+from meshfs_server.auth.service import Identity, Principal, client_address
+from meshfs_server.auth.sessions import AgentToken, AgentTokenRequest, SessionList
 from meshfs_server.http.codec import (
     Endpoint,
     Param,
@@ -35,12 +38,9 @@ from meshfs_server.http.codec import (
     query_str,
     respond,
 )
-from meshfs_server.identity import control
-from meshfs_server.identity.audit import AuditPage
-from meshfs_server.identity.control import AgentToken, AgentTokenRequest, SessionList
-from meshfs_server.identity.page import routes as page_routes
-from meshfs_server.identity.plans import PlanInfo, RetentionPolicy, RetentionReport
-from meshfs_server.identity.service import Identity, Principal, client_address
+from meshfs_server.http.device_page import routes as page_routes
+from meshfs_server.policy.audit import AuditPage
+from meshfs_server.policy.plans import PlanInfo, RetentionPolicy, RetentionReport
 
 _FLOW_ERRORS = ("authorization_pending", "slow_down", "access_denied", "expired_token",
                 "invalid_grant", "rate_limited")  # fmt: skip

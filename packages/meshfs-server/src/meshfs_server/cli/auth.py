@@ -1,4 +1,4 @@
-"""``meshfs-server approve``, ``meshfs-server keys ...`` and ``meshfs-server admin ...``.
+"""``meshfs-server approve`` and ``meshfs-server keys ...`` (``admin ...`` is :mod:`.admin`).
 
 They work on the database and key files directly, so they can run next to a running server
 (SQLite WAL lets one writer and many readers share the file). With ``MESHFS_DATABASE_URL`` set
@@ -9,78 +9,27 @@ settings.
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from typing import Any
 
 import click
 
-from meshfs_common.errors import MeshFSError, NotFoundError
-from meshfs_server.display import printable
-from meshfs_server.identity import accounts, device
-from meshfs_server.identity.keys import KeyFileError, KeyRing
-from meshfs_server.identity.schema import identity_migrations
-from meshfs_server.identity.service import approve_for_account, key_source
-from meshfs_server.identity.sql import SqlDatabase
-from meshfs_server.settings import Settings
-
-T = TypeVar("T")
-
-DATA_DIR = click.option(
-    "--data-dir", type=click.Path(path_type=Path),
-    help="the server's data directory [env MESHFS_DATA_DIR; user data dir]",
+from meshfs_common.errors import NotFoundError
+from meshfs_server.auth import accounts, device
+from meshfs_server.auth.keys import KeyFileError, KeyRing
+from meshfs_server.auth.service import approve_for_account, key_source
+from meshfs_server.auth.store import AuthStore
+from meshfs_server.cli.common import (
+    DATA_DIR,
+    QuietError,
+    identity_location,
+    require_existing_data,
+    run_db,
+    settings_for,
 )  # fmt: skip
-
-
-def settings_for(data_dir: Path | None) -> Settings:
-    """The server's settings, exactly as ``meshfs-server serve`` would load them."""
-    from meshfs_server.cli import load_settings
-
-    return load_settings(data_dir=data_dir)
-
-
-def run_db(settings: Settings, work: Callable[[SqlDatabase], Awaitable[T]]) -> T:
-    """Open identity's database (SQLite, or Postgres with ``MESHFS_DATABASE_URL``), make sure
-    the identity tables exist, run *work*, close."""
-    from meshfs_server.identity.storage import identity_database
-
-    async def main() -> T:
-        async with identity_database(settings) as db:
-            await db.migrate({"identity": identity_migrations(db.dialect)})
-            return await work(db)
-
-    try:
-        return asyncio.run(main())
-    except MeshFSError as exc:
-        click.echo(f"meshfs-server: {exc.message}", err=True)
-        sys.exit(1)
-
-
-def identity_location(settings: Settings) -> str:
-    """Where the commands read accounts and logins, as an administrator would name it (the
-    data directory, or the Postgres host and database - never the password)."""
-    if settings.database_url is None:
-        return f"the data directory {settings.resolved_data_dir}"
-    dsn = urlsplit(settings.database_url)
-    return f"the Postgres database {dsn.path.lstrip('/') or '?'} on {dsn.hostname or 'localhost'}"
-
-
-def require_existing_data(settings: Settings, what: str) -> None:
-    """Exit 1 with one line when the embedded database is not there: *what* cannot succeed on
-    an empty data directory, and opening it would create one (typically under the wrong
-    HOME or --data-dir)."""
-    if settings.database_url is None and not settings.sqlite_path.exists():
-        click.echo(
-            f"meshfs-server: {what}: {identity_location(settings)} holds no MeshFS server data"
-            f" (no {settings.sqlite_path.name}); is the server using another --data-dir or"
-            " MESHFS_DATA_DIR?",
-            err=True,
-        )
-        sys.exit(1)
+from meshfs_server.display import printable
+from meshfs_server.settings import Settings
 
 
 def _describe_pending(codes: list[device.DeviceCode], now: float) -> str:
@@ -103,7 +52,7 @@ def approve_code(
     accounts.check_role(role)
     require_existing_data(settings, "no pending login")
 
-    async def work(db: SqlDatabase) -> str:
+    async def work(db: AuthStore) -> str:
         now = time.time()
         async with db.write() as conn:
             try:
@@ -119,15 +68,6 @@ def approve_code(
         )
 
     return run_db(settings, work)
-
-
-def register(group: click.Group) -> None:
-    """Add the identity commands to the ``meshfs-server`` group."""
-    group.add_command(approve)
-    group.add_command(keys)
-    from meshfs_server.identity.admin import admin
-
-    group.add_command(admin)
 
 
 @click.command()
@@ -173,18 +113,16 @@ def keys_rotate(keep_days: float | None, data_dir: Path | None) -> None:
     """Make a new signing key current; older keys still verify tokens until dropped."""
     settings = settings_for(data_dir)
     if settings.jwt_secret:
-        click.echo("meshfs-server: MESHFS_JWT_SECRET is set; change the secret instead", err=True)
-        sys.exit(1)
+        raise QuietError("MESHFS_JWT_SECRET is set; change the secret instead")
     keep = None if keep_days is None else keep_days * 86400
 
-    async def work(db: SqlDatabase) -> KeyRing:
+    async def work(db: AuthStore) -> KeyRing:
         return await key_source(db, settings).rotate(keep_seconds=keep)
 
     try:
         ring = run_db(settings, work)
     except (KeyFileError, OSError) as exc:
-        click.echo(f"meshfs-server: {exc}", err=True)
-        sys.exit(1)
+        raise QuietError(str(exc)) from None
     click.echo(f"current key {ring.current_kid}; {len(ring.keys)} key(s) accepted")
 
 

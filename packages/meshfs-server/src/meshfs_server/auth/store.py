@@ -1,4 +1,4 @@
-"""Identity's storage port: short SQL transactions that run on SQLite and on Postgres alike.
+"""The :class:`AuthStore` port: identity's short SQL transactions, on SQLite and Postgres alike.
 
 Identity keeps one body of SQL for both databases. Statements use ``?`` placeholders and the
 common subset of the two dialects (``INSERT ... ON CONFLICT``, ``COALESCE``, ``LIMIT``); the
@@ -7,7 +7,7 @@ Postgres adapter rewrites ``?`` to ``$1, $2, ...``. Rows are plain tuples on bot
 Adapters: :class:`meshfs_server.adapters.sqlite_sql.SqliteSql` (on the embedded database file;
 statements are microseconds and run inline) and
 :class:`meshfs_server.adapters.postgres_sql.PostgresSql` (on an asyncpg pool). Which one the
-server uses follows ``MESHFS_DATABASE_URL`` (see :func:`meshfs_server.services.open_identity_db`).
+server uses follows ``MESHFS_DATABASE_URL`` (see :mod:`meshfs_server.auth.storage`).
 
 Transaction semantics both adapters give:
 
@@ -59,8 +59,9 @@ class SqlSession(Protocol):
         ...
 
 
-class SqlDatabase(Protocol):
-    """Where identity's tables live."""
+class AuthStore(Protocol):
+    """Where identity's tables live: accounts, sessions, refresh tokens, device codes, keys,
+    rate-limit leases, plans and the audit log (see :mod:`meshfs_server.auth.schema`)."""
 
     @property
     def dialect(self) -> Dialect:

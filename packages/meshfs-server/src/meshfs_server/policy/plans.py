@@ -19,8 +19,8 @@ from typing import cast
 import msgspec
 
 from meshfs_common.errors import BadRequestError, NotFoundError
-from meshfs_server.identity.accounts import Plan
-from meshfs_server.identity.sql import SqlSession
+from meshfs_server.auth.accounts import Plan
+from meshfs_server.auth.store import SqlSession
 from meshfs_server.settings import Settings
 
 

@@ -35,11 +35,11 @@ from meshfs_common.errors import (
     ForbiddenError,
     MeshFSError,
 )
+from meshfs_server.auth import accounts
+from meshfs_server.auth.service import Identity, client_address
 from meshfs_server.http.codec import Endpoint, Param, endpoint
 from meshfs_server.http.errors import retry_after
-from meshfs_server.identity import accounts
-from meshfs_server.identity.audit import Who
-from meshfs_server.identity.service import Identity, client_address
+from meshfs_server.policy.audit import Who
 
 CSRF_COOKIE = "meshfs_csrf"
 TICKET_AUDIENCE = "meshfs-device-approval"
