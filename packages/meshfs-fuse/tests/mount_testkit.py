@@ -57,6 +57,10 @@ class Server:
             return [found]
         return [str(exe)]
 
+    def restart(self) -> None:
+        """Start the stopped server again, on the same port with the same data."""
+        self.process = _launch(self.url, self.data_dir, self.log_path)
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -75,25 +79,31 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@contextlib.contextmanager
-def running_server(root: Path) -> Iterator[Server]:
+def _launch(url: str, data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
     exe = BIN / "meshfs-server"
     command = [str(exe)] if exe.exists() else [shutil.which("meshfs-server") or "meshfs-server"]
-    port = free_port()
-    data_dir, log_path = root / "server-data", root / "server.log"
+    bind = url.removeprefix("http://")
     env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFS_")}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            [*command, "serve", "--bind", f"127.0.0.1:{port}", "--data-dir", str(data_dir)],
+            [*command, "serve", "--bind", bind, "--data-dir", str(data_dir)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
         )
-    server = Server(f"http://127.0.0.1:{port}", data_dir, log_path, process)
+    wait_for(lambda: process.poll() is not None or _healthy(url), 30, "meshfs-server")
+    if process.poll() is not None:
+        pytest.fail(f"meshfs-server exited:\n{log_path.read_text()}")
+    return process
+
+
+@contextlib.contextmanager
+def running_server(root: Path) -> Iterator[Server]:
+    url = f"http://127.0.0.1:{free_port()}"
+    root.mkdir(parents=True, exist_ok=True)
+    data_dir, log_path = root / "server-data", root / "server.log"
+    server = Server(url, data_dir, log_path, _launch(url, data_dir, log_path))
     try:
-        wait_for(lambda: process.poll() is not None or _healthy(server.url), 30, "meshfs-server")
-        if process.poll() is not None:
-            pytest.fail(f"meshfs-server exited:\n{log_path.read_text()}")
         yield server
     finally:
         server.stop()

@@ -42,6 +42,9 @@ __all__ = ["DaemonConfig", "MountError", "recover_spools", "serve"]
 
 log = logging.getLogger(__name__)
 
+RETRY_INTERVAL = 2.0
+"""Seconds between attempts to commit files whose close could not (an outage)."""
+
 
 class MountError(Exception):
     """The mount cannot start; the message says why, in one line."""
@@ -159,6 +162,7 @@ async def _run(
             store.prefetch_in(nursery)
             nursery.start_soon(invalidator.run)
             nursery.start_soon(_follow, remote, coherence, cursor)
+            nursery.start_soon(_retry_unsent, operations)
             await nursery.start(_on_signals, operations)
             ready()
             await pyfuse3.main()
@@ -168,6 +172,14 @@ async def _run(
     finally:
         if not unmounted:
             pyfuse3.close(unmount=True)
+
+
+async def _retry_unsent(operations: MeshFSOperations) -> None:
+    """Commit files whose close failed (the server was unreachable) once it answers again."""
+    while True:
+        await trio.sleep(RETRY_INTERVAL)
+        if operations.unsent:
+            await operations.retry_unsent()
 
 
 async def _on_signals(

@@ -93,6 +93,7 @@ class MeshFSOperations(pyfuse3.Operations):
         self._handles: dict[int, _Handle] = {}
         self._dirs: dict[int, _DirHandle] = {}
         self._contents: dict[int, FileContent] = {}
+        self._unsent: dict[int, tuple[Inode, FileContent]] = {}
         self._fh = itertools.count(1)
         self._statfs: tuple[float, pyfuse3.StatvfsData] | None = None
 
@@ -381,19 +382,43 @@ class MeshFSOperations(pyfuse3.Operations):
             await self._drop_content(node, handle.content)
 
     async def _drop_content(self, node: Inode, content: FileContent) -> None:
+        if content.dirty and node.attached:
+            # The last close could not commit (the server is unreachable): keep the content
+            # (reads and stat still see it) and hold the inode until retry_unsent commits it.
+            if node.ino not in self._unsent:
+                self._unsent[node.ino] = (node, content)
+                self.table.opened(node)
+                log.warning(
+                    "%s is not committed yet; retrying until the server answers",
+                    self.table.path_of(node.ino),
+                )
+            return
         if self._contents.get(node.ino) is content:
             del self._contents[node.ino]
         spool = content.spool
         content.spool = None
-        if spool is None:
-            return
-        if spool.dirty and node.attached:
-            # Not committed (the server could not be reached): the journal keeps it for the
-            # next start. Only close it here.
-            log.error("%s could not be committed; it will be at the next mount", spool.path)
-            spool.close()
-            return
-        await spool.discard()
+        if spool is not None:
+            await spool.discard()
+
+    @property
+    def unsent(self) -> int:
+        """Closed files whose commit failed and is being retried."""
+        return len(self._unsent)
+
+    async def retry_unsent(self) -> None:
+        """Try again to commit closed files the server could not take (after an outage)."""
+        for ino, (node, content) in list(self._unsent.items()):
+            if content.dirty and node.attached:
+                try:
+                    await self._commit(node, content)
+                except (MeshFSError, OSError) as exc:
+                    log.debug("%s still not committed: %s", self.table.path_of(ino), exc)
+                    continue
+                log.info("%s committed after a failed close", self.table.path_of(ino))
+            del self._unsent[ino]
+            self.table.released(node)
+            if node.opens == 0:
+                await self._drop_content(node, content)
 
     async def _commit(self, node: Inode, content: FileContent) -> None:
         """Commit *content* as one version of *node* (no-op when nothing changed)."""
@@ -632,7 +657,9 @@ class MeshFSOperations(pyfuse3.Operations):
     # --- for the daemon -----------------------------------------------------------------------
 
     async def drain(self) -> int:
-        """Commit every dirty open file (at shutdown); the number that could not be."""
+        """Commit every dirty open file (at shutdown); the number that could not be (their
+        journal records stay for the next mount)."""
+        await self.retry_unsent()
         failed = 0
         for ino, content in list(self._contents.items()):
             node = self.table.find(ino)
