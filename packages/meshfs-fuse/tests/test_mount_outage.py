@@ -3,6 +3,7 @@ whose close failed are committed without a remount."""
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -23,11 +24,15 @@ def test_an_outage_loses_nothing(tmp_path: Path) -> None:
 
             server.stop()
             assert (target / "before.txt").read_bytes() == b"cached"  # from the caches
-            with pytest.raises(OSError), open(target / "during.txt", "wb") as out:
+            with pytest.raises(OSError) as failed, open(target / "during.txt", "wb") as out:
                 out.write(b"written during the outage")
+            assert failed.value.errno in (errno.EAGAIN, errno.ETIMEDOUT), failed.value
             # Still there, with its content, while it waits for the server.
             assert (target / "during.txt").read_bytes() == b"written during the outage"
 
+            # The release after the failed close tried again, failed, and handed the file to
+            # the daemon's retries.
+            wait_for(lambda: "is not committed yet; retrying" in mount.log(), 60, "the hand-over")
             server.restart()
 
             def committed() -> bool:
@@ -38,6 +43,5 @@ def test_an_outage_loses_nothing(tmp_path: Path) -> None:
                     return False
 
             wait_for(committed, 30, "the commit after the outage")
-            assert "is not committed yet; retrying" in mount.log()
             with account.client() as api:
                 assert len(api.versions("/during.txt")) == 1
