@@ -3,7 +3,10 @@ leaves a keep-alive client with a dead connection."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 import pytest
@@ -152,3 +155,38 @@ async def test_keep_alive_client_sees_no_reset_after_early_answers(harness: Harn
             too_big = await client.post("/files/mkdir", content=b"x" * (SMALL_BODY + 1))
             assert too_big.status_code == 413
             assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_client_leaving_mid_body_is_not_a_server_error(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client that goes away halfway through its body (a cancelled upload) is its own doing:
+    no 500 and no traceback in the server's log."""
+    app = harness.client._transport.app  # type: ignore[attr-defined]
+    token = harness.client.headers["Authorization"].encode()
+    incoming = [
+        {"type": "http.request", "body": b'{"path": "/hal', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+    answered: list[int] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answered.append(message["status"])
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/files/mkdir", "raw_path": b"/files/mkdir",
+        "query_string": b"", "root_path": "", "client": ("127.0.0.1", 40000),
+        "server": ("127.0.0.1", 8787), "extensions": {},
+        "headers": [(b"transfer-encoding", b"chunked"), (b"content-type", b"application/json"),
+                    (b"authorization", token)],
+    }  # fmt: skip
+    with caplog.at_level(logging.WARNING):
+        await asyncio.wait_for(app(scope, receive, send), 10)
+    assert answered == [400]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert (await harness.client.get("/files/meta", params={"path": "/hal"})).status_code == 404

@@ -27,7 +27,7 @@ import anyio
 from starlette.routing import BaseRoute, Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from meshfs_common.errors import PayloadTooLargeError
+from meshfs_common.errors import BadRequestError, PayloadTooLargeError
 from meshfs_server.http.codec import PART_BODY, SMALL_BODY, Endpoint
 from meshfs_server.http.errors import render
 
@@ -44,6 +44,7 @@ class _Body:
     received: int = 0
     complete: bool = False
     refused: bool = False  # a read crossed the cap
+    answered: bool = False  # the response has started
 
 
 class BodyLimit:
@@ -75,12 +76,10 @@ class BodyLimit:
             await _too_large(scope, cap, close=not drained)(scope, receive, send)
             return
         counted = _counting(receive, body, cap)
-        started = False
 
         async def guarded(message: Message) -> None:
-            nonlocal started
             if message["type"] == "http.response.start":
-                started = True
+                body.answered = True
                 unread = not body.complete
                 if unread and (body.refused or not await _drain(counted, body, length, cap)):
                     message = _closing(scope, message)
@@ -89,14 +88,16 @@ class BodyLimit:
         try:
             await self.app(scope, counted, guarded)
         except PayloadTooLargeError:
-            if started or not body.refused:
+            if body.answered or not body.refused:
                 raise
             assert cap is not None
             await _too_large(scope, cap, close=True)(scope, receive, send)
 
 
 def _counting(receive: Receive, body: _Body, cap: int | None) -> Receive:
-    """*receive*, recording what arrives of the body; the read that crosses *cap* raises 413."""
+    """*receive*, recording what arrives of the body; the read that crosses *cap* raises 413,
+    and a client that leaves before its body is complete (and before the answer) is a
+    :class:`BadRequestError` - answered to nobody, and never logged as a server failure."""
 
     async def counted() -> Message:
         message = await receive()
@@ -107,7 +108,12 @@ def _counting(receive: Receive, body: _Body, cap: int | None) -> Receive:
                 body.refused = True
                 raise _too_large_error(cap)
         elif message["type"] == "http.disconnect":
+            cut_short = not body.complete and not body.answered
             body.complete = True
+            if cut_short:
+                raise BadRequestError(
+                    f"the client went away after {body.received} bytes of the request body"
+                )
         return message
 
     return counted
@@ -136,7 +142,7 @@ async def _drain(receive: Receive, body: _Body, length: int | None, cap: int | N
         try:
             while not body.complete and body.received <= limit:
                 await receive()
-        except PayloadTooLargeError:
+        except (PayloadTooLargeError, BadRequestError):  # over the cap, or the client left
             return False
     return body.complete
 
