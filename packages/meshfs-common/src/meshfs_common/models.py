@@ -13,12 +13,23 @@ from typing import Any, Literal
 
 import msgspec
 
+# Re-exported: every wire model is reachable from here.
+from meshfs_common._model import Model as Model
+from meshfs_common.admin import AdminModel as AdminModel
+from meshfs_common.admin import AgentToken as AgentToken
+from meshfs_common.admin import AgentTokenRequest as AgentTokenRequest
+from meshfs_common.admin import AuditEntry as AuditEntry
+from meshfs_common.admin import AuditPage as AuditPage
+from meshfs_common.admin import DeviceActivateResponse as DeviceActivateResponse
+from meshfs_common.admin import PlanInfo as PlanInfo
+from meshfs_common.admin import RetentionPolicy as RetentionPolicy
+from meshfs_common.admin import RetentionReport as RetentionReport
+from meshfs_common.admin import SessionInfo as SessionInfo
+from meshfs_common.admin import SessionList as SessionList
+from meshfs_common.admin import StorageInfo as StorageInfo
+
 NodeKind = Literal["file", "dir"]
 EventType = Literal["mkdir", "write", "rename", "delete", "restore"]
-
-
-class Model(msgspec.Struct, kw_only=True, forbid_unknown_fields=False):
-    """Base of all wire models."""
 
 
 # --- errors -------------------------------------------------------------------------------------
