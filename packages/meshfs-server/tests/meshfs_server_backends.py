@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -285,12 +286,13 @@ class Seaweed:
 
 # --- pytest fixtures (imported by conftest.py) ---------------------------------------------------
 
-BACKEND_NAMES = ("sqlite", "postgres")
+BACKEND_NAMES = ("sqlite", "postgres", "memory")
 TEST_BUCKET = "meshfs-tests"
 
 
 def selected_backends() -> list[str]:
-    """MESHFS_TEST_BACKENDS (comma-separated; default: all) - which backends tests run on."""
+    """MESHFS_TEST_BACKENDS (comma-separated; default: all) - which backends tests run on:
+    ``sqlite``, ``postgres`` (with S3) and ``memory`` (the in-memory stores)."""
     wanted = os.environ.get("MESHFS_TEST_BACKENDS", ",".join(BACKEND_NAMES))
     names = [n.strip() for n in wanted.split(",") if n.strip()]
     unknown = [n for n in names if n not in BACKEND_NAMES]
@@ -402,15 +404,49 @@ def private_seaweed() -> Iterator[Seaweed]:
         started.stop()
 
 
+def sql_backends() -> list[str]:
+    """The selected backends whose metadata lives in SQL tables."""
+    return [n for n in selected_backends() if n != "memory"]
+
+
+#: For a test that ages rows with SQL (to reach retention's thresholds without waiting): it
+#: runs on the SQL backends only.
+sql_only = pytest.mark.parametrize("backend", sql_backends(), indirect=True)
+
+
+@contextmanager
+def memory_backend() -> Iterator[None]:
+    """Servers opened meanwhile keep their namespace metadata and content in memory
+    (:mod:`meshfs_server.adapters.memory`); identity stays on SQLite."""
+    from meshfs_server import services
+    from meshfs_server.adapters.memory import MemoryContentStore, MemoryMetadataStore
+
+    async def metadata(*args: object, **kwargs: object) -> MemoryMetadataStore:
+        return MemoryMetadataStore()
+
+    async def content(*args: object, **kwargs: object) -> MemoryContentStore:
+        return MemoryContentStore()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "open_metadata", metadata)
+        patch.setattr(services, "open_content", content)
+        yield
+
+
 @pytest.fixture(params=selected_backends())
 def backend(request: pytest.FixtureRequest) -> Iterator[dict[str, object]]:
     """Which backends a test's server runs on, as Settings fields to override.
 
     ``sqlite``: the embedded default (SQLite + a local directory). ``postgres``: a fresh
     Postgres database of its own and the session's SeaweedFS bucket, direct transfers on.
+    ``memory``: the in-memory metadata and content stores, proven equal to SQL by the same tests.
     """
     if request.param == "sqlite":
         yield {}
+        return
+    if request.param == "memory":
+        with memory_backend():
+            yield {}
         return
     started: Production = request.getfixturevalue("production")
     dsn = started.create_database()

@@ -7,6 +7,7 @@ import time
 import httpx
 import pytest
 from conftest import AuthHarness, Harness
+from meshfs_server_backends import sql_only
 
 from meshfs_common.ids import new_id
 from meshfs_server.domain import history
@@ -280,6 +281,7 @@ async def test_a_long_range_comes_in_parts(
     assert paths == {"/long", *(f"/long/f{i}.txt" for i in range(8))}
 
 
+@sql_only  # ages rows with SQL
 async def test_a_trimmed_history_is_said_so(auth: AuthHarness) -> None:
     owner = await auth.login("alice")
     async with auth.client_for(owner.access_token) as alice:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from conftest import AuthHarness
+from meshfs_server_backends import sql_only
 
 from meshfs_common.hashing import chunk_hash, content_hash_of
 from meshfs_server.app import create_app
@@ -305,6 +306,7 @@ async def test_quota_race_never_exceeds(small: AuthHarness) -> None:
     assert info["used"] <= 1000
 
 
+@sql_only  # ages rows with SQL
 async def test_retention_prunes_versions_and_purges_tombstones(auth: AuthHarness) -> None:
     owner = await auth.login("alice")
     async with auth.client_for(owner.access_token) as alice:
@@ -332,6 +334,7 @@ async def test_retention_prunes_versions_and_purges_tombstones(auth: AuthHarness
     assert [e["name"] for e in listing.json()["entries"]] == ["f.txt"]
 
 
+@sql_only  # ages rows with SQL
 async def test_retention_never_prunes_a_head(auth: AuthHarness) -> None:
     owner = await auth.login("alice")
     async with auth.client_for(owner.access_token) as alice:

@@ -8,6 +8,7 @@ import asyncio
 import shutil
 import tempfile
 from collections.abc import Coroutine
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -127,7 +128,7 @@ class NamespaceMachine(RuleBasedStateMachine):
         self.loop = asyncio.new_event_loop()
         self.tmp = Path(tempfile.mkdtemp(prefix="meshfs-model-"))
         self.actor = Actor(tenant_id=new_id(), user_id=new_id())
-        self.context = open_services(self.make_settings(self.tmp), authenticate=self._no_auth)
+        self.context = self.open(self.tmp)
         self.services: Services = self.run(self.context.__aenter__())
         self.model = Model()
         self.created: list[tuple[int, str, str]] = []  # (model key, version id, hash)
@@ -135,6 +136,11 @@ class NamespaceMachine(RuleBasedStateMachine):
     def make_settings(self, data_dir: Path) -> Settings:
         """The embedded default; test_backend_model.py runs the same machine on Postgres + S3."""
         return Settings(data_dir=data_dir)
+
+    def open(self, data_dir: Path) -> AbstractAsyncContextManager[Any]:
+        """The services under test (anything with ``namespace``, ``content`` and ``feed``): a
+        server's, on the backend :meth:`make_settings` selects."""
+        return open_services(self.make_settings(data_dir), authenticate=self._no_auth)
 
     async def _no_auth(self, conn: Any) -> Actor:
         raise AssertionError("not used")

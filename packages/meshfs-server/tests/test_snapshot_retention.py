@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 from conftest import AuthHarness
+from meshfs_server_backends import sql_only
 
 
 async def write(client: httpx.AsyncClient, path: str, data: bytes) -> dict:
@@ -17,6 +18,7 @@ async def version_ids(client: httpx.AsyncClient, node_id: str) -> list[str]:
     return [v["version_id"] for v in page["versions"]]
 
 
+@sql_only  # ages rows with SQL
 async def test_snapshots_pin_versions_and_tombstones(auth: AuthHarness) -> None:
     owner = await auth.login("alice")
     async with auth.client_for(owner.access_token) as alice:
