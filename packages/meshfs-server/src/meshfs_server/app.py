@@ -14,9 +14,10 @@ from starlette.routing import BaseRoute
 
 from meshfs_common.errors import MeshFSError
 from meshfs_server.http import errors, files, health, history, openapi, snapshots, sync, transfer
+from meshfs_server.http.authn import Authenticate
 from meshfs_server.http.draining import Draining, Shutdown
 from meshfs_server.http.requestlog import RequestLog
-from meshfs_server.services import Authenticate, Services, open_services
+from meshfs_server.services import Services, open_services
 from meshfs_server.settings import Settings
 
 log = logging.getLogger("meshfs_server")
@@ -26,12 +27,14 @@ SWEEP_INTERVAL = 6 * 3600.0
 
 
 def all_routes() -> list[BaseRoute]:
-    from meshfs_server.http.auth import routes as identity_routes
+    from meshfs_server.http import auth, device_page, policy
     from meshfs_server.http.mcp import routes as mcp_routes
 
     return [
         *health.routes,
-        *identity_routes,
+        *auth.routes,
+        *policy.routes,
+        *device_page.routes,
         *mcp_routes,
         *files.routes,
         *history.routes,
@@ -74,8 +77,11 @@ def create_app(
             app.state.services = services
             async with open_mcp(settings) as mcp, anyio.create_task_group() as tasks:
                 app.state.mcp = mcp
+                # Every background loop is owned here, and cancelled before storage closes.
+                if services.doorbell is not None:
+                    tasks.start_soon(services.doorbell.run, name="meshfs-doorbell")
                 if background:
-                    tasks.start_soon(_collect_forever, services)
+                    tasks.start_soon(_collect_forever, services, name="meshfs-collector")
                 yield
                 tasks.cancel_scope.cancel()
 

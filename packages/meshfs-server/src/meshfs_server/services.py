@@ -1,20 +1,24 @@
-"""Everything a running server holds, created in one place and closed in reverse order."""
+"""Everything a running server holds, created in one place and closed in reverse order.
+
+:func:`open_services` is the composition root: it opens storage, builds the domain services
+and the tenant policy they are given (the storage quota as their ``QuotaPolicy``), and yields
+one frozen, typed :class:`Services`; the app's lifespan runs its background loops in a task group
+that it cancels before the services close.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
-
-from starlette.requests import HTTPConnection
+from typing import TYPE_CHECKING
 
 from meshfs_common.ids import new_id
 from meshfs_server.adapters.local_content import LocalContentStore
-from meshfs_server.adapters.private_files import private_dir
+from meshfs_server.adapters.private_files import prepare_data_dir
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
 from meshfs_server.adapters.sqlite_metadata import SqliteMetadataStore
-from meshfs_server.domain.actor import Actor
+from meshfs_server.auth.service import Identity
 from meshfs_server.domain.collector import Collector
 from meshfs_server.domain.content import ContentService
 from meshfs_server.domain.direct import DirectTransfers
@@ -23,19 +27,24 @@ from meshfs_server.domain.history import History
 from meshfs_server.domain.namespace import Namespace
 from meshfs_server.domain.ports import ContentStore, MetadataStore
 from meshfs_server.domain.snapshots import Snapshots
+from meshfs_server.http.authn import Authenticate, authenticator
 from meshfs_server.http.streams import StreamSlots
 from meshfs_server.settings import Settings
 
 if TYPE_CHECKING:
     from meshfs_server.adapters.postgres_notify import PostgresDoorbell
 
-Authenticate = Callable[[HTTPConnection], Awaitable[Actor]]
+__all__ = ["Authenticate", "Services", "migrate_metadata", "open_services", "prepare_data_dir"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Services:
+    """What a running server holds (built by :func:`open_services`, read by routes through
+    :func:`meshfs_server.http.state.services`)."""
+
     settings: Settings
-    db: SqliteDatabase
+    db: SqliteDatabase | None
+    """The embedded database file (None on Postgres, where nothing lives in SQLite)."""
     store: MetadataStore
     content_store: ContentStore
     bus: LocalBus
@@ -46,7 +55,8 @@ class Services:
     authenticate: Authenticate
     history: History
     snapshots: Snapshots
-    identity: Any = None
+    identity: Identity | None = None
+    """Accounts, sessions and tokens (None in an app built with a custom authenticate)."""
     settings_heartbeat: float = 15.0
     streams: StreamSlots = field(default_factory=lambda: StreamSlots(8, 64))
     """Open SSE and WebSocket change streams, per token and per tenant (this process)."""
@@ -54,25 +64,16 @@ class Services:
     doorbell: PostgresDoorbell | None = None  # LISTEN/NOTIFY between server processes
 
 
-def prepare_data_dir(settings: Settings) -> None:
-    """Create the data directory (and the SQLite file's directory in it) 0700, or tighten
-    them with a warning if other users can read them: they hold password hashes, every file
-    name and client addresses."""
-    private_dir(settings.resolved_data_dir)
-    if settings.metadata_sqlite_path is None:
-        private_dir(settings.sqlite_path.parent)
-
-
 async def open_metadata(
-    settings: Settings, stack: AsyncExitStack, db: SqliteDatabase, *, instance: str = ""
+    settings: Settings, stack: AsyncExitStack, db: SqliteDatabase | None, *, instance: str = ""
 ) -> MetadataStore:
     """The namespace metadata store *settings* select (closed by *stack*).
 
-    Postgres when MESHFS_DATABASE_URL is set; else the SQLite database *db*, which identity
-    uses in both cases (identity's tables are not in Postgres yet). *instance* names this
-    process in the change notifications it sends to the others.
+    Postgres when MESHFS_DATABASE_URL is set; else the SQLite database *db* (which identity
+    shares). *instance* names this process in the change notifications it sends to the others.
     """
     if settings.database_url is None:
+        assert db is not None, "the embedded database is opened first"
         return await SqliteMetadataStore.open(db)
     from meshfs_server.adapters.postgres_db import PostgresDatabase
     from meshfs_server.adapters.postgres_metadata import PostgresMetadataStore
@@ -157,16 +158,33 @@ async def open_content(settings: Settings, stack: AsyncExitStack) -> ContentStor
 async def open_services(
     settings: Settings, *, authenticate: Authenticate | None = None
 ) -> AsyncIterator[Services]:
-    """Open storage and build the domain services for *settings*."""
+    """Open storage and build the domain services for *settings*. Their background loops (the
+    doorbell) are run by the owner's task group (see :func:`meshfs_server.app.create_app`)."""
     async with AsyncExitStack() as stack:
         prepare_data_dir(settings)
-        db = await SqliteDatabase.open(settings.sqlite_path)
-        stack.push_async_callback(db.close)
+        db = None
+        if settings.database_url is None:
+            db = await SqliteDatabase.open(settings.sqlite_path)
+            stack.push_async_callback(db.close)
         instance = new_id()
         store = await open_metadata(settings, stack, db, instance=instance)
         content_store = await open_content(settings, stack)
         bus = LocalBus()
         feed = ChangeFeed(store, bus)
+        identity = None
+        if authenticate is None:
+            from meshfs_server.auth.storage import open_identity_db
+
+            identity = await Identity.open(await open_identity_db(settings, stack, db), settings)
+            stack.push_async_callback(identity.close)
+            authenticate = authenticator(identity)
+        content = ContentService(
+            store, content_store, feed, quota=identity.quota if identity is not None else None
+        )
+        direct = None
+        if settings.object_store_direct_transfers:
+            direct = DirectTransfers(content, content_store)  # type: ignore[arg-type]
+        history = History(store, content)
         doorbell = None
         if settings.database_url is not None:
             from meshfs_server.adapters.postgres_notify import PostgresDoorbell
@@ -176,25 +194,6 @@ async def open_services(
                 settings.database_url, instance, bus.ring, bus.ring_all,
                 timeout=settings.database_timeout_seconds,
             )  # fmt: skip
-            doorbell.start()
-            stack.push_async_callback(doorbell.close)
-        identity = None
-        if authenticate is None:
-            from meshfs_server.auth.service import Identity
-            from meshfs_server.auth.storage import open_identity_db
-
-            identity = await Identity.open(await open_identity_db(settings, stack, db), settings)
-            stack.push_async_callback(identity.close)
-            authenticate = identity.authenticate
-        content = ContentService(
-            store, content_store, feed,
-            commit_hook=identity.quota.commit if identity is not None else None,
-            reserve_hook=identity.quota.reserve if identity is not None else None,
-        )  # fmt: skip
-        direct = None
-        if settings.object_store_direct_transfers:
-            direct = DirectTransfers(content, content_store)  # type: ignore[arg-type]
-        history = History(store, content)
         yield Services(
             settings=settings,
             db=db,

@@ -15,7 +15,6 @@ local subscribers, because whatever was notified meanwhile is lost.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 from collections.abc import Callable
@@ -45,19 +44,6 @@ class PostgresDoorbell:
         self.ring_all = ring_all
         self.timeout = timeout
         self.listening = asyncio.Event()  # set while a listening connection is up
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        """Start listening in the background; :meth:`close` stops it (the owner calls it)."""
-        self._task = asyncio.get_running_loop().create_task(self.run(), name="meshfs-doorbell")
-
-    async def close(self) -> None:
-        """Stop listening and wait until the connection is closed."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     def _on_notify(self, conn: object, pid: int, channel: str, payload: object) -> None:
         tenant_id, _, sender = str(payload).partition(" ")
@@ -65,7 +51,8 @@ class PostgresDoorbell:
             self.ring(tenant_id)
 
     async def run(self) -> None:
-        """Listen until cancelled, reconnecting after failures (the owner cancels it)."""
+        """Listen until cancelled, reconnecting after failures (the server's task group runs
+        it and cancels it on shutdown)."""
         failures = 0
         while True:
             closed = asyncio.Event()

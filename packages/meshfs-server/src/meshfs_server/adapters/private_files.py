@@ -12,6 +12,10 @@ import logging
 import os
 import stat
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from meshfs_server.settings import Settings
 
 log = logging.getLogger("meshfs_server")
 
@@ -69,3 +73,12 @@ def _tighten(path: Path, mode: int) -> None:
         log.warning(
             "%s was readable by other users (mode %04o); changed it to %04o", path, current, mode
         )
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data directory (and the SQLite file's directory in it) 0700, or tighten
+    them with a warning if other users can read them: they hold password hashes, every file
+    name and client addresses."""
+    private_dir(settings.resolved_data_dir)
+    if settings.metadata_sqlite_path is None:
+        private_dir(settings.sqlite_path.parent)

@@ -12,11 +12,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Literal, cast
-
-from starlette.requests import HTTPConnection
+from typing import cast
 
 from meshfs_common import paths
 from meshfs_common.errors import (
@@ -31,6 +29,7 @@ from meshfs_common.models import DeviceStartResponse, TokenResponse, Whoami
 from meshfs_server.auth import accounts, device
 from meshfs_server.auth.accounts import Role
 from meshfs_server.auth.keys import FileKeys, FixedKeys, KeySource, TableKeys, from_secret
+from meshfs_server.auth.principal import Principal, SessionKind
 from meshfs_server.auth.ratelimit import Limits
 from meshfs_server.auth.schema import identity_migrations
 from meshfs_server.auth.store import AuthStore, SqlSession
@@ -45,51 +44,15 @@ from meshfs_server.auth.tokens import (
 )
 from meshfs_server.display import clean_label, printable
 from meshfs_server.domain.actor import Actor
-from meshfs_server.http import safety
-from meshfs_server.http.safety import Plans, Quota
 from meshfs_server.policy import audit
-from meshfs_server.policy.audit import Who
+from meshfs_server.policy.audit import AuditedRequest, Who
+from meshfs_server.policy.quota import Plans, Quota
 from meshfs_server.settings import Settings
 
 log = logging.getLogger("meshfs_server.identity")
-SessionKind = Literal["device", "agent"]
-PRINCIPAL_KEY = "meshfs.principal"
 DEFAULT_SCOPE = "files"
 DEV_USER = "dev"
 DEV_TENANT = "dev"
-
-
-@dataclass(frozen=True, slots=True)
-class Principal:
-    """An authenticated caller: the domain's :class:`Actor` plus what identity needs."""
-
-    actor: Actor
-    role: Role
-    kind: SessionKind
-    scope: str
-
-    @property
-    def is_owner(self) -> bool:
-        return self.role == "owner" and self.kind == "device"
-
-
-def client_address(conn: HTTPConnection) -> str | None:
-    """The peer address of a request (a proxy in front should be configured to pass it)."""
-    return conn.client.host if conn.client else None
-
-
-def bearer_token(conn: HTTPConnection) -> str | None:
-    """The token in ``Authorization: Bearer``, or ``?access_token=`` for WebSocket and SSE."""
-    header = conn.headers.get("authorization")
-    if header:
-        scheme, _, value = header.partition(" ")
-        if scheme.lower() != "bearer" or not value.strip():
-            raise AuthError("use Authorization: Bearer <token>")
-        return value.strip()
-    streaming = conn.scope["type"] == "websocket" or conn.url.path.endswith("/sync/stream")
-    if streaming:
-        return conn.query_params.get("access_token") or None
-    return None
 
 
 async def approve_for_account(
@@ -146,8 +109,10 @@ class Identity:
         self.clock: Callable[[], float] = time.time
         """Wall clock for device-code timing (tests replace it)."""
         self.limits = Limits.default(settings.rate_limit_per_minute, db)
-        self.plans = Plans(self)
-        self.quota = Quota(self, self.plans)
+        self.plans = Plans(db)
+        """Tenant plans, cached briefly (rate limits and quota read them)."""
+        self.quota = Quota(self.plans, settings)
+        """The storage quota, the content flow's :class:`QuotaPolicy`."""
 
     @classmethod
     async def open(cls, db: AuthStore, settings: Settings) -> Identity:
@@ -161,15 +126,16 @@ class Identity:
     async def close(self) -> None:
         """Nothing to release: the database belongs to the caller."""
 
-    # --- safety controls ------------------------------------------------------------------------
+    # --- audit ----------------------------------------------------------------------------------
 
-    async def admit(self, conn: HTTPConnection) -> None:
-        """Rate limits for one request (called by :class:`SafetyMiddleware`)."""
-        await safety.admit(self, self.limits, self.plans, conn)
+    async def audit_request(self, request: AuditedRequest, status: int) -> None:
+        """Audit a mutating request whose answer had *status* (the safety middleware calls it).
 
-    async def audit_request(self, conn: HTTPConnection, status: int) -> None:
-        """Audit a mutating request (called by :class:`SafetyMiddleware`)."""
-        await safety.audit_request(self, conn, status)
+        Not fsynced by itself: the mutation was committed durably already (and its change
+        event, with the writer, is in the feed); this row reaches the disk with the next
+        durable commit. That saves the second fsync of every write."""
+        async with self.db.write(durable=False) as db:
+            await audit.record_request(db, request, status)
 
     async def audit_event(
         self, tenant_id: str | None, action: str, outcome: str, who: Who,
@@ -190,26 +156,6 @@ class Identity:
             self.limits.guesses.take(key)
 
     # --- authentication -------------------------------------------------------------------------
-
-    async def authenticate(self, conn: HTTPConnection) -> Actor:
-        """The actor a request speaks for; :class:`AuthError` (401) otherwise."""
-        return (await self.principal(conn)).actor
-
-    async def principal(self, conn: HTTPConnection) -> Principal:
-        """Resolve (once per request) the bearer token to a :class:`Principal`."""
-        cached = conn.scope.get(PRINCIPAL_KEY)
-        if isinstance(cached, Principal):
-            return cached
-        token = bearer_token(conn)
-        if token is None:
-            raise AuthError("sign in first (Authorization: Bearer <token>)")
-        try:
-            found = await self.resolve(token)
-        except AuthError as exc:
-            await self._audit_failure(conn, exc)
-            raise
-        conn.scope[PRINCIPAL_KEY] = found
-        return found
 
     async def resolve(self, token: str) -> Principal:
         """Check an access token or agent token and the session behind it."""
@@ -262,28 +208,23 @@ class Identity:
         )  # fmt: skip
         return Principal(actor=actor, role=cast(Role, role), kind=kind, scope=scope)
 
-    async def _audit_failure(self, conn: HTTPConnection, exc: AuthError) -> None:
-        # A token that names a tenant trustworthily (signed by us, or a known session) is
-        # audited in that tenant, so its owners see expired or revoked tokens still in use.
-        from meshfs_server.http.safety import request_target
-
-        who = Who(client_address=client_address(conn))
+    async def audit_auth_failure(
+        self, exc: AuthError, address: str | None, *, target: str, request: str,
+        ids: dict[str, str],
+    ) -> None:  # fmt: skip
+        """Audit a token that failed. One that names a tenant trustworthily (signed by us, or a
+        known session) is audited in that tenant, so its owners see expired or revoked tokens
+        still in use."""
+        who = Who(client_address=address)
         tenant_id = None
         if isinstance(exc, RejectedTokenError):
             tenant_id = exc.tenant_id
-            who = Who(exc.user_id, exc.session_id, client_address=client_address(conn))
-        target, ids = request_target(conn)
-        method = conn.scope.get("method", "GET")  # a WebSocket handshake is a GET
+            who = Who(exc.user_id, exc.session_id, client_address=address)
         async with self.db.write() as db:
             await audit.record(
-                db,
-                tenant_id,
-                "auth.failed",
-                outcome="denied",
-                who=who,
-                target=target,
-                detail={"reason": exc.message, "request": f"{method} {conn.url.path}", **ids},
-            )
+                db, tenant_id, "auth.failed", outcome="denied", who=who, target=target,
+                detail={"reason": exc.message, "request": request, **ids},
+            )  # fmt: skip
 
     # --- sessions and tokens --------------------------------------------------------------------
 

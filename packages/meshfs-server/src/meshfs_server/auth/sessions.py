@@ -1,77 +1,27 @@
-"""What a signed-in user manages: sessions, agent tokens, audit, plan and retention.
+"""What a signed-in user manages of their access: sessions and agent tokens.
 
 Rules: everybody sees and revokes their own sessions and agent tokens; owners see and revoke
-every session of their tenant and read its whole audit log (others read their own rows). An
-agent token sees only itself: its own session and the audit rows of what it did.
+every session of their tenant. An agent token sees only itself: its own session.
 Owners and writers create agent tokens (an agent token cannot mint another, and a writer's
-token can never write more than its creator). Only owners change retention or run it; nobody
-changes the plan through the API.
+token can never write more than its creator).
 """
 
 from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Literal
-
-import msgspec
 
 from meshfs_common import paths
 from meshfs_common.errors import BadRequestError, ForbiddenError, NotFoundError
-from meshfs_server.auth import accounts
+from meshfs_common.models import AgentToken, AgentTokenRequest, SessionInfo, SessionList
+from meshfs_server.auth.principal import Principal
+from meshfs_server.auth.service import Identity
 from meshfs_server.auth.tokens import AGENT_PREFIX, new_secret, secret_hash
-from meshfs_server.domain.collector import Collector
-from meshfs_server.domain.ports import MetadataStore, StorageUsage
-from meshfs_server.policy import audit, plans
-from meshfs_server.policy.audit import AuditPage, Who
-
-if TYPE_CHECKING:
-    from meshfs_server.auth.service import Identity, Principal
+from meshfs_server.policy import audit
+from meshfs_server.policy.audit import Who
 
 MAX_AGENT_SECONDS = 366 * 86400
 DEFAULT_AGENT_SECONDS = 30 * 86400
-DAY = 86400.0
-
-
-class SessionInfo(msgspec.Struct, kw_only=True):
-    """A signed-in device or an agent token."""
-
-    session_id: str
-    kind: Literal["device", "agent"]
-    name: str
-    user_id: str
-    username: str
-    created_at: datetime
-    last_used_at: datetime | None = None
-    expires_at: datetime | None = None
-    revoked_at: datetime | None = None
-    path_prefix: str = "/"
-    access: Literal["read", "write"] = "write"
-    current: bool = False
-
-
-class SessionList(msgspec.Struct, kw_only=True):
-    sessions: list[SessionInfo]
-
-
-class AgentTokenRequest(msgspec.Struct, kw_only=True):
-    """A named, expiring bearer token for an agent, confined to ``path_prefix``."""
-
-    name: str
-    path_prefix: str = "/"
-    access: Literal["read", "write"] = "read"
-    expires_in: int = DEFAULT_AGENT_SECONDS
-
-
-class AgentToken(msgspec.Struct, kw_only=True):
-    """The token is shown once; the server keeps only its hash."""
-
-    token: str
-    session_id: str
-    name: str
-    path_prefix: str
-    access: Literal["read", "write"]
-    expires_at: datetime
 
 
 def _dt(value: float | None) -> datetime | None:
@@ -194,123 +144,3 @@ async def create_agent(
         token=token, session_id=sid, name=name, path_prefix=prefix, access=request.access,
         expires_at=datetime.fromtimestamp(expires, UTC),
     )  # fmt: skip
-
-
-async def recent_audit(
-    identity: Identity, principal: Principal, *, limit: int, before: int | None,
-    action: str | None, user_id: str | None, outcome: str | None,
-) -> AuditPage:  # fmt: skip
-    """The tenant's audit log (owners), the caller's own rows (everyone else), or for an agent
-    token the rows of its own session."""
-    actor = principal.actor
-    if not principal.is_owner:
-        if user_id not in (None, actor.user_id):
-            raise ForbiddenError("only owners read other users' audit rows")
-        user_id = actor.user_id
-    session_id = actor.session_id if principal.kind == "agent" else None
-    async with identity.db.read() as db:
-        return await audit.recent(
-            db, actor.tenant_id, limit=limit, before=before, action=action, user_id=user_id,
-            outcome=outcome, session_id=session_id,
-        )  # fmt: skip
-
-
-async def plan_info(
-    identity: Identity, principal: Principal, store: MetadataStore
-) -> plans.PlanInfo:
-    """The tenant's plan, effective retention, rate limit and storage usage."""
-    tenant_id = principal.actor.tenant_id
-    async with identity.db.read() as db:
-        plan, policy = await plans.effective_policy(db, tenant_id)
-        tenant = await accounts.get_tenant(db, tenant_id=tenant_id)
-    async with store.read(tenant_id) as tx:
-        usage = await tx.storage_usage()
-    assert tenant is not None
-    return plans.PlanInfo(
-        tenant_id=tenant_id, tenant_name=tenant.name, plan=plan, retention=policy,
-        plan_retention=plans.preset(plan),
-        rate_limit_per_minute=plans.rate_per_minute(plan, identity.settings),
-        storage=_storage(principal, plans.quota_bytes(plan, identity.settings), usage),
-    )  # fmt: skip
-
-
-def _storage(principal: Principal, quota: int, usage: StorageUsage) -> plans.StorageInfo:
-    """Tenant-wide usage is for callers who see the whole tenant."""
-    if not principal.actor.scope.whole_tenant:
-        return plans.StorageInfo(quota=quota)
-    return plans.StorageInfo(quota=quota, used=usage.committed, reserved=usage.pending)
-
-
-def _require_owner(principal: Principal, what: str) -> None:
-    if not principal.is_owner:
-        raise ForbiddenError(f"only owners {what}")
-
-
-async def get_policy(identity: Identity, principal: Principal) -> plans.RetentionPolicy:
-    """The retention policy in force."""
-    async with identity.db.read() as db:
-        return (await plans.effective_policy(db, principal.actor.tenant_id))[1]
-
-
-async def put_policy(
-    identity: Identity, principal: Principal, policy: plans.RetentionPolicy, address: str | None
-) -> plans.RetentionPolicy:
-    """Change the retention policy (owners; within the plan's preset)."""
-    _require_owner(principal, "change retention")
-    async with identity.db.write() as db:
-        await plans.set_policy(db, principal.actor.tenant_id, policy)
-        await audit.record(
-            db,
-            principal.actor.tenant_id,
-            "retention.policy",
-            who=Who.of(principal.actor, address),
-            target=principal.actor.tenant_id,
-            detail=msgspec.structs.asdict(policy),
-        )
-        return (await plans.effective_policy(db, principal.actor.tenant_id))[1]
-
-
-async def apply_retention(
-    identity: Identity, principal: Principal, store: MetadataStore, collector: Collector,
-    address: str | None,
-) -> plans.RetentionReport:  # fmt: skip
-    """Prune old versions (never a head), purge old tombstones, trim the change log to the same
-    window as version history (a device away longer reconciles from a listing: its cursor gets
-    a reset answer), then collect garbage."""
-    _require_owner(principal, "run retention")
-    tenant_id = principal.actor.tenant_id
-    async with identity.db.read() as db:
-        policy = (await plans.effective_policy(db, tenant_id))[1]
-    now = time.time()
-    pruned = purged = 0
-    while True:  # short transactions, one batch each
-        async with store.write(tenant_id) as tx:
-            ids = await tx.prunable_versions(
-                keep=policy.max_versions, created_before=now - policy.max_days * DAY, limit=500
-            )
-            pruned += await tx.delete_versions(ids)
-        if len(ids) < 500:
-            break
-    while True:
-        async with store.write(tenant_id) as tx:
-            batch = await tx.purge_tombstones(now - policy.grace_days * DAY, 500)
-        purged += batch
-        if batch < 500:
-            break
-    async with store.write(tenant_id) as tx:
-        trimmed = await tx.prune_events(now - policy.max_days * DAY)
-    collected = (await collector.collect()).deleted_chunks
-    report = plans.RetentionReport(
-        pruned_versions=pruned, purged_nodes=purged, deleted_chunks=collected,
-        pruned_events=trimmed,
-    )  # fmt: skip
-    async with identity.db.write() as db:
-        await audit.record(
-            db,
-            tenant_id,
-            "retention.apply",
-            who=Who.of(principal.actor, address),
-            target=tenant_id,
-            detail=msgspec.structs.asdict(report),
-        )
-    return report

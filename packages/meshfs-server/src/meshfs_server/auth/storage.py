@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
+from meshfs_server.adapters.private_files import prepare_data_dir
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
 from meshfs_server.auth.store import AuthStore
 from meshfs_server.settings import Settings
@@ -38,8 +39,6 @@ async def open_identity_db(
     from meshfs_server.adapters.sqlite_sql import SqliteSql
 
     if db is None:
-        from meshfs_server.services import prepare_data_dir
-
         prepare_data_dir(settings)
         db = await SqliteDatabase.open(settings.sqlite_path, readers=1)
         stack.push_async_callback(db.close)

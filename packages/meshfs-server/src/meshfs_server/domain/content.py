@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -42,20 +42,15 @@ from meshfs_server.domain.ports import (
     ContentStore,
     MetadataStore,
     NodeRow,
+    QuotaPolicy,
     UploadRow,
     VersionRow,
-    WriteTx,
 )
 from meshfs_server.domain.tree import lookup, to_entry, to_version
 
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 UPLOAD_TTL = 24 * 3600.0
 COLLECTION_WAIT = 10.0
-
-#: A hook run inside the commit transaction with the chunks being committed (quota accounting).
-CommitHook = Callable[[WriteTx, Actor, tuple[str, ...]], Awaitable[None]]
-#: Run inside the upload-init transaction before the upload is recorded (quota reservation).
-ReserveHook = Callable[[WriteTx, Actor, UploadRow], Awaitable[None]]
 
 
 def sent_hold(upload_id: str) -> str:
@@ -117,15 +112,14 @@ class ContentService:
         feed: ChangeFeed,
         *,
         max_upload_size: int = 1 << 50,
-        commit_hook: CommitHook | None = None,
-        reserve_hook: ReserveHook | None = None,
+        quota: QuotaPolicy | None = None,
     ) -> None:
         self.store = store
         self.content = content
         self.feed = feed
         self.max_upload_size = max_upload_size
-        self.commit_hook = commit_hook
-        self.reserve_hook = reserve_hook
+        self.quota = quota
+        """Checked inside the upload-init and commit transactions (None: unlimited)."""
 
     # --- chunked uploads ------------------------------------------------------------------------
 
@@ -160,8 +154,8 @@ class ContentService:
             if existing is not None and existing.is_dir:
                 raise IsADirError(f"is a directory: {where}")
             check_precondition(existing, if_match, if_none_match)
-            if self.reserve_hook is not None:
-                await self.reserve_hook(tx, actor, upload)
+            if self.quota is not None:
+                await self.quota.reserve(tx, actor, upload)
             await tx.insert_upload(upload)
             # Through a limited scope, content stored elsewhere in the tenant is not revealed:
             # every chunk is asked for, and must be sent (see put_part).
@@ -254,8 +248,8 @@ class ContentService:
                 )
             if sum(sizes[c] for c in upload.chunks) != upload.size:
                 raise HashMismatchError("stored chunks do not add up to the declared size")
-            if self.commit_hook is not None:
-                await self.commit_hook(tx, actor, upload.chunks)
+            if self.quota is not None:
+                await self.quota.commit(tx, actor, upload.chunks)
             done = await commit_version(
                 tx, actor, upload.path, size=upload.size, content_hash=upload.content_hash,
                 chunks=upload.chunks, events=events, if_match=if_match,
@@ -329,8 +323,8 @@ class ContentService:
                             raise _Collected
                         if now == "absent":
                             await tx.mark_stored(name, len(data))
-                    if self.commit_hook is not None:
-                        await self.commit_hook(tx, actor, chunks)
+                    if self.quota is not None:
+                        await self.quota.commit(tx, actor, chunks)
                     done = await commit_version(
                         tx, actor, where, size=len(data), content_hash=content_hash_of(chunks),
                         chunks=chunks, events=events, if_match=if_match,
@@ -377,8 +371,8 @@ class ContentService:
                 )
             chunks = tuple(names)
             async with self.store.write(actor.tenant_id) as tx:
-                if self.commit_hook is not None:
-                    await self.commit_hook(tx, actor, chunks)
+                if self.quota is not None:
+                    await self.quota.commit(tx, actor, chunks)
                 done = await commit_version(
                     tx, actor, where, size=total, content_hash=content_hash_of(chunks),
                     chunks=chunks, events=events, if_match=if_match, if_none_match=if_none_match,

@@ -79,6 +79,10 @@ def page_limit(limit: int | None) -> int:
     return limit
 
 
+#: Rows one retention transaction prunes at most (transactions stay short).
+RETENTION_BATCH = 500
+
+
 @dataclass(slots=True)
 class Committed:
     """What :func:`commit_version` did."""
@@ -490,3 +494,29 @@ class Namespace:
         return CommitResult(
             entry=to_entry(node, target_path), version=to_version(version), created_version=created
         )
+
+    # --- retention (what the tenant's policy no longer keeps) -----------------------------------
+
+    async def prune_versions(self, tenant_id: str, *, keep: int, created_before: float) -> int:
+        """Delete versions beyond the newest *keep* of each file that are older than
+        *created_before* - never a head. Short transactions, one batch each; returns how many."""
+        pruned = 0
+        while True:
+            async with self.store.write(tenant_id) as tx:
+                ids = await tx.prunable_versions(
+                    keep=keep, created_before=created_before, limit=RETENTION_BATCH
+                )
+                pruned += await tx.delete_versions(ids)
+            if len(ids) < RETENTION_BATCH:
+                return pruned
+
+    async def purge_tombstones(self, tenant_id: str, deleted_before: float) -> int:
+        """Forget deleted nodes (and their versions) deleted before *deleted_before*; returns
+        how many. Short transactions, one batch each."""
+        purged = 0
+        while True:
+            async with self.store.write(tenant_id) as tx:
+                batch = await tx.purge_tombstones(deleted_before, RETENTION_BATCH)
+            purged += batch
+            if batch < RETENTION_BATCH:
+                return purged

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from meshfs_common.models import ChangeEvent, EventType, NodeKind, Writer
+from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.paging import ChildKey
 
 # --- rows ---------------------------------------------------------------------------------------
@@ -362,6 +363,22 @@ class MetadataStore(Protocol):
 
 
 # --- content ------------------------------------------------------------------------------------
+
+
+class QuotaPolicy(Protocol):
+    """How much a tenant may store: asked by the content flow inside its metadata transactions,
+    so concurrent uploads cannot together exceed it (the server's is
+    :class:`meshfs_server.policy.quota.Quota`)."""
+
+    async def reserve(self, tx: WriteTx, actor: Actor, upload: UploadRow) -> None:
+        """At upload init, before the upload is recorded: raise
+        :class:`~meshfs_common.errors.QuotaExceededError` when its declared size cannot fit."""
+        ...
+
+    async def commit(self, tx: WriteTx, actor: Actor, chunks: tuple[str, ...]) -> None:
+        """Inside the commit transaction, with the chunks the version references: raise
+        :class:`~meshfs_common.errors.QuotaExceededError` when they cannot fit."""
+        ...
 
 
 class ContentStore(Protocol):

@@ -1,5 +1,5 @@
-"""Identity routes: device login (RFC 8628), refresh, logout, whoami, sessions, agent tokens,
-audit, plans and retention (plus the approval page from :mod:`.page`).
+"""Auth routes: device login (RFC 8628), refresh, logout, whoami, sessions and agent tokens
+(the approval page is :mod:`.device_page`; audit, plans and retention are :mod:`.policy`).
 
 Routes parse, call :class:`~meshfs_server.auth.service.Identity` and render; errors are raised as
 meshfs_common exceptions and rendered by the app's one handler.
@@ -7,60 +7,45 @@ meshfs_common exceptions and rendered by the app's one handler.
 
 from __future__ import annotations
 
-from typing import Literal
-
-import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from meshfs_common.errors import BadRequestError
 from meshfs_common.models import (
+    AgentToken,
+    AgentTokenRequest,
     DeviceActivateRequest,
+    DeviceActivateResponse,
     DevicePollRequest,
     DeviceStartRequest,
     DeviceStartResponse,
     LogoutRequest,
     RefreshRequest,
+    SessionList,
     TokenResponse,
     Whoami,
 )
 from meshfs_server.auth import sessions as control
-from meshfs_server.auth.service import Identity, Principal, client_address
-from meshfs_server.auth.sessions import AgentToken, AgentTokenRequest, SessionList
+from meshfs_server.auth.principal import Principal
+from meshfs_server.http import authn
+from meshfs_server.http.authn import client_address
 from meshfs_server.http.codec import (
     Endpoint,
     Param,
     endpoint,
     parse_json,
     query_bool,
-    query_int,
-    query_str,
     respond,
 )
-from meshfs_server.http.device_page import routes as page_routes
-from meshfs_server.policy.audit import AuditPage
-from meshfs_server.policy.plans import PlanInfo, RetentionPolicy, RetentionReport
+from meshfs_server.http.state import identity as identity_of
 
 _FLOW_ERRORS = ("authorization_pending", "slow_down", "access_denied", "expired_token",
                 "invalid_grant", "rate_limited")  # fmt: skip
 
 
-class DeviceActivateResponse(msgspec.Struct, kw_only=True):
-    """The decision recorded for a user code."""
-
-    status: Literal["approved", "denied"]
-
-
-def identity_of(request: Request) -> Identity:
-    """The process's :class:`Identity` (set up by the app's lifespan)."""
-    found: Identity = request.app.state.services.identity
-    return found
-
-
 async def principal_of(request: Request) -> Principal:
     """The authenticated caller (401 otherwise)."""
-    return await identity_of(request).principal(request)
+    return await authn.principal(identity_of(request), request)
 
 
 @endpoint(Endpoint(
@@ -131,7 +116,7 @@ async def whoami(request: Request) -> Response:
     return respond(await identity_of(request).whoami(who))
 
 
-# --- sessions, agents, audit, plans, retention ----------------------------------------------
+# --- sessions and agents ----------------------------------------------
 
 
 @endpoint(Endpoint(
@@ -175,68 +160,6 @@ async def create_agent(request: Request) -> Response:
     return respond(token, status=201, headers={"Cache-Control": "no-store"})
 
 
-@endpoint(Endpoint(
-    "The tenant's audit log, newest first (owners: everything; others: their own rows; an "
-    "agent token: the rows of its own session)",
-    response=AuditPage, tags=("admin",),
-    params=(Param("limit", type="integer", description="1-1000, default 100"),
-            Param("before", type="integer", description="audit_id to page from"),
-            Param("action", description="exact action, or a prefix ending in *"),
-            Param("user_id"), Param("outcome")),
-    errors=("forbidden",),
-))  # fmt: skip
-async def audit_recent(request: Request) -> Response:
-    who = await principal_of(request)
-    limit = query_int(request, "limit", 100, minimum=1) or 100
-    if limit > 1000:
-        raise BadRequestError("limit must be between 1 and 1000")
-    page = await control.recent_audit(
-        identity_of(request), who, limit=limit, before=query_int(request, "before"),
-        action=query_str(request, "action"), user_id=query_str(request, "user_id"),
-        outcome=query_str(request, "outcome"),
-    )  # fmt: skip
-    return respond(page)
-
-
-@endpoint(Endpoint(
-    "The tenant's plan, retention, rate limit and storage usage (a token limited to a path "
-    "prefix: the quota only)", response=PlanInfo,
-    tags=("admin",),
-))  # fmt: skip
-async def plans_current(request: Request) -> Response:
-    who = await principal_of(request)
-    services = request.app.state.services
-    return respond(await control.plan_info(identity_of(request), who, services.store))
-
-
-@endpoint(Endpoint(
-    "The retention policy in force (PUT: owners tighten it within the plan's preset)",
-    request=RetentionPolicy, response=RetentionPolicy, tags=("admin",),
-    errors=("forbidden", "bad_request"),
-))  # fmt: skip
-async def retention_policy(request: Request) -> Response:
-    who = await principal_of(request)
-    identity = identity_of(request)
-    if request.method == "PUT":
-        body = await parse_json(request, RetentionPolicy)
-        return respond(await control.put_policy(identity, who, body, client_address(request)))
-    return respond(await control.get_policy(identity, who))
-
-
-@endpoint(Endpoint(
-    "Run retention now (owners): prune versions beyond the policy (never a current version), "
-    "purge old deleted files, collect unreferenced content", response=RetentionReport,
-    tags=("admin",), errors=("forbidden",),
-))  # fmt: skip
-async def retention_apply(request: Request) -> Response:
-    who = await principal_of(request)
-    services = request.app.state.services
-    report = await control.apply_retention(
-        identity_of(request), who, services.store, services.collector, client_address(request)
-    )
-    return respond(report)
-
-
 routes: list[BaseRoute] = [
     Route("/auth/device/start", device_start, methods=["POST"]),
     Route("/auth/device/poll", device_poll, methods=["POST"]),
@@ -247,9 +170,4 @@ routes: list[BaseRoute] = [
     Route("/auth/sessions", list_sessions, methods=["GET"]),
     Route("/auth/sessions/{session_id}", revoke_session, methods=["DELETE"]),
     Route("/auth/agents", create_agent, methods=["POST"]),
-    Route("/audit/recent", audit_recent, methods=["GET"]),
-    Route("/plans/current", plans_current, methods=["GET"]),
-    Route("/retention/policy", retention_policy, methods=["GET", "PUT"]),
-    Route("/retention/apply", retention_apply, methods=["POST"]),
-    *page_routes,
 ]

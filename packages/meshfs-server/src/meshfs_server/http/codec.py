@@ -13,7 +13,6 @@ from starlette.responses import Response
 from meshfs_common.errors import BadRequestError, UnsupportedMediaTypeError
 from meshfs_common.hashing import CHUNK_SIZE
 from meshfs_common.models import encode
-from meshfs_server.domain.actor import Actor
 
 T = TypeVar("T")
 #: Request body caps (bytes), enforced for every route by :class:`~.limits.BodyLimit` before
@@ -141,13 +140,6 @@ def if_match(request: Request) -> str | None:
 def if_none_match_any(request: Request) -> bool:
     """True for ``If-None-Match: *`` (create only)."""
     return request.headers.get("if-none-match", "").strip() == "*"
-
-
-async def actor(request: HTTPConnection) -> Actor:
-    """The authenticated actor of a request (401 otherwise)."""
-    authenticate = request.app.state.services.authenticate
-    result: Actor = await authenticate(request)
-    return result
 
 
 # --- endpoint descriptions for the OpenAPI document ---------------------------------------------

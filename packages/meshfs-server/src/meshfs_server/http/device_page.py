@@ -10,9 +10,9 @@ Protections: every form carries a CSRF token that must equal the ``meshfs_csrf``
 (double submit; the cookie is HttpOnly, SameSite=Strict, scoped to ``/device``) and a
 cross-origin ``Origin`` is refused; the sign-in between steps 2 and 3 is a short-lived ticket
 signed with the server's key (audience ``meshfs-device-approval``, useless as an access token);
-failed sign-ins and unknown codes spend the address's and the account's guess budget (see
-:mod:`.ratelimit`); responses are ``no-store`` with a strict Content-Security-Policy and may not
-be framed.
+failed sign-ins and unknown codes spend the address's and the account's guess budget (the
+rules are :mod:`meshfs_server.auth.approval`; this module renders); responses are
+``no-store`` with a strict Content-Security-Policy and may not be framed.
 """
 
 from __future__ import annotations
@@ -21,29 +21,24 @@ import hmac
 import secrets
 from datetime import UTC, datetime
 from html import escape
-from typing import Any
 
-import anyio
 from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from meshfs_common.errors import (
-    AuthError,
-    BadRequestError,
     ForbiddenError,
     MeshFSError,
 )
-from meshfs_server.auth import accounts
-from meshfs_server.auth.service import Identity, client_address
+from meshfs_server.auth import approval
+from meshfs_server.auth.service import Identity
+from meshfs_server.http.authn import client_address
 from meshfs_server.http.codec import Endpoint, Param, endpoint
 from meshfs_server.http.errors import retry_after
-from meshfs_server.policy.audit import Who
+from meshfs_server.http.state import identity as identity_of
 
 CSRF_COOKIE = "meshfs_csrf"
-TICKET_AUDIENCE = "meshfs-device-approval"
-TICKET_TTL = 300
 _SECURITY_HEADERS = {
     "Cache-Control": "no-store",
     "Content-Security-Policy": (
@@ -64,8 +59,7 @@ _STYLE = (
 
 
 def _identity(request: Request) -> Identity:
-    found: Identity = request.app.state.services.identity
-    return found
+    return identity_of(request)
 
 
 def _page(request: Request, title: str, body: str, csrf: str, status: int = 200,
@@ -178,36 +172,11 @@ async def _signin(request: Request) -> Response:
     user_code = str(form.get("user_code", ""))[:20]
     username = str(form.get("username", ""))[:64]
     password = str(form.get("password", ""))[:1024]
-    identity.check_guesses(f"ip:{address}")
-    identity.check_guesses(f"account:{username}")
-    async with identity.db.read() as db:
-        stored, user = await accounts.password_hash_of(db, username)
-    ok = await anyio.to_thread.run_sync(accounts.verify_password, stored, password)
-    if not ok or user is None or user.disabled:
-        identity.count_guess(f"ip:{address}")
-        identity.count_guess(f"account:{username}")
-        await identity.audit_event(None, "auth.signin", "denied", Who(client_address=address),
-                                   detail={"username": username}, target=username)  # fmt: skip
-        form_html = _signin_form(csrf, user_code, username, "Wrong username or password.")
-        return _page(request, "Approve a device", form_html, csrf, 401)
-    code = await identity.pending_device(user_code)
-    if code is None or code.status != "pending":
-        identity.count_guess(f"ip:{address}")
-        problem = (
-            "No pending login has this code; check it on the device "
-            "(codes expire after 10 minutes)."
-        )
-        form_html = _signin_form(csrf, user_code, username, problem)
-        return _page(request, "Approve a device", form_html, csrf, 404)
-    async with identity.db.read() as db:
-        tenants = await accounts.memberships(db, user_id=user.user_id)
-    if not tenants:
-        raise ForbiddenError("your account is not a member of any tenant; ask an administrator")
-    await identity.signer.refresh_keys()
-    ticket = identity.signer.issue_ticket(
-        {"sub": user.user_id, "user_code": code.user_code}, audience=TICKET_AUDIENCE,
-        ttl=TICKET_TTL,
-    )  # fmt: skip
+    outcome = await approval.sign_in(identity, username, password, user_code, address)
+    if isinstance(outcome, approval.SignInRefused):
+        form_html = _signin_form(csrf, user_code, username, outcome.problem)
+        return _page(request, "Approve a device", form_html, csrf, outcome.status)
+    user, code, tenants, ticket = outcome.user, outcome.code, outcome.tenants, outcome.ticket
     started = datetime.fromtimestamp(code.created_at, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     options = "".join(
         f"<option value='{escape(m.tenant_id)}'>{escape(m.tenant_name)} ({m.role})</option>"
@@ -248,26 +217,9 @@ async def _decide(request: Request) -> Response:
     form = await request.form()
     _check_csrf(request, form)
     csrf = _csrf_of(request)
-    try:
-        claims: dict[str, Any] = await identity.signer.verify_ticket(
-            str(form.get("ticket", "")), audience=TICKET_AUDIENCE
-        )
-    except AuthError:
-        raise AuthError("your sign-in on this page expired; start over") from None
-    decision = str(form.get("decision", ""))
-    if decision not in ("approve", "deny"):
-        raise BadRequestError("choose Approve or Deny")
-    tenant_id = str(form.get("tenant", ""))
-    user_id = str(claims["sub"])
-    async with identity.db.read() as db:
-        role = await accounts.role_of(db, tenant_id, user_id)
-        user = await accounts.get_user(db, user_id=user_id)
-    if role is None or user is None or user.disabled:
-        raise ForbiddenError("you are not a member of that tenant")
-    code = await identity.device_decide(
-        str(claims["user_code"]), approve=decision == "approve", user_id=user_id,
-        tenant_id=tenant_id, who=Who(user_id, client_address=client_address(request)),
-        via="page",
+    code = await approval.decide(
+        identity, str(form.get("ticket", "")), str(form.get("decision", "")),
+        str(form.get("tenant", "")), client_address(request),
     )  # fmt: skip
     if code.status == "approved":
         body = (f"<p id='result'>Approved. <strong>{escape(code.client_name)}</strong> is now "

@@ -17,12 +17,12 @@ from meshfs_common.models import (
     RestoreRequest,
     VersionPage,
 )
+from meshfs_server.http import state
 from meshfs_server.http.codec import (
     IF_MATCH,
     PATH_OR_NODE,
     Endpoint,
     Param,
-    actor,
     endpoint,
     if_match,
     parse_json,
@@ -31,6 +31,7 @@ from meshfs_server.http.codec import (
     query_str,
     respond,
 )
+from meshfs_server.http.state import actor
 
 TAGS = ("files",)
 PATH_ERRORS = ("invalid_path", "not_found", "not_a_directory", "forbidden")
@@ -44,7 +45,7 @@ PATH_ERRORS = ("invalid_path", "not_found", "not_a_directory", "forbidden")
 async def mkdir(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, MkdirRequest)
-    entry, created = await request.app.state.services.namespace.mkdir(
+    entry, created = await state.services(request).namespace.mkdir(
         who, body.path, parents=body.parents
     )
     return respond(entry, status=201 if created else 200)
@@ -61,7 +62,7 @@ async def mkdir(request: Request) -> Response:
 ))  # fmt: skip
 async def list_dir(request: Request) -> Response:
     who = await actor(request)
-    page = await request.app.state.services.namespace.list_directory(
+    page = await state.services(request).namespace.list_directory(
         who,
         query_str(request, "path") or "/",
         after=query_str(request, "after"),
@@ -77,7 +78,7 @@ async def list_dir(request: Request) -> Response:
 ))  # fmt: skip
 async def meta(request: Request) -> Response:
     who = await actor(request)
-    entry = await request.app.state.services.namespace.meta(
+    entry = await state.services(request).namespace.meta(
         who, path=query_str(request, "path"), node_id=query_str(request, "node_id")
     )
     return respond(entry)
@@ -92,7 +93,7 @@ async def meta(request: Request) -> Response:
 async def rename(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, RenameRequest)
-    entry = await request.app.state.services.namespace.rename(
+    entry = await state.services(request).namespace.rename(
         who, body.path, body.new_path, overwrite=body.overwrite, if_match=if_match(request)
     )
     return respond(entry)
@@ -110,7 +111,7 @@ async def delete(request: Request) -> Response:
     path = query_str(request, "path")
     if not path:
         raise BadRequestError("query parameter path is required")
-    result = await request.app.state.services.namespace.delete(
+    result = await state.services(request).namespace.delete(
         who, path, recursive=query_bool(request, "recursive"), if_match=if_match(request)
     )
     return respond(result)
@@ -124,7 +125,7 @@ async def delete(request: Request) -> Response:
 ))  # fmt: skip
 async def versions(request: Request) -> Response:
     who = await actor(request)
-    page = await request.app.state.services.namespace.versions(
+    page = await state.services(request).namespace.versions(
         who,
         request.path_params["node_id"],
         before=query_str(request, "before"),
@@ -143,7 +144,7 @@ async def versions(request: Request) -> Response:
 async def restore(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, RestoreRequest, optional=True)
-    result = await request.app.state.services.namespace.restore(
+    result = await state.services(request).namespace.restore(
         who, request.path_params["node_id"], request.path_params["version_id"], path=body.path
     )
     return respond(result)

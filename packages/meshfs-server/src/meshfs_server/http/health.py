@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from meshfs_common.models import Health
+from meshfs_server.http import state
 from meshfs_server.http.codec import Endpoint, endpoint, respond
 from meshfs_server.http.errors import UNAVAILABLE_RETRY_AFTER
 
@@ -29,7 +30,7 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     from meshfs_server import __version__
 
-    services = request.app.state.services
+    services = state.services(request)
     checks: dict[str, str] = {}
     for name, probe in (
         ("database", services.store.check),

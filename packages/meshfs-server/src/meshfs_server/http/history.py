@@ -11,16 +11,17 @@ from starlette.routing import Route
 
 from meshfs_common.errors import BadRequestError
 from meshfs_common.models import ChangeSummary, FileDiff
+from meshfs_server.http import state
 from meshfs_server.http.codec import (
     PATH_OR_NODE,
     Endpoint,
     Param,
-    actor,
     endpoint,
     query_int,
     query_str,
     respond,
 )
+from meshfs_server.http.state import actor
 
 TAGS = ("history",)
 
@@ -61,7 +62,7 @@ def query_time(request: Request, name: str) -> float | None:
 ))  # fmt: skip
 async def diff(request: Request) -> Response:
     who = await actor(request)
-    result = await request.app.state.services.history.diff(
+    result = await state.services(request).history.diff(
         who,
         path=query_str(request, "path"),
         node_id=query_str(request, "node_id"),
@@ -84,7 +85,7 @@ async def diff(request: Request) -> Response:
 ))  # fmt: skip
 async def changes(request: Request) -> Response:
     who = await actor(request)
-    summary = await request.app.state.services.history.changes(
+    summary = await state.services(request).history.changes(
         who,
         query_str(request, "path") or None,
         since_cursor=query_int(request, "since_cursor"),

@@ -14,7 +14,6 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import aiohttp
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
@@ -29,7 +28,10 @@ from meshfs_client import Settings as ClientSettings
 from meshfs_client.mcp import Context, build_server
 from meshfs_common.errors import AuthError, BadRequestError, UnavailableError
 from meshfs_common.models import ToolCallRecord
-from meshfs_server.http.codec import Endpoint, actor, endpoint, parse_json
+from meshfs_server.http import state
+from meshfs_server.http.authn import client_address
+from meshfs_server.http.codec import Endpoint, endpoint, parse_json
+from meshfs_server.http.state import actor
 from meshfs_server.settings import Settings
 
 AUDIT_PREFIX = "mcp.tool."
@@ -140,11 +142,10 @@ async def record_tool_call(request: Request) -> Response:
 
 async def _record(request: Request, tool: str, target: str | None, outcome: str) -> None:
     """The audit row of one tool call, as the authenticated caller of *request*."""
-    from meshfs_server.auth.service import client_address
     from meshfs_server.policy.audit import Who
 
     who = await actor(request)
-    identity: Any = request.app.state.services.identity
+    identity = state.services(request).identity
     if identity is not None:  # an app built with a custom authenticate has no audit log
         await identity.audit_event(
             who.tenant_id, AUDIT_PREFIX + tool, outcome, Who.of(who, client_address(request)),

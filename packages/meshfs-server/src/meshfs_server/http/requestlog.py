@@ -65,7 +65,7 @@ def _duration(seconds: float) -> str:
 
 def _who(scope: Scope) -> str:
     """Who a refused request spoke for, when its token was resolved before the refusal."""
-    from meshfs_server.auth.service import PRINCIPAL_KEY
+    from meshfs_server.http.authn import PRINCIPAL_KEY
 
     principal: Any = scope.get(PRINCIPAL_KEY)
     if principal is None:

@@ -13,15 +13,16 @@ from meshfs_common.models import (
     SnapshotList,
     SnapshotRestoreResult,
 )
+from meshfs_server.http import state
 from meshfs_server.http.codec import (
     Endpoint,
     Param,
-    actor,
     endpoint,
     parse_json,
     query_str,
     respond,
 )
+from meshfs_server.http.state import actor
 
 TAGS = ("snapshots",)
 REF = Param("ref", "path", required=True, description="snapshot id or name")
@@ -37,7 +38,7 @@ REF = Param("ref", "path", required=True, description="snapshot id or name")
 async def create(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, SnapshotCreateRequest)
-    snapshot = await request.app.state.services.snapshots.create(who, body.path, body.name)
+    snapshot = await state.services(request).snapshots.create(who, body.path, body.name)
     return respond(snapshot, status=201)
 
 
@@ -48,9 +49,7 @@ async def create(request: Request) -> Response:
 ))  # fmt: skip
 async def list_snapshots(request: Request) -> Response:
     who = await actor(request)
-    page = await request.app.state.services.snapshots.list_snapshots(
-        who, query_str(request, "path")
-    )
+    page = await state.services(request).snapshots.list_snapshots(who, query_str(request, "path"))
     return respond(page)
 
 
@@ -61,7 +60,7 @@ async def list_snapshots(request: Request) -> Response:
 ))  # fmt: skip
 async def show(request: Request) -> Response:
     who = await actor(request)
-    snapshot = await request.app.state.services.snapshots.get(who, request.path_params["ref"])
+    snapshot = await state.services(request).snapshots.get(who, request.path_params["ref"])
     return respond(snapshot)
 
 
@@ -73,7 +72,7 @@ async def show(request: Request) -> Response:
 ))  # fmt: skip
 async def diff(request: Request) -> Response:
     who = await actor(request)
-    result = await request.app.state.services.snapshots.diff(who, request.path_params["ref"])
+    result = await state.services(request).snapshots.diff(who, request.path_params["ref"])
     return respond(result)
 
 
@@ -87,7 +86,7 @@ async def diff(request: Request) -> Response:
 ))  # fmt: skip
 async def restore(request: Request) -> Response:
     who = await actor(request)
-    result = await request.app.state.services.snapshots.restore(who, request.path_params["ref"])
+    result = await state.services(request).snapshots.restore(who, request.path_params["ref"])
     return respond(result)
 
 
@@ -98,7 +97,7 @@ async def restore(request: Request) -> Response:
 ))  # fmt: skip
 async def delete(request: Request) -> Response:
     who = await actor(request)
-    snapshot = await request.app.state.services.snapshots.delete(who, request.path_params["ref"])
+    snapshot = await state.services(request).snapshots.delete(who, request.path_params["ref"])
     return respond(snapshot)
 
 

@@ -17,16 +17,17 @@ from meshfs_common.errors import MeshFSError, RateLimitedError
 from meshfs_common.models import ErrorBody, PullResponse, StreamMessage, encode
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.feed import CaughtUp, ChangeFeed, Reset
+from meshfs_server.http import state
 from meshfs_server.http.codec import (
     Endpoint,
     Param,
-    actor,
     endpoint,
     parse_int,
     query_int,
     respond,
 )
 from meshfs_server.http.errors import UNAVAILABLE_RETRY_AFTER, render, retry_after
+from meshfs_server.http.state import actor
 from meshfs_server.http.streams import HeldStream, refuse_websocket
 
 TAGS = ("sync",)
@@ -43,7 +44,7 @@ _incoming = msgspec.json.Decoder(StreamMessage)
 ))  # fmt: skip
 async def pull(request: Request) -> Response:
     who = await actor(request)
-    feed: ChangeFeed = request.app.state.services.feed
+    feed: ChangeFeed = state.services(request).feed
     page = await feed.pull(
         who.tenant_id,
         query_int(request, "cursor", 0) or 0,
@@ -87,14 +88,14 @@ async def _with_heartbeats(
 ))  # fmt: skip
 async def stream(request: Request) -> Response:
     who = await actor(request)
-    feed: ChangeFeed = request.app.state.services.feed
+    feed: ChangeFeed = state.services(request).feed
     last_id = request.headers.get("last-event-id")
     if last_id:
         cursor = parse_int(last_id, "Last-Event-ID")
     else:
         default = await feed.head(who.tenant_id)
         cursor = query_int(request, "cursor", default) or 0
-    interval = request.app.state.services.settings_heartbeat
+    interval = state.services(request).settings_heartbeat
 
     async def events() -> AsyncIterator[bytes]:
         yield b": connected\nretry: 1000\n\n"
@@ -113,7 +114,7 @@ async def stream(request: Request) -> Response:
         except MeshFSError as exc:  # the backend went away: say so, then end the stream
             yield stream_error(exc)
 
-    slot = request.app.state.services.streams.open(who)  # 429 over the open-stream limits
+    slot = state.services(request).streams.open(who)  # 429 over the open-stream limits
     return HeldStream(
         slot,
         events(),
@@ -131,7 +132,7 @@ async def websocket(ws: WebSocket) -> None:
         await _deny(ws, exc)
         return
     try:
-        slot = ws.app.state.services.streams.open(who)
+        slot = state.services(ws).streams.open(who)
     except RateLimitedError as exc:  # over the open-stream limits: 429 (or close 4429)
         await refuse_websocket(ws.scope, ws.receive, ws.send, exc)
         return
@@ -140,7 +141,7 @@ async def websocket(ws: WebSocket) -> None:
 
 
 async def _serve_socket(ws: WebSocket, who: Actor, requested: int | None) -> None:
-    feed: ChangeFeed = ws.app.state.services.feed
+    feed: ChangeFeed = state.services(ws).feed
     try:
         cursor = requested if requested is not None else await feed.head(who.tenant_id)
     except MeshFSError as exc:  # the database is down: 503 (with Retry-After) to the handshake

@@ -18,6 +18,7 @@ from meshfs_common.models import (
     UploadPartResponse,
 )
 from meshfs_server.domain.content import parse_range
+from meshfs_server.http import state
 from meshfs_server.http.codec import (
     CHUNK_LIST_BODY,
     IF_MATCH,
@@ -27,7 +28,6 @@ from meshfs_server.http.codec import (
     Endpoint,
     Param,
     acted_on,
-    actor,
     endpoint,
     if_match,
     if_none_match_any,
@@ -37,6 +37,7 @@ from meshfs_server.http.codec import (
     respond,
 )
 from meshfs_server.http.content_stream import ContentStream
+from meshfs_server.http.state import actor
 
 TAGS = ("content",)
 WRITE_ERRORS = (
@@ -57,7 +58,7 @@ def _created(result: CommitResult) -> int:
 async def upload_init(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, UploadInitRequest)
-    services = request.app.state.services
+    services = state.services(request)
     # With direct transfers the answer also carries presigned PUT URLs for missing chunks.
     uploads = services.direct or services.content
     answer = await uploads.init_upload(
@@ -79,9 +80,7 @@ async def upload_part(request: Request) -> Response:
     index = query_int(request, "index")
     if not upload_id or index is None:
         raise BadRequestError("query parameters upload_id and index are required")
-    answer = await request.app.state.services.content.put_part(
-        who, upload_id, index, request.stream()
-    )
+    answer = await state.services(request).content.put_part(who, upload_id, index, request.stream())
     return respond(answer)
 
 
@@ -94,7 +93,7 @@ async def upload_part(request: Request) -> Response:
 async def upload_commit(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, UploadCommitRequest)
-    services = request.app.state.services
+    services = state.services(request)
     # With direct transfers, chunks put straight into the store are verified first.
     uploads = services.direct or services.content
     result = await uploads.commit_upload(
@@ -115,7 +114,7 @@ async def put_content(request: Request) -> Response:
     path = query_str(request, "path")
     if not path:
         raise BadRequestError("query parameter path is required")
-    result = await request.app.state.services.content.write(
+    result = await state.services(request).content.write(
         who, path, request.stream(), if_match=if_match(request),
         if_none_match=if_none_match_any(request),
     )  # fmt: skip
@@ -133,7 +132,7 @@ async def put_content(request: Request) -> Response:
 ))  # fmt: skip
 async def download(request: Request) -> Response:
     who = await actor(request)
-    services = request.app.state.services
+    services = state.services(request)
     node, version = await services.namespace.version_for_read(
         who,
         path=query_str(request, "path"),
@@ -180,7 +179,7 @@ async def download(request: Request) -> Response:
 ))  # fmt: skip
 async def download_direct(request: Request) -> Response:
     who = await actor(request)
-    services = request.app.state.services
+    services = state.services(request)
     if services.direct is None:
         raise BadRequestError("direct transfers are not enabled on this server")
     _node, version = await services.namespace.version_for_read(

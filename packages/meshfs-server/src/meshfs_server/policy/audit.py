@@ -9,37 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import msgspec
-
-from meshfs_server.auth.store import SqlSession
+from meshfs_common.errors import ForbiddenError
+from meshfs_common.models import AuditEntry, AuditPage
+from meshfs_server.auth.principal import Principal
+from meshfs_server.auth.store import AuthStore, SqlSession
 from meshfs_server.domain.actor import Actor
 
 #: C0 and C1 controls, DEL, and surrogates (which no UTF-8 text can hold).
 _UNSTORABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
-
-
-class AuditEntry(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """One audit row as /audit/recent returns it."""
-
-    audit_id: int
-    at: datetime
-    action: str
-    outcome: str
-    user_id: str | None = None
-    session_id: str | None = None
-    device_name: str | None = None
-    agent_name: str | None = None
-    client_address: str | None = None
-    target: str | None = None
-    detail: dict[str, Any] | None = None
-
-
-class AuditPage(msgspec.Struct, kw_only=True):
-    """Newest first; pass ``next_before`` as ``before`` for the next page."""
-
-    entries: list[AuditEntry]
-    has_more: bool = False
-    next_before: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +33,28 @@ class Who:
     def of(cls, actor: Actor, client_address: str | None = None) -> Who:
         return cls(actor.user_id, actor.session_id, actor.device_name, actor.agent_name,
                    client_address)  # fmt: skip
+
+
+@dataclass(frozen=True, slots=True)
+class AuditedRequest:
+    """A mutating request of an authenticated caller, as its audit row tells it."""
+
+    actor: Actor
+    action: str
+    """``POST /files/{id}/versions/{id}/restore``: the route with ids elided."""
+    target: str
+    detail: dict[str, str]
+    client_address: str | None = None
+
+
+async def record_request(conn: SqlSession, request: AuditedRequest, status: int) -> None:
+    """Append the audit row of a request whose answer had *status*."""
+    await record(
+        conn, request.actor.tenant_id, request.action,
+        outcome="ok" if status < 400 else f"error:{status}",
+        who=Who.of(request.actor, request.client_address), target=request.target,
+        detail={"status": status, **request.detail},
+    )  # fmt: skip
 
 
 async def record(
@@ -160,3 +159,22 @@ async def recent(
     return AuditPage(
         entries=entries, has_more=more, next_before=entries[-1].audit_id if more else None
     )
+
+
+async def recent_for(
+    store: AuthStore, principal: Principal, *, limit: int, before: int | None,
+    action: str | None, user_id: str | None, outcome: str | None,
+) -> AuditPage:  # fmt: skip
+    """The tenant's audit log (owners), the caller's own rows (everyone else), or for an agent
+    token the rows of its own session."""
+    actor = principal.actor
+    if not principal.is_owner:
+        if user_id not in (None, actor.user_id):
+            raise ForbiddenError("only owners read other users' audit rows")
+        user_id = actor.user_id
+    session_id = actor.session_id if principal.kind == "agent" else None
+    async with store.read() as db:
+        return await recent(
+            db, actor.tenant_id, limit=limit, before=before, action=action, user_id=user_id,
+            outcome=outcome, session_id=session_id,
+        )  # fmt: skip

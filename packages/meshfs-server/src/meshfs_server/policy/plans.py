@@ -16,11 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import cast
 
-import msgspec
-
 from meshfs_common.errors import BadRequestError, NotFoundError
+from meshfs_common.models import PlanInfo, RetentionPolicy, StorageInfo
+from meshfs_server.auth import accounts
 from meshfs_server.auth.accounts import Plan
-from meshfs_server.auth.store import SqlSession
+from meshfs_server.auth.principal import Principal
+from meshfs_server.auth.store import AuthStore, SqlSession
+from meshfs_server.domain.ports import MetadataStore, StorageUsage
 from meshfs_server.settings import Settings
 
 
@@ -42,49 +44,6 @@ PLAN_SPECS: dict[Plan, PlanSpec] = {
         max_versions=1000, max_days=180, grace_days=60, rate_factor=5, quota_factor=100
     ),
 }
-
-
-class RetentionPolicy(msgspec.Struct, kw_only=True):
-    """How long history is kept: versions beyond ``max_versions`` per file or older than
-    ``max_days`` are pruned (never a file's current version); deleted files are purged
-    ``grace_days`` after deletion."""
-
-    max_versions: int
-    max_days: int
-    grace_days: int
-
-
-class StorageInfo(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """Quota accounting in bytes (``used`` is deduplicated: identical content counts once).
-
-    ``used`` and ``reserved`` describe the whole tenant, so a token limited to a path prefix is
-    not told them (they are absent).
-    """
-
-    quota: int
-    used: int | None = None
-    reserved: int | None = None
-
-
-class PlanInfo(msgspec.Struct, kw_only=True):
-    """The tenant's plan and what it grants."""
-
-    tenant_id: str
-    tenant_name: str
-    plan: str
-    retention: RetentionPolicy
-    plan_retention: RetentionPolicy
-    rate_limit_per_minute: int
-    storage: StorageInfo
-
-
-class RetentionReport(msgspec.Struct, kw_only=True):
-    """What one run of retention removed."""
-
-    pruned_versions: int
-    purged_nodes: int
-    deleted_chunks: int
-    pruned_events: int = 0
 
 
 def rate_per_minute(plan: Plan, settings: Settings) -> int:
@@ -145,3 +104,29 @@ async def set_policy(conn: SqlSession, tenant_id: str, policy: RetentionPolicy) 
         " retention_grace_days = ? WHERE tenant_id = ?",
         (policy.max_versions, policy.max_days, policy.grace_days, tenant_id),
     )
+
+
+async def plan_info(
+    auth: AuthStore, settings: Settings, principal: Principal, store: MetadataStore
+) -> PlanInfo:
+    """The tenant's plan, effective retention, rate limit and storage usage."""
+    tenant_id = principal.actor.tenant_id
+    async with auth.read() as db:
+        plan, policy = await effective_policy(db, tenant_id)
+        tenant = await accounts.get_tenant(db, tenant_id=tenant_id)
+    async with store.read(tenant_id) as tx:
+        usage = await tx.storage_usage()
+    assert tenant is not None
+    return PlanInfo(
+        tenant_id=tenant_id, tenant_name=tenant.name, plan=plan, retention=policy,
+        plan_retention=preset(plan),
+        rate_limit_per_minute=rate_per_minute(plan, settings),
+        storage=_storage(principal, quota_bytes(plan, settings), usage),
+    )  # fmt: skip
+
+
+def _storage(principal: Principal, quota: int, usage: StorageUsage) -> StorageInfo:
+    """Tenant-wide usage is for callers who see the whole tenant."""
+    if not principal.actor.scope.whole_tenant:
+        return StorageInfo(quota=quota)
+    return StorageInfo(quota=quota, used=usage.committed, reserved=usage.pending)
