@@ -15,6 +15,7 @@ import httpx
 import meshfs_server_backends
 import pytest
 from asgi_lifespan import LifespanManager
+from meshfs_server_wait import wait_for_server
 from starlette.requests import HTTPConnection
 
 from meshfs_common.errors import AuthError
@@ -138,13 +139,7 @@ async def live(harness: Harness) -> AsyncIterator[LiveServer]:
 
     task = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait, mode="asgi"))
     url = f"http://127.0.0.1:{port}"
-    async with httpx.AsyncClient() as probe:
-        for _ in range(200):
-            try:
-                await probe.get(f"{url}/healthz")
-                break
-            except httpx.TransportError:
-                await asyncio.sleep(0.02)
+    await wait_for_server(url, task=task)
     token = harness.client.headers["Authorization"].removeprefix("Bearer ")
     try:
         yield LiveServer(url, token, harness)

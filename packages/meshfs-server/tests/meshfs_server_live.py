@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
+from meshfs_server_wait import wait_for_server
 
 
 def free_port() -> int:
@@ -43,17 +43,7 @@ async def serving(app: Any) -> AsyncIterator[str]:
 
     task = asyncio.create_task(serve(served, config, shutdown_trigger=stop.wait, mode="asgi"))
     url = f"http://127.0.0.1:{port}"
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 10
-    async with httpx.AsyncClient() as probe:
-        while True:
-            try:
-                await probe.get(f"{url}/healthz")
-                break
-            except httpx.TransportError:
-                if loop.time() > deadline or task.done():
-                    raise
-                await asyncio.sleep(0.02)
+    await wait_for_server(url, task=task)
     try:
         yield url
     finally:

@@ -24,6 +24,7 @@ import pytest
 from asgi_lifespan import LifespanManager
 from conftest import AuthHarness, Harness, LiveServer
 from meshfs_server_backends import Postgres, Production, Seaweed
+from meshfs_server_wait import wait_until
 
 from meshfs_common.errors import ERROR_TABLE, UnavailableError, error_from_envelope
 from meshfs_common.hashing import CHUNK_SIZE, hash_bytes
@@ -42,10 +43,7 @@ needs_postgres = pytest.mark.skipif(
 
 async def wait_for(check: Callable[[], Awaitable[bool]], what: str, within: float = 30) -> None:
     """Poll *check* until it is true, failing after *within* seconds."""
-    deadline = time.monotonic() + within
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {what}"
-        await asyncio.sleep(0.05)
+    await wait_until(check, what, within=within, interval=0.05)
 
 
 @contextlib.asynccontextmanager

@@ -15,6 +15,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 from conftest import cli_env
+from meshfs_server_wait import wait_for_server
 
 from meshfs_server.app import create_app
 from meshfs_server.cli import main
@@ -60,16 +61,7 @@ async def server(tmp_path: Path, backend: dict[str, Any]) -> AsyncIterator[Serve
     stop = asyncio.Event()
     task = asyncio.create_task(serve(create_app(settings, background=False), config,
                                      shutdown_trigger=stop.wait, mode="asgi"))  # fmt: skip
-    async with httpx.AsyncClient() as probe:
-        deadline = asyncio.get_running_loop().time() + 10
-        while True:
-            try:
-                if (await probe.get(f"{url}/healthz")).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert asyncio.get_running_loop().time() < deadline, "server did not start"
-            await asyncio.sleep(0.02)
+    await wait_for_server(url, task=task)
     try:
         yield Server(url, data)
     finally:

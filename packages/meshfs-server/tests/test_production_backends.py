@@ -6,6 +6,7 @@ on separate connection pools (as several server processes would be)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,6 +18,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from meshfs_server_backends import Production
+from meshfs_server_wait import wait_until
 
 from meshfs_common.hashing import CHUNK_SIZE, hash_bytes
 from meshfs_common.ids import new_id
@@ -218,15 +220,13 @@ async def _steady_writes(
             written.append(path)
         else:
             assert r.json()["error"] == "unavailable", r.text
-        await asyncio.sleep(0.01)
+        with contextlib.suppress(TimeoutError):  # the next write in 10 ms, unless stopped first
+            await asyncio.wait_for(stop.wait(), 0.01)
 
 
 async def _until(condition: Callable[[], bool], what: str, *, within: float = 20) -> None:
     """Wait (polling) until *condition* holds, failing after *within* seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {within}s waiting for {what}"
-        await asyncio.sleep(0.05)
+    await wait_until(condition, what, within=within, interval=0.05)
 
 
 async def test_database_down_is_503_then_recovers(tmp_path: Path) -> None:

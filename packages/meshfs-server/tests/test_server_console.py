@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import aiohttp
 import httpx
 import pytest
 from conftest import AuthHarness
+from meshfs_server_wait import wait_until_sync
 
 from meshfs_server.http.requestlog import request_target
 from meshfs_server.settings import Settings
@@ -123,13 +125,8 @@ def _free_port() -> int:
         return port
 
 
-def _wait_for(check: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+def _wait_for(check: Callable[[], bool], timeout: float, what: str) -> None:
+    wait_until_sync(check, what, within=timeout)
 
 
 def _start(command: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from conftest import AuthHarness, Harness, LiveServer
 from meshfs_server_live import serving
+from meshfs_server_wait import wait_until
 
 from meshfs_common.ids import new_id
 from meshfs_server.domain.actor import Actor
@@ -32,14 +33,6 @@ def auth_settings(tmp_path: Path, backend: dict[str, Any]) -> Settings:
     return Settings(
         data_dir=tmp_path / "auth-data", gc_grace_seconds=0, rate_limit_per_minute=3, **backend
     )
-
-
-async def wait_until(condition: Any, what: str) -> None:
-    deadline = asyncio.get_running_loop().time() + 5.0
-    while not condition():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 async def test_open_streams_are_capped_per_token_and_per_tenant(live: LiveServer) -> None:
