@@ -18,6 +18,7 @@ from meshfs_server.domain.content import ContentService
 from meshfs_server.domain.feed import ChangeFeed, LocalBus
 from meshfs_server.domain.history import History
 from meshfs_server.domain.namespace import Namespace
+from meshfs_server.domain.ports import QuotaPolicy
 from meshfs_server.domain.snapshots import Snapshots
 
 
@@ -36,10 +37,10 @@ class MemoryDomain:
     collector: Collector
 
     @classmethod
-    def create(cls, *, grace: float = 0.0) -> MemoryDomain:
+    def create(cls, *, grace: float = 0.0, quota: QuotaPolicy | None = None) -> MemoryDomain:
         store, content_store, bus = MemoryMetadataStore(), MemoryContentStore(), LocalBus()
         feed = ChangeFeed(store, bus)
-        content = ContentService(store, content_store, feed)
+        content = ContentService(store, content_store, feed, quota=quota)
         history = History(store, content)
         return cls(
             store=store, content_store=content_store, bus=bus, feed=feed,
