@@ -134,3 +134,20 @@ async def test_tenants_never_see_each_other(domain: MemoryDomain, actor: Actor) 
     with pytest.raises(NotFoundError):
         await domain.namespace.meta(other, path="/mine.txt")
     assert (await domain.feed.pull(other.tenant_id, 0)).events == []
+
+
+async def test_restoring_a_snapshot_gives_back_its_tree(domain: MemoryDomain, actor: Actor) -> None:
+    await domain.content.write(actor, "/p/keep.txt", body(b"v1"))
+    await domain.content.write(actor, "/p/sub/moved.txt", body(b"m"))
+    await domain.snapshots.create(actor, "/p", "before")
+    await domain.content.write(actor, "/p/keep.txt", body(b"v2"))
+    await domain.namespace.rename(actor, "/p/sub/moved.txt", "/p/elsewhere.txt")
+    await domain.content.write(actor, "/p/new.txt", body(b"n"))
+    with pytest.raises(AlreadyExistsError):
+        await domain.snapshots.create(actor, "/p", "before")
+
+    await domain.snapshots.restore(actor, "before")
+    assert await names(domain, actor, "/p") == ["keep.txt", "sub"]
+    assert await names(domain, actor, "/p/sub") == ["moved.txt"]
+    assert await read(domain, actor, "/p/keep.txt") == b"v1"
+    assert await read(domain, actor, "/p/sub/moved.txt") == b"m"
