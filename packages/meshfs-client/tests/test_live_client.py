@@ -22,7 +22,7 @@ from meshfs_common.errors import (
     PreconditionFailedError,
 )
 from meshfs_common.hashing import CHUNK_SIZE, hash_bytes
-from meshfs_common.models import ChangeEvent
+from meshfs_common.models import AgentToken, AuditPage, ChangeEvent, PlanInfo, SessionInfo
 
 pytestmark = pytest.mark.live
 
@@ -268,6 +268,23 @@ async def test_tenants_are_isolated(live_server: LiveServer, tmp_path: Path) -> 
     async with a.client() as ca, b.client() as cb:
         await ca.upload("/secret.txt", b"mine")
         assert not await cb.exists("/secret.txt")
+
+
+async def test_administration_answers_are_typed(client: MeshFSClient) -> None:
+    plan = await client.plan()
+    assert isinstance(plan, PlanInfo)
+    assert plan.storage.quota > 0
+    assert plan.retention.max_versions > 0
+    made = await client.create_agent_token("typed-bot", path_prefix="/typed", read_only=True)
+    assert isinstance(made, AgentToken)
+    assert (made.access, made.path_prefix) == ("read", "/typed")
+    mine = [s for s in await client.sessions() if s.session_id == made.session_id]
+    assert [(s.kind, s.name) for s in mine] == [("agent", "typed-bot")]
+    assert isinstance(mine[0], SessionInfo)
+    page = await client.audit_page(action="auth.agent_create", limit=1)
+    assert isinstance(page, AuditPage)
+    assert [row.action for row in page.entries] == ["auth.agent_create"]
+    assert made["token"] == made.token  # code written against the old dicts still reads them
 
 
 def test_blocking_facade(account: Account, tmp_path: Path) -> None:

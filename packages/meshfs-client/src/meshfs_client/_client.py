@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypedDict
+from typing import TypedDict
 from urllib.parse import quote
 
 import aiohttp
@@ -23,6 +23,7 @@ from meshfs_client._transport import Transport
 from meshfs_client._upload import DEFAULT_CONCURRENCY, Progress, Uploader, UploadFailure
 from meshfs_client._watch import ChangeFeed
 from meshfs_common import paths
+from meshfs_common.admin import AGENT_TOKEN_SECONDS
 from meshfs_common.errors import (
     AlreadyExistsError,
     AuthError,
@@ -35,10 +36,14 @@ from meshfs_common.errors import (
 )
 from meshfs_common.hashing import CHUNK_SIZE, ContentDigest
 from meshfs_common.models import (
+    AgentToken,
+    AgentTokenRequest,
+    AuditPage,
     ChangeSummary,
     CommitResult,
     DeleteResult,
     DeviceActivateRequest,
+    DeviceActivateResponse,
     DevicePollRequest,
     DeviceStartRequest,
     DeviceStartResponse,
@@ -49,10 +54,13 @@ from meshfs_common.models import (
     ListPage,
     LogoutRequest,
     MkdirRequest,
+    PlanInfo,
     PullResponse,
     RefreshRequest,
     RenameRequest,
     RestoreRequest,
+    SessionInfo,
+    SessionList,
     Snapshot,
     SnapshotCreateRequest,
     SnapshotDiff,
@@ -282,14 +290,14 @@ class MeshFSClient:
 
     async def activate_device(self, user_code: str, *, approve: bool = True) -> str:
         """Approve (or deny) another device's login code as the current user."""
-        reply = await self._t.request(
+        answer = await self._t.call(
             "POST",
             "/auth/device/activate",
+            DeviceActivateResponse,
             json=DeviceActivateRequest(user_code=user_code, approve=approve),
             idempotent=True,
         )
-        status = reply.decode(dict[str, Any]).get("status", "")
-        return str(status)
+        return answer.status
 
     async def _refresh_call(self, refresh_token: str) -> TokenResponse:
         # Never resent after a lost answer: the server would see a reused refresh token and
@@ -588,10 +596,9 @@ class MeshFSClient:
 
     # --- tenant administration --------------------------------------------------------------
 
-    async def plan(self) -> dict[str, Any]:
+    async def plan(self) -> PlanInfo:
         """``GET /plans/current``: the tenant's plan, retention, rate limit and storage use."""
-        reply = await self._t.request("GET", "/plans/current", idempotent=True)
-        return reply.decode(dict[str, Any])
+        return await self._t.call("GET", "/plans/current", PlanInfo, idempotent=True)
 
     async def create_agent_token(
         self,
@@ -599,41 +606,41 @@ class MeshFSClient:
         *,
         path_prefix: str = "/",
         read_only: bool = False,
-        expires_in: int = 30 * 86400,
-    ) -> dict[str, Any]:
+        expires_in: int = AGENT_TOKEN_SECONDS,
+    ) -> AgentToken:
         """``POST /auth/agents``: a named bearer token for an agent, confined to *path_prefix*.
 
         The answer carries ``token`` (shown once; the server keeps only its hash),
         ``session_id`` (to revoke it), ``name``, ``path_prefix``, ``access`` and ``expires_at``.
         Agent tokens cannot create agent tokens.
         """
-        reply = await self._t.request(
+        return await self._t.call(
             "POST",
             "/auth/agents",
-            json={
-                "name": name,
-                "path_prefix": paths.normalise(path_prefix),
-                "access": "read" if read_only else "write",
-                "expires_in": expires_in,
-            },
+            AgentToken,
+            json=AgentTokenRequest(
+                name=name,
+                path_prefix=paths.normalise(path_prefix),
+                access="read" if read_only else "write",
+                expires_in=expires_in,
+            ),
             idempotent=False,  # a resend after a lost answer would mint a second token
         )
-        return reply.decode(dict[str, Any])
 
     async def sessions(
         self, *, everyone: bool = False, include_revoked: bool = False
-    ) -> list[dict[str, Any]]:
+    ) -> list[SessionInfo]:
         """``GET /auth/sessions``: your signed-in devices and agent tokens, newest first
         (owners: the whole tenant's with *everyone*). Each has ``session_id``, ``kind``
         (``device`` or ``agent``), ``name``, ``path_prefix``, ``access``, ``expires_at``..."""
-        reply = await self._t.request(
+        answer = await self._t.call(
             "GET",
             "/auth/sessions",
+            SessionList,
             params={"all": everyone, "include_revoked": include_revoked},
             idempotent=True,
         )
-        answer = reply.decode(dict[str, list[dict[str, Any]]])
-        return answer.get("sessions", [])
+        return answer.sessions
 
     async def revoke_session(self, session_id: str) -> None:
         """``DELETE /auth/sessions/{id}``: revoke a device session or an agent token."""
@@ -659,15 +666,16 @@ class MeshFSClient:
         action: str | None = None,
         user_id: str | None = None,
         outcome: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> AuditPage:
         """``GET /audit/recent``: one page of audit rows, newest first.
 
         Owners see the tenant's log; everyone else sees their own rows. The answer has
         ``entries``, ``has_more`` and ``next_before`` (pass it as *before* for the next page).
         """
-        reply = await self._t.request(
+        return await self._t.call(
             "GET",
             "/audit/recent",
+            AuditPage,
             params={
                 "limit": limit,
                 "before": before,
@@ -677,7 +685,6 @@ class MeshFSClient:
             },
             idempotent=True,
         )
-        return reply.decode(dict[str, Any])
 
     # --- versions ---------------------------------------------------------------------------
 

@@ -1,13 +1,14 @@
-"""What every command shares: global options, output helpers, running async code."""
+"""What every command shares: global options, output helpers, the client-command body."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import sys
-from collections.abc import Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate, ParamSpec, TypeVar, overload
 
 import click
 import msgspec
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from meshfs_client._client import MeshFSClient
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 
 @dataclass(slots=True)
@@ -78,6 +80,60 @@ class CommandGroup(click.Group):
 def run(coro: Coroutine[Any, Any, T]) -> T:
     """Run a command's async body to completion."""
     return asyncio.run(coro)
+
+
+Body = Callable[Concatenate[CliState, "MeshFSClient", P], Awaitable[T | None]]
+"""A command's async body: ``async def body(state, client, **options) -> answer``."""
+
+
+@overload
+def client_command() -> Callable[[Body[P, object]], Callable[P, None]]: ...
+
+
+@overload
+def client_command(
+    text: Callable[[CliState, T], None],
+) -> Callable[[Body[P, T]], Callable[P, None]]: ...
+
+
+def client_command(
+    text: Callable[[CliState, T], None] | None = None,
+) -> Callable[[Body[P, T]], Callable[P, None]]:
+    """Make a click callback of a command's async body: what every client command does.
+
+    The callback opens a client for the chosen server, awaits the body with it, closes it,
+    and shows the body's answer: as one JSON document with ``--json``, else through *text*
+    (nothing without one). A body that prints as it goes returns ``None``, and nothing more
+    is shown. Failures propagate to :func:`meshfs_client.cli.main`, which prints one line and
+    exits with the documented code. Put it below the click decorators::
+
+        @click.command()
+        @click.argument("path")
+        @client_command(text=lambda state, entry: click.echo(entry.path))
+        async def stat(state: CliState, client: MeshFSClient, path: str) -> Entry:
+            return await client.meta(path)
+    """
+
+    def decorate(body: Body[P, T]) -> Callable[P, None]:
+        @functools.wraps(body)
+        def command(*args: P.args, **kwargs: P.kwargs) -> None:
+            state = click.get_current_context().ensure_object(CliState)
+
+            async def opened() -> T | None:
+                async with state.client() as client:
+                    return await body(state, client, *args, **kwargs)
+
+            answer = asyncio.run(opened())
+            if answer is None:
+                return
+            if state.json:
+                state.emit(answer)
+            elif text is not None:
+                text(state, answer)
+
+        return command
+
+    return decorate
 
 
 def human_size(size: int) -> str:

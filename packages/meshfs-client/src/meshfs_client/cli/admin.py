@@ -2,58 +2,54 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
-from meshfs_client.cli._context import CliState, human_size, human_time, pass_state, run
+from meshfs_client.cli._context import CliState, client_command, human_size, human_time
+
+if TYPE_CHECKING:
+    from meshfs_client._client import MeshFSClient
+    from meshfs_common.models import AuditEntry, PlanInfo
 
 
 def _percent(used: int, quota: int) -> str:
     return f"{100 * used / quota:.1f}%" if quota > 0 else "-"
 
 
+def _show_plan(state: CliState, info: PlanInfo) -> None:
+    storage, retention = info.storage, info.retention
+    click.echo(f"tenant:     {info.tenant_name} ({info.tenant_id})")
+    click.echo(f"plan:       {info.plan}")
+    if storage.used is None:  # a token limited to a folder is not told the tenant's use
+        click.echo(f"storage:    quota {human_size(storage.quota)} (usage not shown to this token)")
+    else:
+        click.echo(
+            f"storage:    {human_size(storage.used)} of {human_size(storage.quota)} used "
+            f"({_percent(storage.used, storage.quota)}; identical content counted once)"
+        )
+    click.echo(
+        f"retention:  {retention.max_versions} versions per file, {retention.max_days} days;"
+        f" deleted files kept {retention.grace_days} days"
+    )
+    click.echo(f"rate limit: {info.rate_limit_per_minute} requests/minute")
+
+
 @click.command()
-@pass_state
-def quota(state: CliState) -> None:
+@client_command(text=_show_plan)
+async def quota(state: CliState, client: MeshFSClient) -> PlanInfo:
     """Show the tenant's plan, storage used against its quota, retention and rate limit."""
-
-    async def body() -> None:
-        async with state.client() as client:
-            info = await client.plan()
-            if state.json:
-                state.emit(info)
-                return
-            storage: dict[str, Any] = info.get("storage") or {}
-            retention: dict[str, Any] = info.get("retention") or {}
-            limit = int(storage.get("quota", 0))
-            click.echo(f"tenant:     {info.get('tenant_name')} ({info.get('tenant_id')})")
-            click.echo(f"plan:       {info.get('plan')}")
-            if "used" not in storage:  # a token limited to a folder is not told the tenant's use
-                click.echo(f"storage:    quota {human_size(limit)} (usage not shown to this token)")
-            else:
-                used = int(storage["used"])
-                click.echo(
-                    f"storage:    {human_size(used)} of {human_size(limit)} used "
-                    f"({_percent(used, limit)}; identical content counted once)"
-                )
-            click.echo(
-                f"retention:  {retention.get('max_versions')} versions per file, "
-                f"{retention.get('max_days')} days; deleted files kept "
-                f"{retention.get('grace_days')} days"
-            )
-            click.echo(f"rate limit: {info.get('rate_limit_per_minute')} requests/minute")
-
-    run(body())
+    return await client.plan()
 
 
-def _audit_line(row: dict[str, Any]) -> str:
-    at = row.get("at")
-    when = human_time(datetime.fromisoformat(at)) if isinstance(at, str) else str(at)
-    who = row.get("agent_name") or row.get("device_name") or row.get("user_id") or "-"
-    target = row.get("target") or ""
-    return f"{when}  {row.get('action', ''):<22} {row.get('outcome', ''):<8} {who}  {target}"
+def _audit_line(row: AuditEntry) -> str:
+    who = row.agent_name or row.device_name or row.user_id or "-"
+    return f"{human_time(row.at)}  {row.action:<22} {row.outcome:<8} {who}  {row.target or ''}"
+
+
+def _show_audit(state: CliState, rows: list[AuditEntry]) -> None:
+    for row in rows:
+        click.echo(_audit_line(row))
 
 
 @click.command()
@@ -72,22 +68,15 @@ def _audit_line(row: dict[str, Any]) -> str:
 )
 @click.option("--user", "user_id", metavar="USER_ID", help="Only this user's rows (owners).")
 @click.option("--outcome", help="Only this outcome (ok, denied, failed...).")
-@pass_state
-def audit(
-    state: CliState, limit: int, action: str | None, user_id: str | None, outcome: str | None
-) -> None:
+@client_command(text=_show_audit)
+async def audit(
+    state: CliState,
+    client: MeshFSClient,
+    limit: int,
+    action: str | None,
+    user_id: str | None,
+    outcome: str | None,
+) -> list[AuditEntry]:
     """Show recent audit events (owners: the whole tenant; others: their own)."""
-
-    async def body() -> None:
-        async with state.client() as client:
-            page = await client.audit_page(
-                limit=limit, action=action, user_id=user_id, outcome=outcome
-            )
-            rows: list[dict[str, Any]] = page.get("entries") or []
-            if state.json:
-                state.emit(rows)
-                return
-            for row in rows:
-                click.echo(_audit_line(row))
-
-    run(body())
+    page = await client.audit_page(limit=limit, action=action, user_id=user_id, outcome=outcome)
+    return page.entries

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import importlib.util
+from typing import TYPE_CHECKING
 
 import click
 
-from meshfs_client.cli._context import CliState, pass_state, run
+from meshfs_client.cli._context import CliState, client_command
+
+if TYPE_CHECKING:
+    from meshfs_client._client import MeshFSClient
 
 
 @click.command()
-@pass_state
-def mcp(state: CliState) -> None:
+@client_command()
+async def mcp(state: CliState, client: MeshFSClient) -> None:
     """Serve MeshFS to an agent host over MCP (stdin/stdout).
 
     For hosts that start a process (Claude Desktop, IDEs, agent frameworks): the host speaks
@@ -28,14 +32,9 @@ def mcp(state: CliState) -> None:
         raise click.ClickException(
             "meshfs mcp needs the MCP SDK, an optional part: pip install 'meshfs-client[mcp]'"
         )
+    from meshfs_client import __version__
+    from meshfs_client.mcp import serve_stdio
 
-    async def body() -> None:
-        from meshfs_client import __version__
-        from meshfs_client.mcp import serve_stdio
-
-        async with state.client() as client:
-            # Fail now, with one clear line, rather than on the agent's first tool call.
-            await client.whoami()
-            await serve_stdio(client, version=__version__)
-
-    run(body())
+    # Fail now, with one clear line, rather than on the agent's first tool call.
+    await client.whoami()
+    await serve_stdio(client, version=__version__)

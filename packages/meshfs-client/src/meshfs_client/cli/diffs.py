@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-from meshfs_client.cli._context import CliState, human_size, pass_state, run
+from meshfs_client.cli._context import CliState, client_command, human_size
 
 if TYPE_CHECKING:
-    from meshfs_common.models import DiffSide, FileChange, FileDiff, Writer
+    from meshfs_client._client import MeshFSClient
+    from meshfs_common.models import ChangeSummary, DiffSide, FileChange, FileDiff, Writer
 
 _AGO_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
@@ -42,12 +43,18 @@ def render_diff(diff: FileDiff) -> str:
     return f"{diff.path}: {reason} ({same})\n{_side('old', diff.old)}\n{_side('new', diff.new)}\n"
 
 
+def _show_diff(state: CliState, diff: FileDiff) -> None:
+    click.echo(render_diff(diff), nl=False)
+
+
 @click.command()
 @click.argument("path")
 @click.argument("v1", required=False)
 @click.argument("v2", required=False)
-@pass_state
-def diff(state: CliState, path: str, v1: str | None, v2: str | None) -> None:
+@client_command(text=_show_diff)
+async def diff(
+    state: CliState, client: MeshFSClient, path: str, v1: str | None, v2: str | None
+) -> FileDiff:
     """Show what changed in a file, as a unified diff.
 
     \b
@@ -58,16 +65,7 @@ def diff(state: CliState, path: str, v1: str | None, v2: str | None) -> None:
     Binary content (or text over 1 MiB) gets a summary instead: size, type and hash of each
     side. Version ids are listed by `meshfs versions PATH`.
     """
-
-    async def body() -> None:
-        async with state.client() as client:
-            result = await client.diff(path, v1, v2)
-        if state.json:
-            state.emit(result)
-        else:
-            click.echo(render_diff(result), nl=False)
-
-    run(body())
+    return await client.diff(path, v1, v2)
 
 
 def parse_since(text: str) -> float:
@@ -101,12 +99,26 @@ def change_line(change: FileChange) -> str:
     return f"{change.status:<9} {where}{stats}" + (f"  by {by}" if by else "")
 
 
+def _show_summary(state: CliState, summary: ChangeSummary) -> None:
+    if summary.history_trimmed:
+        state.info("note: retention trimmed part of that history; showing what is kept")
+    for change in summary.changes:
+        click.echo(change_line(change))
+    more = f"; more: run again with --cursor {summary.to_cursor}" if summary.has_more else ""
+    state.info(
+        f"{len(summary.changes)} changed under {summary.path}"
+        f" (cursor {summary.from_cursor} -> {summary.to_cursor}){more}"
+    )
+
+
 @click.command()
 @click.argument("path", default="/")
 @click.option("--cursor", type=click.IntRange(min=0), help="Changes after this feed cursor.")
 @click.option("--since", "since", metavar="WHEN", help="Changes since 30m, 2h, 7d ago or a time.")
-@pass_state
-def changes(state: CliState, path: str, cursor: int | None, since: str | None) -> None:
+@client_command(text=_show_summary)
+async def changes(
+    state: CliState, client: MeshFSClient, path: str, cursor: int | None, since: str | None
+) -> ChangeSummary:
     """List what changed under PATH, one line per file: created, modified (+added -removed
     lines), deleted, renamed (old -> new), and who changed it (a device or agent:NAME).
 
@@ -115,21 +127,4 @@ def changes(state: CliState, path: str, cursor: int | None, since: str | None) -
     if (cursor is None) == (since is None):
         raise click.UsageError("give one of --cursor and --since")
     since_time = parse_since(since) if since is not None else None
-
-    async def body() -> None:
-        async with state.client() as client:
-            summary = await client.changes(path, since_cursor=cursor, since_time=since_time)
-        if state.json:
-            state.emit(summary)
-            return
-        if summary.history_trimmed:
-            state.info("note: retention trimmed part of that history; showing what is kept")
-        for change in summary.changes:
-            click.echo(change_line(change))
-        more = f"; more: run again with --cursor {summary.to_cursor}" if summary.has_more else ""
-        state.info(
-            f"{len(summary.changes)} changed under {summary.path}"
-            f" (cursor {summary.from_cursor} -> {summary.to_cursor}){more}"
-        )
-
-    run(body())
+    return await client.changes(path, since_cursor=cursor, since_time=since_time)

@@ -6,10 +6,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from meshfs_client.cli._context import CliState, human_size, human_time, pass_state, run
+from meshfs_client.cli._context import CliState, client_command, human_size, human_time
 from meshfs_common import paths
 from meshfs_common.errors import NotADirError, NotFoundError
-from meshfs_common.models import Entry
+from meshfs_common.models import DeleteResult, Entry
 
 if TYPE_CHECKING:
     from meshfs_client._client import MeshFSClient
@@ -51,79 +51,59 @@ async def resolve_into_dir(client: MeshFSClient, src: str, dst: str) -> str:
 @click.option("-R", "recursive", is_flag=True, help="List subdirectories recursively.")
 @click.option("--deleted", is_flag=True, help="Include deleted entries (tombstones).")
 @click.argument("path", default="/")
-@pass_state
-def ls(state: CliState, long: bool, recursive: bool, deleted: bool, path: str) -> None:
+@client_command()
+async def ls(
+    state: CliState, client: MeshFSClient, long: bool, recursive: bool, deleted: bool, path: str
+) -> list[Entry] | None:
     """List a directory (or show one file)."""
+    # Lines are printed as entries arrive (a recursive listing can be long); --json waits.
+    entries: list[Entry] = []
+    try:
+        found = client.walk(path) if recursive else client.iterdir(path, include_deleted=deleted)
+        async for entry in found:
+            entries.append(entry)
+            if not state.json:
+                click.echo(_line(entry, long=long, full_path=recursive))
+    except NotADirError:
+        entries = [await client.meta(path)]
+        if not state.json:
+            click.echo(_line(entries[0], long=long, full_path=True))
+    return entries if state.json else None
 
-    async def body() -> None:
-        async with state.client() as client:
-            entries: list[Entry] = []
-            try:
-                if recursive:
-                    async for entry in client.walk(path):
-                        entries.append(entry)
-                        if not state.json:
-                            click.echo(_line(entry, long=long, full_path=True))
-                else:
-                    async for entry in client.iterdir(path, include_deleted=deleted):
-                        entries.append(entry)
-                        if not state.json:
-                            click.echo(_line(entry, long=long, full_path=False))
-            except NotADirError:
-                entry = await client.meta(path)
-                entries = [entry]
-                if not state.json:
-                    click.echo(_line(entry, long=long, full_path=True))
-            if state.json:
-                state.emit(entries)
 
-    run(body())
+def _show_entry(state: CliState, entry: Entry) -> None:
+    click.echo(f"path:      {entry.path}")
+    click.echo(f"kind:      {entry.kind}")
+    click.echo(f"node id:   {entry.node_id}")
+    if entry.kind == "file":
+        readable = human_size(entry.size)
+        plain = f"{entry.size} bytes"
+        click.echo(
+            f"size:      {plain}" + (f" ({readable})" if readable != str(entry.size) else "")
+        )
+        click.echo(f"version:   {entry.version_id}")
+        click.echo(f"hash:      {entry.content_hash}")
+    click.echo(f"created:   {human_time(entry.created_at)}")
+    click.echo(f"modified:  {human_time(entry.modified_at)}")
 
 
 @click.command()
 @click.argument("path")
-@pass_state
-def stat(state: CliState, path: str) -> None:
+@client_command(text=_show_entry)
+async def stat(state: CliState, client: MeshFSClient, path: str) -> Entry:
     """Show the metadata of a file or directory."""
-
-    async def body() -> None:
-        async with state.client() as client:
-            entry = await client.meta(path)
-            if state.json:
-                state.emit(entry)
-                return
-            click.echo(f"path:      {entry.path}")
-            click.echo(f"kind:      {entry.kind}")
-            click.echo(f"node id:   {entry.node_id}")
-            if entry.kind == "file":
-                readable = human_size(entry.size)
-                plain = f"{entry.size} bytes"
-                click.echo(
-                    f"size:      {plain}"
-                    + (f" ({readable})" if readable != str(entry.size) else "")
-                )
-                click.echo(f"version:   {entry.version_id}")
-                click.echo(f"hash:      {entry.content_hash}")
-            click.echo(f"created:   {human_time(entry.created_at)}")
-            click.echo(f"modified:  {human_time(entry.modified_at)}")
-
-    run(body())
+    return await client.meta(path)
 
 
 @click.command()
 @click.option("-p", "parents", is_flag=True, help="Create parents; no error if it exists.")
 @click.argument("paths_", metavar="PATH...", nargs=-1, required=True)
-@pass_state
-def mkdir(state: CliState, parents: bool, paths_: tuple[str, ...]) -> None:
+@client_command()
+async def mkdir(
+    state: CliState, client: MeshFSClient, parents: bool, paths_: tuple[str, ...]
+) -> list[Entry]:
     """Create directories."""
-
-    async def body() -> None:
-        async with state.client() as client:
-            made = [await client.mkdir(p, parents=parents, exist_ok=parents) for p in paths_]
-            if state.json:
-                state.emit(made)
-
-    run(body())
+    return [await client.mkdir(p, parents=parents, exist_ok=parents) for p in paths_]
 
 
 @click.command()
@@ -131,40 +111,31 @@ def mkdir(state: CliState, parents: bool, paths_: tuple[str, ...]) -> None:
 @click.option("--if-match", metavar="VERSION", help="Only if the source head is this version.")
 @click.argument("src")
 @click.argument("dst")
-@pass_state
-def mv(state: CliState, force: bool, if_match: str | None, src: str, dst: str) -> None:
+@client_command()
+async def mv(
+    state: CliState, client: MeshFSClient, force: bool, if_match: str | None, src: str, dst: str
+) -> Entry:
     """Move or rename SRC to DST (into DST when it is a directory)."""
-
-    async def body() -> None:
-        async with state.client() as client:
-            target = await resolve_into_dir(client, src, dst)
-            entry = await client.rename(src, target, overwrite=force, if_match=if_match)
-            if state.json:
-                state.emit(entry)
-            else:
-                state.info(f"{paths.normalise(src)} -> {entry.path}")
-
-    run(body())
+    target = await resolve_into_dir(client, src, dst)
+    entry = await client.rename(src, target, overwrite=force, if_match=if_match)
+    state.info(f"{paths.normalise(src)} -> {entry.path}")
+    return entry
 
 
 @click.command()
 @click.option("-r", "-R", "recursive", is_flag=True, help="Delete directories and their contents.")
 @click.option("-f", "force", is_flag=True, help="Ignore paths that do not exist.")
 @click.argument("paths_", metavar="PATH...", nargs=-1, required=True)
-@pass_state
-def rm(state: CliState, recursive: bool, force: bool, paths_: tuple[str, ...]) -> None:
+@client_command()
+async def rm(
+    state: CliState, client: MeshFSClient, recursive: bool, force: bool, paths_: tuple[str, ...]
+) -> list[DeleteResult]:
     """Delete files (and directories with -r). Deleted files keep their versions."""
-
-    async def body() -> None:
-        async with state.client() as client:
-            results = []
-            for path in paths_:
-                try:
-                    results.append(await client.delete(path, recursive=recursive))
-                except NotFoundError:
-                    if not force:
-                        raise
-            if state.json:
-                state.emit(results)
-
-    run(body())
+    results = []
+    for path in paths_:
+        try:
+            results.append(await client.delete(path, recursive=recursive))
+        except NotFoundError:
+            if not force:
+                raise
+    return results

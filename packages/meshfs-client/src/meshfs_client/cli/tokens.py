@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from meshfs_client.cli._context import CliState, CommandGroup, human_time, pass_state, run
+from meshfs_client.cli._context import CliState, CommandGroup, client_command, human_time
+
+if TYPE_CHECKING:
+    from meshfs_client._client import MeshFSClient
+    from meshfs_common.models import AgentToken, SessionInfo
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"(\d+)([smhdw])")
@@ -34,10 +38,8 @@ class Duration(click.ParamType):  # type: ignore[type-arg]  # generic only from 
         return seconds
 
 
-def _when(value: Any) -> str:
-    if not isinstance(value, str):
-        return "never"
-    return human_time(datetime.fromisoformat(value))
+def _when(value: datetime | None) -> str:
+    return "never" if value is None else human_time(value)
 
 
 @click.group(cls=CommandGroup)
@@ -47,6 +49,16 @@ def token() -> None:
     An agent uses one as MESHFS_TOKEN (or MeshFSClient(token=...)). It sees only paths under
     its prefix, can be read-only, expires, and can be revoked at any time.
     """
+
+
+def _show_token(state: CliState, made: AgentToken) -> None:
+    click.echo(made.token)
+    state.info(
+        f"agent token {made.name!r} ({made.session_id}): {made.access} access"
+        f" to {made.path_prefix}, expires {_when(made.expires_at)}.\n"
+        "Store it now; it cannot be shown again. Revoke with"
+        f" `meshfs token revoke {made.session_id}`."
+    )
 
 
 @token.command("create")
@@ -62,69 +74,49 @@ def token() -> None:
     show_default=True,
     help="Lifetime: 30m, 12h, 7d, 2w... (at most 366d).",
 )
-@pass_state
-def create(state: CliState, name: str, prefix: str, read_only: bool, expires: int) -> None:
+@client_command(text=_show_token)
+async def create(
+    state: CliState, client: MeshFSClient, name: str, prefix: str, read_only: bool, expires: int
+) -> AgentToken:
     """Create an agent token and print it (it is shown only this once)."""
+    return await client.create_agent_token(
+        name, path_prefix=prefix, read_only=read_only, expires_in=expires
+    )
 
-    async def body() -> None:
-        async with state.client() as client:
-            made = await client.create_agent_token(
-                name, path_prefix=prefix, read_only=read_only, expires_in=expires
-            )
-            if state.json:
-                state.emit(made)
-                return
-            click.echo(made["token"])
-            state.info(
-                f"agent token {made['name']!r} ({made['session_id']}): {made['access']} access"
-                f" to {made['path_prefix']}, expires {_when(made.get('expires_at'))}.\n"
-                "Store it now; it cannot be shown again. Revoke with"
-                f" `meshfs token revoke {made['session_id']}`."
-            )
 
-    run(body())
+def _show_agents(state: CliState, agents: list[SessionInfo]) -> None:
+    if not agents:
+        state.info("no agent tokens (create one with `meshfs token create`)")
+    everyone = click.get_current_context().params["everyone"]
+    for agent in agents:
+        status = " revoked" if agent.revoked_at else ""
+        who = f"  {agent.username}" if everyone else ""
+        click.echo(
+            f"{agent.session_id}  {agent.name:<20} {agent.access:<5}"
+            f" {agent.path_prefix:<20} expires {_when(agent.expires_at)}{status}{who}"
+        )
 
 
 @token.command("list")
 @click.option("--all", "everyone", is_flag=True, help="Everyone's in the tenant (owners).")
 @click.option("--revoked", is_flag=True, help="Include revoked and expired ones.")
-@pass_state
-def list_(state: CliState, everyone: bool, revoked: bool) -> None:
+@client_command(text=_show_agents)
+async def list_(
+    state: CliState, client: MeshFSClient, everyone: bool, revoked: bool
+) -> list[SessionInfo]:
     """List agent tokens (id, name, access, prefix, expiry)."""
+    found = await client.sessions(everyone=everyone, include_revoked=revoked)
+    return [session for session in found if session.kind == "agent"]
 
-    async def body() -> None:
-        async with state.client() as client:
-            found = await client.sessions(everyone=everyone, include_revoked=revoked)
-            agents = [s for s in found if s.get("kind") == "agent"]
-            if state.json:
-                state.emit(agents)
-                return
-            if not agents:
-                state.info("no agent tokens (create one with `meshfs token create`)")
-            for agent in agents:
-                status = " revoked" if agent.get("revoked_at") else ""
-                who = f"  {agent.get('username')}" if everyone else ""
-                click.echo(
-                    f"{agent['session_id']}  {agent['name']:<20} {agent['access']:<5}"
-                    f" {agent['path_prefix']:<20} expires {_when(agent.get('expires_at'))}"
-                    f"{status}{who}"
-                )
 
-    run(body())
+def _show_revoked(state: CliState, answer: dict[str, Any]) -> None:
+    state.info(f"revoked {answer['session_id']}")
 
 
 @token.command()
 @click.argument("session_id")
-@pass_state
-def revoke(state: CliState, session_id: str) -> None:
+@client_command(text=_show_revoked)
+async def revoke(state: CliState, client: MeshFSClient, session_id: str) -> dict[str, Any]:
     """Revoke an agent token (or a device session) by its id; it stops working at once."""
-
-    async def body() -> None:
-        async with state.client() as client:
-            await client.revoke_session(session_id)
-            if state.json:
-                state.emit({"session_id": session_id, "revoked": True})
-            else:
-                state.info(f"revoked {session_id}")
-
-    run(body())
+    await client.revoke_session(session_id)
+    return {"session_id": session_id, "revoked": True}

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from meshfs_client.cli._context import CliState, pass_state, run
+from meshfs_client.cli._context import CliState, client_command
 from meshfs_client.cli._errors import describe
 from meshfs_client.cli._local_tree import scan_tree
 from meshfs_client.cli._progress import TransferProgress
@@ -47,15 +47,10 @@ async def _to_stdout(client: MeshFSClient, path: str, version_id: str | None) ->
 @click.command()
 @click.option("--version", "version_id", metavar="ID", help="Print this version instead.")
 @click.argument("path")
-@pass_state
-def cat(state: CliState, version_id: str | None, path: str) -> None:
+@client_command()
+async def cat(state: CliState, client: MeshFSClient, version_id: str | None, path: str) -> None:
     """Print a file's content to stdout."""
-
-    async def body() -> None:
-        async with state.client() as client:
-            await _to_stdout(client, path, version_id)
-
-    run(body())
+    await _to_stdout(client, path, version_id)
 
 
 @contextlib.contextmanager
@@ -75,8 +70,12 @@ def _report(state: CliState, verb: str, results: list[Any], nbytes: int) -> None
     if state.json:
         state.emit(results)
     else:
-        noun = "file" if len(results) == 1 else "files"
-        state.info(f"{verb} {len(results)} {noun} ({nbytes} bytes)")
+        _summary(state, verb, len(results), nbytes)
+
+
+def _summary(state: CliState, verb: str, count: int, nbytes: int) -> None:
+    noun = "file" if count == 1 else "files"
+    state.info(f"{verb} {count} {noun} ({nbytes} bytes)")
 
 
 @click.command()
@@ -90,9 +89,10 @@ def _report(state: CliState, verb: str, results: list[Any], nbytes: int) -> None
 )
 @click.argument("src", type=click.Path(allow_dash=True, path_type=str))
 @click.argument("dst")
-@pass_state
-def put(
+@client_command()
+async def put(
     state: CliState,
+    client: MeshFSClient,
     recursive: bool,
     if_match: str | None,
     no_clobber: bool,
@@ -109,6 +109,32 @@ def put(
     listed, the rest is sent, and the exit code is 2.
     """
     local = Path(src)
+    is_dir, size = await asyncio.to_thread(_put_source, src, recursive, follow_symlinks)
+    if src == "-":
+        result = await client.upload(
+            paths.normalise(dst), _stdin_blocks(), if_match=if_match, if_none_match=no_clobber
+        )
+        _report(state, "uploaded", [result], result.entry.size)
+        return
+    if is_dir:
+        await _put_tree(state, client, local, _tree_target(local, dst), no_clobber,
+                        follow_symlinks)  # fmt: skip
+        return
+    target = await resolve_into_dir(client, local.name, dst)
+    with _bar(state, client, local.name, size) as bar:
+        result = await client.upload(
+            target, local, if_match=if_match, if_none_match=no_clobber, progress=bar.advance
+        )
+    _report(state, "uploaded", [result], result.entry.size)
+
+
+def _show_downloaded(state: CliState, got: list[dict[str, Any]]) -> None:
+    _summary(state, "downloaded", len(got), sum(e["size"] for e in got))
+
+
+def _put_source(src: str, recursive: bool, follow_symlinks: bool) -> tuple[bool, int]:
+    """Whether the local SRC of ``put`` is a directory, and its size (0 for '-' or a tree)."""
+    local = Path(src)
     if src != "-" and local.is_symlink() and not follow_symlinks:
         raise click.UsageError(
             f"{src} is a symbolic link; pass --follow-symlinks to upload what it points to"
@@ -116,37 +142,7 @@ def put(
     is_dir = src != "-" and local.is_dir()
     if is_dir and not recursive:
         raise click.UsageError(f"{src} is a directory (use -r)")
-    size = 0 if src == "-" or is_dir else local.stat().st_size
-
-    async def body() -> None:
-        async with state.client() as client:
-            if src == "-":
-                result = await client.upload(
-                    paths.normalise(dst),
-                    _stdin_blocks(),
-                    if_match=if_match,
-                    if_none_match=no_clobber,
-                )
-                _report(state, "uploaded", [result], result.entry.size)
-                return
-            if is_dir:
-                await _put_tree(state, client, local, _tree_target(local, dst), no_clobber,
-                                follow_symlinks)  # fmt: skip
-                return
-            target = await resolve_into_dir(client, local.name, dst)
-            with _bar(state, client, local.name, size) as bar:
-                results = [
-                    await client.upload(
-                        target,
-                        local,
-                        if_match=if_match,
-                        if_none_match=no_clobber,
-                        progress=bar.advance,
-                    )
-                ]
-            _report(state, "uploaded", results, sum(r.entry.size for r in results))
-
-    run(body())
+    return is_dir, 0 if src == "-" or is_dir else local.stat().st_size
 
 
 def _tree_target(root: Path, dst: str) -> str:
@@ -214,36 +210,32 @@ def _shown(local: Path) -> str:
 @click.option("--version", "version_id", metavar="ID", help="Download this version.")
 @click.argument("src")
 @click.argument("dst", type=click.Path(allow_dash=True, path_type=str), default=".")
-@pass_state
-def get(state: CliState, recursive: bool, version_id: str | None, src: str, dst: str) -> None:
+@client_command(text=_show_downloaded)
+async def get(
+    state: CliState,
+    client: MeshFSClient,
+    recursive: bool,
+    version_id: str | None,
+    src: str,
+    dst: str,
+) -> list[dict[str, Any]] | None:
     """Download remote SRC to local DST ('-' for stdout; a directory tree with -r)."""
-    into_dir = dst != "-" and Path(dst).is_dir()
-
-    async def body() -> None:
-        async with state.client() as client:
-            if dst == "-":
-                await _to_stdout(client, src, version_id)
-                return
-            entry = await client.meta(src)
-            local = Path(dst)
-            if into_dir:
-                local = local / (entry.name or "root")
-            if entry.kind == "dir":
-                if not recursive:
-                    raise IsADirError(f"{entry.path} is a directory (use -r)")
-                results = await _get_tree(state, client, entry, local)
-            else:
-                with _bar(state, client, entry.name, entry.size) as bar:
-                    await client.download_to(
-                        entry.path, local, version_id=version_id, progress=bar.advance
-                    )
-                results = [entry]
-            if state.json:
-                state.emit([{"path": e.path, "local": str(local), "size": e.size} for e in results])
-            else:
-                _report(state, "downloaded", results, sum(e.size for e in results))
-
-    run(body())
+    if dst == "-":
+        await _to_stdout(client, src, version_id)
+        return None
+    entry = await client.meta(src)
+    local = Path(dst)
+    if await asyncio.to_thread(local.is_dir):
+        local = local / (entry.name or "root")
+    if entry.kind == "dir":
+        if not recursive:
+            raise IsADirError(f"{entry.path} is a directory (use -r)")
+        results = await _get_tree(state, client, entry, local)
+    else:
+        with _bar(state, client, entry.name, entry.size) as bar:
+            await client.download_to(entry.path, local, version_id=version_id, progress=bar.advance)
+        results = [entry]
+    return [{"path": e.path, "local": str(local), "size": e.size} for e in results]
 
 
 async def _get_tree(
@@ -277,48 +269,39 @@ async def _get_tree(
 @click.option("--no-clobber", "-n", is_flag=True, help="Fail if a destination file exists.")
 @click.argument("src")
 @click.argument("dst")
-@pass_state
-def cp(
+@client_command()
+async def cp(
     state: CliState,
+    client: MeshFSClient,
     recursive: bool,
     version_id: str | None,
     no_clobber: bool,
     src: str,
     dst: str,
-) -> None:
+) -> CommitResult | list[CommitResult]:
     """Copy remote SRC to remote DST (a directory tree with -r).
 
     There is no server-side copy: content the server can name by its chunks is committed
     again without any transfer, otherwise it streams down and back; chunks the server already
     holds are never uploaded again. Each copy is a new file with its own history.
     """
-
-    async def body() -> None:
-        async with state.client() as client:
-            entry = await client.meta(src)
-            target = await resolve_into_dir(client, entry.path, dst)
-            if entry.kind == "dir":
-                if not recursive:
-                    raise IsADirError(f"{entry.path} is a directory (use -r)")
-                if version_id is not None:
-                    raise click.UsageError("--version copies one file; it cannot be used with -r")
-                if paths.is_within(target, entry.path):
-                    raise InvalidMoveError(f"cannot copy {entry.path} into itself ({target})")
-                results = await _copy_tree(state, client, entry, target, no_clobber)
-            else:
-                results = [
-                    await client.copy(
-                        entry.path, target, version_id=version_id, if_none_match=no_clobber
-                    )
-                ]
-            if state.json:
-                state.emit(results if recursive else results[0])
-            elif len(results) == 1 and entry.kind == "file":
-                state.info(f"{entry.path} -> {results[0].entry.path}")
-            else:
-                _report(state, "copied", results, sum(r.entry.size for r in results))
-
-    run(body())
+    entry = await client.meta(src)
+    target = await resolve_into_dir(client, entry.path, dst)
+    if entry.kind == "file":
+        made = await client.copy(
+            entry.path, target, version_id=version_id, if_none_match=no_clobber
+        )
+        state.info(f"{entry.path} -> {made.entry.path}")
+        return [made] if recursive else made
+    if not recursive:
+        raise IsADirError(f"{entry.path} is a directory (use -r)")
+    if version_id is not None:
+        raise click.UsageError("--version copies one file; it cannot be used with -r")
+    if paths.is_within(target, entry.path):
+        raise InvalidMoveError(f"cannot copy {entry.path} into itself ({target})")
+    results = await _copy_tree(state, client, entry, target, no_clobber)
+    _summary(state, "copied", len(results), sum(r.entry.size for r in results))
+    return results
 
 
 async def _copy_tree(
