@@ -175,3 +175,15 @@ def test_mount_helper_refuses_what_it_does_not_know() -> None:
         cli.mount_arguments(["meshfs", "/mnt/m", "-o", "sync"])
     with pytest.raises(click.UsageError, match=r"usage: mount\.meshfs"):
         cli.mount_arguments(["/mnt/m"])
+
+
+def test_guardian_finds_the_device_of_the_topmost_mount() -> None:
+    from meshfs_fuse.guardian import mount_device
+
+    mountinfo = (
+        "22 1 8:1 / / rw - ext4 /dev/sda1 rw\n"
+        "42 22 0:39 / /tmp/my\\040mount rw - fuse.meshfs meshfs rw\n"
+        "43 42 0:40 / /tmp/my\\040mount rw - fuse.meshfs meshfs rw\n"
+    )
+    assert mount_device("/tmp/my mount", mountinfo) == "0:40"
+    assert mount_device("/tmp/other", mountinfo) is None

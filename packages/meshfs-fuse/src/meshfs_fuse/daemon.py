@@ -9,16 +9,19 @@
 4. ``pyfuse3.init`` mounts; trio runs ``pyfuse3.main`` beside the feed follower and the
    kernel invalidator in one nursery.
 5. SIGINT/SIGTERM: every dirty spool is committed, then the session ends and the mount point
-   is unmounted. With ``auto_unmount`` (the default) libfuse's helper unmounts even when the
-   daemon is killed, so no "Transport endpoint is not connected" is left behind.
+   is unmounted. With ``auto_unmount`` (the default) libfuse's helper and the daemon's own
+   guardian (:mod:`meshfs_fuse.guardian`) unmount even when the daemon is killed, so no
+   "Transport endpoint is not connected" is left behind.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
 import signal
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +36,7 @@ from meshfs_fuse.bridge import AsyncioBridge
 from meshfs_fuse.chunk_cache import ChunkCache
 from meshfs_fuse.coherence import Coherence, Invalidator
 from meshfs_fuse.content import ContentStore
+from meshfs_fuse.guardian import start_guardian
 from meshfs_fuse.inodes import InodeTable
 from meshfs_fuse.operations import MeshFSOperations
 from meshfs_fuse.remote import Remote
@@ -154,6 +158,9 @@ async def _run(
         pyfuse3.init(operations, str(config.target), set(config.fuse_options))
     except RuntimeError as exc:
         raise MountError(f"cannot mount on {config.target}: {exc}") from exc
+    guardian = None
+    if "auto_unmount" in config.fuse_options:
+        guardian = start_guardian(config.target)
     unmounted = False
     try:
         async with trio.open_nursery() as nursery:
@@ -172,6 +179,10 @@ async def _run(
     finally:
         if not unmounted:
             pyfuse3.close(unmount=True)
+        if guardian is not None and guardian.stdin is not None:
+            guardian.stdin.close()  # the guardian finds the mount gone and exits
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                guardian.wait(timeout=5)
 
 
 async def _retry_unsent(operations: MeshFSOperations) -> None:

@@ -30,7 +30,6 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
 
 import pyfuse3
 import trio
@@ -588,10 +587,9 @@ class MeshFSOperations(pyfuse3.Operations):
         now = time.monotonic()
         if self._statfs is not None and now - self._statfs[0] < 10:
             return self._statfs[1]
-        plan = await self.remote.plan()
-        storage = cast(dict[str, Any], plan.get("storage") or {})
-        quota = int(storage.get("quota") or 0) or 2**50
-        used = int(storage.get("used") or 0)
+        quota_bytes, used_bytes = await self.remote.storage()
+        quota = int(quota_bytes or 0) or 2**50  # no quota: a petabyte
+        used = int(used_bytes or 0)  # not shown to a token limited to a folder
         result = pyfuse3.StatvfsData()
         result.f_bsize = _BLOCK
         result.f_frsize = _BLOCK

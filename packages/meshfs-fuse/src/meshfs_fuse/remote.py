@@ -111,8 +111,13 @@ class Remote:
         """Check that the server accepts this mount's login."""
         await self._call(self._client.whoami, self.deadlines.metadata)
 
-    async def plan(self) -> dict[str, Any]:
-        return await self._call(self._client.plan, self.deadlines.metadata)
+    async def storage(self) -> tuple[int | None, int | None]:
+        """The tenant's storage quota and use in bytes (``None`` where not known or shown)."""
+        plan: object = await self._call(self._client.plan, self.deadlines.metadata)
+        storage = plan.get("storage") if isinstance(plan, dict) else getattr(plan, "storage", None)
+        if isinstance(storage, dict):
+            return storage.get("quota"), storage.get("used")
+        return getattr(storage, "quota", None), getattr(storage, "used", None)
 
     async def current_cursor(self) -> int:
         return await self._call(self._client.current_cursor, self.deadlines.metadata)
