@@ -44,6 +44,15 @@ def _admin(data_dir: Path | None, work: Work, *, creates: bool = False) -> str:
     return run_db(settings, run)
 
 
+async def _audit(
+    conn: SqlSession, tenant_id: str | None, action: str, target: str, **detail: str
+) -> None:
+    """The audit row of an administrator's command: action ``admin.<action>``, via the CLI."""
+    await audit.record(
+        conn, tenant_id, f"admin.{action}", target=target, detail={**detail, "via": "cli"}
+    )
+
+
 def _when(at: float) -> str:
     return datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M")
 
@@ -93,10 +102,7 @@ def create_user(
                     f" meshfs-server admin create-user {username} --tenant NAME"
                 )
             found = await accounts.create_tenant(conn, username)
-            await audit.record(
-                conn, found.tenant_id, "admin.create_tenant", target=username,
-                detail={"plan": found.plan, "via": "cli"},
-            )  # fmt: skip
+            await _audit(conn, found.tenant_id, "create_tenant", username, plan=found.plan)
             member_role = "owner"
         else:
             found = await accounts.get_tenant(conn, name=tenant) or await accounts.create_tenant(
@@ -104,15 +110,9 @@ def create_user(
             )
             member_role = role
         await accounts.set_member(conn, found.tenant_id, user.user_id, member_role)
-        await audit.record(
-            conn,
-            found.tenant_id,
-            "admin.add_member",
-            target=username,
-            detail={"role": member_role, "via": "cli"},
-        )
+        await _audit(conn, found.tenant_id, "add_member", username, role=member_role)
         line += f", {member_role} of {found.name}"
-        await audit.record(conn, None, "admin.create_user", target=username, detail={"via": "cli"})
+        await _audit(conn, None, "create_user", username)
         return line
 
     click.echo(_admin(data_dir, work, creates=True))
@@ -128,7 +128,7 @@ def set_password(username: str, password_stdin: bool, data_dir: Path | None) -> 
 
     async def work(conn: SqlSession) -> str:
         await accounts.set_password(conn, username, password)
-        await audit.record(conn, None, "admin.set_password", target=username, detail={"via": "cli"})
+        await _audit(conn, None, "set_password", username)
         return f"password of {username} changed"
 
     click.echo(_admin(data_dir, work))
@@ -163,8 +163,8 @@ def disable_user(username: str, enable: bool, data_dir: Path | None) -> None:
     async def work(conn: SqlSession) -> str:
         user = await accounts.set_disabled(conn, username, not enable)
         for m in await accounts.memberships(conn, user_id=user.user_id):
-            action = "admin.enable_user" if enable else "admin.disable_user"
-            await audit.record(conn, m.tenant_id, action, target=username, detail={"via": "cli"})
+            action = "enable_user" if enable else "disable_user"
+            await _audit(conn, m.tenant_id, action, username)
         return f"{'enabled' if enable else 'disabled'} {username}"
 
     click.echo(_admin(data_dir, work))
@@ -180,25 +180,13 @@ def create_tenant(name: str, plan: str, owner: str | None, data_dir: Path | None
 
     async def work(conn: SqlSession) -> str:
         tenant = await accounts.create_tenant(conn, name, plan)
-        await audit.record(
-            conn,
-            tenant.tenant_id,
-            "admin.create_tenant",
-            target=name,
-            detail={"plan": plan, "via": "cli"},
-        )
+        await _audit(conn, tenant.tenant_id, "create_tenant", name, plan=plan)
         if owner is not None:
             user = await accounts.get_user(conn, username=owner)
             if user is None:
                 raise NotFoundError(f"no such user: {owner}")
             await accounts.set_member(conn, tenant.tenant_id, user.user_id, "owner")
-            await audit.record(
-                conn,
-                tenant.tenant_id,
-                "admin.add_member",
-                target=owner,
-                detail={"role": "owner", "via": "cli"},
-            )
+            await _audit(conn, tenant.tenant_id, "add_member", owner, role="owner")
         return f"created tenant {name} ({tenant.tenant_id}) on plan {plan}"
 
     click.echo(_admin(data_dir, work, creates=True))
@@ -236,13 +224,7 @@ def add_member(tenant: str, username: str, role: str, data_dir: Path | None) -> 
         if user is None:
             raise NotFoundError(f"no such user: {username}")
         await accounts.set_member(conn, found.tenant_id, user.user_id, role)
-        await audit.record(
-            conn,
-            found.tenant_id,
-            "admin.add_member",
-            target=username,
-            detail={"role": role, "via": "cli"},
-        )
+        await _audit(conn, found.tenant_id, "add_member", username, role=role)
         return f"{username} is {role} of {tenant}"
 
     click.echo(_admin(data_dir, work))
@@ -262,9 +244,7 @@ def remove_member(tenant: str, username: str, data_dir: Path | None) -> None:
             raise NotFoundError(f"no such tenant or user: {tenant} / {username}")
         if not await accounts.remove_member(conn, found.tenant_id, user.user_id):
             raise NotFoundError(f"{username} is not a member of {tenant}")
-        await audit.record(
-            conn, found.tenant_id, "admin.remove_member", target=username, detail={"via": "cli"}
-        )
+        await _audit(conn, found.tenant_id, "remove_member", username)
         return f"removed {username} from {tenant}"
 
     click.echo(_admin(data_dir, work))
@@ -281,13 +261,7 @@ def set_plan(tenant: str, plan: str, data_dir: Path | None) -> None:
         await accounts.set_plan(conn, tenant, plan)
         found = await accounts.get_tenant(conn, name=tenant)
         assert found is not None
-        await audit.record(
-            conn,
-            found.tenant_id,
-            "admin.set_plan",
-            target=tenant,
-            detail={"plan": plan, "via": "cli"},
-        )
+        await _audit(conn, found.tenant_id, "set_plan", tenant, plan=plan)
         return f"{tenant} is on plan {plan}"
 
     click.echo(_admin(data_dir, work))

@@ -23,7 +23,9 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from meshfs_server.auth.principal import Principal
 from meshfs_server.display import printable
+from meshfs_server.http.authn import PRINCIPAL_KEY
 
 access_log = logging.getLogger("meshfs_server.access")
 rate_log = logging.getLogger("meshfs_server.ratelimit")
@@ -65,10 +67,8 @@ def _duration(seconds: float) -> str:
 
 def _who(scope: Scope) -> str:
     """Who a refused request spoke for, when its token was resolved before the refusal."""
-    from meshfs_server.http.authn import PRINCIPAL_KEY
-
-    principal: Any = scope.get(PRINCIPAL_KEY)
-    if principal is None:
+    principal = scope.get(PRINCIPAL_KEY)
+    if not isinstance(principal, Principal):
         return ""  # refused on its address's budget, before its token was looked at
     actor = principal.actor
     name = actor.agent_name or actor.device_name

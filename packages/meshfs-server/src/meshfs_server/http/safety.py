@@ -25,7 +25,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from meshfs_common.errors import AuthError, MeshFSError
 from meshfs_server.auth.service import Identity
 from meshfs_server.http.acted_on import request_target
-from meshfs_server.http.authn import PRINCIPAL_KEY, bearer_token, client_address
+from meshfs_server.http.authn import (
+    PRINCIPAL_KEY,
+    bearer_token,
+    client_address,
+    resolved_principal,
+)
 from meshfs_server.http.errors import render
 from meshfs_server.http.state import maybe_services
 from meshfs_server.http.streams import refuse_websocket
@@ -139,7 +144,7 @@ async def admit(identity: Identity, conn: HTTPConnection) -> None:
 
 def audited_request(conn: HTTPConnection) -> AuditedRequest | None:
     """The audit row's view of a request of an authenticated caller (None: nobody signed in)."""
-    principal = conn.scope.get(PRINCIPAL_KEY)
+    principal = resolved_principal(conn)
     if principal is None:
         return None
     target, noted = request_target(conn)
