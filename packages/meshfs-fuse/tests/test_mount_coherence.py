@@ -45,9 +45,14 @@ def test_api_changes_show_in_the_mount(home: tuple[Path, str], api: MeshFS) -> N
         "a rename",
     )
     assert (local / "sub" / "moved.txt").read_bytes() == b"changed elsewhere, and longer"
+    # Listings the mount keeps follow the feed too.
+    assert os.listdir(local) == ["sub"]
+    assert os.listdir(local / "sub") == ["moved.txt"]
     api.delete(f"{remote}/sub/moved.txt")
-    wait_for(lambda: not (local / "sub" / "moved.txt").exists(), DEADLINE, "a delete")
-    assert os.listdir(local / "sub") == []
+    wait_for(lambda: os.listdir(local / "sub") == [], DEADLINE, "a delete in a listing")
+    assert not (local / "sub" / "moved.txt").exists()
+    api.upload(f"{remote}/sub/again.txt", b"x")
+    wait_for(lambda: os.listdir(local / "sub") == ["again.txt"], DEADLINE, "a new name")
 
 
 def test_a_second_mount_sees_writes(

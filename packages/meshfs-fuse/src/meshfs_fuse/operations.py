@@ -542,13 +542,17 @@ class MeshFSOperations(pyfuse3.Operations):
         path = self.table.path_of(node.ino)
         if path is None:
             raise NotFoundError("the directory was removed")
-        listing = {entry.name: entry for entry in await self.remote.listdir(path)}
-        # Names committed while the listing was on its way are known to the table.
-        for name, ino in node.children.items():
-            child = self.table.find(ino)
-            if child is not None and child.entry is not None:
-                listing.setdefault(name, child.entry)
-        node.listing = dict(listing)
+        if node.listing is not None:
+            # Listed before and kept current by this mount's changes and the change feed.
+            listing = dict(node.listing)
+        else:
+            listing = {entry.name: entry for entry in await self.remote.listdir(path)}
+            # Names committed while the listing was on its way are known to the table.
+            for name, ino in node.children.items():
+                child = self.table.find(ino)
+                if child is not None and child.entry is not None:
+                    listing.setdefault(name, child.entry)
+            node.listing = dict(listing)
         names = sorted(set(listing) | set(node.children))
         fh = next(self._fh)
         self._dirs[fh] = _DirHandle(node, names, listing)
