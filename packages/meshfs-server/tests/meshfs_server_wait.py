@@ -50,12 +50,17 @@ async def wait_for_server(
 ) -> None:
     """Wait until the server at *url* answers ``/healthz`` with 200; a server *task* that ends
     meanwhile fails at once with its own error."""
+
+    def running() -> None:
+        if task is not None and task.done():
+            task.result()  # raises what stopped the server
+            raise AssertionError(f"the server at {url} stopped before answering")
+
+    running()
     async with httpx.AsyncClient() as probe:
 
         async def answers() -> bool:
-            if task is not None and task.done():
-                task.result()  # raises what stopped the server
-                raise AssertionError(f"the server at {url} stopped before answering")
+            running()
             try:
                 return (await probe.get(f"{url}/healthz")).status_code == 200
             except httpx.TransportError:
