@@ -1,0 +1,186 @@
+"""The namespace tables, defined once for SQLite and Postgres, with their invariants.
+
+Each table is written once below; :func:`namespace_migrations` spells the few column types the
+two engines name differently (SQLite's INTEGER/REAL affinities and 0/1 flags, Postgres's
+BIGINT/DOUBLE PRECISION/BOOLEAN, and ``nodes.name`` compared byte-wise on Postgres with
+``COLLATE "C"``, as SQLite compares it, so listing order and paging do not depend on the
+server's locale). The scripts each engine runs are exactly those earlier releases ran, so
+databases created by them keep their recorded migrations.
+
+Migrations are append-only: a database records which scripts it has run
+(``schema_migrations``); never edit one that has shipped, add the next.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from meshfs_server.adapters import snapshot_sql
+
+Engine = Literal["sqlite", "postgres"]
+
+# ``ns_tenants``: one row per tenant that has used its namespace, created with the tenant's
+# root node by the tenant's first write. ``next_seq`` is the next change sequence number; it is
+# read and bumped inside the writing transaction, which holds the tenant (SQLite: the one
+# writer; Postgres: this row, locked ``FOR UPDATE``), so sequence numbers are allocated in
+# commit order with no gaps (a reader can never see seq N+1 before N). ``log_start`` is the
+# oldest retained event. ``stored_bytes`` (migration 2) is the sum of the sizes of the
+# tenant's chunks with ``refs > 0`` (deduplicated storage, for quotas); ``gc_epoch``
+# (migration 3) advances whenever a collector deletes some of the tenant's content.
+NS_TENANTS = """
+    CREATE TABLE ns_tenants (
+        tenant_id TEXT PRIMARY KEY,
+        next_seq {int} NOT NULL,
+        log_start {int} NOT NULL
+    )"""
+
+# ``nodes``: files and directories linked by ``parent_id``; the root has ``node_id =
+# tenant_id`` and no parent. Among *live* nodes, (parent_id, name) is unique (partial unique
+# index); tombstones (``deleted_at`` set) keep their parent and name for history and never
+# block a new node with the same name. A directory rename updates one row.
+# ``head_version_id``/``size``/``content_hash`` mirror the file's head version.
+NODES = """
+    CREATE TABLE nodes (
+        tenant_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        parent_id TEXT,
+        name {name} NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('file', 'dir')),
+        created_at {real} NOT NULL,
+        modified_at {real} NOT NULL,
+        head_version_id TEXT,
+        size {int} NOT NULL DEFAULT 0,
+        content_hash TEXT,
+        deleted_at {real},
+        PRIMARY KEY (tenant_id, node_id)
+    );
+    CREATE UNIQUE INDEX nodes_live_name ON nodes (tenant_id, parent_id, name)
+        WHERE deleted_at IS NULL;
+    CREATE INDEX nodes_by_parent ON nodes (tenant_id, parent_id, name, deleted_at)"""
+
+# ``versions``: immutable. ``seq`` is the change sequence number of the commit that created
+# the version, so ordering versions by ``seq`` is commit order. ``chunks`` is the
+# concatenation of the 64-hex chunk names (see :mod:`.rows`). A file's head version is never
+# deleted; retention deletes others unless a snapshot lists them.
+VERSIONS = """
+    CREATE TABLE versions (
+        tenant_id TEXT NOT NULL,
+        version_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        seq {int} NOT NULL,
+        size {int} NOT NULL,
+        content_hash TEXT NOT NULL,
+        chunks TEXT NOT NULL,
+        created_at {real} NOT NULL,
+        writer TEXT,
+        replaces TEXT,
+        restored_from TEXT,
+        PRIMARY KEY (tenant_id, version_id)
+    );
+    CREATE INDEX versions_by_node ON versions (tenant_id, node_id, seq)"""
+
+# ``chunks``: one row per chunk of a tenant whose content is stored (``stored`` true; rows
+# from older versions of the protocol may be false, meaning absent). ``refs`` counts
+# references from versions (a chunk used twice in one version counts twice). ``collecting``
+# means a garbage collector has claimed it: it is absent, and writers wait until the collector
+# has deleted the content and the row. A collector only claims unheld chunks, and writers hold
+# a chunk before checking that it is not being collected, so it never deletes content someone
+# relies on. ``touched_at`` starts the collector's grace period for an unreferenced chunk.
+CHUNKS = """
+    CREATE TABLE chunks (
+        tenant_id TEXT NOT NULL,
+        chunk_hash TEXT NOT NULL,
+        size {int} NOT NULL,
+        refs {int} NOT NULL DEFAULT 0 CHECK (refs >= 0),
+        stored {flag} NOT NULL DEFAULT {false},
+        collecting {flag} NOT NULL DEFAULT {false},
+        touched_at {real} NOT NULL,
+        PRIMARY KEY (tenant_id, chunk_hash)
+    );
+    CREATE INDEX chunks_unreferenced ON chunks (refs, collecting, touched_at)"""
+
+# ``uploads``: chunked uploads in progress; each holds every chunk it names (``chunk_holds``
+# under ``hold_id = upload_id``) until it commits or expires. The collector deletes expired
+# uploads and holds (index ``uploads_by_expiry``, migration 5).
+UPLOADS = """
+    CREATE TABLE uploads (
+        tenant_id TEXT NOT NULL,
+        upload_id TEXT NOT NULL,
+        path TEXT NOT NULL,
+        size {int} NOT NULL,
+        content_hash TEXT NOT NULL,
+        chunks TEXT NOT NULL,
+        created_at {real} NOT NULL,
+        expires_at {real} NOT NULL,
+        user_id TEXT NOT NULL,
+        PRIMARY KEY (tenant_id, upload_id)
+    )"""
+
+# ``chunk_holds``: holds on chunks until ``expires_at``; a held chunk is never claimed by the
+# collector.
+CHUNK_HOLDS = """
+    CREATE TABLE chunk_holds (
+        tenant_id TEXT NOT NULL,
+        hold_id TEXT NOT NULL,
+        chunk_hash TEXT NOT NULL,
+        expires_at {real} NOT NULL,
+        PRIMARY KEY (tenant_id, hold_id, chunk_hash)
+    );
+    CREATE INDEX chunk_holds_by_chunk ON chunk_holds (tenant_id, chunk_hash);
+    CREATE INDEX chunk_holds_by_expiry ON chunk_holds (expires_at)"""
+
+# ``events``: the change feed, (tenant_id, seq) unique and gap-free from ``log_start`` to
+# ``next_seq - 1`` (retention deletes a prefix and advances ``log_start``).
+EVENTS = """
+    CREATE TABLE events (
+        tenant_id TEXT NOT NULL,
+        seq {int} NOT NULL,
+        type TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        path TEXT NOT NULL,
+        old_path TEXT,
+        version_id TEXT,
+        size {int},
+        content_hash TEXT,
+        replaced_node_id TEXT,
+        at {real} NOT NULL,
+        writer TEXT,
+        PRIMARY KEY (tenant_id, seq)
+    )"""
+
+_TYPES: dict[Engine, dict[str, str]] = {
+    "sqlite": {"int": "INTEGER", "real": "REAL", "flag": "INTEGER", "false": "0", "name": "TEXT"},
+    "postgres": {
+        "int": "BIGINT",
+        "real": "DOUBLE PRECISION",
+        "flag": "BOOLEAN",
+        "false": "FALSE",
+        "name": 'TEXT COLLATE "C"',
+    },
+}
+
+
+def namespace_migrations(engine: Engine) -> list[str]:
+    """The namespace's migration scripts (``;``-separated statements) for *engine*."""
+    tables = (NS_TENANTS, NODES, VERSIONS, CHUNKS, UPLOADS, CHUNK_HOLDS, EVENTS)
+    return [
+        ";".join(tables).format(**_TYPES[engine]) + "\n    ",
+        # Deduplicated storage per tenant, kept up to date where chunk references go 0 <-> 1,
+        # so that quota checks never scan the chunk table.
+        f"""
+    ALTER TABLE ns_tenants ADD COLUMN stored_bytes {_TYPES[engine]["int"]} NOT NULL DEFAULT 0;
+    UPDATE ns_tenants SET stored_bytes = (SELECT COALESCE(SUM(c.size), 0) FROM chunks c
+        WHERE c.tenant_id = ns_tenants.tenant_id AND c.refs > 0)
+    """,
+        f"""
+    ALTER TABLE ns_tenants ADD COLUMN gc_epoch {_TYPES[engine]["int"]} NOT NULL DEFAULT 0
+    """,
+        # Named snapshots of subtrees (and an index for a node's history in the feed).
+        snapshot_sql.MIGRATION,
+        # The collector's sweep of expired uploads (Postgres databases created before this
+        # script have it from script 1).
+        """
+    CREATE INDEX IF NOT EXISTS uploads_by_expiry ON uploads (expires_at)
+    """,
+    ]
