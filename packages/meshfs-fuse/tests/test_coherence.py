@@ -155,3 +155,19 @@ async def test_invalidator_runs_queued_calls_in_a_thread() -> None:
     with trio.fail_after(5):
         await invalidator.run()
     assert invalidator.done == 2
+
+
+def test_a_rename_the_table_already_shows_still_updates_listings(
+    setup: tuple[InodeTable, Recorder, Coherence],
+) -> None:
+    table, _, coherence = setup
+    root = table.get(ROOT)
+    d = table.attach(ROOT, "d", entry("n-d", "/d", "dir"))
+    root.listing = {"f": entry("n-f", "/f"), "d": entry("n-d", "/d", "dir")}
+    d.listing = {}
+    # A lookup found the file at its new name before the rename event arrived.
+    f = table.attach(d.ino, "g", entry("n-f", "/d/g"))
+    coherence.apply(event(1, "rename", "n-f", "/d/g", old_path="/f", version_id="v1"))
+    assert "f" not in root.listing
+    assert d.listing["g"].node_id == "n-f"
+    assert table.child(d.ino, "g") is f

@@ -9,7 +9,7 @@ from mount_testkit import Account, mounted, wait_for
 
 from meshfs_client import MeshFS
 
-DEADLINE = 5.0  # far above the target; bench/mount.py measures the real latency
+DEADLINE = 10.0  # far above the target (a loaded CI machine); bench/mount.py measures it
 
 
 def _read(path: Path) -> bytes | None:

@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
-from mount_testkit import Account, Mount, Server, mounted
+from mount_testkit import Account, Mount, Server, mounted, wait_for
 
 from meshfs_client import MeshFS
 
@@ -204,6 +204,8 @@ def test_a_file_read_twice_is_fetched_once(
     local, remote = home
     api.upload(f"{remote}/twice.bin", os.urandom(300_000))
     node_id = api.meta(f"{remote}/twice.bin").node_id
+    # The mount learns of the new file from the change feed.
+    wait_for(lambda: (local / "twice.bin").exists(), 10, "the new file in the mount")
     before = server.log_path.read_text()
     first = (local / "twice.bin").read_bytes()
     second = (local / "twice.bin").read_bytes()

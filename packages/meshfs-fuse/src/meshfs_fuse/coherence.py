@@ -178,24 +178,27 @@ class Coherence:
         moving_id = event.replaced_node_id or event.node_id
         new_parent = self._parent(event.path)
         new_name = posixpath.basename(event.path)
+        old_name = posixpath.basename(event.old_path or "")
+        old_parent = self._parent(event.old_path) if event.old_path else None
+        # Listings follow every rename, even one the table already shows (a lookup may have
+        # moved the inode before the event came): a stale old name would bring it back.
+        if old_parent is not None and old_parent.listing is not None:
+            listed = old_parent.listing.get(old_name)
+            if listed is not None and listed.node_id in (moving_id, event.node_id):
+                del old_parent.listing[old_name]
         if new_parent is not None:
             current = self._table.child(new_parent.ino, new_name)
             if (
                 current is not None
                 and current.node_id == event.node_id
-                and (
-                    event.kind == "dir"
-                    or current.entry is None
-                    or current.entry.version_id == event.version_id
-                )
+                and current.entry is not None
+                and (event.kind == "dir" or current.entry.version_id == event.version_id)
                 and self._table.by_node(moving_id) in (None, current)
             ):
-                return False  # already so: this mount made the change
+                if new_parent.listing is not None:
+                    new_parent.listing[new_name] = current.entry
+                return False  # already so: this mount made the change, or looked it up
         moving = self._table.by_node(moving_id)
-        old_name = posixpath.basename(event.old_path or "")
-        old_parent = self._parent(event.old_path) if event.old_path else None
-        if old_parent is not None and old_parent.listing is not None:
-            old_parent.listing.pop(old_name, None)
         entry = entry_from_event(event)
         if moving is not None and moving.entry is not None:
             entry = msgspec.structs.replace(

@@ -154,6 +154,7 @@ async def _run(
     operations = MeshFSOperations(table, store, owner, read_only=config.read_only, ttl=config.ttl)
     invalidator = Invalidator()
     coherence = Coherence(table, invalidator)
+    operations.feed_position = lambda: coherence.cursor
     try:
         pyfuse3.init(operations, str(config.target), set(config.fuse_options))
     except RuntimeError as exc:

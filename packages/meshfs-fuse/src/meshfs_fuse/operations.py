@@ -28,7 +28,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pyfuse3
@@ -95,6 +95,9 @@ class MeshFSOperations(pyfuse3.Operations):
         self._unsent: dict[int, tuple[Inode, FileContent]] = {}
         self._fh = itertools.count(1)
         self._statfs: tuple[float, pyfuse3.StatvfsData] | None = None
+        self.feed_position: Callable[[], int] = lambda: 0
+        """The change feed's cursor (set by the daemon): listings are cached only when no
+        event arrived while they were fetched."""
 
     # --- attributes ---------------------------------------------------------------------------
 
@@ -546,13 +549,17 @@ class MeshFSOperations(pyfuse3.Operations):
             # Listed before and kept current by this mount's changes and the change feed.
             listing = dict(node.listing)
         else:
+            position = self.feed_position()
             listing = {entry.name: entry for entry in await self.remote.listdir(path)}
             # Names committed while the listing was on its way are known to the table.
             for name, ino in node.children.items():
                 child = self.table.find(ino)
                 if child is not None and child.entry is not None:
                     listing.setdefault(name, child.entry)
-            node.listing = dict(listing)
+            if self.feed_position() == position:
+                # Kept only if no change event came while it was on its way (it could
+                # predate one and would then stay stale).
+                node.listing = dict(listing)
         names = sorted(set(listing) | set(node.children))
         fh = next(self._fh)
         self._dirs[fh] = _DirHandle(node, names, listing)

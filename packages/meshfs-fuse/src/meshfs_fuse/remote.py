@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import trio
 
-from meshfs_client import FeedItem, MeshFSClient
+from meshfs_client import ChangeFeed, FeedItem, MeshFSClient
 from meshfs_common.errors import AuthError, ForbiddenError
 from meshfs_common.models import CommitResult, Entry
 from meshfs_fuse.bridge import AsyncioBridge
@@ -141,7 +141,15 @@ class Remote:
                 await self._bridge.call(items.aclose)
 
 
+def _log_feed_state(feed: ChangeFeed) -> None:
+    if feed.state == "offline":
+        log.warning("change feed offline (%s); retrying", feed.error)
+    else:
+        log.info("change feed %s", feed.state)
+
+
 async def _feed_items(client: MeshFSClient, cursor: int) -> AsyncGenerator[FeedItem, None]:
-    async with client.watch(cursor) as feed:
+    # Where WebSockets fail, pull often: the kernel's caches wait on these events.
+    async with client.watch(cursor, poll_interval=0.5, on_state=_log_feed_state) as feed:
         async for item in feed:
             yield item
