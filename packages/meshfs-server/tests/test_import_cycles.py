@@ -1,6 +1,7 @@
 """The server's modules form layers: no module imports, however indirectly, one that imports
-it back. Every import counts - at module level, inside a function, or for type checking only -
-since each is a dependency a reader has to follow."""
+it back. Every import that runs counts - at module level or inside a function (a lazy import
+that only defers a cycle is still one); imports for type checking only (under ``if
+TYPE_CHECKING:``) never run, so they do not."""
 
 from __future__ import annotations
 
@@ -18,13 +19,23 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path, modules: set[str]) -> set[str]:
+def _imports(path: Path, modules: set[str], name: str | None = None) -> set[str]:
     """The package's modules that *path* imports (``from a import b`` counts ``a.b`` when that
     is a module, else ``a``)."""
     found: set[str] = set()
-    this = _module_name(path)
+    this = name or _module_name(path)
     package = this if path.name == "__init__.py" else this.rpartition(".")[0]
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    type_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and _is_type_checking(node.test)
+        for stmt in node.body
+        for inner in ast.walk(stmt)
+    }
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -43,6 +54,13 @@ def _imports(path: Path, modules: set[str]) -> set[str]:
     # A package's __init__ is imported on the way to any of its modules; that is not a
     # dependency of the module on its package's re-exports.
     return {m for m in found if not this.startswith(m + ".")}
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    """``if TYPE_CHECKING:`` or ``if typing.TYPE_CHECKING:``."""
+    if isinstance(test, ast.Name):
+        return test.id == "TYPE_CHECKING"
+    return isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -71,6 +89,18 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
         if start not in state and (cycle := visit(start)) is not None:
             return cycle
     return None
+
+
+def test_lazy_imports_count_and_type_only_imports_do_not(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from meshfs_server.services import Services\n"
+        "def f():\n    from meshfs_server.settings import Settings\n"
+    )
+    modules = {"meshfs_server.services", "meshfs_server.settings"}
+    found = _imports(module, modules, name="meshfs_server.http.m")
+    assert found == {"meshfs_server.settings"}
 
 
 def test_finder_sees_a_cycle() -> None:
