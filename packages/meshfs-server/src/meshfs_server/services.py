@@ -21,7 +21,7 @@ from meshfs_server.adapters.sqlite_metadata import SqliteMetadataStore
 from meshfs_server.auth.service import Identity
 from meshfs_server.domain.collector import Collector
 from meshfs_server.domain.content import ContentService
-from meshfs_server.domain.direct import DirectTransfers
+from meshfs_server.domain.direct import DirectTransfers, PresigningStore
 from meshfs_server.domain.feed import ChangeFeed, LocalBus
 from meshfs_server.domain.history import History
 from meshfs_server.domain.namespace import Namespace
@@ -182,8 +182,9 @@ async def open_services(
             store, content_store, feed, quota=identity.quota if identity is not None else None
         )
         direct = None
-        if settings.object_store_direct_transfers:
-            direct = DirectTransfers(content, content_store)  # type: ignore[arg-type]
+        # Settings allow direct transfers only on S3, the store that presigns.
+        if settings.object_store_direct_transfers and isinstance(content_store, PresigningStore):
+            direct = DirectTransfers(content, content_store)
         history = History(store, content)
         doorbell = None
         if settings.database_url is not None:

@@ -23,7 +23,7 @@ never committed have no metadata row; see the adapter notes on orphaned objects.
 from __future__ import annotations
 
 import asyncio
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from meshfs_common.hashing import CHUNK_SIZE
 from meshfs_common.models import (
@@ -39,6 +39,7 @@ from meshfs_server.domain.ports import ContentStore, VersionRow
 VERIFY_CONCURRENCY = 16
 
 
+@runtime_checkable
 class PresigningStore(ContentStore, Protocol):
     """A content store that can hand out presigned URLs (S3)."""
 
