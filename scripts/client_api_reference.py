@@ -64,11 +64,14 @@ def _signature(name: str, func: object) -> str:
 
 
 def _members(cls: type) -> list[tuple[str, object]]:
-    """Public methods and properties defined on *cls*, in source order."""
+    """Public methods and properties of *cls* in source order: its own, then those of the
+    classes it is made of (``MeshFSClient`` groups its methods in a few base classes)."""
     found: list[tuple[str, object]] = []
-    for name, value in vars(cls).items():
+    parts = [cls, *reversed(cls.__mro__[1:-1])]
+    for name in dict.fromkeys(name for part in parts for name in vars(part)):
         if name.startswith("_") and name != "__init__":
             continue
+        value = inspect.getattr_static(cls, name)
         if isinstance(value, property | staticmethod | classmethod) or inspect.isfunction(value):
             found.append((name, value))
     return found

@@ -11,7 +11,9 @@ from meshfs_client import ClientOptions, MeshFS, MeshFSClient
 
 
 def _public(cls: type) -> dict[str, Any]:
-    return {name: value for name, value in vars(cls).items() if not name.startswith("_")}
+    """Every public member of *cls*, also those of the classes it is made of."""
+    names = {name for part in cls.__mro__[:-1] for name in vars(part) if not name.startswith("_")}
+    return {name: inspect.getattr_static(cls, name) for name in sorted(names)}
 
 
 def _parameters(func: Any) -> list[tuple[str, Any, Any]]:
@@ -96,9 +98,9 @@ class _Drifted:
 
 def test_drift_is_reported() -> None:
     assert drift(_Async, _Drifted) == [
+        "items: returns int, not Iterator[int] or list[int]",
+        "on_event: missing",
         "read: parameters [('path', <_ParameterKind.POSITIONAL_OR_KEYWORD: 1>, "
         "<class 'inspect._empty'>), ('limit', <_ParameterKind.KEYWORD_ONLY: 3>, 20)]",
-        "items: returns int, not Iterator[int] or list[int]",
         "server: a property on one side only",
-        "on_event: missing",
     ]

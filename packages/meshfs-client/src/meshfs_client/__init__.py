@@ -19,9 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from meshfs_client._blocking import MeshFS
-    from meshfs_client._client import ClientOptions, MeshFSClient, UploadSource
+    from meshfs_client._client import ClientOptions, MeshFSClient
     from meshfs_client._credentials import Credentials, CredentialStore
     from meshfs_client._download import DownloadInfo, DownloadStream
+    from meshfs_client._files import UploadSource
     from meshfs_client._loop import LoopThread, ThreadIterator
     from meshfs_client._retry import RetryPolicy, ServerUnreachableError
     from meshfs_client._settings import DEFAULT_SERVER, Settings, Timeouts
@@ -47,7 +48,7 @@ _EXPORTS = {
     "MeshFS": "meshfs_client._blocking",
     "ClientOptions": "meshfs_client._client",
     "MeshFSClient": "meshfs_client._client",
-    "UploadSource": "meshfs_client._client",
+    "UploadSource": "meshfs_client._files",
     "Credentials": "meshfs_client._credentials",
     "CredentialStore": "meshfs_client._credentials",
     "DownloadInfo": "meshfs_client._download",
