@@ -305,3 +305,12 @@ async def test_writers_on_separate_pools_keep_the_feed_gap_free(pg_settings: Set
     seqs = [e.seq for e in page.events]
     assert seqs == list(range(1, len(seqs) + 1))
     assert sum(e.type == "write" for e in page.events) == 40
+
+
+async def test_on_postgres_the_server_opens_no_sqlite_database(pg_settings: Settings) -> None:
+    """Metadata and identity both live in Postgres: nothing is opened or left in SQLite."""
+    async with open_services(pg_settings) as services:
+        assert services.db is None
+        assert services.identity is not None
+        assert services.identity.db.dialect == "postgres"
+    assert not pg_settings.sqlite_path.exists()
