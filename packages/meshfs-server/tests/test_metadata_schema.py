@@ -38,7 +38,7 @@ async def _store(backend: dict[str, Any], tmp_path: Path) -> AsyncIterator[SqlMe
 
 
 async def _index_names(store: SqlMetadataStore) -> set[str]:
-    async with store.engine.read() as session:
+    async with store.engine.read(lambda session: session) as session:
         if isinstance(store, postgres_metadata.PostgresMetadataStore):
             rows = await session.fetchall("SELECT indexname FROM pg_indexes")
         else:

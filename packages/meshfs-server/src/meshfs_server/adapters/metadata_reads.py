@@ -64,7 +64,7 @@ class SqlReadTx:
 
     async def _decoded(self, decode: Callable[[_ROW], R], sql: str, *args: Any) -> R | None:
         """The first row of *sql* decoded, or None."""
-        row = await self._one(sql, *args)
+        row = await self.session.fetchone(sql, (self.tenant_id, *args))
         return None if row is None else decode(row)
 
     async def root(self) -> NodeRow:

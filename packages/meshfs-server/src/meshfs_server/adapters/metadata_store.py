@@ -21,8 +21,8 @@ holds the tenant, so a claim never interleaves with a commit about to reference 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from meshfs_server.adapters.metadata_reads import SqlReadTx
@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     Session = SqliteSession | PostgresSession
 
 T = TypeVar("T")
+X = TypeVar("X")
 Prepare = Callable[["Session"], Awaitable[None]]
 #: SQL that matches a column against a list, with its parameters.
 Match = tuple[str, tuple[object, ...]]
@@ -51,13 +52,16 @@ class MetadataEngine(Protocol):
     #: transaction ends ("" where the engine's one writer holds everything already).
     row_lock: str
 
-    def read(self) -> AbstractAsyncContextManager[Session]:
-        """A read-only transaction: one consistent snapshot."""
+    def read(self, bind: Callable[[Session], X]) -> AbstractAsyncContextManager[X]:
+        """A read-only transaction (one consistent snapshot), handed out as *bind* makes it."""
         ...
 
-    def write(self, prepare: Prepare, *, durable: bool) -> AbstractAsyncContextManager[Session]:
+    def write(
+        self, prepare: Prepare, bind: Callable[[Session], X], *, durable: bool
+    ) -> AbstractAsyncContextManager[X]:
         """A write transaction that runs *prepare* first (retried with the transaction's
-        start where the engine retries starts); see :meth:`SqlMetadataStore.write`."""
+        start where the engine retries starts), handed out as *bind* makes it; see
+        :meth:`SqlMetadataStore.write`."""
         ...
 
     async def transact(self, work: Callable[[Session], Awaitable[T]]) -> T:
@@ -88,26 +92,27 @@ class SqlMetadataStore:
         self.engine = engine
         self.instance = instance  # names this process in the doorbells it rings
 
-    @asynccontextmanager
-    async def read(self, tenant_id: str) -> AsyncIterator[SqlReadTx]:
+    def read(self, tenant_id: str) -> AbstractAsyncContextManager[SqlReadTx]:
         """A consistent read of *tenant_id*'s namespace."""
-        async with self.engine.read() as session:
-            yield SqlReadTx(session, tenant_id, self.engine)
+        return self.engine.read(lambda session: SqlReadTx(session, tenant_id, self.engine))
 
-    @asynccontextmanager
-    async def write(self, tenant_id: str, *, durable: bool = True) -> AsyncIterator[SqlWriteTx]:
+    def write(
+        self, tenant_id: str, *, durable: bool = True
+    ) -> AbstractAsyncContextManager[SqlWriteTx]:
         """A write transaction holding *tenant_id* (created on first use). ``durable=False``
         returns before the commit is on disk; the next durable commit covers it too."""
 
         async def hold(session: Session) -> None:
             await ensure_tenant(session, tenant_id, self.engine)
 
-        async with self.engine.write(hold, durable=durable) as session:
-            yield SqlWriteTx(session, tenant_id, self.engine, self.instance)
+        def bind(session: Session) -> SqlWriteTx:
+            return SqlWriteTx(session, tenant_id, self.engine, self.instance)
+
+        return self.engine.write(hold, bind, durable=durable)
 
     async def claim_garbage(self, *, older_than: float, limit: int) -> GarbageBatch:
         now = time.time()
-        async with self.engine.read() as session:
+        async with self.engine.read(_session) as session:
             rows = await session.fetchall(
                 "SELECT tenant_id FROM chunks WHERE collecting OR (refs = 0 AND touched_at < ?)"
                 " UNION SELECT tenant_id FROM uploads WHERE expires_at < ?"
@@ -207,6 +212,10 @@ class SqlMetadataStore:
 
     async def close(self) -> None:
         await self.engine.close()
+
+
+def _session(session: Session) -> Session:
+    return session
 
 
 def _by_tenant(chunks: Sequence[tuple[str, str]]) -> dict[str, list[str]]:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from meshfs_server.adapters.metadata_store import Session
 
 T = TypeVar("T")
+X = TypeVar("X")
 FEED_CHANNEL = "meshfs_feed"
 NAMESPACE_MIGRATIONS: list[str] = namespace_migrations("postgres")
 
@@ -47,19 +48,21 @@ class PostgresEngine:
         self.db = db
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[Session]:
+    async def read(self, bind: Callable[[Session], X]) -> AsyncIterator[X]:
         async with self.db.transaction(readonly=True) as conn:
-            yield PostgresSession(conn)
+            yield bind(PostgresSession(conn))
 
     @asynccontextmanager
-    async def write(self, prepare: Prepare, *, durable: bool) -> AsyncIterator[Session]:
+    async def write(
+        self, prepare: Prepare, bind: Callable[[Session], X], *, durable: bool
+    ) -> AsyncIterator[X]:
         async def start(conn: Connection) -> None:
             if not durable:
                 await conn.execute("SET LOCAL synchronous_commit = off")
             await prepare(PostgresSession(conn))
 
         async with self.db.transaction(prepare=start) as conn:
-            yield PostgresSession(conn)
+            yield bind(PostgresSession(conn))
 
     async def transact(self, work: Callable[[Session], Awaitable[T]]) -> T:
         async def attempt(conn: Connection) -> T:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from meshfs_server.adapters.metadata_store import Session
 
 T = TypeVar("T")
+X = TypeVar("X")
 NAMESPACE_MIGRATIONS: list[str] = namespace_migrations("sqlite")
 
 _BATCH = 400  # stay well below SQLite's bound-parameter limit
@@ -36,16 +37,18 @@ class SqliteEngine:
         self.db = db
 
     @asynccontextmanager
-    async def read(self) -> AsyncIterator[Session]:
+    async def read(self, bind: Callable[[Session], X]) -> AsyncIterator[X]:
         async with self.db.read() as conn:
-            yield SqliteSession(conn)
+            yield bind(SqliteSession(conn))
 
     @asynccontextmanager
-    async def write(self, prepare: Prepare, *, durable: bool) -> AsyncIterator[Session]:
+    async def write(
+        self, prepare: Prepare, bind: Callable[[Session], X], *, durable: bool
+    ) -> AsyncIterator[X]:
         async with self.db.write(durable=durable) as conn:
             session = SqliteSession(conn)
             await prepare(session)
-            yield session
+            yield bind(session)
 
     async def transact(self, work: Callable[[Session], Awaitable[T]]) -> T:
         async with self.db.write() as conn:
