@@ -113,7 +113,7 @@ async def migrate_metadata(settings: Settings, *, dry_run: bool = False) -> list
         deadline=settings.database_timeout_seconds,
     )
     try:
-        # Identity's tables live in the same database (see identity/storage.py).
+        # Identity's tables live in the same database (see auth/storage.py).
         migrations = {"namespace": NAMESPACE_MIGRATIONS, "identity": POSTGRES_IDENTITY_MIGRATIONS}
         if dry_run:
             return await pg.pending_migrations(migrations)

@@ -1,4 +1,4 @@
-"""Tenants, users, memberships and passwords (SQL on an open transaction, see :mod:`.sql`).
+"""Tenants, users, memberships and passwords (SQL on an open transaction, see :mod:`.store`).
 
 These functions run inside a transaction the caller owns (``db.write()`` / ``db.read()``), so
 that several of them - e.g. create a user, a tenant and a membership - commit together.

@@ -1,4 +1,4 @@
-"""Safety controls around every request: rate limits, storage quota, and the audit of mutations.
+"""Safety controls around every request: rate limits and the audit of mutations.
 
 :class:`SafetyMiddleware` is a pure ASGI middleware. For each HTTP request it (1) spends a
 token from the client address's auth budget on ``/auth/*`` and ``/device``; (2) resolves the
