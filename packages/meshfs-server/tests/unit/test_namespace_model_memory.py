@@ -1,7 +1,7 @@
-"""The Hypothesis namespace model (the same machine as test_namespace_model.py) on the in-memory
-ports: random mkdir/write/rename/delete/restore sequences compared with the model after every
-step, and the feed replayed from cursor 0 - proof that the in-memory store keeps the contract
-the SQL stores keep, and a quick run of the domain's rules."""
+"""The Hypothesis namespace model (meshfs_server_model.py, as on SQLite and Postgres) on the
+in-memory ports: random mkdir/write/rename/delete/restore sequences compared with the model
+after every step, and the feed replayed from cursor 0 - proof that the in-memory store keeps
+the contract the SQL stores keep, and a quick run of the domain's rules."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from meshfs_server_memory import MemoryDomain
-from test_namespace_model import NamespaceMachine
+from meshfs_server_model import NamespaceMachine
 
 
 @asynccontextmanager

@@ -23,7 +23,7 @@ import yaml
 from meshfs_server.app import all_routes
 from meshfs_server.settings import Settings, SettingsError
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[4]
 DEPLOY = ROOT / "deploy"
 #: What an operator sets before the first start (deploy/README.md).
 SECRETS = {"MESHFS_DB_PASSWORD": "db-pass-0123", "MESHFS_S3_SECRET": "s3-secret-0123"}

@@ -37,7 +37,7 @@ from meshfs_server.settings import Settings
 #: Never exercised with a valid token: an endless event stream (its refusals are probed).
 ENDLESS = {("get", "/sync/stream")}
 #: Operations no probe completes: direct transfers are off on the test backends, the
-#: approval page's forms need a password sign-in (tests/test_identity_page.py drives them).
+#: approval page's forms need a password sign-in (tests/live/test_identity_page.py drives them).
 NEEDS_MORE_THAN_A_PROBE = {
     *ENDLESS,
     ("get", "/files/download/direct"),

@@ -1,4 +1,4 @@
-"""The Hypothesis namespace model (test_namespace_model.py) on Postgres + SeaweedFS.
+"""The Hypothesis namespace model (meshfs_server_model.py) on Postgres + SeaweedFS.
 
 Every machine run gets a tenant of its own (tenants are isolated by design), so one database
 serves the whole module.
@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import pytest
 from meshfs_server_backends import Production
-from test_namespace_model import NamespaceMachine
+from meshfs_server_model import NamespaceMachine
 
 from meshfs_server.settings import Settings
 

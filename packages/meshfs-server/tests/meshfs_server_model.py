@@ -1,6 +1,9 @@
-"""A Hypothesis stateful test: random mkdir/write/rename/delete/restore sequences against the
-real domain on real SQLite, compared after every step with an in-memory model of the tree and
-its versions; replaying the change feed from cursor 0 must rebuild the same tree."""
+"""The Hypothesis namespace model: random mkdir/write/rename/delete/restore sequences against the
+real domain, compared after every step with a model of the tree and its versions written
+independently; replaying the change feed from cursor 0 must rebuild the same tree.
+
+The machine runs on SQLite (backends/test_namespace_model.py), Postgres + S3
+(backends/test_backend_model.py) and the in-memory ports (unit/test_namespace_model_memory.py)."""
 
 from __future__ import annotations
 
@@ -134,7 +137,7 @@ class NamespaceMachine(RuleBasedStateMachine):
         self.created: list[tuple[int, str, str]] = []  # (model key, version id, hash)
 
     def make_settings(self, data_dir: Path) -> Settings:
-        """The embedded default; test_backend_model.py runs the same machine on Postgres + S3."""
+        """The embedded default (see the module docstring for the other backends)."""
         return Settings(data_dir=data_dir)
 
     def open(self, data_dir: Path) -> AbstractAsyncContextManager[Any]:
@@ -399,4 +402,3 @@ NamespaceMachine.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-TestNamespaceModel = NamespaceMachine.TestCase
