@@ -121,9 +121,7 @@ async def test_an_expired_access_token_is_audited_in_its_tenant(auth: AuthHarnes
         assert (await late.post("/files/mkdir", json={"path": "/x"})).status_code == 401
     async with auth.client_for(owner.access_token) as alice:
         failed = await audit_rows(alice, action="auth.failed")
-    assert [(r["session_id"], r["target"]) for r in failed] == [
-        (owner.session_id, "/files/mkdir")
-    ]
+    assert [(r["session_id"], r["target"]) for r in failed] == [(owner.session_id, "/files/mkdir")]
     assert "expired" in failed[0]["detail"]["reason"]
 
 
