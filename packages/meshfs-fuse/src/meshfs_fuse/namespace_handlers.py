@@ -1,0 +1,195 @@
+"""The FUSE handlers of names and directories: lookup, mkdir, unlink, rmdir, rename, listings.
+
+Directory changes are committed on the server before their request returns; the parent's
+cached listing and the negative entries follow each change made here (the change feed keeps
+them current for changes made elsewhere, outside any handler).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from collections.abc import Sequence
+
+import pyfuse3
+
+from meshfs_common.errors import AlreadyExistsError, NotFoundError
+from meshfs_fuse.errno_map import fuse_errors
+from meshfs_fuse.inodes import Inode
+from meshfs_fuse.mount_state import DirHandle, MountState, fail
+
+__all__ = ["NamespaceHandlers"]
+
+log = logging.getLogger(__name__)
+
+
+class NamespaceHandlers(MountState):
+    """Lookups, name changes and directory listings."""
+
+    @fuse_errors
+    async def lookup(
+        self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        parent = self._directory(parent_inode)
+        node = await self._child(parent, self._name(name))
+        self.table.remember(node)
+        return self._reply(node)
+
+    @fuse_errors
+    async def forget(self, inode_list: Sequence[tuple[int, int]]) -> None:
+        for ino, count in inode_list:
+            try:
+                self.table.forget(ino, count)
+            except Exception:
+                log.exception("forget(%d, %d) failed", ino, count)
+
+    @fuse_errors
+    async def mkdir(
+        self, parent_inode: int, name: bytes, mode: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        self._writable()
+        parent = self._directory(parent_inode)
+        text = self._name(name)
+        if self.table.child(parent.ino, text) is not None:
+            raise AlreadyExistsError(f"file exists: {text}")
+        entry = await self.remote.mkdir(self.table.child_path(parent.ino, text))
+        node = self.table.attach(parent.ino, text, entry)
+        node.listing = {}  # new and empty: lookups inside need no request
+        self._listed(parent, text, entry)
+        self.table.remember(node)
+        return self._reply(node)
+
+    @fuse_errors
+    async def unlink(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._writable()
+        parent = self._directory(parent_inode)
+        text = self._name(name)
+        node = await self._child(parent, text)
+        if node.is_dir:
+            raise fail(errno.EISDIR)
+        if node.node_id is not None:
+            await self.remote.delete(self.table.child_path(parent.ino, text))
+        self._listed(parent, text, None)
+        self.table.detach(node)
+        self.table.negative.add(parent.ino, text)
+
+    @fuse_errors
+    async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
+        self._writable()
+        parent = self._directory(parent_inode)
+        text = self._name(name)
+        node = await self._child(parent, text)
+        if not node.is_dir:
+            raise fail(errno.ENOTDIR)
+        if any(self.table.child(node.ino, n) for n in node.children) or node.listing:
+            raise fail(errno.ENOTEMPTY)
+        await self.remote.delete(self.table.child_path(parent.ino, text))
+        self._listed(parent, text, None)
+        self.table.detach(node)
+        self.table.negative.add(parent.ino, text)
+
+    @fuse_errors
+    async def rename(
+        self,
+        parent_inode_old: int,
+        name_old: bytes,
+        parent_inode_new: int,
+        name_new: bytes,
+        flags: int,
+        ctx: pyfuse3.RequestContext,
+    ) -> None:
+        self._writable()
+        if flags & pyfuse3.RENAME_EXCHANGE:
+            raise fail(errno.EINVAL)
+        noreplace = bool(flags & pyfuse3.RENAME_NOREPLACE)
+        old_parent = self._directory(parent_inode_old)
+        new_parent = self._directory(parent_inode_new)
+        old, new = self._name(name_old), self._name(name_new)
+        source = await self._child(old_parent, old)
+        try:
+            target: Inode | None = await self._child(new_parent, new)
+        except NotFoundError:
+            target = None
+        if target is source:
+            return
+        if target is not None:
+            if noreplace:
+                raise AlreadyExistsError(f"file exists: {new}")
+            if target.is_dir and not source.is_dir:
+                raise fail(errno.EISDIR)
+            if source.is_dir and not target.is_dir:
+                raise fail(errno.ENOTDIR)
+        if source.node_id is None:
+            # Not on the server yet: its first commit goes to the new name. Over an existing
+            # file, that commit becomes the target's next version, as the server's rename does.
+            self.table.place(source, new_parent.ino, new)
+            if target is not None and target.entry is not None:
+                self.table.set_entry(source, target.entry)
+        else:
+            entry = await self.remote.rename(
+                self.table.child_path(old_parent.ino, old),
+                self.table.child_path(new_parent.ino, new),
+                overwrite=not noreplace,
+            )
+            self.table.place(source, new_parent.ino, new)
+            self.table.set_entry(source, entry)
+            self._listed(new_parent, new, entry)
+        self._listed(old_parent, old, None)
+        self.table.negative.add(old_parent.ino, old)
+        content = self._contents.get(source.ino)
+        if content is not None and content.dirty:
+            await self.store.written(content, self.table.path_of(source.ino), source.node_id)
+
+    @fuse_errors
+    async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:
+        node = self._directory(inode)
+        path = self.table.path_of(node.ino)
+        if path is None:
+            raise NotFoundError("the directory was removed")
+        if node.listing is not None:
+            # Listed before and kept current by this mount's changes and the change feed.
+            listing = dict(node.listing)
+        else:
+            position = self.feed_position()
+            listing = {entry.name: entry for entry in await self.remote.listdir(path)}
+            # Names committed while the listing was on its way are known to the table.
+            for name, ino in node.children.items():
+                child = self.table.find(ino)
+                if child is not None and child.entry is not None:
+                    listing.setdefault(name, child.entry)
+            if self.feed_position() == position:
+                # Kept only if no change event came while it was on its way (it could
+                # predate one and would then stay stale).
+                node.listing = dict(listing)
+        names = sorted(set(listing) | set(node.children))
+        fh = next(self._fh)
+        self._dirs[fh] = DirHandle(node, names, listing)
+        return fh
+
+    @fuse_errors
+    async def readdir(self, fh: int, start_id: int, token: pyfuse3.ReaddirToken) -> None:
+        handle = self._dirs.get(fh)
+        if handle is None:
+            raise fail(errno.EBADF)
+        directory = handle.node
+        for index in range(start_id, len(handle.names)):
+            name = handle.names[index]
+            node = self.table.child(directory.ino, name)
+            if node is None:
+                entry = handle.entries.get(name)
+                if entry is None or not directory.attached:
+                    continue
+                node = self.table.attach(directory.ino, name, entry)
+            if not pyfuse3.readdir_reply(token, name.encode(), self._reply(node), index + 1):
+                self.table.forget(node.ino, 0)  # frees it if the kernel never took it
+                return
+            self.table.remember(node)  # readdirplus: the kernel now holds a reference
+
+    @fuse_errors
+    async def releasedir(self, fh: int) -> None:
+        self._dirs.pop(fh, None)
+
+    @fuse_errors
+    async def fsyncdir(self, fh: int, datasync: bool) -> None:
+        # Directory changes are committed on the server before their request returns.
+        return
