@@ -93,6 +93,16 @@ async def by_user_code(conn: SqlSession, user_code: str, now: float) -> DeviceCo
     return None if row is None else DeviceCode(*row)
 
 
+async def pending_user_code(conn: SqlSession, device_code_hash: str, now: float) -> str | None:
+    """The user code of a live pending code, by its device code's hash, or None."""
+    row = await conn.fetchone(
+        "SELECT user_code FROM device_codes WHERE device_code_hash = ? AND status = 'pending'"
+        " AND expires_at > ?",
+        (device_code_hash, now),
+    )
+    return None if row is None else str(row[0])
+
+
 async def pending(conn: SqlSession, now: float) -> list[DeviceCode]:
     """Every live code still waiting for a decision, oldest first."""
     rows = await conn.fetchall(

@@ -26,7 +26,7 @@ from meshfs_common.errors import (
 )
 from meshfs_common.ids import new_id
 from meshfs_common.models import DeviceStartResponse, TokenResponse, Whoami
-from meshfs_server.auth import accounts, device
+from meshfs_server.auth import accounts, device, session_rows
 from meshfs_server.auth.accounts import Role
 from meshfs_server.auth.keys import FileKeys, FixedKeys, KeySource, TableKeys, from_secret
 from meshfs_server.auth.principal import Principal, SessionKind
@@ -161,29 +161,19 @@ class Identity:
         """Check an access token or agent token and the session behind it."""
         if token.startswith(AGENT_PREFIX):
             async with self.db.read() as conn:
-                row = await conn.fetchone(
-                    "SELECT session_id FROM sessions WHERE token_hash = ? AND kind = 'agent'",
-                    (secret_hash(token),),
-                )
-            if row is None:
+                agent_session = await session_rows.agent_session_id(conn, secret_hash(token))
+            if agent_session is None:
                 raise AuthError("unknown agent token")
-            return await self._session_principal(str(row[0]), None)
+            return await self._session_principal(agent_session, None)
         claims = await self.signer.verify(token)
         return await self._session_principal(claims.session_id, claims)
 
     async def _session_principal(self, session_id: str, claims: AccessClaims | None) -> Principal:
         async with self.db.read() as conn:
-            row = await conn.fetchone(
-                "SELECT s.kind, s.user_id, s.tenant_id, s.name, s.scope, s.revoked_at,"
-                " s.expires_at, s.path_prefix, s.can_write, u.disabled, m.role"
-                " FROM sessions s JOIN users u ON u.user_id = s.user_id"
-                " LEFT JOIN memberships m ON m.tenant_id = s.tenant_id AND m.user_id = s.user_id"
-                " WHERE s.session_id = ?",
-                (session_id,),
-            )
-        if row is None:
+            session = await session_rows.access_of(conn, session_id)
+        if session is None:
             raise AuthError("unknown session")
-        kind, user_id, tenant_id, name, scope, revoked, expires, prefix, can_write, off, role = row
+        user_id, tenant_id, role = session.user_id, session.tenant_id, session.role
 
         def rejected(message: str) -> RejectedTokenError:
             return RejectedTokenError(
@@ -192,21 +182,22 @@ class Identity:
 
         if claims is not None and (claims.user_id, claims.tenant_id) != (user_id, tenant_id):
             raise rejected("access token does not match its session")
-        if revoked is not None:
+        if session.revoked_at is not None:
             raise rejected("this session was signed out or revoked; sign in again")
-        if expires is not None and expires <= time.time():
+        if session.expires_at is not None and session.expires_at <= time.time():
             raise rejected("this token has expired")
-        if off:
+        if session.disabled:
             raise rejected("this account is disabled")
         if role is None:
             raise rejected("this account is no longer a member of the tenant")
-        is_agent = kind == "agent"
+        is_agent = session.kind == "agent"
+        name = session.name
         actor = Actor(
             tenant_id=tenant_id, user_id=user_id, session_id=session_id,
             device_name=None if is_agent else name, agent_name=name if is_agent else None,
-            can_write=bool(can_write) and role != "reader", path_prefix=prefix,
+            can_write=session.can_write and role != "reader", path_prefix=session.path_prefix,
         )  # fmt: skip
-        return Principal(actor=actor, role=cast(Role, role), kind=kind, scope=scope)
+        return Principal(actor=actor, role=cast(Role, role), kind=session.kind, scope=session.scope)
 
     async def audit_auth_failure(
         self, exc: AuthError, address: str | None, *, target: str, request: str,
@@ -234,12 +225,10 @@ class Identity:
         token_hash: str | None = None, path_prefix: str = paths.ROOT, can_write: bool = True,
     ) -> str:  # fmt: skip
         session_id = new_id()
-        await db.execute(
-            "INSERT INTO sessions (session_id, kind, user_id, tenant_id, name, scope, created_at,"
-            " last_used_at, expires_at, token_hash, path_prefix, can_write)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (session_id, kind, user_id, tenant_id, name, scope, time.time(), time.time(),
-             expires_at, token_hash, path_prefix, int(can_write)),
+        await session_rows.insert(
+            db, session_id=session_id, kind=kind, user_id=user_id, tenant_id=tenant_id,
+            name=name, scope=scope, expires_at=expires_at, token_hash=token_hash,
+            path_prefix=path_prefix, can_write=can_write,
         )  # fmt: skip
         return session_id
 
@@ -248,11 +237,9 @@ class Identity:
     ) -> TokenResponse:
         refresh = new_secret(REFRESH_PREFIX)
         now = time.time()
-        await db.execute(
-            "INSERT INTO refresh_tokens (token_hash, session_id, family, created_at, expires_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            (secret_hash(refresh), session_id, session_id, now,
-             now + self.settings.refresh_token_ttl_seconds),
+        await session_rows.insert_refresh(
+            db, secret_hash(refresh), session_id, now,
+            now + self.settings.refresh_token_ttl_seconds,
         )  # fmt: skip
         access = self.signer.issue(
             user_id=user_id, tenant_id=tenant_id, session_id=session_id, scope=scope
@@ -268,32 +255,21 @@ class Identity:
         answer: TokenResponse | None = None
         await self.signer.refresh_keys()
         async with self.db.write() as db:
-            row = await db.fetchone(
-                "SELECT r.session_id, r.used_at, r.expires_at, s.user_id, s.tenant_id, s.scope,"
-                " s.revoked_at, s.name, u.disabled FROM refresh_tokens r"
-                " JOIN sessions s ON s.session_id = r.session_id"
-                " JOIN users u ON u.user_id = s.user_id WHERE r.token_hash = ?",
-                (secret_hash(refresh_token),),
-            )
-            if row is None:
+            grant = await session_rows.find_by_refresh(db, secret_hash(refresh_token))
+            if grant is None:
                 failure = DeviceFlowError("invalid_grant", "unknown refresh token; sign in again")
             else:
-                sid, used, expires, uid, tid, scope, revoked, name, off = row
-                who = Who(uid, sid, name, None, address)
+                sid, uid, tid = grant.session_id, grant.user_id, grant.tenant_id
+                used, revoked, off = grant.used_at, grant.revoked_at, grant.disabled
+                who = Who(uid, sid, grant.name, None, address)
                 # Spend the token with a guarded update: of two requests presenting it at
                 # once (on any server process) exactly one wins; the other is a reuse.
                 now = time.time()
-                valid = revoked is None and not off and expires > now
+                valid = revoked is None and not off and grant.expires_at > now
                 spent = (
                     used is None
                     and valid
-                    and bool(
-                        await db.execute(
-                            "UPDATE refresh_tokens SET used_at = ?"
-                            " WHERE token_hash = ? AND used_at IS NULL",
-                            (now, secret_hash(refresh_token)),
-                        )
-                    )
+                    and await session_rows.mark_used(db, secret_hash(refresh_token), now)
                 )
                 if used is not None or (valid and not spent):
                     await self.revoke_in(db, sid, "refresh token reused")
@@ -309,12 +285,9 @@ class Identity:
                 elif not valid:
                     failure = DeviceFlowError("invalid_grant", "the refresh token has expired")
                 else:
-                    await db.execute(
-                        "UPDATE sessions SET last_used_at = ? WHERE session_id = ?",
-                        (time.time(), sid),
-                    )
+                    await session_rows.touch(db, sid)
                     answer = await self._token_answer(
-                        db, session_id=sid, user_id=uid, tenant_id=tid, scope=scope
+                        db, session_id=sid, user_id=uid, tenant_id=tid, scope=grant.scope
                     )
                     await audit.record(db, tid, "auth.refresh", who=who, target=sid)
         if failure is not None:
@@ -325,17 +298,10 @@ class Identity:
     @staticmethod
     async def revoke_in(db: SqlSession, session_id: str, reason: str) -> bool:
         """Revoke a session and spend its refresh tokens; False when it was revoked already."""
-        changed = await db.execute(
-            "UPDATE sessions SET revoked_at = ?, revoked_reason = ?"
-            " WHERE session_id = ? AND revoked_at IS NULL",
-            (time.time(), reason, session_id),
-        )
+        changed = await session_rows.mark_revoked(db, session_id, reason)
         # Outstanding refresh tokens of the family are spent with it.
-        await db.execute(
-            "UPDATE refresh_tokens SET used_at = COALESCE(used_at, ?) WHERE family = ?",
-            (time.time(), session_id),
-        )
-        return bool(changed)
+        await session_rows.spend_family(db, session_id)
+        return changed
 
     async def logout(self, principal: Principal, address: str | None = None) -> None:
         """Revoke the caller's session."""
@@ -352,22 +318,17 @@ class Identity:
     async def logout_refresh(self, refresh_token: str, address: str | None = None) -> None:
         """Revoke the session a (still valid) refresh token belongs to."""
         async with self.db.write() as db:
-            row = await db.fetchone(
-                "SELECT r.session_id, s.tenant_id, s.user_id FROM refresh_tokens r"
-                " JOIN sessions s ON s.session_id = r.session_id"
-                " WHERE r.token_hash = ? AND r.used_at IS NULL",
-                (secret_hash(refresh_token),),
-            )
-            if row is not None:
-                await self.revoke_in(db, row[0], "signed out")
+            owner = await session_rows.owner_of_unused_refresh(db, secret_hash(refresh_token))
+            if owner is not None:
+                await self.revoke_in(db, owner.session_id, "signed out")
                 await audit.record(
                     db,
-                    row[1],
+                    owner.tenant_id,
                     "auth.logout",
-                    who=Who(row[2], row[0], None, None, address),
-                    target=row[0],
+                    who=Who(owner.user_id, owner.session_id, None, None, address),
+                    target=owner.session_id,
                 )
-        if row is None:
+        if owner is None:
             raise AuthError("unknown or used refresh token")
 
     async def whoami(self, principal: Principal) -> Whoami:
@@ -376,12 +337,9 @@ class Identity:
         async with self.db.read() as db:
             user = await accounts.get_user(db, user_id=actor.user_id)
             tenant = await accounts.get_tenant(db, tenant_id=actor.tenant_id)
-            session = await db.fetchone(
-                "SELECT name, expires_at FROM sessions WHERE session_id = ?", (actor.session_id,)
-            )
+            name, expires = await session_rows.name_and_expiry(db, actor.session_id)
         if user is None or tenant is None:
             raise AuthError("unknown user or tenant")
-        name, expires = session if session is not None else (None, None)
         return Whoami(
             user_id=user.user_id, username=user.username, tenant_id=tenant.tenant_id,
             tenant_name=tenant.name, scope=principal.scope, session_id=actor.session_id,
@@ -457,14 +415,10 @@ class Identity:
         return answer
 
     async def _auto_approve(self, db: SqlSession, device_code: str, now: float) -> None:
-        row = await db.fetchone(
-            "SELECT user_code FROM device_codes WHERE device_code_hash = ? AND status = 'pending'"
-            " AND expires_at > ?",
-            (secret_hash(device_code), now),
-        )
-        if row is None:
+        user_code = await device.pending_user_code(db, secret_hash(device_code), now)
+        if user_code is None:
             return
-        code = await device.by_user_code(db, row[0], now)
+        code = await device.by_user_code(db, user_code, now)
         if code is None:
             return
         user, tenant, _ = await accounts.ensure_account(db, DEV_USER, DEV_TENANT)

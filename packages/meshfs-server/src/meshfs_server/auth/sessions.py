@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from meshfs_common import paths
 from meshfs_common.errors import BadRequestError, ForbiddenError, NotFoundError
 from meshfs_common.models import AgentToken, AgentTokenRequest, SessionInfo, SessionList
+from meshfs_server.auth import session_rows
 from meshfs_server.auth.principal import Principal
 from meshfs_server.auth.service import Identity
 from meshfs_server.auth.tokens import AGENT_PREFIX, new_secret, secret_hash
@@ -40,42 +41,32 @@ async def list_sessions(
     actor = principal.actor
     if everyone and not principal.is_owner:
         raise ForbiddenError("only owners list everyone's sessions")
-    where = "s.tenant_id = ?"
-    args: list[object] = [actor.tenant_id]
-    if not everyone:
-        where += " AND s.user_id = ?"
-        args.append(actor.user_id)
-    if principal.kind == "agent":
-        where += " AND s.session_id = ?"
-        args.append(actor.session_id)
-    if not include_revoked:
-        where += " AND s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?)"
-        args.append(time.time())
     async with identity.db.read() as db:
-        rows = await db.fetchall(
-            "SELECT s.session_id, s.kind, s.name, s.user_id, u.username, s.created_at,"
-            " s.last_used_at, s.expires_at, s.revoked_at, s.path_prefix, s.can_write"
-            f" FROM sessions s JOIN users u ON u.user_id = s.user_id WHERE {where}"
-            " ORDER BY s.created_at DESC LIMIT 1000",
-            args,
+        records = await session_rows.listing(
+            db,
+            actor.tenant_id,
+            # Everyone's (an owner asking), else the caller's own; an agent token sees itself.
+            user_id=None if everyone else actor.user_id,
+            session_id=actor.session_id if principal.kind == "agent" else None,
+            live_at=None if include_revoked else time.time(),
         )
     return SessionList(
         sessions=[
             SessionInfo(
-                session_id=r[0],
-                kind=r[1],
-                name=r[2],
-                user_id=r[3],
-                username=r[4],
-                created_at=datetime.fromtimestamp(r[5], UTC),
-                last_used_at=_dt(r[6]),
-                expires_at=_dt(r[7]),
-                revoked_at=_dt(r[8]),
-                path_prefix=r[9],
-                access="write" if r[10] else "read",
-                current=r[0] == actor.session_id,
+                session_id=r.session_id,
+                kind=r.kind,
+                name=r.name,
+                user_id=r.user_id,
+                username=r.username,
+                created_at=datetime.fromtimestamp(r.created_at, UTC),
+                last_used_at=_dt(r.last_used_at),
+                expires_at=_dt(r.expires_at),
+                revoked_at=_dt(r.revoked_at),
+                path_prefix=r.path_prefix,
+                access="write" if r.can_write else "read",
+                current=r.session_id == actor.session_id,
             )
-            for r in rows
+            for r in records
         ]
     )
 
@@ -86,14 +77,11 @@ async def revoke_session(
     """Revoke one of the caller's sessions (owners: any session of the tenant)."""
     actor = principal.actor
     async with identity.db.write() as db:
-        row = await db.fetchone(
-            "SELECT user_id FROM sessions WHERE session_id = ? AND tenant_id = ?",
-            (session_id, actor.tenant_id),
-        )
+        owner = await session_rows.user_of(db, session_id, actor.tenant_id)
         # Another tenant's session and a session the caller may not touch look the same; an
         # agent token sees only itself (its creator's other sessions look absent too).
         hidden = principal.kind == "agent" and session_id != actor.session_id
-        if row is None or hidden or (row[0] != actor.user_id and not principal.is_owner):
+        if owner is None or hidden or (owner != actor.user_id and not principal.is_owner):
             raise NotFoundError(f"no such session: {session_id}")
         await identity.revoke_in(db, session_id, f"revoked by {actor.user_id}")
         await audit.record(
