@@ -9,15 +9,21 @@ Modules, one concept each:
 * :mod:`._conflicts` - the conflict policy and conflict-copy names;
 * :mod:`._ignore` - ``.meshfsignore`` and built-in temporary names;
 * :mod:`._transfers` - carrying out steps (atomic downloads, conditional uploads, ...);
-* :mod:`._engine` - the loops that tie them together.
+* :mod:`._status` - the options, events and status of a mirror;
+* :mod:`._bookkeeping` - marked and held paths, failures and the status the loops share;
+* :mod:`._follower` - the remote follower (the change feed into the remote tree);
+* :mod:`._steps` - carrying out one planned step on one path;
+* :mod:`._reconciler` - the reconciler (marked paths to planned steps);
+* :mod:`._engine` - :class:`MirrorSync`, the loops tied together.
 """
 
 from __future__ import annotations
 
 from meshfs_client.mirror._conflicts import ConflictPolicy
-from meshfs_client.mirror._engine import MirrorSync, SyncEvent, SyncOptions, SyncStatus
+from meshfs_client.mirror._engine import MirrorSync
 from meshfs_client.mirror._ignore import IgnoreRules
 from meshfs_client.mirror._state import StateDB, default_state_dir, state_file
+from meshfs_client.mirror._status import SyncEvent, SyncOptions, SyncStatus
 
 __all__ = [
     "ConflictPolicy",

@@ -1,0 +1,143 @@
+"""Carrying out one planned step on one path and recording the outcome.
+
+Transfers (uploads, downloads) run in parallel, bounded by ``SyncOptions.transfers``; other
+steps run in order. A step that succeeded settles the path and marks it to be looked at again;
+one that failed goes to :meth:`~meshfs_client.mirror._bookkeeping.EngineBase._failed`.
+"""
+
+from __future__ import annotations
+
+from meshfs_client.mirror._bookkeeping import EngineBase
+from meshfs_client.mirror._model import LocalNode, RemoteNode, SyncedNode
+from meshfs_client.mirror._planner import Action, remote_changed
+from meshfs_client.mirror._status import SyncEvent
+from meshfs_client.mirror._transfers import LocalChangedError
+from meshfs_common.errors import MeshFSError
+
+
+class StepRunner(EngineBase):
+    """Runs the planner's actions through the executor and keeps the counters."""
+
+    async def _transfer(
+        self, rel: str, action: Action, local: LocalNode | None, remote: RemoteNode | None
+    ) -> None:
+        try:
+            async with self._transfer_slots:
+                if action.kind == "download":
+                    assert remote is not None
+                    await self.executor.download(rel, remote, local)
+                    self.status.downloads += 1
+                else:
+                    assert local is not None
+                    await self.executor.upload(
+                        rel, local, if_match=action.if_match, if_none_match=action.if_none_match
+                    )
+                    self.status.uploads += 1
+            self._emit(SyncEvent(action.kind, rel))
+            self._settled(rel)
+            self._mark([rel])
+        except LocalChangedError:
+            self._mark([rel], delay=0.05)
+        except (MeshFSError, OSError) as exc:
+            await self._failed(rel, exc)
+        finally:
+            self._busy.discard(rel)
+            self._wake.set()
+
+    async def _step(
+        self,
+        rel: str,
+        action: Action,
+        local: LocalNode | None,
+        remote: RemoteNode | None,
+        synced: SyncedNode | None,
+    ) -> None:
+        run = self.executor
+        try:
+            kind = action.kind
+            if kind == "record":
+                self._record(rel, local, remote)
+            elif kind == "mkdir_local":
+                assert remote is not None
+                await run.mkdir_local(rel, remote)
+            elif kind == "mkdir_remote":
+                assert local is not None
+                await run.mkdir_remote(rel, local)
+            elif kind == "delete_local":
+                if local is not None and local.kind == "dir":
+                    kept = await run.delete_local_dir(rel)
+                    self._mark(kept)
+                    if kept:
+                        self._emit(SyncEvent("conflict", rel, f"kept {len(kept)} changed files"))
+                else:
+                    assert local is not None
+                    await run.delete_local_file(rel, local)
+                self.status.deletes += 1
+            elif kind == "delete_remote":
+                assert remote is not None
+                if remote.kind == "dir" and local is None and not self._clean_remote_subtree(rel):
+                    # Something below changed on the server: keep the directory (an edit beats
+                    # a delete); unchanged files below are deleted one by one.
+                    await run.mkdir_local(rel, remote)
+                    self._emit(SyncEvent("conflict", rel, "changed on the server; kept"))
+                else:
+                    await run.delete_remote(rel, remote, action.if_match)
+                    self.status.deletes += 1
+            elif kind == "keep_both":
+                assert local is not None
+                copy = await run.keep_both(rel, local)
+                self.status.conflicts += 1
+                self._emit(SyncEvent("conflict", rel, f"local copy kept as {copy}"))
+                self._mark([copy])
+            elif kind == "move_local_aside":
+                assert local is not None
+                copy = await run.keep_both(rel, local)
+                self.status.conflicts += 1
+                self._emit(SyncEvent("conflict", rel, f"local file moved to {copy}"))
+                self._mark([copy])
+            elif kind == "move_remote_aside":
+                assert remote is not None
+                copy = await run.move_remote_aside(rel, remote)
+                self.status.conflicts += 1
+                self._emit(SyncEvent("conflict", rel, f"remote file moved to {copy}"))
+            if kind != "record":
+                self._emit(SyncEvent(kind, rel))
+            self._settled(rel)
+            self._mark([rel])
+        except LocalChangedError:
+            self._mark([rel], delay=0.05)
+        except (MeshFSError, OSError) as exc:
+            await self._failed(rel, exc)
+
+    def _record(self, rel: str, local: LocalNode | None, remote: RemoteNode | None) -> None:
+        if local is None or remote is None:
+            self.state.drop_synced(rel)
+            return
+        previous = self.state.synced.get(rel)
+        content_hash = local.content_hash or (previous.content_hash if previous else None)
+        if local.kind == "file" and content_hash is None:
+            content_hash = remote.content_hash  # agree() established equality
+        self.state.set_synced(
+            rel,
+            SyncedNode(
+                local.kind,
+                remote.node_id,
+                remote.version_id,
+                content_hash if local.kind == "file" else None,
+                local.size,
+                local.mtime_ns,
+                local.inode,
+            ),
+        )
+
+    def _clean_remote_subtree(self, rel: str) -> bool:
+        """True when nothing below *rel* changed on the server since the last sync."""
+        below = set(self.state.remote_below(rel))
+        if below != set(self.state.synced_below(rel)):
+            return False
+        return not any(
+            remote_changed(self.state.remote[p], self.state.synced.get(p)) for p in below
+        )
+
+
+__all__ = ["StepRunner"]
