@@ -69,9 +69,7 @@ class SqlReadTx:
 
     async def root(self) -> NodeRow:
         node = await self.get_node(self.tenant_id)
-        if node is None:  # never written to: an empty root, created by the first write
-            return NodeRow(self.tenant_id, None, "", "dir", 0.0, 0.0)
-        return node
+        return NodeRow.empty_root(self.tenant_id) if node is None else node
 
     async def get_node(self, node_id: str) -> NodeRow | None:
         return await self._decoded(

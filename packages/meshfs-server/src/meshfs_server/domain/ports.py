@@ -34,6 +34,11 @@ class NodeRow:
     content_hash: str | None = None
     deleted_at: float | None = None
 
+    @classmethod
+    def empty_root(cls, tenant_id: str) -> NodeRow:
+        """The root of a tenant never written to (its row is created by the first write)."""
+        return cls(tenant_id, None, "", "dir", 0.0, 0.0)
+
     @property
     def is_dir(self) -> bool:
         return self.kind == "dir"
