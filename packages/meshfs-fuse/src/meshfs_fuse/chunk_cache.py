@@ -119,6 +119,11 @@ class ChunkCache:
         self._index.move_to_end(key)
         return data
 
+    def resize(self, capacity: int) -> None:
+        """Bound the cache to *capacity* bytes from now on, evicting what no longer fits."""
+        self.capacity = capacity
+        self._evict()
+
     async def _store(self, key: str, data: bytes) -> None:
         if len(data) > self.capacity:
             return
@@ -126,6 +131,9 @@ class ChunkCache:
         self._drop(key)
         self._index[key] = len(data)
         self._bytes += len(data)
+        self._evict()
+
+    def _evict(self) -> None:
         while self._bytes > self.capacity and self._index:
             oldest, _ = next(iter(self._index.items()))
             self._drop(oldest)

@@ -155,6 +155,7 @@ async def _run(
     invalidator = Invalidator()
     coherence = Coherence(table, invalidator)
     operations.feed_position = lambda: coherence.cursor
+    operations.feed_state = lambda: remote.feed_state
     try:
         pyfuse3.init(operations, str(config.target), set(config.fuse_options))
     except RuntimeError as exc:

@@ -69,6 +69,10 @@ class MountState(pyfuse3.Operations):
         self.owner = owner
         self.read_only = read_only
         self.ttl = ttl
+        self.entry_ttl = ttl
+        """How long the kernel may keep a name (runtime option ``meshfs.option.entry_ttl``)."""
+        self.attr_ttl = ttl
+        """How long the kernel may keep attributes (``meshfs.option.attr_ttl``)."""
         self._handles: dict[int, FileHandle] = {}
         self._dirs: dict[int, DirHandle] = {}
         self._contents: dict[int, FileContent] = {}
@@ -93,7 +97,11 @@ class MountState(pyfuse3.Operations):
         return base
 
     def _reply(self, node: Inode) -> pyfuse3.EntryAttributes:
-        return to_entry_attributes(node.ino, self.table.generation, self.attributes(node), self.ttl)
+        reply = to_entry_attributes(
+            node.ino, self.table.generation, self.attributes(node), self.entry_ttl
+        )
+        reply.attr_timeout = self.attr_ttl
+        return reply
 
     def _name(self, raw: bytes) -> str:
         if len(raw) > MAX_NAME:

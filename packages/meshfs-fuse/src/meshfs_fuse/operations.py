@@ -19,21 +19,25 @@ Semantics (what a program sees):
   two names in one step yet).
 * An unlinked open file stays readable and writable until its last close; its writes are not
   committed (it has no name any more), as on a local disk.
+* ``.meshfs`` at the root (looked up, never listed) shows every file's versions and the
+  control file (:mod:`meshfs_fuse.history_view`); nothing inside it can be changed.
 """
 
 from __future__ import annotations
 
 from meshfs_fuse.attribute_handlers import AttributeHandlers
+from meshfs_fuse.history_handlers import HistoryHandlers
 from meshfs_fuse.mount_state import MAX_NAME
 from meshfs_fuse.namespace_handlers import NamespaceHandlers
 
 __all__ = ["MAX_NAME", "MeshFSOperations"]
 
 
-class MeshFSOperations(AttributeHandlers, NamespaceHandlers):
+class MeshFSOperations(HistoryHandlers, AttributeHandlers, NamespaceHandlers):
     """pyfuse3 operations over the inode table, the content store and the server.
 
-    The handlers live by concern in :mod:`~meshfs_fuse.file_handlers`,
+    The handlers live by concern in :mod:`~meshfs_fuse.history_handlers` (``.meshfs``, asked
+    first), :mod:`~meshfs_fuse.file_handlers`,
     :mod:`~meshfs_fuse.namespace_handlers` and :mod:`~meshfs_fuse.attribute_handlers`, over
     the state of :class:`~meshfs_fuse.mount_state.MountState`.
     """

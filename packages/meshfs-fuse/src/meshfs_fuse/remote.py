@@ -19,7 +19,7 @@ import trio
 
 from meshfs_client import ChangeFeed, FeedItem, MeshFSClient
 from meshfs_common.errors import AuthError, ForbiddenError
-from meshfs_common.models import CommitResult, Entry
+from meshfs_common.models import CommitResult, Entry, Version
 from meshfs_fuse.bridge import AsyncioBridge
 
 __all__ = ["Deadlines", "Remote"]
@@ -48,6 +48,8 @@ class Remote:
         self._client = client
         self.deadlines = deadlines or Deadlines()
         self._auth_logged = False
+        self.feed_state = "offline"
+        """``online`` once the change feed has connected, ``offline`` while it cannot."""
 
     async def _call(self, factory: Callable[[], Coroutine[Any, Any, T]], seconds: float) -> T:
         try:
@@ -107,6 +109,14 @@ class Remote:
             self._transfer(length),
         )
 
+    async def versions(self, node_id: str) -> list[Version]:
+        """Every version of the file *node_id* (newest first)."""
+
+        async def collect() -> list[Version]:
+            return [version async for version in self._client.versions(node_id=node_id)]
+
+        return await self._call(collect, self.deadlines.metadata)
+
     async def call_whoami(self) -> None:
         """Check that the server accepts this mount's login."""
         await self._call(self._client.whoami, self.deadlines.metadata)
@@ -124,7 +134,7 @@ class Remote:
 
     async def feed(self, cursor: int) -> AsyncIterator[FeedItem]:
         """Every change after *cursor*, for as long as it is iterated (reconnecting itself)."""
-        items = _feed_items(self._client, cursor)
+        items = _feed_items(self._client, cursor, self._feed_changed)
 
         async def step() -> FeedItem:
             return await items.__anext__()
@@ -140,16 +150,18 @@ class Remote:
             with trio.CancelScope(shield=True), trio.move_on_after(5):
                 await self._bridge.call(items.aclose)
 
+    def _feed_changed(self, feed: ChangeFeed) -> None:
+        self.feed_state = "offline" if feed.state == "offline" else "online"
+        if feed.state == "offline":
+            log.warning("change feed offline (%s); retrying", feed.error)
+        else:
+            log.info("change feed %s", feed.state)
 
-def _log_feed_state(feed: ChangeFeed) -> None:
-    if feed.state == "offline":
-        log.warning("change feed offline (%s); retrying", feed.error)
-    else:
-        log.info("change feed %s", feed.state)
 
-
-async def _feed_items(client: MeshFSClient, cursor: int) -> AsyncGenerator[FeedItem, None]:
+async def _feed_items(
+    client: MeshFSClient, cursor: int, on_state: Callable[[ChangeFeed], None]
+) -> AsyncGenerator[FeedItem, None]:
     # Where WebSockets fail, pull often: the kernel's caches wait on these events.
-    async with client.watch(cursor, poll_interval=0.5, on_state=_log_feed_state) as feed:
+    async with client.watch(cursor, poll_interval=0.5, on_state=on_state) as feed:
         async for item in feed:
             yield item
