@@ -8,6 +8,7 @@ import pytest
 import trio
 
 from meshfs_client import FeedReset
+from meshfs_common.errors import NotFoundError
 from meshfs_common.models import ChangeEvent, Entry
 from meshfs_fuse.coherence import Coherence, Invalidation, Invalidator
 from meshfs_fuse.inodes import ROOT, InodeTable
@@ -171,3 +172,56 @@ def test_a_rename_the_table_already_shows_still_updates_listings(
     assert "f" not in root.listing
     assert d.listing["g"].node_id == "n-f"
     assert table.child(d.ino, "g") is f
+
+
+def test_an_entry_fetched_before_a_remote_delete_is_not_attached_again(
+    setup: tuple[InodeTable, Recorder, Coherence],
+) -> None:
+    table, _, coherence = setup
+    d = table.attach(ROOT, "d", entry("n-d", "/d", "dir"))
+    d.listing = {"f": entry("n-f", "/d/f")}
+    listed = entry("n-f", "/d/f")  # what an open directory handle (or a lookup) holds
+    table.attach(d.ino, "f", listed)
+    coherence.apply(event(1, "delete", "n-f", "/d/f"))
+    # readdir of the handle opened before the delete, or a lookup answered before it.
+    with pytest.raises(NotFoundError):
+        table.attach(d.ino, "f", listed)
+    assert table.child(d.ino, "f") is None
+    assert sorted(set(d.listing) | set(d.children)) == []  # what the next opendir lists
+
+
+def test_a_lookup_answered_before_a_remote_delete_is_not_attached(
+    setup: tuple[InodeTable, Recorder, Coherence],
+) -> None:
+    table, _, coherence = setup
+    d = table.attach(ROOT, "d", entry("n-d", "/d", "dir"))
+    coherence.apply(event(1, "delete", "n-f", "/d/f"))  # applied while the lookup was out
+    with pytest.raises(NotFoundError):
+        table.attach(d.ino, "f", entry("n-f", "/d/f"))
+    assert d.children == {}
+
+
+def test_an_entry_fetched_before_a_remote_rename_does_not_move_it_back(
+    setup: tuple[InodeTable, Recorder, Coherence],
+) -> None:
+    table, _, coherence = setup
+    d = table.attach(ROOT, "d", entry("n-d", "/d", "dir"))
+    f = table.attach(ROOT, "f", entry("n-f", "/f"))
+    coherence.apply(event(1, "rename", "n-f", "/d/g", old_path="/f", version_id="v1"))
+    with pytest.raises(NotFoundError):
+        table.attach(ROOT, "f", entry("n-f", "/f"))
+    assert table.child(d.ino, "g") is f
+    assert table.child(ROOT, "f") is None
+
+
+def test_a_name_the_feed_brings_back_is_attached_again(
+    setup: tuple[InodeTable, Recorder, Coherence],
+) -> None:
+    table, _, coherence = setup
+    f = table.attach(ROOT, "f", entry("n-f", "/f"))
+    coherence.apply(event(1, "rename", "n-f", "/g", old_path="/f", version_id="v1"))
+    coherence.apply(event(2, "rename", "n-f", "/f", old_path="/g", version_id="v1"))
+    assert table.child(ROOT, "f") is f
+    coherence.apply(event(3, "delete", "n-f", "/f"))
+    coherence.apply(event(4, "restore", "n-f", "/f", version_id="v1"))
+    assert table.attach(ROOT, "f", entry("n-f", "/f")).node_id == "n-f"

@@ -150,6 +150,7 @@ class Coherence:
             return False
         name = posixpath.basename(event.path)
         self._table.negative.discard(parent.ino, name)
+        self._table.removed.discard(parent.ino, name)
         if parent.listing is not None:
             known = parent.listing.get(name)
             if known is not None and known.version_id == event.version_id:
@@ -162,6 +163,9 @@ class Coherence:
         parent = self._parent(event.path)
         name = posixpath.basename(event.path)
         changed = False
+        if parent is not None:
+            # An entry fetched before this event (a listing, a lookup) must not bring it back.
+            self._table.removed.add(parent.ino, name, event.node_id)
         if parent is not None and parent.listing is not None:
             known = parent.listing.get(name)
             if known is not None and known.node_id == event.node_id:
@@ -169,6 +173,7 @@ class Coherence:
                 changed = True
         if node is not None and node.parent is not None:
             old_parent, old_name = node.parent, node.name
+            self._table.removed.add(old_parent, old_name, event.node_id)
             self._table.detach(node)
             self._invalidator.entry(old_parent, old_name)
             changed = True
@@ -182,6 +187,9 @@ class Coherence:
         old_parent = self._parent(event.old_path) if event.old_path else None
         # Listings follow every rename, even one the table already shows (a lookup may have
         # moved the inode before the event came): a stale old name would bring it back.
+        # An entry fetched before this event (a listing, a lookup) must not put it back there.
+        if old_parent is not None:
+            self._table.removed.add(old_parent.ino, old_name, moving_id)
         if old_parent is not None and old_parent.listing is not None:
             listed = old_parent.listing.get(old_name)
             if listed is not None and listed.node_id in (moving_id, event.node_id):
@@ -195,6 +203,7 @@ class Coherence:
                 and (event.kind == "dir" or current.entry.version_id == event.version_id)
                 and self._table.by_node(moving_id) in (None, current)
             ):
+                self._table.removed.discard(new_parent.ino, new_name)
                 if new_parent.listing is not None:
                     new_parent.listing[new_name] = current.entry
                 return False  # already so: this mount made the change, or looked it up
@@ -211,6 +220,7 @@ class Coherence:
                 content_hash=event.content_hash or moving.entry.content_hash,
             )
         if moving is not None and moving.parent is not None:
+            self._table.removed.add(moving.parent, moving.name, moving_id)
             self._invalidator.entry(moving.parent, moving.name)
         if new_parent is None:
             if moving is not None:
@@ -227,6 +237,7 @@ class Coherence:
         elif displaced is not None:
             self._table.detach(displaced)
         self._table.negative.discard(new_parent.ino, new_name)
+        self._table.removed.discard(new_parent.ino, new_name)
         if new_parent.listing is not None:
             new_parent.listing[new_name] = entry
         return True
@@ -239,6 +250,7 @@ class Coherence:
     def _reset(self) -> None:
         """The feed lost track: forget every name and listing; the kernel asks again."""
         self._table.negative.clear()
+        self._table.removed.clear()
         for node in self._table:
             node.listing = None
             if node.ino != ROOT and node.parent is not None and node.opens == 0:

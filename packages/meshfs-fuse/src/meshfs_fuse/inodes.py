@@ -18,7 +18,8 @@ Invariants (kept by every method here):
 A directory may carry ``listing``: every name the server holds in it, kept current by this
 mount's own operations and the change feed, so a lookup of a missing name is answered without
 a request. Negative entries (names known not to exist) for other directories live in a small
-bounded LRU.
+bounded LRU, and so do the names the change feed removed (an entry fetched before the removal
+is not attached again).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import pyfuse3
 from meshfs_common.errors import NotFoundError
 from meshfs_common.models import Entry
 
-__all__ = ["ROOT", "Inode", "InodeTable", "NegativeEntries"]
+__all__ = ["ROOT", "Inode", "InodeTable", "NegativeEntries", "RemovedNames"]
 
 ROOT = pyfuse3.ROOT_INODE
 
@@ -93,6 +94,38 @@ class NegativeEntries:
         self._names.clear()
 
 
+class RemovedNames:
+    """A bounded LRU of names the change feed removed: ``(directory inode, name)`` -> node id.
+
+    An entry fetched from the server before such a removal (a listing behind an open directory
+    handle, a lookup answered while the delete was being applied) still shows the node there;
+    attaching it would bring the removed name back, and no later event would remove it again.
+    """
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._capacity = capacity
+        self._names: OrderedDict[tuple[int, str], str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def add(self, parent: int, name: str, node_id: str) -> None:
+        self._names[(parent, name)] = node_id
+        self._names.move_to_end((parent, name))
+        while len(self._names) > self._capacity:
+            self._names.popitem(last=False)
+
+    def discard(self, parent: int, name: str) -> None:
+        self._names.pop((parent, name), None)
+
+    def gone(self, parent: int, name: str, node_id: str) -> bool:
+        """Whether the feed removed *node_id* from *name* in *parent* (and nothing came since)."""
+        return self._names.get((parent, name)) == node_id
+
+    def clear(self) -> None:
+        self._names.clear()
+
+
 class InodeTable:
     """node id <-> inode, the tree of known names, lookup and open counts."""
 
@@ -102,6 +135,7 @@ class InodeTable:
         self._by_node: dict[str, int] = {root.node_id: ROOT}
         self._next = ROOT + 1
         self.negative = NegativeEntries()
+        self.removed = RemovedNames()
 
     def __len__(self) -> int:
         return len(self._inodes)
@@ -169,8 +203,11 @@ class InodeTable:
     def attach(self, parent: int, name: str, entry: Entry) -> Inode:
         """Record that *entry* is at *name* in *parent*; return its inode (new or moved).
 
-        Whatever else was known at that name is detached.
+        Whatever else was known at that name is detached. An entry the change feed has removed
+        from that name since it was fetched raises :class:`NotFoundError` (``ENOENT``).
         """
+        if self.removed.gone(parent, name, entry.node_id):
+            raise NotFoundError(f"no such file: {name} (removed)")
         node = self.by_node(entry.node_id)
         if node is None:
             node = Inode(self._next, entry.kind == "dir", None, name, entry)
@@ -219,6 +256,7 @@ class InodeTable:
         if node.node_id is not None:
             self._by_node[node.node_id] = node.ino
         self.negative.discard(parent, name)
+        self.removed.discard(parent, name)
 
     def detach(self, node: Inode) -> None:
         """*node* no longer has a name (unlinked or replaced); free it if nobody holds it."""

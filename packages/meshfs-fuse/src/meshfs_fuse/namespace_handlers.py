@@ -179,7 +179,10 @@ class NamespaceHandlers(MountState):
                 entry = handle.entries.get(name)
                 if entry is None or not directory.attached:
                     continue
-                node = self.table.attach(directory.ino, name, entry)
+                try:
+                    node = self.table.attach(directory.ino, name, entry)
+                except NotFoundError:
+                    continue  # removed by the change feed since the directory was opened
             if not pyfuse3.readdir_reply(token, name.encode(), self._reply(node), index + 1):
                 self.table.forget(node.ino, 0)  # frees it if the kernel never took it
                 return
