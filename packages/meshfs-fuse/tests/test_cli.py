@@ -177,6 +177,20 @@ def test_mount_helper_refuses_what_it_does_not_know() -> None:
         cli.mount_arguments(["/mnt/m"])
 
 
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_mount_helper_help_explains_the_options_and_exits_0(
+    flag: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "argv", ["mount.meshfs", flag])
+    with pytest.raises(SystemExit) as exited:
+        cli.mount_helper()
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: mount.meshfs SOURCE DIR [-o OPTIONS]")
+    for option in [*cli._FLAG_OPTIONS, *cli._VALUE_OPTIONS]:
+        assert option in out
+
+
 def test_guardian_finds_the_device_of_the_topmost_mount() -> None:
     from meshfs_fuse.guardian import mount_device
 

@@ -334,8 +334,23 @@ def mount_arguments(argv: Sequence[str]) -> list[str]:
     return result
 
 
+MOUNT_HELPER_HELP = """usage: mount.meshfs SOURCE DIR [-o OPTIONS]
+
+Mount MeshFS at DIR the way mount(8) and /etc/fstab call file system helpers
+(`mount -t fuse.meshfs SOURCE DIR -o OPTIONS`). SOURCE is the server URL, or any
+word (e.g. `meshfs`) for the server of the last `meshfs login`.
+
+OPTIONS (comma-separated): ro, allow_other, auto_unmount, no_auto_unmount, foreground,
+remote=URL, cache_dir=DIR, cache_size=SIZE; the generic mount options (rw,
+noauto, user, nofail, _netdev, ...) are accepted and left to mount(8).
+The mount itself is `meshfs-mount` (see `meshfs-mount --help`)."""
+
+
 def mount_helper() -> None:
     """Entry point of ``mount.meshfs``."""
+    if any(arg in ("-h", "--help") for arg in sys.argv[1:]):
+        click.echo(MOUNT_HELPER_HELP)
+        raise SystemExit(0)
     try:
         arguments = mount_arguments(sys.argv[1:])
     except click.UsageError as exc:
