@@ -83,17 +83,12 @@ class StepRunner(EngineBase):
                 else:
                     await run.delete_remote(rel, remote, action.if_match)
                     self.status.deletes += 1
-            elif kind == "keep_both":
+            elif kind in ("keep_both", "move_local_aside"):
                 assert local is not None
                 copy = await run.keep_both(rel, local)
                 self.status.conflicts += 1
-                self._emit(SyncEvent("conflict", rel, f"local copy kept as {copy}"))
-                self._mark([copy])
-            elif kind == "move_local_aside":
-                assert local is not None
-                copy = await run.keep_both(rel, local)
-                self.status.conflicts += 1
-                self._emit(SyncEvent("conflict", rel, f"local file moved to {copy}"))
+                said = "local copy kept as" if kind == "keep_both" else "local file moved to"
+                self._emit(SyncEvent("conflict", rel, f"{said} {copy}"))
                 self._mark([copy])
             elif kind == "move_remote_aside":
                 assert remote is not None
