@@ -63,6 +63,7 @@ class S3ContentStore:
         self,
         client: S3Client,
         presigner: S3Client,
+        probe: S3Client,
         bucket: str,
         *,
         timeout: float,
@@ -72,6 +73,7 @@ class S3ContentStore:
     ) -> None:
         self.client = client
         self.presigner = presigner
+        self.probe = probe
         self.bucket = bucket
         self.timeout = timeout
         self.presign_ttl = presign_ttl
@@ -109,6 +111,13 @@ class S3ContentStore:
             # URLs handed to clients are signed for the address *they* use (in a compose stack
             # the server reaches the store by a service name clients cannot resolve).
             public = settings.object_store_public_endpoint or settings.object_store_endpoint
+            # Readiness asks once: a retry's jittered backoff would only delay naming the problem.
+            probe = await stack.enter_async_context(
+                session.client(
+                    "s3", endpoint_url=settings.object_store_endpoint,
+                    **{**common, "config": config.merge(Config(retries={"max_attempts": 1}))},
+                )
+            )  # fmt: skip
             presigner = client
             if public != settings.object_store_endpoint:
                 presigner = await stack.enter_async_context(
@@ -118,7 +127,7 @@ class S3ContentStore:
             await stack.aclose()
             raise
         return cls(
-            client, presigner, settings.object_store_bucket,
+            client, presigner, probe, settings.object_store_bucket,
             timeout=settings.object_store_timeout_seconds,
             presign_ttl=settings.object_store_presign_ttl_seconds,
             endpoint=settings.object_store_endpoint, stack=stack,
@@ -218,7 +227,8 @@ class S3ContentStore:
             token = page.get("NextContinuationToken")
 
     async def check(self) -> None:
-        await self._call("check", self.client.head_bucket(Bucket=self.bucket))
+        """One ``HeadBucket`` without retries (``/readyz``), its failure named."""
+        await self._call("check", self.probe.head_bucket(Bucket=self.bucket))
 
     async def close(self) -> None:
         await self._stack.aclose()
