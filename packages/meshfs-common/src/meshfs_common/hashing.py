@@ -19,6 +19,7 @@ Reference::
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -32,6 +33,13 @@ EMPTY_CONTENT_HASH = hashlib.sha256(b"").hexdigest()
 def chunk_hash(data: bytes | bytearray | memoryview) -> str:
     """Name of one chunk: the hex SHA-256 of its bytes."""
     return hashlib.sha256(data).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def zero_chunk_hash(size: int = CHUNK_SIZE) -> str:
+    """Name of a chunk of *size* zero bytes: what a file extended without writing (a sparse
+    tail) holds, which a partial write never uploads."""
+    return chunk_hash(bytes(size))
 
 
 def content_hash_of(chunks: Iterable[str]) -> str:

@@ -28,8 +28,17 @@ from meshfs_common.admin import SessionInfo as SessionInfo
 from meshfs_common.admin import SessionList as SessionList
 from meshfs_common.admin import StorageInfo as StorageInfo
 
-NodeKind = Literal["file", "dir"]
-EventType = Literal["mkdir", "write", "rename", "delete", "restore"]
+NodeKind = Literal["file", "dir", "symlink", "fifo", "socket", "chardev", "blockdev"]
+#: The node kinds ``POST /files/mknod`` makes (no content; devices carry ``rdev``).
+SpecialKind = Literal["fifo", "socket", "chardev", "blockdev"]
+EventType = Literal[
+    "mkdir", "write", "rename", "delete", "restore", "attributes", "create", "xattr", "link"
+]
+#: The attributes a client sets with ``POST /files/attributes`` (and the keys of an
+#: ``attributes`` event's ``attributes``/``old_attributes``).
+AttributeName = Literal["mode", "uid", "gid", "mtime_ns", "atime_ns"]
+#: What an ``xattr`` event did to the attribute it names.
+XattrAction = Literal["set", "removed"]
 
 
 # --- errors -------------------------------------------------------------------------------------
@@ -56,10 +65,19 @@ class Writer(Model):
 
 
 class Entry(Model):
-    """A file or directory as seen by a client.
+    """A file, directory, symbolic link or special node as seen by a client.
 
     ``version_id``, ``size`` and ``content_hash`` describe the head version of a file (they are
-    ``None``/0 for directories). ``deleted_at`` is set only for tombstones.
+    ``None``/0 for other kinds). ``deleted_at`` is set only for tombstones.
+
+    POSIX attributes: ``mode`` holds the permission bits (with setuid, setgid and sticky:
+    0..0o7777, never the file-type bits, which ``kind`` gives), ``uid``/``gid`` the owner as a
+    client set them (the server does not enforce them), ``mtime_ns``/``atime_ns``/``ctime_ns``
+    integer nanoseconds since the epoch (``ctime_ns`` is maintained by the server on every
+    change; ``modified_at`` is ``mtime_ns`` as a datetime). ``target`` is a symbolic link's
+    target, verbatim; ``rdev`` a device node's device number (0 otherwise). ``nlink`` counts
+    the node's names as POSIX does: a file's hard links (1 without extra links), for a
+    directory 2 plus its subdirectories.
     """
 
     node_id: str
@@ -72,6 +90,15 @@ class Entry(Model):
     version_id: str | None = None
     content_hash: str | None = None
     deleted_at: datetime | None = None
+    mode: int = 0
+    uid: int = 0
+    gid: int = 0
+    mtime_ns: int = 0
+    atime_ns: int = 0
+    ctime_ns: int = 0
+    target: str | None = None
+    rdev: int = 0
+    nlink: int = 1
 
 
 class ListPage(Model):
@@ -88,16 +115,95 @@ class ListPage(Model):
 
 
 class MkdirRequest(Model):
+    """Create a directory; ``mode``/``uid``/``gid`` apply to the directory created at ``path``
+    (parents made on the way get 0o755 and the server's defaults)."""
+
     path: str
     parents: bool = True
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+
+
+class AttributesRequest(Model):
+    """chmod, chown and utimens in one atomic change: only the given attributes change.
+
+    ``mode`` is 0..0o7777 (permission bits with setuid/setgid/sticky); times are integer
+    nanoseconds since the epoch, as the client wants them stored.
+    """
+
+    path: str
+    mode: int | None = None
+    uid: int | None = None
+    gid: int | None = None
+    mtime_ns: int | None = None
+    atime_ns: int | None = None
+
+
+class SymlinkRequest(Model):
+    """Make a symbolic link at ``path`` whose target is ``target`` (stored verbatim, at most
+    4,096 bytes of UTF-8; the server never follows it)."""
+
+    path: str
+    target: str
+    uid: int | None = None
+    gid: int | None = None
+
+
+class MknodRequest(Model):
+    """Make a FIFO, socket or device node at ``path``; ``rdev`` is a device's number."""
+
+    path: str
+    kind: SpecialKind
+    mode: int | None = None
+    rdev: int = 0
+    uid: int | None = None
+    gid: int | None = None
+
+
+class LinkRequest(Model):
+    """Give the existing file at ``path`` the new name ``new_path`` (a hard link): both names
+    are the same node, with one content, one version history and one set of attributes."""
+
+    path: str
+    new_path: str
+
+
+class XattrInfo(Model):
+    """One extended attribute of a node: its name and the size of its value in bytes."""
+
+    name: str
+    size: int
+
+
+class XattrList(Model):
+    """The extended attributes stored on the node at ``path`` (``user.*`` names, sorted)."""
+
+    path: str
+    node_id: str
+    xattrs: list[XattrInfo]
 
 
 class RenameRequest(Model):
     """Move ``path`` to ``new_path``.
 
     ``overwrite`` allows replacing an existing file (which then keeps its history: the moved
-    content becomes its new head version) or an empty directory.
+    content becomes its new head version) or an empty directory. ``exchange`` swaps two
+    existing paths atomically instead (RENAME_EXCHANGE): both must exist, neither may lie
+    inside the other, and it cannot be combined with ``overwrite``.
     """
+
+    path: str
+    new_path: str
+    overwrite: bool = False
+    exchange: bool = False
+
+
+class CopyRequest(Model):
+    """Copy the file at ``path`` to ``new_path`` on the server (copy_file_range, ``cp
+    --reflink``): the new file's head shares the source's content, so no bytes travel and no
+    storage is charged twice. ``new_path``'s parent must exist; an existing file there is
+    replaced (as a new version of it) only with ``overwrite``. Directories are refused."""
 
     path: str
     new_path: str
@@ -129,6 +235,7 @@ class Version(Model):
     writer: Writer | None = None
     replaces: str | None = None
     restored_from: str | None = None
+    mode: int = 0o644
 
 
 class VersionPage(Model):
@@ -158,12 +265,24 @@ class UploadInitRequest(Model):
     """Begin (or resume) a chunked upload of ``size`` bytes to ``path``.
 
     ``chunks`` are the chunk names of the content in order (see :mod:`meshfs_common.hashing`).
+
+    A *partial write* names ``base_version`` (the file's head version) instead of ``chunks``:
+    the new content is the base's chunks, cut or extended to ``size``, with the chunks at the
+    indexes of ``replace`` (index -> chunk name) replaced. A reused chunk must keep its length
+    (so the chunk holding the new end of a truncated file, or the old end of an extended one,
+    is given in ``replace``); chunks past the base's end that ``replace`` does not name are
+    zeros (:func:`meshfs_common.hashing.zero_chunk_hash`; never uploaded). ``content_hash``
+    is that of the whole new content. Only replaced chunks are asked for, only new content is
+    charged to the quota, and the commit succeeds only while ``base_version`` is still the
+    file's head (else ``412 precondition_failed``).
     """
 
     path: str
     size: int
     content_hash: str
-    chunks: list[str]
+    chunks: list[str] = []
+    base_version: str | None = None
+    replace: dict[int, str] | None = None
 
 
 class UploadInitResponse(Model):
@@ -195,6 +314,39 @@ class UploadCommitRequest(Model):
     upload_id: str
 
 
+class VersionChunks(Model):
+    """A version's chunk list (``GET /files/chunks``): what a partial write is based on.
+
+    ``chunks[i]`` names bytes ``[i * chunk_size, min((i + 1) * chunk_size, size))``.
+    """
+
+    node_id: str
+    version_id: str
+    size: int
+    content_hash: str
+    chunk_size: int
+    chunks: list[str]
+
+
+class FsStats(Model):
+    """What ``statfs`` reports for a tenant (``GET /files/statfs``).
+
+    ``total_bytes`` is the tenant's storage quota. ``used_bytes`` (deduplicated stored bytes,
+    as the quota counts them) and ``free_bytes`` (quota minus stored and reserved bytes) are
+    given only to callers who see the whole tenant, else None. ``files`` and ``directories``
+    count the live nodes the caller can see (a path-limited token: those within its prefix,
+    its root included). ``name_max`` is the longest name in bytes.
+    """
+
+    total_bytes: int
+    files: int
+    directories: int
+    used_bytes: int | None = None
+    free_bytes: int | None = None
+    name_max: int = 255
+    chunk_size: int = 0
+
+
 class DirectDownload(Model):
     """Where to GET a version's bytes straight from the object store (direct transfers).
 
@@ -222,6 +374,16 @@ class ChangeEvent(Model):
     A rename *over an existing file* keeps that file: ``node_id`` is the file now at ``path``
     (same id and history as before, with the moved content as its new head version) and
     ``replaced_node_id`` is the node that was moved onto it, which is now a tombstone.
+    ``attributes`` (chmod, chown, utimens) carries the changed attributes' new values in
+    ``attributes`` and their values before in ``old_attributes`` (only the keys that changed).
+    ``create`` announces a symbolic link (with its ``target``) or special node.
+    ``xattr`` says that the extended attribute ``xattr_name`` was ``set`` or ``removed``
+    (``xattr_action``; the value itself never travels in the feed). ``link`` announces a new
+    name ``path`` for the existing file ``node_id`` (a hard link). A ``delete`` of one name of a
+    file that keeps other names carries ``nlink``, how many names it has left.
+    An exchange (``rename`` with ``exchange``) is two ``rename`` events in one commit, one per
+    side, each naming the other side's node in ``exchanged_with``: a follower swaps the two
+    nodes on the first and finds the second already applied.
     """
 
     seq: int
@@ -236,6 +398,13 @@ class ChangeEvent(Model):
     content_hash: str | None = None
     replaced_node_id: str | None = None
     writer: Writer | None = None
+    attributes: dict[str, int] | None = None
+    old_attributes: dict[str, int] | None = None
+    target: str | None = None
+    xattr_name: str | None = None
+    xattr_action: XattrAction | None = None
+    nlink: int | None = None
+    exchanged_with: str | None = None
 
 
 class PullResponse(Model):

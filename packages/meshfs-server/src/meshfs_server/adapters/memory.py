@@ -84,12 +84,13 @@ class _Tenant:
     events: dict[int, _Event] = field(default_factory=dict)
     snapshots: dict[str, SnapshotRow] = field(default_factory=dict)
     snapshot_items: dict[str, tuple[SnapshotItem, ...]] = field(default_factory=dict)
+    xattrs: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (node, name) -> value
 
     def copy(self) -> _Tenant:
         return _Tenant(
             self.next_seq, self.log_start, self.gc_epoch, dict(self.nodes), dict(self.versions),
             dict(self.chunks), dict(self.uploads), dict(self.holds), dict(self.events),
-            dict(self.snapshots), dict(self.snapshot_items),
+            dict(self.snapshots), dict(self.snapshot_items), dict(self.xattrs),
         )  # fmt: skip
 
     def pinned_versions(self) -> set[str]:
@@ -267,8 +268,24 @@ class MemoryReadTx:
         pending: dict[str, int] = {}
         for upload in self.state.uploads.values():
             if upload.expires_at > now and upload.content_hash != excluding_content:
-                pending[upload.content_hash] = max(pending.get(upload.content_hash, 0), upload.size)
+                pending[upload.content_hash] = max(
+                    pending.get(upload.content_hash, 0), upload.reservation
+                )
         return StorageUsage(committed=committed, pending=sum(pending.values()))
+
+    async def xattr_sizes(self, node_id: str) -> dict[str, int]:
+        found = {n: len(v) for (node, n), v in self.state.xattrs.items() if node == node_id}
+        return dict(sorted(found.items()))
+
+    async def xattr(self, node_id: str, name: str) -> bytes | None:
+        return self.state.xattrs.get((node_id, name))
+
+    async def live_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for node in self.state.nodes.values():
+            if node.is_live:
+                counts[node.kind] = counts.get(node.kind, 0) + 1
+        return counts
 
 
 class MemoryWriteTx(MemoryReadTx):
@@ -278,8 +295,7 @@ class MemoryWriteTx(MemoryReadTx):
         super().__init__(tenant_id, None if state is None else state.copy())
         self._exists = True
         if state is None:  # first write: the tenant's feed and root directory begin
-            now = time.time()
-            self.state.nodes[tenant_id] = NodeRow(tenant_id, None, "", "dir", now, now)
+            self.state.nodes[tenant_id] = NodeRow.new_root(tenant_id)
 
     def _update(self, node_id: str, **changes: object) -> None:
         node = self.state.nodes.get(node_id)
@@ -309,6 +325,12 @@ class MemoryWriteTx(MemoryReadTx):
             self._check_free(node_id, parent_id, name)
         self._update(node_id, parent_id=parent_id, name=name, modified_at=at)
 
+    async def save_attributes(self, node: NodeRow) -> None:
+        self._update(
+            node.node_id, mode=node.mode, uid=node.uid, gid=node.gid, mtime_ns=node.mtime_ns,
+            atime_ns=node.atime_ns, ctime_ns=node.ctime_ns, modified_at=node.modified_at,
+        )  # fmt: skip
+
     async def set_head(self, node_id: str, version: VersionRow) -> None:
         self._update(
             node_id, head_version_id=version.version_id, size=version.size,
@@ -322,6 +344,12 @@ class MemoryWriteTx(MemoryReadTx):
     async def revive(self, node_id: str, parent_id: str, name: str, at: float) -> None:
         self._check_free(node_id, parent_id, name)
         self._update(node_id, deleted_at=None, parent_id=parent_id, name=name, modified_at=at)
+
+    async def set_xattr(self, node_id: str, name: str, value: bytes) -> None:
+        self.state.xattrs[(node_id, name)] = bytes(value)
+
+    async def remove_xattr(self, node_id: str, name: str) -> bool:
+        return self.state.xattrs.pop((node_id, name), None) is not None
 
     async def insert_version(self, version: VersionRow) -> None:
         if version.version_id in self.state.versions:
@@ -354,6 +382,10 @@ class MemoryWriteTx(MemoryReadTx):
             old_path=event.old_path, version_id=event.version_id, size=event.size,
             content_hash=event.content_hash, replaced_node_id=event.replaced_node_id,
             at=datetime.fromtimestamp(at, UTC), writer=event.writer,
+            attributes=None if event.attributes is None else dict(event.attributes),
+            old_attributes=None if event.old_attributes is None else dict(event.old_attributes),
+            target=event.target, exchanged_with=event.exchanged_with,
+            xattr_name=event.xattr_name, xattr_action=event.xattr_action,
         )  # fmt: skip
         self.state.events[seq] = _Event(recorded, at)
         return recorded
@@ -448,6 +480,8 @@ class MemoryWriteTx(MemoryReadTx):
                     self._drop_refs(version.chunks)
                     del self.state.versions[version.version_id]
                 del self.state.nodes[node_id]
+                for key in [k for k in self.state.xattrs if k[0] == node_id]:
+                    del self.state.xattrs[key]
             purged += len(ready)
         return purged
 

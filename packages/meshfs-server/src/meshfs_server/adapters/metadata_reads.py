@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from meshfs_common.models import ChangeEvent
-from meshfs_server.adapters import snapshot_sql
+from meshfs_server.adapters import snapshot_sql, xattr_sql
 from meshfs_server.adapters.rows import (
     EVENT_COLUMNS,
     NODE_COLUMNS,
@@ -237,14 +237,17 @@ class SqlReadTx:
 
     async def get_upload(self, upload_id: str) -> UploadRow | None:
         row = await self._one(
-            "SELECT upload_id, path, size, content_hash, chunks, created_at, expires_at, user_id"
-            " FROM uploads WHERE tenant_id = ? AND upload_id = ?",
+            "SELECT upload_id, path, size, content_hash, chunks, created_at, expires_at, user_id,"
+            " base_version, reserved FROM uploads WHERE tenant_id = ? AND upload_id = ?",
             upload_id,
         )
         if row is None:
             return None
-        uid, path, size, chash, chunks, created, expires, user = row
-        return UploadRow(uid, path, size, chash, unpack_chunks(chunks), created, expires, user)
+        uid, path, size, chash, chunks, created, expires, user, base, reserved = row
+        return UploadRow(
+            uid, path, size, chash, unpack_chunks(chunks), created, expires, user, base,
+            None if reserved is None else int(reserved),
+        )  # fmt: skip
 
     async def storage_usage(self, *, excluding_content: str | None = None) -> StorageUsage:
         committed = await self._value(
@@ -253,9 +256,24 @@ class SqlReadTx:
         # uploads.content_hash is never NULL: "not this content" needs no NULL-safe compare.
         other = "" if excluding_content is None else " AND content_hash <> ?"
         pending = await self._value(
-            "SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(size) AS size FROM uploads"
+            "SELECT COALESCE(SUM(size), 0) FROM (SELECT MAX(COALESCE(reserved, size)) AS size"
+            " FROM uploads"
             f" WHERE tenant_id = ? AND expires_at > ?{other} GROUP BY content_hash) AS p",
             time.time(),
             *(() if excluding_content is None else (excluding_content,)),
         )
         return StorageUsage(committed=int(committed), pending=int(pending))
+
+    async def xattr_sizes(self, node_id: str) -> dict[str, int]:
+        return {str(n): int(size) for n, size in await self._all(xattr_sql.SIZES, node_id)}
+
+    async def xattr(self, node_id: str, name: str) -> bytes | None:
+        value = await self._value(xattr_sql.VALUE, node_id, name)
+        return None if value is None else bytes(value)
+
+    async def live_counts(self) -> dict[str, int]:
+        rows = await self._all(
+            "SELECT kind, COUNT(*) FROM nodes WHERE tenant_id = ? AND deleted_at IS NULL"
+            " GROUP BY kind"
+        )
+        return {str(kind): int(n) for kind, n in rows}

@@ -13,9 +13,10 @@ Migrations are append-only: a database records which scripts it has run
 
 from __future__ import annotations
 
+import os
 from typing import Literal
 
-from meshfs_server.adapters import snapshot_sql
+from meshfs_server.adapters import snapshot_sql, xattr_sql
 
 Engine = Literal["sqlite", "postgres"]
 
@@ -101,7 +102,9 @@ CHUNKS = """
 
 # ``uploads``: chunked uploads in progress; each holds every chunk it names (``chunk_holds``
 # under ``hold_id = upload_id``) until it commits or expires. The collector deletes expired
-# uploads and holds (index ``uploads_by_expiry``, migration 5).
+# uploads and holds (index ``uploads_by_expiry``, migration 5). A partial write records its
+# ``base_version`` (the head it must still replace at commit) and ``reserved``, the bytes of
+# its new chunks, which is what it reserves against the quota (NULL: ``size``).
 UPLOADS = """
     CREATE TABLE uploads (
         tenant_id TEXT NOT NULL,
@@ -130,7 +133,8 @@ CHUNK_HOLDS = """
     CREATE INDEX chunk_holds_by_expiry ON chunk_holds (expires_at)"""
 
 # ``events``: the change feed, (tenant_id, seq) unique and gap-free from ``log_start`` to
-# ``next_seq - 1`` (retention deletes a prefix and advances ``log_start``).
+# ``next_seq - 1`` (retention deletes a prefix and advances ``log_start``). The two rename
+# events of an exchange name each other's node in ``exchanged_with``.
 EVENTS = """
     CREATE TABLE events (
         tenant_id TEXT NOT NULL,
@@ -148,6 +152,86 @@ EVENTS = """
         writer TEXT,
         PRIMARY KEY (tenant_id, seq)
     )"""
+
+# POSIX attributes (migration 6). ``nodes`` gains ``mode`` (permission bits incl. setuid,
+# setgid and sticky, never file-type bits: ``kind`` says that), ``uid``/``gid`` (as a client set
+# them; not enforced by the server), ``mtime_ns``/``atime_ns`` (client-settable) and
+# ``ctime_ns`` (bumped by the server on every change of the node), all integer nanoseconds
+# (``modified_at`` stays, equal to ``mtime_ns`` in seconds), ``target`` (a symbolic link's
+# target, verbatim) and ``rdev`` (device nodes). ``kind`` admits symlinks, FIFOs, sockets and
+# devices: SQLite cannot alter a CHECK constraint, so there the table is rebuilt. ``versions``
+# gains the ``mode`` the version was written with; ``events`` the ``attributes`` and
+# ``old_attributes`` of an attribute change (JSON objects) and a symbolic link's ``target``.
+# Existing nodes get 0644 (files) / 0755 (directories), the uid/gid of the server process that
+# migrates, and all three times from ``modified_at`` (to the microsecond: a double holds
+# epoch microseconds exactly, not nanoseconds).
+_KINDS = "('file', 'dir', 'symlink', 'fifo', 'socket', 'chardev', 'blockdev')"
+_POSIX_NODES_SQLITE = f"""
+    CREATE TABLE nodes_posix (
+        tenant_id TEXT NOT NULL,
+        node_id TEXT NOT NULL,
+        parent_id TEXT,
+        name TEXT NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN {_KINDS}),
+        created_at REAL NOT NULL,
+        modified_at REAL NOT NULL,
+        head_version_id TEXT,
+        size INTEGER NOT NULL DEFAULT 0,
+        content_hash TEXT,
+        deleted_at REAL,
+        mode INTEGER NOT NULL DEFAULT 420,
+        uid INTEGER NOT NULL DEFAULT 0,
+        gid INTEGER NOT NULL DEFAULT 0,
+        mtime_ns INTEGER NOT NULL DEFAULT 0,
+        atime_ns INTEGER NOT NULL DEFAULT 0,
+        ctime_ns INTEGER NOT NULL DEFAULT 0,
+        target TEXT,
+        rdev INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (tenant_id, node_id)
+    );
+    INSERT INTO nodes_posix (tenant_id, node_id, parent_id, name, kind, created_at, modified_at,
+        head_version_id, size, content_hash, deleted_at, mode, uid, gid, mtime_ns, atime_ns,
+        ctime_ns)
+    SELECT tenant_id, node_id, parent_id, name, kind, created_at, modified_at, head_version_id,
+        size, content_hash, deleted_at, CASE kind WHEN 'dir' THEN 493 ELSE 420 END, {{uid}},
+        {{gid}}, CAST(ROUND(modified_at * 1000000) AS INTEGER) * 1000,
+        CAST(ROUND(modified_at * 1000000) AS INTEGER) * 1000,
+        CAST(ROUND(modified_at * 1000000) AS INTEGER) * 1000
+    FROM nodes;
+    DROP TABLE nodes;
+    ALTER TABLE nodes_posix RENAME TO nodes;
+    CREATE UNIQUE INDEX nodes_live_name ON nodes (tenant_id, parent_id, name)
+        WHERE deleted_at IS NULL;
+    CREATE INDEX nodes_by_parent ON nodes (tenant_id, parent_id, name, deleted_at);
+    ALTER TABLE versions ADD COLUMN mode INTEGER NOT NULL DEFAULT 420;
+    ALTER TABLE events ADD COLUMN attributes TEXT;
+    ALTER TABLE events ADD COLUMN old_attributes TEXT;
+    ALTER TABLE events ADD COLUMN target TEXT
+    """
+_POSIX_NODES_POSTGRES = f"""
+    ALTER TABLE nodes DROP CONSTRAINT IF EXISTS nodes_kind_check;
+    ALTER TABLE nodes ADD CONSTRAINT nodes_kind_check CHECK (kind IN {_KINDS});
+    ALTER TABLE nodes ADD COLUMN mode BIGINT NOT NULL DEFAULT 420,
+        ADD COLUMN uid BIGINT NOT NULL DEFAULT 0, ADD COLUMN gid BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN mtime_ns BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN atime_ns BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN ctime_ns BIGINT NOT NULL DEFAULT 0,
+        ADD COLUMN target TEXT, ADD COLUMN rdev BIGINT NOT NULL DEFAULT 0;
+    UPDATE nodes SET mode = CASE kind WHEN 'dir' THEN 493 ELSE 420 END, uid = {{uid}},
+        gid = {{gid}}, mtime_ns = CAST(ROUND(modified_at * 1000000) AS BIGINT) * 1000,
+        atime_ns = CAST(ROUND(modified_at * 1000000) AS BIGINT) * 1000,
+        ctime_ns = CAST(ROUND(modified_at * 1000000) AS BIGINT) * 1000;
+    ALTER TABLE versions ADD COLUMN mode BIGINT NOT NULL DEFAULT 420;
+    ALTER TABLE events ADD COLUMN attributes TEXT, ADD COLUMN old_attributes TEXT,
+        ADD COLUMN target TEXT
+    """
+
+
+def _posix_attributes(engine: Engine) -> str:
+    """Migration 6 for *engine*, owned by the migrating process's user."""
+    script = _POSIX_NODES_SQLITE if engine == "sqlite" else _POSIX_NODES_POSTGRES
+    return script.format(uid=os.getuid(), gid=os.getgid())
+
 
 _TYPES: dict[Engine, dict[str, str]] = {
     "sqlite": {"int": "INTEGER", "real": "REAL", "flag": "INTEGER", "false": "0", "name": "TEXT"},
@@ -183,4 +267,14 @@ def namespace_migrations(engine: Engine) -> list[str]:
         """
     CREATE INDEX IF NOT EXISTS uploads_by_expiry ON uploads (expires_at)
     """,
+        _posix_attributes(engine),
+        # Partial writes (an upload based on a head version, reserving only its new chunks)
+        # and exchanges (the two rename events of a swap name each other's node).
+        f"""
+    ALTER TABLE uploads ADD COLUMN base_version TEXT;
+    ALTER TABLE uploads ADD COLUMN reserved {_TYPES[engine]["int"]};
+    ALTER TABLE events ADD COLUMN exchanged_with TEXT
+    """,
+        # Extended attributes (``user.*`` per node) and the feed's ``xattr`` events.
+        xattr_sql.migration(engine),
     ]

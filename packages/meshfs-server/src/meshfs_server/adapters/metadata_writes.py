@@ -13,14 +13,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from meshfs_common.models import ChangeEvent
-from meshfs_server.adapters import snapshot_sql
+from meshfs_server.adapters import snapshot_sql, xattr_sql
 from meshfs_server.adapters.metadata_reads import SqlReadTx
 from meshfs_server.adapters.rows import (
     EVENT_COLUMNS,
     NODE_COLUMNS,
     VERSION_COLUMNS,
+    attributes_json,
     chunk_counts,
+    node_values,
     pack_chunks,
+    placeholders,
     unpack_chunks,
     writer_json,
 )
@@ -46,11 +49,9 @@ async def ensure_tenant(session: Session, tenant_id: str, engine: MetadataEngine
         (tenant_id,),
     )
     if created:
-        now = time.time()
         await session.execute(
-            "INSERT INTO nodes (tenant_id, node_id, parent_id, name, kind, created_at,"
-            " modified_at) VALUES (?, ?, NULL, '', 'dir', ?, ?)",
-            (tenant_id, tenant_id, now, now),
+            f"INSERT INTO nodes (tenant_id, {NODE_COLUMNS}) VALUES ({placeholders(NODE_COLUMNS)})",
+            (tenant_id, *node_values(NodeRow.new_root(tenant_id))),
         )
     elif engine.row_lock:
         await session.execute(
@@ -78,9 +79,16 @@ class SqlWriteTx(SqlReadTx):
 
     async def insert_node(self, node: NodeRow) -> None:
         await self._run(
-            f"INSERT INTO nodes (tenant_id, {NODE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-            node.node_id, node.parent_id, node.name, node.kind, node.created_at,
-            node.modified_at, node.head_version_id, node.size, node.content_hash, node.deleted_at,
+            f"INSERT INTO nodes (tenant_id, {NODE_COLUMNS}) VALUES ({placeholders(NODE_COLUMNS)})",
+            *node_values(node),
+        )
+
+    async def save_attributes(self, node: NodeRow) -> None:
+        await self.session.execute(
+            "UPDATE nodes SET mode = ?, uid = ?, gid = ?, mtime_ns = ?, atime_ns = ?,"
+            " ctime_ns = ?, modified_at = ? WHERE tenant_id = ? AND node_id = ?",
+            (node.mode, node.uid, node.gid, node.mtime_ns, node.atime_ns, node.ctime_ns,
+             node.modified_at, self.tenant_id, node.node_id),
         )  # fmt: skip
 
     async def move_node(self, node_id: str, parent_id: str, name: str, at: float) -> None:
@@ -112,12 +120,19 @@ class SqlWriteTx(SqlReadTx):
             (parent_id, name, at, self.tenant_id, node_id),
         )
 
+    async def set_xattr(self, node_id: str, name: str, value: bytes) -> None:
+        await self._run(xattr_sql.SET, node_id, name, value)
+
+    async def remove_xattr(self, node_id: str, name: str) -> bool:
+        return await self._run(xattr_sql.REMOVE, node_id, name) > 0
+
     async def insert_version(self, version: VersionRow) -> None:
         await self._run(
-            f"INSERT INTO versions (tenant_id, {VERSION_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO versions (tenant_id, {VERSION_COLUMNS})"
+            f" VALUES ({placeholders(VERSION_COLUMNS)})",
             version.version_id, version.node_id, version.seq, version.size, version.content_hash,
             pack_chunks(version.chunks), version.created_at, writer_json(version.writer),
-            version.replaces, version.restored_from,
+            version.replaces, version.restored_from, version.mode,
         )  # fmt: skip
         counts = chunk_counts(version.chunks)
         newly = await self.unreferenced_bytes(list(counts))
@@ -154,10 +169,13 @@ class SqlWriteTx(SqlReadTx):
         await self._run("UPDATE ns_tenants SET next_seq = next_seq + 1 WHERE tenant_id = ?")
         at = time.time()
         await self._run(
-            f"INSERT INTO events (tenant_id, {EVENT_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO events (tenant_id, {EVENT_COLUMNS})"
+            f" VALUES ({placeholders(EVENT_COLUMNS)})",
             seq, event.type, event.node_id, event.kind, event.path, event.old_path,
             event.version_id, event.size, event.content_hash, event.replaced_node_id, at,
-            writer_json(event.writer),
+            writer_json(event.writer), attributes_json(event.attributes),
+            attributes_json(event.old_attributes), event.target, event.exchanged_with,
+            event.xattr_name, event.xattr_action,
         )  # fmt: skip
         await self.engine.ring(self.session, self.tenant_id, self.instance)
         return ChangeEvent(
@@ -165,6 +183,9 @@ class SqlWriteTx(SqlReadTx):
             old_path=event.old_path, version_id=event.version_id, size=event.size,
             content_hash=event.content_hash, replaced_node_id=event.replaced_node_id,
             at=datetime.fromtimestamp(at, UTC), writer=event.writer,
+            attributes=event.attributes, old_attributes=event.old_attributes, target=event.target,
+            exchanged_with=event.exchanged_with, xattr_name=event.xattr_name,
+            xattr_action=event.xattr_action,
         )  # fmt: skip
 
     async def mark_stored(self, chunk_hash: str, size: int) -> None:
@@ -190,9 +211,11 @@ class SqlWriteTx(SqlReadTx):
     async def insert_upload(self, upload: UploadRow) -> None:
         await self._run(
             "INSERT INTO uploads (tenant_id, upload_id, path, size, content_hash, chunks,"
-            " created_at, expires_at, user_id) VALUES (?,?,?,?,?,?,?,?,?)",
+            " created_at, expires_at, user_id, base_version, reserved)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             upload.upload_id, upload.path, upload.size, upload.content_hash,
             pack_chunks(upload.chunks), upload.created_at, upload.expires_at, upload.user_id,
+            upload.base_version, upload.reserved,
         )  # fmt: skip
         await self.hold_chunks(upload.upload_id, upload.chunks, upload.expires_at)
 
@@ -266,6 +289,7 @@ class SqlWriteTx(SqlReadTx):
                 ):
                     await self._drop_refs(unpack_chunks(chunks))
                 await self._run("DELETE FROM versions WHERE tenant_id = ? AND node_id = ?", node_id)
+                await self._run(xattr_sql.REMOVE_ALL, node_id)
                 await self._run("DELETE FROM nodes WHERE tenant_id = ? AND node_id = ?", node_id)
             purged += len(rows)
         return purged

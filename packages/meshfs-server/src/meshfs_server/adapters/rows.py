@@ -16,23 +16,41 @@ from meshfs_server.domain.ports import NodeRow, VersionRow
 
 NODE_COLUMNS = (
     "node_id, parent_id, name, kind, created_at, modified_at, head_version_id, size,"
-    " content_hash, deleted_at"
+    " content_hash, deleted_at, mode, uid, gid, mtime_ns, atime_ns, ctime_ns, target, rdev"
 )
 VERSION_COLUMNS = (
     "version_id, node_id, seq, size, content_hash, chunks, created_at, writer, replaces,"
-    " restored_from"
+    " restored_from, mode"
 )
 EVENT_COLUMNS = (
     "seq, type, node_id, kind, path, old_path, version_id, size, content_hash,"
-    " replaced_node_id, at, writer"
+    " replaced_node_id, at, writer, attributes, old_attributes, target, exchanged_with,"
+    " xattr_name, xattr_action"
 )
+
+
+
+def placeholders(columns: str) -> str:
+    """``?`` for the tenant and for each of *columns* (an insert's ``VALUES``)."""
+    return ",".join("?" * (columns.count(",") + 2))
+
 
 _writer_encoder = msgspec.json.Encoder()
 _writer_decoder = msgspec.json.Decoder(Writer)
+_attributes_decoder = msgspec.json.Decoder(dict[str, int])
 
 
 def node_from(row: Iterable[Any]) -> NodeRow:
     return NodeRow(*row)
+
+
+def node_values(node: NodeRow) -> tuple[Any, ...]:
+    """*node*'s values in the order of :data:`NODE_COLUMNS`."""
+    return (
+        node.node_id, node.parent_id, node.name, node.kind, node.created_at, node.modified_at,
+        node.head_version_id, node.size, node.content_hash, node.deleted_at, node.mode,
+        node.uid, node.gid, node.mtime_ns, node.atime_ns, node.ctime_ns, node.target, node.rdev,
+    )  # fmt: skip
 
 
 def pack_chunks(chunks: Iterable[str]) -> str:
@@ -51,20 +69,32 @@ def writer_from(text: str | None) -> Writer | None:
     return None if text is None else _writer_decoder.decode(text)
 
 
+def attributes_json(attributes: dict[str, int] | None) -> str | None:
+    return None if attributes is None else _writer_encoder.encode(attributes).decode()
+
+
+def attributes_from(text: str | None) -> dict[str, int] | None:
+    return None if text is None else _attributes_decoder.decode(text)
+
+
 def version_from(row: Iterable[Any]) -> VersionRow:
-    (vid, node_id, seq, size, chash, chunks, created, writer, replaces, restored) = row
+    (vid, node_id, seq, size, chash, chunks, created, writer, replaces, restored, mode) = row
     return VersionRow(
         vid, node_id, seq, size, chash, unpack_chunks(chunks), created, writer_from(writer),
-        replaces, restored,
+        replaces, restored, mode,
     )  # fmt: skip
 
 
 def event_from(row: Iterable[Any]) -> ChangeEvent:
-    (seq, type_, node_id, kind, path, old, vid, size, chash, replaced, at, writer) = row
+    (seq, type_, node_id, kind, path, old, vid, size, chash, replaced, at, writer, attrs,
+     old_attrs, target, exchanged, xattr_name, xattr_action) = row  # fmt: skip
     return ChangeEvent(
         seq=seq, type=type_, node_id=node_id, kind=kind, path=path, old_path=old,
         version_id=vid, size=size, content_hash=chash, replaced_node_id=replaced,
         at=datetime.fromtimestamp(at, UTC), writer=writer_from(writer),
+        attributes=attributes_from(attrs), old_attributes=attributes_from(old_attrs),
+        target=target, exchanged_with=exchanged, xattr_name=xattr_name,
+        xattr_action=xattr_action,
     )  # fmt: skip
 
 

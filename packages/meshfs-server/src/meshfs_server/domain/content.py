@@ -22,6 +22,7 @@ from meshfs_common.errors import (
     IsADirError,
     NotFoundError,
     PayloadTooLargeError,
+    PreconditionFailedError,
     RangeNotSatisfiableError,
     UnavailableError,
     UploadIncompleteError,
@@ -38,11 +39,13 @@ from meshfs_common.models import (
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.feed import ChangeFeed
 from meshfs_server.domain.namespace import check_precondition, commit_version
+from meshfs_server.domain.partial import Patched, chunk_count, expected_chunk_size, patch
 from meshfs_server.domain.ports import (
     ContentStore,
     MetadataStore,
     NodeRow,
     QuotaPolicy,
+    ReadTx,
     UploadRow,
     VersionRow,
 )
@@ -59,14 +62,6 @@ def sent_hold(upload_id: str) -> str:
     Such an upload is told every chunk is missing and may commit only chunks it sent itself, so
     it never learns whether the tenant stores some content outside its scope."""
     return f"{upload_id}/sent"
-
-
-def chunk_count(size: int) -> int:
-    return (size + CHUNK_SIZE - 1) // CHUNK_SIZE
-
-
-def expected_chunk_size(size: int, index: int) -> int:
-    return min(CHUNK_SIZE, size - index * CHUNK_SIZE)
 
 
 @dataclass(slots=True)
@@ -128,45 +123,68 @@ class ContentService:
         if_none_match: bool = False,
     ) -> UploadInitResponse:  # fmt: skip
         """Start an upload; the answer lists the chunks the server does not yet hold."""
+        answer, _chunks = await self.begin_upload(
+            actor, request, if_match=if_match, if_none_match=if_none_match
+        )
+        return answer
+
+    async def begin_upload(
+        self, actor: Actor, request: UploadInitRequest, *, if_match: str | None = None,
+        if_none_match: bool = False,
+    ) -> tuple[UploadInitResponse, tuple[str, ...]]:  # fmt: skip
+        """:meth:`init_upload`, also returning the upload's whole chunk list (which a partial
+        write's request does not spell out)."""
         where = paths.normalise(request.path)
         actor.check_write(where)
-        if request.size < 0:
-            raise BadRequestError("size must be >= 0")
-        if request.size > self.max_upload_size:
-            raise PayloadTooLargeError(f"files are limited to {self.max_upload_size} bytes")
-        if len(request.chunks) != chunk_count(request.size):
-            raise BadRequestError(
-                f"a {request.size}-byte file has {chunk_count(request.size)} chunks of "
-                f"{CHUNK_SIZE} bytes, not {len(request.chunks)}"
-            )
-        if not all(_HEX64.match(c) for c in request.chunks):
-            raise BadRequestError("chunk names must be 64 lowercase hex digits (SHA-256)")
-        if content_hash_of(request.chunks) != request.content_hash:
-            raise BadRequestError("content_hash does not match the chunk list")
+        _check_request(request, self.max_upload_size)
         now = time.time()
-        upload = UploadRow(
-            upload_id=new_id(), path=where, size=request.size, content_hash=request.content_hash,
-            chunks=tuple(request.chunks), created_at=now, expires_at=now + UPLOAD_TTL,
-            user_id=actor.user_id,
-        )  # fmt: skip
+        patched: Patched | None = None
         async with self.store.write(actor.tenant_id) as tx:
             existing = await lookup(tx, paths.split(where))
             if existing is not None and existing.is_dir:
                 raise IsADirError(f"is a directory: {where}")
             check_precondition(existing, if_match, if_none_match)
+            chunks = tuple(request.chunks)
+            if request.base_version is not None:
+                base = await _head_version(tx, existing, request.base_version, where)
+                patched = patch(base, request.size, request.replace or {})
+                chunks = patched.chunks
+            if content_hash_of(chunks) != request.content_hash:
+                raise BadRequestError("content_hash does not match the chunk list")
+            upload = UploadRow(
+                upload_id=new_id(), path=where, size=request.size,
+                content_hash=request.content_hash, chunks=chunks, created_at=now,
+                expires_at=now + UPLOAD_TTL, user_id=actor.user_id,
+                base_version=request.base_version,
+                reserved=None if patched is None else patched.new_bytes,
+            )  # fmt: skip
             if self.quota is not None:
                 await self.quota.reserve(tx, actor, upload)
             await tx.insert_upload(upload)
+            known: set[str] = set()
+            if patched is not None:
+                # The base's chunks are the actor's own file's; the zero chunks hold nothing.
+                known = set(patched.reused) | set(patched.zeros)
+                if not actor.scope.whole_tenant:
+                    await tx.hold_chunks(sent_hold(upload.upload_id), known, upload.expires_at)
             # Through a limited scope, content stored elsewhere in the tenant is not revealed:
-            # every chunk is asked for, and must be sent (see put_part).
-            present = await tx.present_chunks(upload.chunks) if actor.scope.whole_tenant else set()
+            # every other chunk is asked for, and must be sent (see put_part).
+            present = await tx.present_chunks(chunks) if actor.scope.whole_tenant else known
+        if patched is not None:
+            for name, length in patched.zeros.items():
+                if name not in present or not actor.scope.whole_tenant:
+                    await self.store_chunk(
+                        actor.tenant_id, name, bytes(length), rewrite=not actor.scope.whole_tenant
+                    )
+            present = present | set(patched.zeros)
         missing = [i for i, c in enumerate(upload.chunks) if c not in present]
-        return UploadInitResponse(
+        answer = UploadInitResponse(
             upload_id=upload.upload_id,
             chunk_size=CHUNK_SIZE,
             missing=missing,
             expires_at=datetime.fromtimestamp(upload.expires_at, UTC),
         )
+        return answer, upload.chunks
 
     async def _upload(self, actor: Actor, upload_id: str) -> UploadRow:
         async with self.store.read(actor.tenant_id) as tx:
@@ -248,8 +266,12 @@ class ContentService:
                 )
             if sum(sizes[c] for c in upload.chunks) != upload.size:
                 raise HashMismatchError("stored chunks do not add up to the declared size")
+            reused: tuple[str, ...] = ()
+            if upload.base_version is not None:
+                current = await lookup(tx, paths.split(upload.path))
+                reused = (await _head_version(tx, current, upload.base_version, upload.path)).chunks
             if self.quota is not None:
-                await self.quota.commit(tx, actor, upload.chunks)
+                await self.quota.commit(tx, actor, upload.chunks, reused=reused)
             done = await commit_version(
                 tx, actor, upload.path, size=upload.size, content_hash=upload.content_hash,
                 chunks=upload.chunks, events=events, if_match=if_match,
@@ -432,6 +454,47 @@ class ContentService:
         return CommitResult(
             entry=to_entry(node, path), version=to_version(version), created_version=created
         )
+
+
+def _check_request(request: UploadInitRequest, max_size: int) -> None:
+    """What an upload init can be refused for before any lookup (a 400 or 413)."""
+    if request.size < 0:
+        raise BadRequestError("size must be >= 0")
+    if request.size > max_size:
+        raise PayloadTooLargeError(f"files are limited to {max_size} bytes")
+    if request.base_version is None:
+        if request.replace:
+            raise BadRequestError("replace needs base_version (the head version it changes)")
+        if len(request.chunks) != chunk_count(request.size):
+            raise BadRequestError(
+                f"a {request.size}-byte file has {chunk_count(request.size)} chunks of "
+                f"{CHUNK_SIZE} bytes, not {len(request.chunks)}"
+            )
+    elif request.chunks:
+        raise BadRequestError(
+            "a partial write (base_version) names only its changed chunks, in replace"
+        )
+    names = [*request.chunks, *(request.replace or {}).values()]
+    if not all(_HEX64.match(c) for c in names):
+        raise BadRequestError("chunk names must be 64 lowercase hex digits (SHA-256)")
+
+
+async def _head_version(
+    tx: ReadTx, node: NodeRow | None, base_version: str, path: str
+) -> VersionRow:
+    """The version a partial write is based on, which must be the head of the file at *path*."""
+    if node is None:
+        raise NotFoundError(f"no such file to write a part of: {path}")
+    if node.is_dir:
+        raise IsADirError(f"is a directory: {path}")
+    if node.head_version_id != base_version:
+        raise PreconditionFailedError(
+            f"the head of {path} is {node.head_version_id}, not {base_version} (base_version)",
+            detail={"current": node.head_version_id},
+        )
+    base = await tx.get_version(base_version)
+    assert base is not None, "a file's head version exists"
+    return base
 
 
 OFF_LOOP_HASH = 256 * 1024

@@ -33,7 +33,8 @@ from meshfs_common.models import (
     UploadInitResponse,
 )
 from meshfs_server.domain.actor import Actor
-from meshfs_server.domain.content import ContentService, expected_chunk_size
+from meshfs_server.domain.content import ContentService
+from meshfs_server.domain.partial import expected_chunk_size
 from meshfs_server.domain.ports import ContentStore, VersionRow
 
 VERIFY_CONCURRENCY = 16
@@ -67,7 +68,7 @@ class DirectTransfers:
         if_none_match: bool = False,
     ) -> UploadInitResponse:  # fmt: skip
         """An upload init whose answer carries a presigned PUT for each missing chunk."""
-        answer = await self.content.init_upload(
+        answer, chunks = await self.content.begin_upload(
             actor, request, if_match=if_match, if_none_match=if_none_match
         )
         if not actor.scope.whole_tenant:
@@ -79,7 +80,7 @@ class DirectTransfers:
         headers: dict[int, dict[str, str]] = {}
         for index in answer.missing:  # the upload holds these chunks from now on
             urls[index], headers[index] = await self.store.presign_put(
-                actor.tenant_id, request.chunks[index]
+                actor.tenant_id, chunks[index]
             )
         answer.part_urls = urls
         answer.part_headers = headers

@@ -7,12 +7,14 @@ through a transaction that is bound to exactly one tenant, so no query can cross
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
-from meshfs_common.models import ChangeEvent, EventType, NodeKind, Writer
+from meshfs_common.models import ChangeEvent, EventType, NodeKind, Writer, XattrAction
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.paging import ChildKey
 
@@ -21,7 +23,12 @@ from meshfs_server.domain.paging import ChildKey
 
 @dataclass(slots=True)
 class NodeRow:
-    """A file or directory. ``parent_id`` is None only for a tenant's root (whose name is '')."""
+    """A node of the tree. ``parent_id`` is None only for a tenant's root (whose name is '').
+
+    POSIX attributes: ``mode`` (permission bits, 0..0o7777), ``uid``/``gid``, times in integer
+    nanoseconds (``modified_at`` is ``mtime_ns`` in seconds, kept equal by the domain),
+    ``target`` (symbolic links) and ``rdev`` (device nodes).
+    """
 
     node_id: str
     parent_id: str | None
@@ -33,11 +40,28 @@ class NodeRow:
     size: int = 0
     content_hash: str | None = None
     deleted_at: float | None = None
+    mode: int = 0o644
+    uid: int = 0
+    gid: int = 0
+    mtime_ns: int = 0
+    atime_ns: int = 0
+    ctime_ns: int = 0
+    target: str | None = None
+    rdev: int = 0
 
     @classmethod
     def empty_root(cls, tenant_id: str) -> NodeRow:
         """The root of a tenant never written to (its row is created by the first write)."""
-        return cls(tenant_id, None, "", "dir", 0.0, 0.0)
+        return cls(tenant_id, None, "", "dir", 0.0, 0.0, mode=0o755)
+
+    @classmethod
+    def new_root(cls, tenant_id: str) -> NodeRow:
+        """The root a tenant's first write creates: 0o755, owned by the server's user."""
+        now = time.time_ns()
+        return cls(
+            tenant_id, None, "", "dir", now / 1e9, now / 1e9, mode=0o755, uid=os.getuid(),
+            gid=os.getgid(), mtime_ns=now, atime_ns=now, ctime_ns=now,
+        )  # fmt: skip
 
     @property
     def is_dir(self) -> bool:
@@ -62,6 +86,7 @@ class VersionRow:
     writer: Writer | None = None
     replaces: str | None = None
     restored_from: str | None = None
+    mode: int = 0o644
 
 
 @dataclass(slots=True)
@@ -77,6 +102,16 @@ class UploadRow:
     created_at: float
     expires_at: float
     user_id: str
+    base_version: str | None = None
+    """A partial write: the head version the upload was based on (its commit requires it is
+    still the head)."""
+    reserved: int | None = None
+    """Bytes the upload may add to the tenant's storage (its new chunks); None: ``size``."""
+
+    @property
+    def reservation(self) -> int:
+        """What the upload reserves against the quota while it is in progress."""
+        return self.size if self.reserved is None else self.reserved
 
 
 @dataclass(slots=True)
@@ -93,6 +128,13 @@ class NewEvent:
     content_hash: str | None = None
     replaced_node_id: str | None = None
     writer: Writer | None = None
+    exchanged_with: str | None = None
+    attributes: dict[str, int] | None = None
+    old_attributes: dict[str, int] | None = None
+    target: str | None = None
+    xattr_name: str | None = None
+    xattr_action: XattrAction | None = None
+    nlink: int | None = None
 
 
 @dataclass(slots=True)
@@ -253,6 +295,16 @@ class ReadTx(Protocol):
         """Deduplicated committed bytes and reserved (pending upload) bytes of the tenant;
         uploads of *excluding_content* (a content hash) are left out of ``pending``."""
 
+    async def live_counts(self) -> dict[str, int]:
+        """How many live nodes of each kind the tenant has (its root included; kinds with
+        none are left out)."""
+
+    async def xattr_sizes(self, node_id: str) -> dict[str, int]:
+        """The extended attributes of *node_id*: name -> size of the value in bytes."""
+
+    async def xattr(self, node_id: str, name: str) -> bytes | None:
+        """The value of *node_id*'s extended attribute *name*, or None."""
+
 
 class WriteTx(ReadTx, Protocol):
     """A read-write transaction on one tenant. Changes become visible together at commit."""
@@ -262,6 +314,10 @@ class WriteTx(ReadTx, Protocol):
 
     async def move_node(self, node_id: str, parent_id: str, name: str, at: float) -> None:
         """Re-parent and/or rename a node (its subtree follows, being linked by id)."""
+
+    async def save_attributes(self, node: NodeRow) -> None:
+        """Store *node*'s ``mode``, ``uid``, ``gid``, ``mtime_ns``, ``atime_ns``, ``ctime_ns``
+        and ``modified_at`` as they are on the row (its other columns are left alone)."""
 
     async def set_head(self, node_id: str, version: VersionRow) -> None:
         """Point a file at a new head version."""
@@ -274,6 +330,12 @@ class WriteTx(ReadTx, Protocol):
 
     async def insert_version(self, version: VersionRow) -> None:
         """Record a committed version and take a reference on each of its chunks."""
+
+    async def set_xattr(self, node_id: str, name: str, value: bytes) -> None:
+        """Create or replace *node_id*'s extended attribute *name*."""
+
+    async def remove_xattr(self, node_id: str, name: str) -> bool:
+        """Remove *node_id*'s extended attribute *name*; False when it had none."""
 
     async def append_event(self, event: NewEvent) -> ChangeEvent:
         """Allocate the next sequence number and record *event*; gap-free per tenant."""
@@ -317,8 +379,8 @@ class WriteTx(ReadTx, Protocol):
 
     async def purge_tombstones(self, deleted_before: float, limit: int) -> int:
         """Hard-delete nodes tombstoned before *deleted_before* (files with all their versions;
-        directories once they have no children left), except nodes a snapshot references;
-        returns how many nodes went."""
+        directories once they have no children left) with their extended attributes, except
+        nodes a snapshot references; returns how many nodes went."""
 
     async def insert_snapshot(self, snapshot: SnapshotRow, items: Sequence[SnapshotItem]) -> None:
         """Record a snapshot and the nodes it references (which retention then keeps); a name
@@ -380,9 +442,13 @@ class QuotaPolicy(Protocol):
         :class:`~meshfs_common.errors.QuotaExceededError` when its declared size cannot fit."""
         ...
 
-    async def commit(self, tx: WriteTx, actor: Actor, chunks: tuple[str, ...]) -> None:
+    async def commit(
+        self, tx: WriteTx, actor: Actor, chunks: tuple[str, ...], *, reused: Sequence[str] = ()
+    ) -> None:
         """Inside the commit transaction, with the chunks the version references: raise
-        :class:`~meshfs_common.errors.QuotaExceededError` when they cannot fit."""
+        :class:`~meshfs_common.errors.QuotaExceededError` when they cannot fit. *reused* are
+        chunks of the file's own head version that the new one keeps (a partial write): they
+        are never charged again."""
         ...
 
 

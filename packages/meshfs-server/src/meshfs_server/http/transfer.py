@@ -9,6 +9,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from meshfs_common.errors import BadRequestError
+from meshfs_common.hashing import CHUNK_SIZE
 from meshfs_common.models import (
     CommitResult,
     DirectDownload,
@@ -16,6 +17,7 @@ from meshfs_common.models import (
     UploadInitRequest,
     UploadInitResponse,
     UploadPartResponse,
+    VersionChunks,
 )
 from meshfs_server.domain.content import parse_range
 from meshfs_server.http import state
@@ -53,7 +55,7 @@ def _created(result: CommitResult) -> int:
 @endpoint(Endpoint(
     "Begin or resume a chunked upload; answers with the chunks still needed",
     request=UploadInitRequest, response=UploadInitResponse, params=(IF_MATCH, IF_NONE_MATCH),
-    errors=(*WRITE_ERRORS, "bad_request"), tags=TAGS, max_body=CHUNK_LIST_BODY,
+    errors=(*WRITE_ERRORS, "bad_request", "not_found"), tags=TAGS, max_body=CHUNK_LIST_BODY,
 ))  # fmt: skip
 async def upload_init(request: Request) -> Response:
     who = await actor(request)
@@ -191,6 +193,32 @@ async def download_direct(request: Request) -> Response:
     return respond(await services.direct.download(who.tenant_id, version))
 
 
+@endpoint(Endpoint(
+    "The chunk list of a file's head version (or of version_id): what a partial write"
+    " (upload/init with base_version) is based on",
+    response=VersionChunks, params=(*PATH_OR_NODE, Param("version_id")),
+    errors=("not_found", "is_a_directory", "forbidden", "bad_request"), tags=TAGS,
+))  # fmt: skip
+async def version_chunks(request: Request) -> Response:
+    who = await actor(request)
+    _node, version = await state.services(request).namespace.version_for_read(
+        who,
+        path=query_str(request, "path"),
+        node_id=query_str(request, "node_id"),
+        version_id=query_str(request, "version_id"),
+    )
+    return respond(
+        VersionChunks(
+            node_id=version.node_id,
+            version_id=version.version_id,
+            size=version.size,
+            content_hash=version.content_hash,
+            chunk_size=CHUNK_SIZE,
+            chunks=list(version.chunks),
+        )
+    )
+
+
 def _etags(header: str) -> set[str]:
     return {t.strip().removeprefix("W/") for t in header.split(",")}
 
@@ -210,4 +238,5 @@ routes = [
     Route("/files/content", put_content, methods=["PUT"]),
     Route("/files/download", download, methods=["GET", "HEAD"]),
     Route("/files/download/direct", download_direct, methods=["GET"]),
+    Route("/files/chunks", version_chunks, methods=["GET"]),
 ]

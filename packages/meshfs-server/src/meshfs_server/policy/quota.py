@@ -12,6 +12,7 @@ files counts once.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 from meshfs_common.errors import QuotaExceededError
 from meshfs_server.auth.accounts import Plan
@@ -61,27 +62,32 @@ class Quota:
         """At upload init: committed + other reservations + this upload must fit."""
         quota = await self.limit(actor.tenant_id)
         usage = await tx.storage_usage(excluding_content=upload.content_hash)
-        if usage.committed + usage.pending + upload.size > quota:
+        asked = upload.reservation  # a partial write reserves only its new chunks
+        if usage.committed + usage.pending + asked > quota:
             if not actor.scope.whole_tenant:
-                raise _exceeded_in_scope(quota, upload.size)
+                raise _exceeded_in_scope(quota, asked)
             raise QuotaExceededError(
                 f"storage quota exceeded: {usage.committed} bytes stored and {usage.pending}"
-                f" reserved by uploads in progress, {upload.size} more asked, quota {quota}",
+                f" reserved by uploads in progress, {asked} more asked, quota {quota}",
                 detail={"quota": quota, "used": usage.committed, "reserved": usage.pending,
-                        "requested": upload.size},
+                        "requested": asked},
             )  # fmt: skip
 
-    async def commit(self, tx: WriteTx, actor: Actor, chunks: tuple[str, ...]) -> None:
+    async def commit(
+        self, tx: WriteTx, actor: Actor, chunks: tuple[str, ...], *, reused: Sequence[str] = ()
+    ) -> None:
         """At commit (inside the commit transaction): what is stored plus the bytes this version
         newly references must fit. Content already stored (deduplicated) costs nothing - except
-        through a limited scope, which is charged every distinct chunk, so whether a write fits
-        never tells it whether the tenant stores that content elsewhere."""
+        through a limited scope, which is charged every distinct chunk but the *reused* ones of
+        its own file's head, so whether a write fits never tells it whether the tenant stores
+        that content elsewhere."""
         quota = await self.limit(actor.tenant_id)
         usage = await tx.storage_usage()
         if actor.scope.whole_tenant:
             size = await tx.unreferenced_bytes(chunks)
         else:
-            size = sum((await tx.chunk_sizes(chunks)).values())
+            own = set(reused)
+            size = sum(z for c, z in (await tx.chunk_sizes(chunks)).items() if c not in own)
         if usage.committed + size > quota:
             if not actor.scope.whole_tenant:
                 raise _exceeded_in_scope(quota, size)
