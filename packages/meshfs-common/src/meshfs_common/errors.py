@@ -48,6 +48,8 @@ ERROR_TABLE: dict[str, ErrorSpec] = {
         _spec("is_a_directory", 409, _errno.EISDIR),
         _spec("directory_not_empty", 409, _errno.ENOTEMPTY),
         _spec("invalid_move", 409, _errno.EINVAL),
+        _spec("not_a_file", 409, _errno.EINVAL),
+        _spec("name_too_long", 400, _errno.ENAMETOOLONG),
         _spec("upload_incomplete", 409, _errno.EIO),
         _spec("precondition_failed", 412, _errno.ESTALE),
         _spec("payload_too_large", 413, _errno.EFBIG),
@@ -59,6 +61,11 @@ ERROR_TABLE: dict[str, ErrorSpec] = {
         _spec("internal", 500, _errno.EIO),
         _spec("unavailable", 503, _errno.EAGAIN, retryable=True),
         _spec("timeout", 504, _errno.ETIMEDOUT, retryable=True),
+        _spec("not_permitted", 403, _errno.EPERM),
+        _spec("xattr_not_found", 404, _errno.ENODATA),
+        _spec("xattr_space_full", 409, _errno.ENOSPC),
+        _spec("xattr_too_large", 413, _errno.E2BIG),
+        _spec("not_supported", 400, _errno.ENOTSUP),
         # RFC 8628 / RFC 6749 token endpoint answers.
         _spec("authorization_pending", 400, _errno.EAGAIN),
         _spec("slow_down", 400, _errno.EAGAIN),
@@ -159,8 +166,47 @@ class InvalidMoveError(ConflictError):
     code = "invalid_move"
 
 
+class NotAFileError(ConflictError):
+    """Content was asked of (or written to) a node that is not a regular file: a symbolic
+    link (never followed by the server), a FIFO, socket or device."""
+
+    code = "not_a_file"
+
+
+class NameTooLongError(BadRequestError):
+    """A name or symbolic link target longer than the limit (ENAMETOOLONG)."""
+
+    code = "name_too_long"
+
+
 class UploadIncompleteError(ConflictError):
     code = "upload_incomplete"
+
+
+class NotPermittedError(ForbiddenError):
+    """An operation POSIX refuses whatever the caller's rights (EPERM): a hard link to a
+    directory, setting a read-only ``meshfs.*`` extended attribute."""
+
+    code = "not_permitted"
+
+
+class XattrNotFoundError(NotFoundError):
+    """The node has no extended attribute of that name (ENODATA)."""
+
+    code = "xattr_not_found"
+
+
+class XattrSpaceFullError(ConflictError):
+    """The node's extended attributes are at their limit of names or bytes (ENOSPC)."""
+
+    code = "xattr_space_full"
+
+
+class NotSupportedError(BadRequestError):
+    """Something MeshFS does not support, such as POSIX ACLs or extended attributes outside
+    the ``user.`` namespace (ENOTSUP)."""
+
+    code = "not_supported"
 
 
 class PreconditionFailedError(MeshFSError):
@@ -169,6 +215,12 @@ class PreconditionFailedError(MeshFSError):
 
 class PayloadTooLargeError(MeshFSError):
     code = "payload_too_large"
+
+
+class XattrTooLargeError(PayloadTooLargeError):
+    """An extended attribute's value is over its size limit (E2BIG)."""
+
+    code = "xattr_too_large"
 
 
 class UnsupportedMediaTypeError(MeshFSError):

@@ -29,7 +29,6 @@ EVENT_COLUMNS = (
 )
 
 
-
 def placeholders(columns: str) -> str:
     """``?`` for the tenant and for each of *columns* (an insert's ``VALUES``)."""
     return ",".join("?" * (columns.count(",") + 2))

@@ -14,7 +14,6 @@ publishes those events to live subscribers after the commit. Rules enforced here
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 from meshfs_common import paths
@@ -25,6 +24,7 @@ from meshfs_common.errors import (
     InvalidMoveError,
     IsADirError,
     NotADirError,
+    NotAFileError,
     NotFoundError,
     PreconditionFailedError,
 )
@@ -38,6 +38,7 @@ from meshfs_common.models import (
     VersionPage,
 )
 from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.attributes import changed, entries_changed, new_node, now_ns, set_mtime
 from meshfs_server.domain.feed import ChangeFeed
 from meshfs_server.domain.paging import decode_after, encode_after
 from meshfs_server.domain.ports import MetadataStore, NewEvent, NodeRow, ReadTx, VersionRow, WriteTx
@@ -46,6 +47,7 @@ from meshfs_server.domain.tree import (
     is_reachable,
     lookup,
     make_dir,
+    not_a_directory,
     path_of,
     resolve,
     resolve_dir,
@@ -103,10 +105,14 @@ async def commit_version(
     events: list[ChangeEvent],
     if_match: str | None = None,
     if_none_match: bool = False,
+    mode: int | None = None,
+    mtime_ns: int | None = None,
 ) -> Committed:
     """Make content the head of the file at *path* (creating it and its parents as needed).
 
-    Content identical to the head creates no version and no event.
+    Content identical to the head creates no version and no event. A new file gets *mode*
+    (else 0o644); the version records the file's mode. The file's mtime becomes *mtime_ns*
+    when given, else the commit's time.
     """
     names = paths.split(path)
     if not names:
@@ -115,15 +121,20 @@ async def commit_version(
     existing = await tx.child(parent.node_id, names[-1])
     if existing is not None and existing.is_dir:
         raise IsADirError(f"is a directory: {path}")
+    if existing is not None and existing.kind != "file":
+        raise NotAFileError(
+            f"{path} is a {existing.kind}, not a regular file; delete it first to write a file"
+        )
     check_precondition(existing, if_match, if_none_match)
     if existing is not None and existing.content_hash == content_hash and existing.size == size:
         head = await tx.get_version(existing.head_version_id or "")
         assert head is not None
         return Committed(existing, head, created=False)
-    now = time.time()
+    at = now_ns()
     if existing is None:
-        node = NodeRow(new_id(), parent.node_id, names[-1], "file", now, now)
+        node = new_node(new_id(), parent, names[-1], "file", at, mode=mode)
         await tx.insert_node(node)
+        await entries_changed(tx, parent, at)
     else:
         node = existing
     version = VersionRow(
@@ -133,11 +144,12 @@ async def commit_version(
         size=size,
         content_hash=content_hash,
         chunks=chunks,
-        created_at=now,
+        created_at=at / 1e9,
         writer=actor.writer,
         replaces=node.head_version_id,
+        mode=node.mode,
     )
-    await _install_version(tx, node, version)
+    await _install_version(tx, node, version, at, mtime_ns=mtime_ns)
     events.append(
         await tx.append_event(
             NewEvent(
@@ -150,13 +162,27 @@ async def commit_version(
     return Committed(node, version, created=True)
 
 
-async def _install_version(tx: WriteTx, node: NodeRow, version: VersionRow) -> None:
+async def _install_version(
+    tx: WriteTx, node: NodeRow, version: VersionRow, at_ns: int, *, mtime_ns: int | None = None
+) -> None:
+    """Make *version* the head of *node*: its mtime becomes *mtime_ns* (else *at_ns*), its
+    ctime *at_ns*."""
     await tx.insert_version(version)
     await tx.set_head(node.node_id, version)
     node.head_version_id = version.version_id
     node.size = version.size
     node.content_hash = version.content_hash
-    node.modified_at = version.created_at
+    set_mtime(node, at_ns if mtime_ns is None else mtime_ns)
+    await changed(tx, node, at_ns)
+
+
+async def _moved_between(
+    tx: WriteTx, source: NodeRow | None, destination: NodeRow, at_ns: int
+) -> None:
+    """A name left *source* and arrived in *destination*: both directories' times move."""
+    if source is not None and source.node_id != destination.node_id:
+        await entries_changed(tx, source, at_ns)
+    await entries_changed(tx, destination, at_ns)
 
 
 class Namespace:
@@ -227,6 +253,8 @@ class Namespace:
             actor.check_read(where)
             if node.is_dir:
                 raise IsADirError(f"{where} is a directory; only files have versions")
+            if node.kind != "file":
+                raise NotAFileError(f"{where} is a {node.kind}; only files have versions")
             before_seq = None
             if before is not None:
                 anchor = await tx.get_version(before)
@@ -255,6 +283,8 @@ class Namespace:
             actor.check_read(where)
             if node.is_dir:
                 raise IsADirError(f"is a directory: {where}")
+            if node.kind != "file":
+                raise NotAFileError(f"{where} is a {node.kind}; it has no content to read")
             wanted = version_id or node.head_version_id
             version = await tx.get_version(wanted or "")
             if version is None or version.node_id != node.node_id:
@@ -282,8 +312,18 @@ class Namespace:
 
     # --- mutations ------------------------------------------------------------------------------
 
-    async def mkdir(self, actor: Actor, path: str, *, parents: bool = True) -> tuple[Entry, bool]:
-        """Create a directory; returns the entry and whether it was created."""
+    async def mkdir(
+        self,
+        actor: Actor,
+        path: str,
+        *,
+        parents: bool = True,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+    ) -> tuple[Entry, bool]:
+        """Create a directory (with *mode*, *uid*, *gid* when given; parents made on the way
+        get the defaults); returns the entry and whether it was created."""
         where = paths.normalise(path)
         actor.check_write(where)
         names = paths.split(where)
@@ -295,14 +335,17 @@ class Namespace:
                     raise AlreadyExistsError(f"a file exists at {where}")
                 return to_entry(existing, where), False
             if parents:
-                node = await ensure_dirs(tx, names, actor.writer, events)
+                parent = await ensure_dirs(tx, names[:-1], actor.writer, events)
             else:
-                parent = await lookup(tx, names[:-1])
-                if parent is None:
+                found = await lookup(tx, names[:-1])
+                if found is None:
                     raise NotFoundError(f"parent directory does not exist: {paths.parent(where)}")
-                if not parent.is_dir:
-                    raise NotADirError(f"not a directory: {paths.parent(where)}")
-                node = await make_dir(tx, parent, names[-1], where, actor.writer, events)
+                if not found.is_dir:
+                    raise not_a_directory(found, paths.parent(where))
+                parent = found
+            node = await make_dir(
+                tx, parent, names[-1], where, actor.writer, events, mode=mode, uid=uid, gid=gid
+            )
         await self._publish(actor, events)
         return to_entry(node, where), True
 
@@ -335,27 +378,34 @@ class Namespace:
             if parent is None:
                 raise NotFoundError(f"parent directory does not exist: {paths.parent(dst)}")
             if not parent.is_dir:
-                raise NotADirError(f"not a directory: {paths.parent(dst)}")
+                raise not_a_directory(parent, paths.parent(dst))
             name = paths.basename(dst)
             target = await tx.child(parent.node_id, name)
-            now = time.time()
+            at = now_ns()
+            now = at / 1e9
+            source_dir = await tx.get_node(node.parent_id or "")
             if target is not None:
                 if not overwrite:
                     raise AlreadyExistsError(f"{dst} exists; pass overwrite to replace it")
                 if node.is_dir and not target.is_dir:
-                    raise NotADirError(f"cannot replace file {dst} with a directory")
+                    raise NotADirError(f"cannot replace {target.kind} {dst} with a directory")
                 if not node.is_dir and target.is_dir:
-                    raise IsADirError(f"cannot replace directory {dst} with a file")
+                    raise IsADirError(f"cannot replace directory {dst} with a {node.kind}")
                 if target.is_dir:
                     if await tx.has_live_children(target.node_id):
                         raise DirectoryNotEmptyError(f"directory not empty: {dst}")
                     await tx.tombstone([target.node_id], now)
-                else:
+                elif node.kind == "file" and target.kind == "file":
                     moved = await self._replace_file(tx, actor, node, target, src, dst, events)
+                    await _moved_between(tx, source_dir, parent, at)
                     await self._publish(actor, events)
                     return to_entry(moved, dst)
+                else:  # a link or special node replaced, or replacing: the name changes hands
+                    await tx.tombstone([target.node_id], now)
             await tx.move_node(node.node_id, parent.node_id, name, now)
-            node.parent_id, node.name, node.modified_at = parent.node_id, name, now
+            node.parent_id, node.name = parent.node_id, name
+            await changed(tx, node, at)
+            await _moved_between(tx, source_dir, parent, at)
             events.append(
                 await tx.append_event(
                     NewEvent(
@@ -381,18 +431,21 @@ class Namespace:
     ) -> NodeRow:
         """Rename a file over another: the target keeps its id and history and gains the moved
         content as its head; the moved node becomes a tombstone (its history stays reachable)."""
-        now = time.time()
+        at = now_ns()
         head = await tx.get_version(node.head_version_id or "")
         assert head is not None, "a live file always has a head version"
         if target.content_hash != head.content_hash or target.size != head.size:
             version = VersionRow(
                 version_id=new_id(), node_id=target.node_id, seq=await tx.next_seq(),
                 size=head.size, content_hash=head.content_hash, chunks=head.chunks,
-                created_at=now, writer=actor.writer, replaces=target.head_version_id,
-                restored_from=head.version_id,
+                created_at=at / 1e9, writer=actor.writer, replaces=target.head_version_id,
+                restored_from=head.version_id, mode=target.mode,
             )  # fmt: skip
-            await _install_version(tx, target, version)
-        await tx.tombstone([node.node_id], now)
+            # The moved file's mtime comes along, as rename(2) keeps it.
+            await _install_version(tx, target, version, at, mtime_ns=node.mtime_ns)
+        else:
+            await changed(tx, target, at)
+        await tx.tombstone([node.node_id], at / 1e9)
         events.append(
             await tx.append_event(
                 NewEvent(
@@ -422,9 +475,13 @@ class Namespace:
                 below = await tx.live_descendants(node.node_id)
                 if below and not recursive:
                     raise DirectoryNotEmptyError(f"directory not empty: {where} (use recursive)")
-            now = time.time()
+            at = now_ns()
+            now = at / 1e9
             await tx.tombstone([node.node_id, *(n.node_id for n in below)], now)
             node.deleted_at = now
+            parent = await tx.get_node(node.parent_id or "")
+            if parent is not None:
+                await entries_changed(tx, parent, at)
             events.append(
                 await tx.append_event(
                     NewEvent(
@@ -446,6 +503,8 @@ class Namespace:
             node = await self._node(tx, node_id)
             if node.is_dir:
                 raise IsADirError("only files have versions to restore")
+            if node.kind != "file":
+                raise NotAFileError(f"a {node.kind} has no versions to restore")
             old = await tx.get_version(version_id)
             if old is None or old.node_id != node_id:
                 raise NotFoundError(f"no such version of {node_id}: {version_id}")
@@ -457,7 +516,8 @@ class Namespace:
             actor.check_write(target_path)
             if live and target_path != where:
                 raise BadRequestError("a live file is restored in place; use rename to move it")
-            now = time.time()
+            at = now_ns()
+            now = at / 1e9
             if not live:
                 names = paths.split(target_path)
                 parent = await ensure_dirs(tx, names[:-1], actor.writer, events)
@@ -467,15 +527,18 @@ class Namespace:
                     )
                 await tx.revive(node.node_id, parent.node_id, names[-1], now)
                 node.deleted_at = None
+                node.parent_id, node.name = parent.node_id, names[-1]
+                await entries_changed(tx, parent, at)
+                await changed(tx, node, at)
             created = node.content_hash != old.content_hash or node.size != old.size
             if created:
                 version = VersionRow(
                     version_id=new_id(), node_id=node_id, seq=await tx.next_seq(),
                     size=old.size, content_hash=old.content_hash, chunks=old.chunks,
                     created_at=now, writer=actor.writer, replaces=node.head_version_id,
-                    restored_from=old.version_id,
+                    restored_from=old.version_id, mode=node.mode,
                 )  # fmt: skip
-                await _install_version(tx, node, version)
+                await _install_version(tx, node, version, at)
             else:
                 head = await tx.get_version(node.head_version_id or "")
                 assert head is not None

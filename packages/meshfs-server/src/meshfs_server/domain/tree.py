@@ -1,14 +1,19 @@
-"""Path resolution and entry rendering on top of a metadata transaction."""
+"""Path resolution and entry rendering on top of a metadata transaction.
+
+Resolution never follows a symbolic link: a path that passes *through* one (a link where a
+directory is needed) is refused as not a directory, whatever the link points at. Every route
+resolves paths here, so the rule holds everywhere.
+"""
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 from meshfs_common import paths
 from meshfs_common.errors import NotADirError, NotFoundError
 from meshfs_common.ids import new_id
 from meshfs_common.models import ChangeEvent, Entry, Version, Writer
+from meshfs_server.domain.attributes import entries_changed, new_node, now_ns
 from meshfs_server.domain.ports import NewEvent, NodeRow, ReadTx, VersionRow, WriteTx
 
 
@@ -28,6 +33,14 @@ def to_entry(node: NodeRow, path: str) -> Entry:
         created_at=ts(node.created_at),
         modified_at=ts(node.modified_at),
         deleted_at=None if node.deleted_at is None else ts(node.deleted_at),
+        mode=node.mode,
+        uid=node.uid,
+        gid=node.gid,
+        mtime_ns=node.mtime_ns,
+        atime_ns=node.atime_ns,
+        ctime_ns=node.ctime_ns,
+        target=node.target,
+        rdev=node.rdev,
     )
 
 
@@ -41,7 +54,18 @@ def to_version(row: VersionRow) -> Version:
         writer=row.writer,
         replaces=row.replaces,
         restored_from=row.restored_from,
+        mode=row.mode,
     )
+
+
+def not_a_directory(node: NodeRow, path: str) -> NotADirError:
+    """The error for *node* at *path* standing where a directory is needed."""
+    if node.kind == "symlink":
+        return NotADirError(
+            f"not a directory: {path} is a symbolic link (the server never follows links)",
+            detail={"path": path, "kind": node.kind},
+        )
+    return NotADirError(f"not a directory: {path}")
 
 
 async def lookup(tx: ReadTx, names: tuple[str, ...]) -> NodeRow | None:
@@ -49,7 +73,7 @@ async def lookup(tx: ReadTx, names: tuple[str, ...]) -> NodeRow | None:
     node = await tx.root()
     for i, name in enumerate(names):
         if not node.is_dir:
-            raise NotADirError(f"not a directory: {paths.join(names[:i])}")
+            raise not_a_directory(node, paths.join(names[:i]))
         found = await tx.child(node.node_id, name)
         if found is None:
             return None
@@ -68,7 +92,7 @@ async def resolve(tx: ReadTx, path: str) -> NodeRow:
 async def resolve_dir(tx: ReadTx, path: str) -> NodeRow:
     node = await resolve(tx, path)
     if not node.is_dir:
-        raise NotADirError(f"not a directory: {path}")
+        raise not_a_directory(node, path)
     return node
 
 
@@ -108,7 +132,7 @@ async def ensure_dirs(
         if found is None:
             found = await make_dir(tx, node, name, paths.join(names[: i + 1]), writer, events)
         elif not found.is_dir:
-            raise NotADirError(f"not a directory: {paths.join(names[: i + 1])}")
+            raise not_a_directory(found, paths.join(names[: i + 1]))
         node = found
     return node
 
@@ -120,10 +144,16 @@ async def make_dir(
     path: str,
     writer: Writer,
     events: list[ChangeEvent],
+    *,
+    mode: int | None = None,
+    uid: int | None = None,
+    gid: int | None = None,
 ) -> NodeRow:
-    now = time.time()
-    node = NodeRow(new_id(), parent.node_id, name, "dir", now, now)
+    """Make the directory *name* in *parent* (at *path*), moving the parent's times."""
+    at = now_ns()
+    node = new_node(new_id(), parent, name, "dir", at, mode=mode, uid=uid, gid=gid)
     await tx.insert_node(node)
+    await entries_changed(tx, parent, at)
     events.append(
         await tx.append_event(
             NewEvent(type="mkdir", node_id=node.node_id, kind="dir", path=path, writer=writer)
