@@ -13,7 +13,17 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute
 
 from meshfs_common.errors import MeshFSError
-from meshfs_server.http import errors, files, health, history, openapi, snapshots, sync, transfer
+from meshfs_server.http import (
+    bulk,
+    errors,
+    files,
+    health,
+    history,
+    openapi,
+    snapshots,
+    sync,
+    transfer,
+)
 from meshfs_server.http.authn import Authenticate
 from meshfs_server.http.draining import Draining, Shutdown
 from meshfs_server.http.requestlog import RequestLog
@@ -40,6 +50,7 @@ def all_routes() -> list[BaseRoute]:
         *history.routes,
         *snapshots.routes,
         *transfer.routes,
+        *bulk.routes,
         *sync.routes,
         *openapi.routes,
     ]

@@ -1,0 +1,243 @@
+"""Tar archives as streams: the framing of bulk transfers (many small files in one request).
+
+Bulk writes send, and bulk reads answer with, a POSIX tar archive (ustar with pax extended
+headers; GNU long names are read too), so ``tar -c . | curl --data-binary @-`` and
+``curl ... | tar -x`` work as they are. This module reads one incrementally from an async byte
+stream (constant memory besides the member being read) and writes member headers; it never
+touches the filesystem.
+
+Only what bulk transfers need is interpreted: regular files, directories, the member's name
+(``path``), ``size``, ``mode`` and ``mtime``; pax keywords reach the caller as they are (bulk
+reads put ``MESHFS.*`` keywords there when asked). Other member types (links, devices) are
+reported with kind ``"other"`` for the caller to refuse by name.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from meshfs_common.errors import BadRequestError
+
+BLOCK = 512
+#: Two zero blocks end an archive.
+END = bytes(2 * BLOCK)
+#: The largest pax or GNU long-name record read (they carry names and a few numbers).
+MAX_META = 64 * 1024
+
+MemberKind = Literal["file", "dir", "other"]
+_FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
+_META_TYPES = (tarfile.XHDTYPE, tarfile.XGLTYPE, tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK)
+
+
+class TarFormatError(BadRequestError):
+    """The body is not a readable tar archive (400 ``bad_request``)."""
+
+
+@dataclass(slots=True)
+class TarMember:
+    """One member of an archive: its header, not its data."""
+
+    name: str
+    kind: MemberKind
+    size: int
+    mode: int = 0o644
+    mtime: float = 0.0
+    pax: dict[str, str] = field(default_factory=dict)
+    type_name: str = "file"
+    """What the member is, for messages (``"symbolic link"``, ``"hard link"``...)."""
+
+
+_TYPE_NAMES = {
+    tarfile.SYMTYPE: "symbolic link",
+    tarfile.LNKTYPE: "hard link",
+    tarfile.CHRTYPE: "character device",
+    tarfile.BLKTYPE: "block device",
+    tarfile.FIFOTYPE: "FIFO",
+}
+
+
+def padding(size: int) -> int:
+    """Zero bytes that follow *size* bytes of member data up to the next block."""
+    return -size % BLOCK
+
+
+class TarReader:
+    """Read an archive member by member from an async byte stream.
+
+    ``async for member in reader`` yields each member; read its data with :meth:`read_data`
+    (or let the next iteration skip it). A malformed archive raises :class:`TarFormatError`.
+    """
+
+    def __init__(self, blocks: AsyncIterator[bytes]) -> None:
+        self._blocks = blocks
+        self._buffer = bytearray()
+        self._offset = 0  # bytes consumed from the stream before the buffer
+        self._unread = 0  # data (plus padding) of the current member not yet consumed
+        self._data_left = 0
+        self._done = False
+
+    @property
+    def offset(self) -> int:
+        """Bytes of the archive consumed so far."""
+        return self._offset
+
+    async def _fill(self, n: int) -> bool:
+        while len(self._buffer) < n:
+            block = await anext(self._blocks, None)
+            if block is None:
+                return False
+            self._buffer += block
+        return True
+
+    async def _take(self, n: int) -> bytes:
+        if not await self._fill(n):
+            raise TarFormatError(
+                f"the archive ends early, at byte {self._offset + len(self._buffer)}"
+            )
+        out = bytes(self._buffer[:n])
+        del self._buffer[:n]
+        self._offset += n
+        return out
+
+    async def _skip(self, n: int) -> None:
+        while n > 0:
+            if not self._buffer and not await self._fill(1):
+                raise TarFormatError(f"the archive ends early, at byte {self._offset}")
+            step = min(n, len(self._buffer))
+            del self._buffer[:step]
+            self._offset += step
+            n -= step
+
+    def __aiter__(self) -> TarReader:
+        return self
+
+    async def __anext__(self) -> TarMember:
+        member = await self.next()
+        if member is None:
+            raise StopAsyncIteration
+        return member
+
+    async def next(self) -> TarMember | None:
+        """The next member (its predecessor's unread data skipped), or None at the end."""
+        if self._unread:
+            await self._skip(self._unread)
+            self._unread = self._data_left = 0
+        pax: dict[str, str] = {}
+        long_name: str | None = None
+        while not self._done:
+            if not await self._fill(BLOCK):
+                if self._buffer:
+                    raise TarFormatError(f"the archive ends early, at byte {self._offset}")
+                self._done = True  # no end marker: accepted, as GNU tar does
+                break
+            at = self._offset
+            raw = await self._take(BLOCK)
+            if raw == bytes(BLOCK):
+                self._done = True  # the end marker; anything after it is not read
+                break
+            try:
+                info = tarfile.TarInfo.frombuf(raw, "utf-8", "surrogateescape")
+            except tarfile.HeaderError as exc:
+                raise TarFormatError(f"not a tar header at byte {at}: {exc}") from None
+            if info.type in _META_TYPES:
+                size = info.size
+                if size > MAX_META:
+                    raise TarFormatError(f"an extended header of {size} bytes at byte {at}")
+                body = await self._take(size)
+                await self._skip(padding(size))
+                if info.type == tarfile.XHDTYPE:
+                    pax.update(_pax_records(body, at))
+                elif info.type == tarfile.GNUTYPE_LONGNAME:
+                    long_name = body.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
+                continue  # global headers and long link names carry nothing bulk uses
+            size = info.size
+            if "size" in pax:  # pax carries sizes the header's 11 octal digits cannot
+                if not pax["size"].isdigit():
+                    raise TarFormatError(f"a malformed pax size at byte {at}")
+                size = int(pax["size"])
+            name = pax.get("path", long_name if long_name is not None else info.name)
+            kind: MemberKind = "other"
+            if info.type in _FILE_TYPES:
+                kind = "dir" if name.endswith("/") and size == 0 else "file"
+            elif info.type == tarfile.DIRTYPE:
+                kind = "dir"
+            mtime = float(pax["mtime"]) if _is_number(pax.get("mtime")) else float(info.mtime)
+            self._data_left = size
+            self._unread = size + padding(size)
+            return TarMember(
+                name=name, kind=kind, size=size, mode=info.mode & 0o7777, mtime=mtime, pax=pax,
+                type_name=_TYPE_NAMES.get(info.type, "directory" if kind == "dir" else "file"),
+            )  # fmt: skip
+        return None
+
+    async def read_data(self) -> bytes:
+        """The whole data of the member last returned (call at most once per member)."""
+        size = self._data_left
+        data = await self._take(size)
+        await self._skip(padding(size))
+        self._unread = self._data_left = 0
+        return data
+
+
+def _is_number(text: str | None) -> bool:
+    if text is None:
+        return False
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _pax_records(body: bytes, at: int) -> dict[str, str]:
+    """Parse pax extended header records: ``"<length> <keyword>=<value>\\n"``."""
+    records: dict[str, str] = {}
+    pos = 0
+    while pos < len(body):
+        if body[pos:].strip(b"\0") == b"":
+            break
+        space = body.find(b" ", pos)
+        length_text = body[pos:space]
+        if space < 0 or not length_text.isdigit():
+            raise TarFormatError(f"a malformed pax header at byte {at}")
+        length = int(length_text)
+        record = body[space + 1 : pos + length]
+        if length <= 0 or pos + length > len(body) or not record.endswith(b"\n"):
+            raise TarFormatError(f"a malformed pax header at byte {at}")
+        key, sep, value = record[:-1].partition(b"=")
+        if not sep:
+            raise TarFormatError(f"a malformed pax header at byte {at}")
+        records[key.decode("utf-8", "surrogateescape")] = value.decode("utf-8", "surrogateescape")
+        pos += length
+    return records
+
+
+def member_header(
+    name: str,
+    *,
+    kind: MemberKind = "file",
+    size: int = 0,
+    mode: int | None = None,
+    mtime: float = 0.0,
+    pax: dict[str, str] | None = None,
+) -> bytes:
+    """The header block(s) of one member (a pax extended header first when the name or *pax*
+    needs one); its data follows, then :func:`padding` zero bytes."""
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE if kind == "dir" else tarfile.REGTYPE
+    info.size = 0 if kind == "dir" else size
+    info.mode = mode if mode is not None else (0o755 if kind == "dir" else 0o644)
+    info.mtime = int(mtime)
+    if pax:
+        info.pax_headers = dict(pax)
+    return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
+
+
+def file_member(name: str, data: bytes, *, mode: int | None = None, mtime: float = 0.0,
+                pax: dict[str, str] | None = None) -> bytes:  # fmt: skip
+    """A whole regular-file member: header, data and padding."""
+    header = member_header(name, size=len(data), mode=mode, mtime=mtime, pax=pax)
+    return b"".join((header, data, bytes(padding(len(data)))))

@@ -1,0 +1,212 @@
+"""Bulk transfer routes: many small files written or read as one tar stream.
+
+- ``POST /files/bulk?path=DIR`` writes the members of a tar archive under ``DIR``
+  (``tar -C src -c . | curl --data-binary @- ...``), committed in batches; the JSON answer
+  names what landed and what did not (see :mod:`meshfs_server.domain.bulk`).
+- ``GET /files/bulk?path=DIR`` answers with a tar archive of the subtree at ``DIR``
+  (``curl ... | tar -x``); ``POST /files/bulk/read`` with one of a list of files.
+
+Both count per file and per byte against the tenant's rate limit
+(:mod:`meshfs_server.policy.bulk_budget`), on top of the request itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from meshfs_common.bulk import (
+    BULK_MAX_FILE,
+    PAX_CONTENT_HASH,
+    PAX_ERROR,
+    PAX_MESSAGE,
+    PAX_NODE_ID,
+    PAX_VERSION_ID,
+    BulkReadRequest,
+    BulkWriteResult,
+)
+from meshfs_common.errors import BadRequestError, UnsupportedMediaTypeError
+from meshfs_common.tarstream import END, TarReader, member_header, padding
+from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.bulk import BulkBudget, BulkWrites, Incoming, Unmetered
+from meshfs_server.domain.bulk_read import BulkReads, Outgoing
+from meshfs_server.http import state
+from meshfs_server.http.codec import (
+    Endpoint,
+    Param,
+    acted_on,
+    endpoint,
+    parse_json,
+    query_bool,
+    query_str,
+    respond,
+)
+from meshfs_server.http.content_stream import ContentStream
+from meshfs_server.services import Services
+
+TAGS = ("bulk",)
+TAR = "application/x-tar"
+#: The body cap of a bulk write (the client sends far smaller batches).
+BULK_BODY = 1024 * 1024 * 1024
+_ACCEPTED_MEDIA = (TAR, "application/octet-stream", "application/x-gtar", "")
+MEMBER_ERRORS = (
+    "invalid_path", "forbidden", "read_only", "not_a_directory", "is_a_directory",
+    "quota_exceeded", "payload_too_large", "bad_request", "not_found",
+)  # fmt: skip
+
+ATOMIC = Param(
+    "atomic", type="boolean",
+    description="all or nothing: the first member that cannot be written fails the request",
+)  # fmt: skip
+META = Param(
+    "meta", type="boolean",
+    description=f"tag members with pax keywords {PAX_NODE_ID}, {PAX_VERSION_ID},"
+    f" {PAX_CONTENT_HASH} (and a path that cannot be read with {PAX_ERROR}, {PAX_MESSAGE})",
+)  # fmt: skip
+
+
+def budget_for(services: Services) -> BulkBudget:
+    """The request's charge against the tenant's rate limit (none without accounts)."""
+    if services.identity is None:
+        return Unmetered()
+    from meshfs_server.policy.bulk_budget import TenantBulkBudget
+
+    return TenantBulkBudget(services.identity)
+
+
+@endpoint(Endpoint(
+    "Write many files in one request: a tar archive of regular files (each at most"
+    f" {BULK_MAX_FILE} bytes) and directories, written under path; committed in batches,"
+    " every file its own version and change event",
+    request_media=TAR, response=BulkWriteResult,
+    params=(Param("path", required=True, description="the directory members are written under"),
+            ATOMIC),
+    errors=MEMBER_ERRORS, tags=TAGS, max_body=BULK_BODY,
+))  # fmt: skip
+async def bulk_write(request: Request) -> Response:
+    who = await state.actor(request)
+    root = query_str(request, "path")
+    if not root:
+        raise BadRequestError("query parameter path is required (the directory to write under)")
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind not in _ACCEPTED_MEDIA:
+        raise UnsupportedMediaTypeError(f"send a tar archive ({TAR}), not {kind}")
+    atomic = query_bool(request, "atomic")
+    services = state.services(request)
+    acted_on(request, root)
+    result = await BulkWrites(services.content).write(
+        who, root, _members(request.stream()), atomic=atomic, budget=budget_for(services)
+    )
+    return respond(result)
+
+
+async def _members(body: AsyncIterator[bytes]) -> AsyncIterator[Incoming]:
+    """The archive's members; a file's data is read only when bulk writes take its size."""
+    reader = TarReader(body)
+    async for member in reader:
+        data = None
+        if member.kind == "file" and member.size <= BULK_MAX_FILE:
+            data = await reader.read_data()
+        yield Incoming(member.name, member.kind, member.size, data, member.type_name)
+
+
+@endpoint(Endpoint(
+    "Read a subtree as one tar archive (directories and files at their head versions,"
+    " named relative to path)",
+    response=bytes, response_media=TAR,
+    params=(Param("path", required=True), META),
+    errors=("invalid_path", "not_found", "not_a_directory", "forbidden"), tags=TAGS,
+))  # fmt: skip
+async def bulk_read_tree(request: Request) -> Response:
+    who = await state.actor(request)
+    path = query_str(request, "path")
+    if not path:
+        raise BadRequestError("query parameter path is required")
+    services = state.services(request)
+    members = await BulkReads(services.store).subtree(who, path)
+    return await _archive(request, services, who, members)
+
+
+@endpoint(Endpoint(
+    "Read a list of files as one tar archive (members named by their paths). Without meta"
+    " a path that cannot be read fails the request; with meta=true (and not atomic) it is a"
+    " member of its own carrying the error",
+    request=BulkReadRequest, response=bytes, response_media=TAR, params=(META, ATOMIC),
+    errors=("invalid_path", "not_found", "not_a_directory", "is_a_directory", "forbidden"),
+    tags=TAGS, max_body=16 * 1024 * 1024,
+))  # fmt: skip
+async def bulk_read_files(request: Request) -> Response:
+    who = await state.actor(request)
+    body = await parse_json(request, BulkReadRequest)
+    strict = query_bool(request, "atomic") or not query_bool(request, "meta")
+    services = state.services(request)
+    members = await BulkReads(services.store).files(who, body.paths, strict=strict)
+    return await _archive(request, services, who, members)
+
+
+async def _archive(
+    request: Request, services: Services, who: Actor, members: list[Outgoing]
+) -> Response:
+    """The tar answer; its first member is charged before the answer starts, so a tenant over
+    its rate limit gets a clean 429 (a later failure cuts the stream short, see
+    :class:`~meshfs_server.http.content_stream.ContentStream`)."""
+    meta = query_bool(request, "meta")
+    blocks = _tar(services, who, members, meta, budget_for(services))
+    try:
+        first = await anext(blocks, END)
+    except BaseException:
+        await blocks.aclose()
+        raise
+    return ContentStream(
+        _then(first, blocks), media_type=TAR,
+        headers={"Cache-Control": "private, no-cache",
+                 "X-MeshFS-Members": str(len(members))},
+    )  # fmt: skip
+
+
+async def _tar(
+    services: Services, who: Actor, members: list[Outgoing], meta: bool, budget: BulkBudget
+) -> AsyncGenerator[bytes, None]:
+    content = services.content
+    for member in members:
+        await budget.charge(who, files=1, nbytes=member.size)
+        if member.error is not None:
+            yield member_header(member.name, pax={
+                PAX_ERROR: member.error.code, PAX_MESSAGE: member.error.message,
+            })  # fmt: skip
+            continue
+        node, version = member.node, member.version
+        mtime = node.modified_at if node is not None else 0.0
+        mode = node.mode & 0o7777 if node is not None and node.mode else None
+        if member.kind == "dir" or version is None:
+            pax = {PAX_NODE_ID: node.node_id} if meta and node is not None else None
+            # A directory its owner cannot enter could not be extracted into.
+            mode = 0o755 if mode is None else mode | 0o700
+            yield member_header(member.name, kind="dir", mode=mode, mtime=mtime, pax=pax)
+            continue
+        pax = None
+        if meta:
+            pax = {PAX_NODE_ID: version.node_id, PAX_VERSION_ID: version.version_id,
+                   PAX_CONTENT_HASH: version.content_hash}  # fmt: skip
+        yield member_header(member.name, size=version.size, mode=mode, mtime=mtime, pax=pax)
+        if version.size:
+            async for block in content.read(who.tenant_id, version):
+                yield block
+            yield bytes(padding(version.size))
+    yield END
+
+
+async def _then(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for block in rest:
+        yield block
+
+
+routes = [
+    Route("/files/bulk", bulk_write, methods=["POST"]),
+    Route("/files/bulk", bulk_read_tree, methods=["GET"]),
+    Route("/files/bulk/read", bulk_read_files, methods=["POST"]),
+]

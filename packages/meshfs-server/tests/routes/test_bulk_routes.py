@@ -1,0 +1,281 @@
+"""Bulk transfers through the HTTP API: tar archives in (POST /files/bulk) and out (GET
+/files/bulk, POST /files/bulk/read), per-member failures, all-or-nothing, quota and rate limit."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from conftest import AuthHarness, Harness
+
+from meshfs_common.bulk import BULK_MAX_FILE, PAX_ERROR, PAX_VERSION_ID
+from meshfs_common.hashing import hash_bytes
+from meshfs_server.app import create_app
+from meshfs_server.domain import bulk as bulk_domain
+from meshfs_server.settings import Settings
+
+TAR = {"Content-Type": "application/x-tar"}
+
+
+def archive(*members: tuple[str, bytes | None] | tarfile.TarInfo) -> bytes:
+    """A tar as users' tools make it: (name, data) files, (name, None) directories."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for member in members:
+            if isinstance(member, tarfile.TarInfo):
+                tar.addfile(member)
+                continue
+            name, data = member
+            info = tarfile.TarInfo(name)
+            if data is None:
+                info.type = tarfile.DIRTYPE
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def members_of(body: bytes) -> dict[str, tuple[tarfile.TarInfo, bytes | None]]:
+    with tarfile.open(fileobj=io.BytesIO(body)) as tar:
+        out: dict[str, tuple[tarfile.TarInfo, bytes | None]] = {}
+        for info in tar.getmembers():
+            handle = tar.extractfile(info) if info.isfile() else None
+            out[info.name] = (info, handle.read() if handle else None)
+        return out
+
+
+async def bulk_write(client: httpx.AsyncClient, root: str, body: bytes, **params: Any) -> Any:
+    return await client.post("/files/bulk", params={"path": root, **params}, content=body,
+                             headers=TAR)  # fmt: skip
+
+
+async def events(client: httpx.AsyncClient) -> list[dict[str, Any]]:
+    return (await client.get("/sync/pull", params={"cursor": 0, "limit": 1000})).json()["events"]
+
+
+async def test_bulk_write_lands_every_file_as_its_own_version(client: httpx.AsyncClient) -> None:
+    files = {f"proj/src/m{i}.py": f"print({i})\n".encode() for i in range(30)}
+    body = archive(("./", None), ("proj", None), ("proj/empty", None), *files.items(),
+                   ("proj/zero.bin", b""))  # fmt: skip
+    reply = await bulk_write(client, "/in", body)
+    assert reply.status_code == 200, reply.text
+    result = reply.json()
+    assert result["failed"] == []
+    assert result["stopped"] is None
+    assert result["files"] == 31
+    written = {w["path"]: w for w in result["written"]}
+    assert written["/in/proj/empty"]["kind"] == "dir"
+    for name, data in files.items():
+        got = await client.get("/files/download", params={"path": f"/in/{name}"})
+        assert got.content == data
+        assert written[f"/in/{name}"]["content_hash"] == hash_bytes(data).content_hash
+    assert (await client.get("/files/meta", params={"path": "/in/proj/zero.bin"})).json()[
+        "size"
+    ] == 0
+    writes = [e for e in await events(client) if e["type"] == "write"]
+    assert sorted(e["path"] for e in writes) == sorted(
+        [f"/in/{n}" for n in files] + ["/in/proj/zero.bin"]
+    )
+    # The same archive again: identical content is no new version and no event.
+    again = (await bulk_write(client, "/in", body)).json()
+    assert not any(w["created_version"] for w in again["written"])
+    assert len([e for e in await events(client) if e["type"] == "write"]) == len(writes)
+
+
+async def test_bulk_write_commits_in_batches(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bulk_domain, "BATCH_FILES", 7)
+    body = archive(*((f"f{i}", bytes([i])) for i in range(40)))
+    result = (await bulk_write(client, "/b", body)).json()
+    assert result["files"] == 40
+    seqs = [e["seq"] for e in await events(client) if e["type"] == "write"]
+    assert seqs == sorted(seqs)
+    assert len(seqs) == 40
+
+
+async def test_bad_members_are_reported_by_name_and_the_rest_land(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.put("/files/content", params={"path": "/t/taken"}, content=b"a file")
+    link = tarfile.TarInfo("link")
+    link.type, link.linkname = tarfile.SYMTYPE, "good1"
+    body = archive(
+        ("good1", b"one"), ("../escape", b"x"), link, ("big.bin", b"x" * (BULK_MAX_FILE + 1)),
+        ("taken/below", b"under a file"), ("bad\x01name", b"x"), ("good2", b"two"),
+    )  # fmt: skip
+    reply = await bulk_write(client, "/t", body)
+    assert reply.status_code == 200, reply.text
+    result = reply.json()
+    assert [w["name"] for w in result["written"]] == ["good1", "good2"]
+    failed = {f["name"]: f["error"] for f in result["failed"]}
+    assert failed == {
+        "../escape": "invalid_path", "link": "bad_request", "big.bin": "payload_too_large",
+        "taken/below": "not_a_directory", "bad\x01name": "invalid_path",
+    }  # fmt: skip
+    assert all(f["message"] for f in result["failed"])
+    assert (await client.get("/files/download", params={"path": "/t/good2"})).content == b"two"
+    assert (await client.get("/files/meta", params={"path": "/t/big.bin"})).status_code == 404
+
+
+async def test_atomic_bulk_write_is_all_or_nothing(client: httpx.AsyncClient) -> None:
+    await client.put("/files/content", params={"path": "/a/taken"}, content=b"a file")
+    before = await events(client)
+    body = archive(("ok1", b"1"), ("dir", None), ("taken/below", b"x"), ("ok2", b"2"))
+    reply = await bulk_write(client, "/a", body, atomic="true")
+    assert reply.status_code == 409, reply.text
+    assert reply.json()["error"] == "not_a_directory"
+    assert reply.json()["detail"]["name"] == "taken/below"
+    assert "taken/below" in reply.json()["error_description"]
+    assert await events(client) == before
+    assert (await client.get("/files/meta", params={"path": "/a/ok1"})).status_code == 404
+    good = await bulk_write(client, "/a", archive(("ok1", b"1"), ("ok2", b"2")), atomic="true")
+    assert good.status_code == 200
+    assert good.json()["files"] == 2
+
+
+async def test_malformed_archives_and_media(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    junk = await bulk_write(client, "/j", b"this is not a tar archive" * 40)
+    assert (junk.status_code, junk.json()["error"]) == (400, "bad_request")
+    cut = archive(("a", b"x" * 2000))[:1024]
+    short = await bulk_write(client, "/j", cut)
+    assert short.status_code == 400
+    assert "ends early" in short.json()["error_description"]
+    wrong = await client.post("/files/bulk", params={"path": "/j"}, content=b"{}",
+                              headers={"Content-Type": "application/json"})  # fmt: skip
+    assert wrong.status_code == 415
+    nopath = await client.post("/files/bulk", content=archive(("a", b"1")), headers=TAR)
+    assert nopath.status_code == 400
+    # Good members, then garbage: the batch committed stays, the one in hand does not land,
+    # and the answer says where it stopped.
+    monkeypatch.setattr(bulk_domain, "BATCH_FILES", 2)
+    mixed = archive(("one", b"1"), ("two", b"2"), ("three", b"3"))[: 3 * 1024] + b"junk" * 128
+    reply = await bulk_write(client, "/j", mixed)
+    assert reply.status_code == 200
+    assert reply.json()["stopped"]["error"] == "bad_request"
+    assert [w["name"] for w in reply.json()["written"]] == ["one", "two"]
+    assert [(f["name"], f["error"]) for f in reply.json()["failed"]] == [("three", "bad_request")]
+    assert (await client.get("/files/meta", params={"path": "/j/three"})).status_code == 404
+
+
+async def test_read_subtree_as_tar(client: httpx.AsyncClient) -> None:
+    files = {"a.txt": b"A", "sub/b.txt": b"B" * 5000, "sub/deeper/c.txt": b""}
+    await bulk_write(client, "/tree", archive(("empty", None), *files.items()))
+    await client.put("/files/content", params={"path": "/outside"}, content=b"no")
+    reply = await client.get("/files/bulk", params={"path": "/tree"})
+    assert reply.status_code == 200
+    assert reply.headers["content-type"].startswith("application/x-tar")
+    got = members_of(reply.content)
+    assert {n: d for n, (_, d) in got.items() if d is not None} == files
+    assert got["empty"][0].isdir()
+    assert got["sub"][0].isdir()
+    assert got["sub"][0].mode & 0o700 == 0o700
+    tagged = members_of(
+        (await client.get("/files/bulk", params={"path": "/tree", "meta": "true"})).content
+    )
+    meta = (await client.get("/files/meta", params={"path": "/tree/a.txt"})).json()
+    assert tagged["a.txt"][0].pax_headers[PAX_VERSION_ID] == meta["version_id"]
+    missing = await client.get("/files/bulk", params={"path": "/nope"})
+    assert missing.status_code == 404
+
+
+async def test_read_list_of_files(client: httpx.AsyncClient) -> None:
+    await bulk_write(client, "/l", archive(("x", b"X"), ("y", b"Y"), ("d", None)))
+    wanted = {"paths": ["/l/x", "/l/missing", "/l/y", "/l/d"]}
+    strict = await client.post("/files/bulk/read", json=wanted)
+    assert (strict.status_code, strict.json()["error"]) == (404, "not_found")
+    assert strict.json()["detail"]["path"] == "/l/missing"
+    reply = await client.post("/files/bulk/read", params={"meta": "true"}, json=wanted)
+    assert reply.status_code == 200
+    got = members_of(reply.content)
+    assert got["l/x"][1] == b"X"
+    assert got["l/y"][1] == b"Y"
+    assert got["l/missing"][0].pax_headers[PAX_ERROR] == "not_found"
+    assert got["l/d"][0].pax_headers[PAX_ERROR] == "is_a_directory"
+    ok = await client.post("/files/bulk/read", json={"paths": ["/l/x", "/l/y"]})
+    assert [i.name for i, _ in members_of(ok.content).values()] == ["l/x", "l/y"]
+
+
+async def test_bulk_write_under_a_limited_scope(harness: Harness) -> None:
+    from meshfs_server.domain.actor import Actor
+
+    token = harness.tokens.add(
+        Actor(tenant_id=harness.tenant_id, user_id="agent", path_prefix="/p")
+    )
+    async with httpx.AsyncClient(
+        transport=harness.client._transport, base_url="http://meshfs.test",
+        headers={"Authorization": f"Bearer {token}"},
+    ) as agent:  # fmt: skip
+        reply = await bulk_write(agent, "/", archive(("p/in", b"1"), ("q/out", b"2")))
+        assert reply.status_code == 200
+        assert [w["path"] for w in reply.json()["written"]] == ["/p/in"]
+        assert [(f["name"], f["error"]) for f in reply.json()["failed"]] == [("q/out", "forbidden")]
+        outside = await agent.get("/files/bulk", params={"path": "/"})
+        assert outside.status_code == 403
+
+
+# --- quota and rate limits (real identity) ------------------------------------------------------
+
+
+@pytest.fixture
+async def limited(tmp_path: Path, backend: dict[str, Any]) -> AsyncIterator[AuthHarness]:
+    settings = Settings(
+        data_dir=tmp_path / "limited", gc_grace_seconds=0, tenant_storage_quota_bytes=1000,
+        rate_limit_per_minute=30, **backend,
+    )  # fmt: skip
+    app = create_app(settings, background=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://meshfs.test") as client:
+            yield AuthHarness(app, transport, client, app.state.services, settings)
+
+
+async def test_quota_is_counted_per_file_mid_batch(limited: AuthHarness) -> None:
+    owner = await limited.login("alice")
+    async with limited.client_for(owner.access_token) as alice:
+        body = archive(*((f"f{i}", bytes([i]) * 300) for i in range(5)))
+        reply = await bulk_write(alice, "/q", body)
+        result = reply.json()
+        assert [w["name"] for w in result["written"]] == ["f0", "f1", "f2"]
+        assert [(f["name"], f["error"]) for f in result["failed"]] == [
+            ("f3", "quota_exceeded"), ("f4", "quota_exceeded"),
+        ]  # fmt: skip
+        usage = (await alice.get("/plans/current")).json()["storage"]
+        assert usage["used"] == 900
+        atomic = await bulk_write(alice, "/q2", archive(("g", b"g" * 50), ("h", b"h" * 80)),
+                                  atomic="true")  # fmt: skip
+        assert (atomic.status_code, atomic.json()["error"]) == (507, "quota_exceeded")
+        assert (await alice.get("/files/meta", params={"path": "/q2/g"})).status_code == 404
+
+
+async def test_bulk_counts_files_against_the_rate_limit(limited: AuthHarness) -> None:
+    owner = await limited.login("alice")
+    async with limited.client_for(owner.access_token) as alice:
+        # 30 requests a minute: the request costs one, every 100 files one more. A token
+        # comes back only every 2 s, longer than a bulk write waits, so it stops.
+        body = archive(*((f"f{i}", b"") for i in range(4000)))
+        reply = await bulk_write(alice, "/r", body)
+        assert reply.status_code == 200, reply.text
+        result = reply.json()
+        assert result["stopped"]["error"] == "rate_limited"
+        assert result["stopped"]["retry_after"] > 0
+        # 1 + 5 x 5 tokens of 30 (a token or two may come back meanwhile); the next batch
+        # of 500 is refused, and the rest of the archive is not read.
+        assert result["files"] in (2500, 3000)
+        assert {f["error"] for f in result["failed"]} == {"rate_limited"}
+        assert len(result["failed"]) == 500
+        assert result["files"] + len(result["failed"]) < 4000
+        # The budget is spent for everything else too.
+        after = await alice.get("/files/list", params={"path": "/"})
+        assert after.status_code == 429
+        read = await alice.get("/files/bulk", params={"path": "/r"})
+        assert read.status_code == 429
