@@ -66,6 +66,7 @@ class EngineBase:
         self._echo_keys: dict[str, tuple[set[str], float]] = {}
         self._held: dict[str, str] = {}  # path -> echo key
         self._walks: list[str] = []
+        self._writing: set[str] = set()  # files open for writing, reported once closed
         self._wake = asyncio.Event()
         self._transfer_slots = asyncio.Semaphore(max(1, options.transfers))
         self._state: StateDB | None = None

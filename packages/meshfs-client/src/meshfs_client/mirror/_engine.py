@@ -6,8 +6,9 @@ Three concurrent loops run in one task group, owned by :meth:`MirrorSync.run`:
   WebSocket push (:class:`~meshfs_client.ChangeFeed`, which falls back to pulling). Every event
   updates the remote tree in the state database together with the cursor, and marks the paths
   it touched. A ``reset`` answer relists the whole remote root (full reconciliation).
-* **local watcher** - :mod:`watchfiles` batches of changed paths (a full scan at start catches
-  what changed while the mirror was off).
+* **local watcher** - changed paths as the kernel reports them (:mod:`._inotify` on Linux,
+  :mod:`watchfiles` elsewhere); a file still open for writing waits until it is closed. A full
+  scan at start catches what changed while the mirror was off.
 * **reconciler** - takes the marked ("dirty") paths, looks at each one's local, remote and synced
   state, asks the planner for the next step and carries it out; transfers run in parallel
   (bounded), other steps in order. After each step the path is looked at again until both sides
@@ -96,8 +97,10 @@ class MirrorSync(Reconciler):
         self.status.scanned = True
 
     async def _watch_local(self) -> None:
-        async for batch in watch_local(self.target, step_ms=self.options.watch_step_ms):
-            if f"/{IGNORE_FILE}" in batch:
+        async for batch in watch_local(
+            self.target, step_ms=self.options.watch_step_ms, writing=self._writing
+        ):
+            if "/" in batch or f"/{IGNORE_FILE}" in batch:
                 await self._rescan()
             self._activity()
             self._mark(batch)

@@ -2,14 +2,17 @@
 
 Only regular files and directories are mirrored; symbolic links, sockets and the like stay
 local (as do names MeshFS cannot hold, such as ones with control characters). A scan at start
-catches what changed while the mirror was not running; the watcher (:mod:`watchfiles`, i.e.
-inotify/FSEvents/ReadDirectoryChangesW through the Rust ``notify`` crate) reports changes live.
+catches what changed while the mirror was not running; the watcher reports changes live
+(:mod:`._inotify` on Linux; elsewhere :mod:`watchfiles`, i.e. FSEvents/ReadDirectoryChangesW
+through the Rust ``notify`` crate).
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
+import sys
 import unicodedata
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -23,6 +26,7 @@ from meshfs_common.errors import InvalidPathError
 from meshfs_common.hashing import ContentHasher
 
 _READ_BLOCK = 1024 * 1024
+log = logging.getLogger("meshfs.sync")
 
 
 class Unsupported:
@@ -138,12 +142,27 @@ class _Filter(watchfiles.DefaultFilter):
         return not is_temp_name(os.path.basename(path))
 
 
-async def watch(target: Path, *, step_ms: int = 10) -> AsyncIterator[set[str]]:
+async def watch(
+    target: Path, *, step_ms: int = 10, writing: set[str] | None = None
+) -> AsyncIterator[set[str]]:
     """Batches of changed mirror paths (ignore rules are applied by the caller).
 
-    ``step_ms`` is how long the watcher waits for more changes before yielding a batch, which
-    is the floor of local-to-remote latency.
+    On Linux the kernel's inotify events are read directly (:mod:`._inotify`): each change is
+    reported as it happens, files still open for writing are held back (and kept in
+    *writing*), and nothing runs while the folder is quiet. Elsewhere, or when inotify cannot
+    be used, :mod:`watchfiles` reports batches; ``step_ms`` is how long it waits for more
+    changes before yielding one, which is the floor of local-to-remote latency there.
+    ``"/"`` in a batch asks for a full rescan.
     """
+    if sys.platform == "linux":
+        from meshfs_client.mirror import _inotify
+
+        try:
+            async for changed in _inotify.watch(target, set() if writing is None else writing):
+                yield changed
+            return
+        except _inotify.InotifyUnavailableError as exc:
+            log.warning("inotify unavailable (%s): watching %s by polling", exc, target)
     async for changes in watchfiles.awatch(
         target,
         watch_filter=_Filter(),

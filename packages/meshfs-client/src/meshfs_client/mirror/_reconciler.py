@@ -29,6 +29,10 @@ IDLE_RESCAN = 1.0
 file watcher can misreport paths while directories are moved around under it, and a change it
 missed would otherwise wait for the next start)."""
 
+_INLINE_STATS = 16
+"""Up to this many paths are looked at on the event loop: a few ``lstat`` calls cost less than
+handing them to a thread and back (which is most of a live edit's local latency)."""
+
 
 class Finished(Exception):
     """``--once``: everything is in sync; stop the loops."""
@@ -121,7 +125,9 @@ class Reconciler(StepRunner, RemoteFollower):
         ]
         for rel in due:
             del self._dirty[rel]
-        return sorted(due)
+        # A file its writer still has open is not read half-written: the watcher reports it
+        # again once the writer closes it (or goes quiet).
+        return sorted(rel for rel in due if rel not in self._writing)
 
     async def _apply_hints(self) -> None:
         """Mirror remote renames as local renames where the local side allows it."""
@@ -148,7 +154,10 @@ class Reconciler(StepRunner, RemoteFollower):
         return node
 
     async def _round(self, due: list[str], transfers: asyncio.TaskGroup) -> None:
-        observed = await asyncio.to_thread(lambda: {rel: self._local(rel) for rel in due})
+        if len(due) <= _INLINE_STATS:
+            observed = {rel: self._local(rel) for rel in due}
+        else:
+            observed = await asyncio.to_thread(lambda: {rel: self._local(rel) for rel in due})
         # Directories that appeared or vanished: look at everything below them too.
         extra: set[str] = set()
         for rel in due:

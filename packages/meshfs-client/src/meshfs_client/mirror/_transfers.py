@@ -67,8 +67,21 @@ class Executor:
         """Fetch *remote* into place atomically, unless the local file moved away from
         *expected* meanwhile (then :class:`LocalChangedError`)."""
         dest = self.os_path(rel)
-        await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
         temp = dest.with_name(f".{_short(dest.name)}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        if remote.size <= _WRITE_BATCH:
+            # A small file is fetched into memory, then checked, written, synced and put in
+            # place in one hand-off to a thread (streaming takes one per step).
+            data = await self.client.read_bytes(
+                node_id=remote.node_id, version_id=remote.version_id
+            )
+            placed, content_hash = await asyncio.to_thread(
+                _write_and_place, rel, data, remote.content_hash, temp, dest, expected
+            )
+            if placed is None:
+                raise LocalChangedError(rel)
+            self._record_download(rel, remote, placed, content_hash)
+            return
+        await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
         hasher = ContentHasher()
         try:
             out = await asyncio.to_thread(open, temp, "xb")
@@ -94,13 +107,18 @@ class Executor:
             await asyncio.to_thread(_unlink, temp)
         if placed is None:
             raise LocalChangedError(rel)
+        self._record_download(rel, remote, placed, digest.content_hash)
+
+    def _record_download(
+        self, rel: str, remote: RemoteNode, placed: LocalNode, content_hash: str
+    ) -> None:
         self.state.set_synced(
             rel,
             SyncedNode(
                 "file",
                 remote.node_id,
                 remote.version_id,
-                digest.content_hash,
+                content_hash,
                 placed.size,
                 placed.mtime_ns,
                 placed.inode,
@@ -308,6 +326,29 @@ def _short(name: str, limit: int = 200) -> str:
 def _flush_and_sync(handle: IO[bytes]) -> None:
     handle.flush()
     os.fsync(handle.fileno())
+
+
+def _write_and_place(
+    rel: str,
+    data: bytes,
+    content_hash: str | None,
+    temp: Path,
+    dest: Path,
+    expected: LocalNode | None,
+) -> tuple[LocalNode | None, str]:
+    """Check *data* against *content_hash*, write it to *temp* durably and move it into place
+    (see :func:`_place`); returns what was placed and the content's hash."""
+    digest = hash_bytes(data).content_hash
+    if content_hash is not None and digest != content_hash:
+        raise HashMismatchError(f"downloaded content of {rel} does not match its hash")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(temp, "xb") as out:
+            out.write(data)
+            _flush_and_sync(out)
+        return _place(temp, dest, expected), digest
+    finally:
+        _unlink(temp)
 
 
 def _same(node: LocalNode | None, expected: LocalNode | None) -> bool:
