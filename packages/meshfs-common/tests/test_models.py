@@ -101,6 +101,11 @@ EXAMPLES: dict[type[models.Model], models.Model] = {
         expires_in=900,
     ),
     models.RenameRequest: models.RenameRequest(path="/a", new_path="/b", overwrite=True),
+    models.LinkRequest: models.LinkRequest(path="/a", new_path="/b"),
+    models.XattrInfo: models.XattrInfo(name="user.origin", size=12),
+    models.XattrList: models.XattrList(
+        path="/a", node_id="n1", xattrs=[models.XattrInfo(name="user.origin", size=12)]
+    ),
     models.DeleteResult: models.DeleteResult(
         entry=models.Entry(**{**msgspec.structs.asdict(ENTRY), "deleted_at": T0}),
         deleted_nodes=3,

@@ -20,6 +20,7 @@ from meshfs_server.domain.history import History
 from meshfs_server.domain.namespace import Namespace
 from meshfs_server.domain.ports import QuotaPolicy
 from meshfs_server.domain.snapshots import Snapshots
+from meshfs_server.domain.xattrs import ExtendedAttributes
 
 
 @dataclass
@@ -35,6 +36,7 @@ class MemoryDomain:
     history: History
     snapshots: Snapshots
     collector: Collector
+    xattrs: ExtendedAttributes
 
     @classmethod
     def create(cls, *, grace: float = 0.0, quota: QuotaPolicy | None = None) -> MemoryDomain:
@@ -47,6 +49,7 @@ class MemoryDomain:
             namespace=Namespace(store, feed), content=content, history=history,
             snapshots=Snapshots(store, feed, history),
             collector=Collector(store, content_store, grace=grace),
+            xattrs=ExtendedAttributes(store, feed),
         )  # fmt: skip
 
     async def close(self) -> None:

@@ -32,6 +32,8 @@ T = TypeVar("T")
 NAMES = st.sampled_from(["a", "b", "c"])
 PATHS = st.lists(NAMES, min_size=1, max_size=3).map(lambda n: "/" + "/".join(n))
 DATA = st.sampled_from([b"", b"one", b"two", b"three"])
+XATTR_NAMES = st.sampled_from(["user.a", "user.b"])
+XATTR_FLAGS = st.sampled_from([None, "create", "replace"])
 
 
 @dataclass
@@ -44,6 +46,7 @@ class MNode:
     live: bool = True
     content: str | None = None  # content hash of the head (files)
     versions: list[tuple[str, str]] = field(default_factory=list)  # (version_id, hash)
+    xattrs: dict[str, bytes] = field(default_factory=dict)  # extended attributes
     sid: str | None = None
 
 
@@ -337,7 +340,50 @@ class NamespaceMachine(RuleBasedStateMachine):
             return
         self.learn_ids(made)
 
+    @rule(path=PATHS, name=XATTR_NAMES, value=DATA, flag=XATTR_FLAGS)
+    def setxattr(self, path: str, name: str, value: bytes, flag: Any) -> None:
+        m = self.model
+
+        def step() -> None:
+            key = m.lookup(path)
+            if key is None:
+                raise ModelError("not_found")
+            node = m.nodes[key]
+            if flag == "create" and name in node.xattrs:
+                raise ModelError("already_exists")
+            if flag == "replace" and name not in node.xattrs:
+                raise ModelError("xattr_not_found")
+            node.xattrs[name] = value
+
+        self.expect(step, self.services.xattrs.set(self.actor, path, name, value, flag=flag))
+
+    @rule(path=PATHS, name=XATTR_NAMES)
+    def removexattr(self, path: str, name: str) -> None:
+        m = self.model
+
+        def step() -> None:
+            key = m.lookup(path)
+            if key is None:
+                raise ModelError("not_found")
+            if m.nodes[key].xattrs.pop(name, None) is None:
+                raise ModelError("xattr_not_found")
+
+        self.expect(step, self.services.xattrs.remove(self.actor, path, name))
+
     # --- invariants -----------------------------------------------------------------------------
+
+    @invariant()
+    def xattrs_match_model(self) -> None:
+        for path in self.model.tree():
+            key = self.model.lookup(path)
+            assert key is not None
+            expected = self.model.nodes[key].xattrs
+            listed = self.run(self.services.xattrs.list_names(self.actor, path))
+            assert {x.name: x.size for x in listed.xattrs} == {
+                n: len(v) for n, v in expected.items()
+            }, path
+            for name, value in expected.items():
+                assert self.run(self.services.xattrs.get(self.actor, path, name)) == value
 
     @invariant()
     def tree_matches_model(self) -> None:
@@ -381,6 +427,8 @@ class NamespaceMachine(RuleBasedStateMachine):
                         tree[event.path] = ("file", event.content_hash)
             elif event.type == "mkdir":
                 tree[event.path] = ("dir", None)
+            elif event.type == "xattr":
+                assert event.path in tree and event.xattr_name is not None
             else:  # write, restore
                 tree[event.path] = ("file", event.content_hash)
         return tree

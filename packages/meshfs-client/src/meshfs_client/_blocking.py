@@ -172,6 +172,11 @@ class MeshFS:
     logout = _blocking(MeshFSClient.logout)
 
     mkdir = _blocking(MeshFSClient.mkdir)
+    xattrs = _blocking(MeshFSClient.xattrs)
+    listxattr = _blocking(MeshFSClient.listxattr)
+    getxattr = _blocking(MeshFSClient.getxattr)
+    setxattr = _blocking(MeshFSClient.setxattr)
+    removexattr = _blocking(MeshFSClient.removexattr)
     list_page = _blocking(MeshFSClient.list_page)
     iterdir = _iterating(MeshFSClient.iterdir)
     listdir = _blocking(MeshFSClient.listdir)

@@ -23,6 +23,7 @@ from meshfs_server.http import (
     snapshots,
     sync,
     transfer,
+    xattrs,
 )
 from meshfs_server.http.authn import Authenticate
 from meshfs_server.http.draining import Draining, Shutdown
@@ -49,6 +50,7 @@ def all_routes() -> list[BaseRoute]:
         *files.routes,
         *history.routes,
         *snapshots.routes,
+        *xattrs.routes,
         *transfer.routes,
         *bulk.routes,
         *sync.routes,

@@ -27,6 +27,7 @@ from meshfs_server.domain.history import History
 from meshfs_server.domain.namespace import Namespace
 from meshfs_server.domain.ports import ContentStore, MetadataStore
 from meshfs_server.domain.snapshots import Snapshots
+from meshfs_server.domain.xattrs import ExtendedAttributes
 from meshfs_server.http.authn import Authenticate, authenticator
 from meshfs_server.http.streams import StreamSlots
 from meshfs_server.settings import Settings
@@ -55,6 +56,7 @@ class Services:
     authenticate: Authenticate
     history: History
     snapshots: Snapshots
+    xattrs: ExtendedAttributes
     identity: Identity | None = None
     """Accounts, sessions and tokens (None in an app built with a custom authenticate)."""
     settings_heartbeat: float = 15.0
@@ -208,6 +210,7 @@ async def open_services(
             authenticate=authenticate,
             history=history,
             snapshots=Snapshots(store, feed, history),
+            xattrs=ExtendedAttributes(store, feed),
             identity=identity,
             direct=direct,
             doorbell=doorbell,

@@ -186,6 +186,20 @@ async def snapshot_restore(c: httpx.AsyncClient, w: World, role: str, where: str
     return await c.post(f"/snapshots/{name}/restore")
 
 
+async def xattr_set(c: httpx.AsyncClient, w: World, role: str, where: str) -> Any:
+    params = {"path": f"{where}/in.txt" if where == "/p/x" else f"{where}/secret.txt",
+              "name": f"user.{role}"}  # fmt: skip
+    return await c.put("/files/xattr", params=params, content=b"v")
+
+
+async def xattr_remove(c: httpx.AsyncClient, w: World, role: str, where: str) -> Any:
+    path = f"{where}/xattr-{role}.txt"
+    await owner_put(w, path, b"x")
+    await owner_call(w, "PUT", "/files/xattr", params={"path": path, "name": "user.k"},
+                     content=b"v")  # fmt: skip
+    return await c.delete("/files/xattr", params={"path": path, "name": "user.k"})
+
+
 async def upload_init(c: httpx.AsyncClient, w: World, role: str, where: str) -> Any:
     return await c.post("/files/upload/init", json=init_body(f"{where}/up-{role}.bin", SECRET))
 
@@ -368,6 +382,34 @@ def probes() -> list[Probe]:
               lambda c, w, r: snapshot_restore(c, w, r, "/p/x"), WRITE_BY_ID_IN),
         Probe("POST", "/snapshots/{ref}/restore",
               lambda c, w, r: snapshot_restore(c, w, r, "/private"), WRITE_BY_ID_OUT),
+        Probe("GET", "/files/xattrs", get("/files/xattrs", path="/p/x/in.txt"), READ_IN),
+        Probe("GET", "/files/xattrs", get("/files/xattrs", path="/private/secret.txt"),
+              READ_OUT),
+        Probe("GET", "/files/xattr",
+              get("/files/xattr", path="/p/x/in.txt", name="meshfs.node_id"), READ_IN),
+        Probe("GET", "/files/xattr",
+              get("/files/xattr", path="/private/secret.txt", name="meshfs.content_hash"),
+              READ_OUT),
+        Probe("PUT", "/files/xattr", lambda c, w, r: xattr_set(c, w, r, "/p/x"), WRITE_IN),
+        Probe("PUT", "/files/xattr", lambda c, w, r: xattr_set(c, w, r, "/private"), WRITE_OUT),
+        Probe("DELETE", "/files/xattr", lambda c, w, r: xattr_remove(c, w, r, "/p/x"),
+              WRITE_IN),
+        Probe("DELETE", "/files/xattr", lambda c, w, r: xattr_remove(c, w, r, "/private"),
+              WRITE_OUT),
+        Probe("POST", "/files/attributes",
+              post("/files/attributes", {"path": "/p/x/in.txt", "mode": 0o640}), WRITE_IN),
+        Probe("POST", "/files/attributes",
+              post("/files/attributes", {"path": "/private/secret.txt", "mode": 0o600}),
+              WRITE_OUT),
+        Probe("POST", "/files/symlink", lambda c, w, r: c.post(
+            "/files/symlink", json={"path": f"/p/x/ln-{r}", "target": "in.txt"}), WRITE_IN),
+        Probe("POST", "/files/symlink", lambda c, w, r: c.post(
+            "/files/symlink", json={"path": f"/private/ln-{r}", "target": "secret.txt"}),
+            WRITE_OUT),
+        Probe("POST", "/files/mknod", lambda c, w, r: c.post(
+            "/files/mknod", json={"path": f"/p/x/fifo-{r}", "kind": "fifo"}), WRITE_IN),
+        Probe("POST", "/files/mknod", lambda c, w, r: c.post(
+            "/files/mknod", json={"path": f"/private/fifo-{r}", "kind": "fifo"}), WRITE_OUT),
         Probe("POST", "/files/upload/init", lambda c, w, r: upload_init(c, w, r, "/p/x"),
               WRITE_IN, init_hides_outside_content),
         Probe("POST", "/files/upload/init", lambda c, w, r: upload_init(c, w, r, "/private"),
