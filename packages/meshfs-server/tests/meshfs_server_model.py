@@ -1,6 +1,7 @@
-"""The Hypothesis namespace model: random mkdir/write/rename/delete/restore sequences against the
-real domain, compared after every step with a model of the tree and its versions written
-independently; replaying the change feed from cursor 0 must rebuild the same tree.
+"""The Hypothesis namespace model: random mkdir/write/partial write/rename/exchange/copy/delete/
+restore sequences against the real domain, compared after every step with a model of the tree
+and its versions written independently; replaying the change feed from cursor 0 must rebuild
+the same tree.
 
 The machine runs on SQLite (backends/test_namespace_model.py), Postgres + S3
 (backends/test_backend_model.py) and the in-memory ports (unit/test_namespace_model_memory.py)."""
@@ -24,7 +25,10 @@ from meshfs_common import paths
 from meshfs_common.errors import MeshFSError
 from meshfs_common.hashing import hash_bytes
 from meshfs_common.ids import new_id
+from meshfs_common.models import UploadInitRequest
 from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.copies import copy_file
+from meshfs_server.domain.exchange import exchange
 from meshfs_server.services import Services, open_services
 from meshfs_server.settings import Settings
 
@@ -340,6 +344,120 @@ class NamespaceMachine(RuleBasedStateMachine):
             return
         self.learn_ids(made)
 
+    @rule(path=PATHS, data=DATA)
+    def partial_write(self, path: str, data: bytes) -> None:
+        """A new version as "the head with chunk 0 replaced and a new size"."""
+        m = self.model
+        digest = hash_bytes(data).content_hash
+
+        def step() -> Any:
+            key = m.lookup(path)
+            if key is None:
+                raise ModelError("not_found")
+            node = m.nodes[key]
+            if node.kind == "dir":
+                raise ModelError("is_a_directory")
+            changed = node.content != digest
+            node.content = digest
+
+            def check(result: Any) -> None:
+                assert result.created_version == changed
+                if changed:
+                    node.versions.append((result.version.version_id, digest))
+                    self.created.append((key, result.version.version_id, digest))
+
+            return check
+
+        snapshot = _copy(m)
+        if self.expect(step, self._partial(path, data)) is None:
+            self.model = snapshot
+
+    async def _partial(self, path: str, data: bytes) -> Any:
+        entry = await self.services.namespace.meta(self.actor, path=path)
+        digest = hash_bytes(data)
+        request = UploadInitRequest(
+            path=path, size=len(data), content_hash=digest.content_hash,
+            base_version=entry.version_id or "none", replace=dict(enumerate(digest.chunks)),
+        )  # fmt: skip
+        answer = await self.services.content.init_upload(self.actor, request)
+        for index in answer.missing:
+            await self.services.content.put_part(self.actor, answer.upload_id, index, _stream(data))
+        return await self.services.content.commit_upload(self.actor, answer.upload_id)
+
+    @rule(src=PATHS, dst=PATHS, overwrite=st.booleans())
+    def copy(self, src: str, dst: str, overwrite: bool) -> None:
+        m = self.model
+        made: list[int] = []
+
+        def step() -> Any:
+            key = m.lookup(src)
+            if key is None:
+                raise ModelError("not_found")
+            node = m.nodes[key]
+            if node.kind == "dir":
+                raise ModelError("is_a_directory")
+            parent = m.lookup(paths.parent(dst))
+            if parent is None:
+                raise ModelError("not_found")
+            if m.nodes[parent].kind != "dir":
+                raise ModelError("not_a_directory")
+            target = m.child(parent, paths.basename(dst))
+            if target is not None and m.nodes[target].kind == "dir":
+                raise ModelError("is_a_directory")
+            if target is not None and target != key and not overwrite:
+                raise ModelError("already_exists")
+            if target is None:
+                target = m.add("file", parent, paths.basename(dst))
+                made.append(target)
+            copy = m.nodes[target]
+            changed = copy.content != node.content
+            copy.content = node.content
+            kept = target
+
+            def check(result: Any) -> None:
+                assert result.created_version == changed
+                if changed:
+                    copy.versions.append((result.version.version_id, copy.content or ""))
+                    self.created.append((kept, result.version.version_id, copy.content or ""))
+
+            return check
+
+        snapshot = _copy(m)
+        result = self.expect(
+            step, copy_file(self.store, self.services.feed, self.actor, src, dst,
+                            overwrite=overwrite),
+        )  # fmt: skip
+        if result is None:
+            self.model = snapshot
+            return
+        self.learn_ids(made)
+
+    @rule(src=PATHS, dst=PATHS)
+    def exchange(self, src: str, dst: str) -> None:
+        m = self.model
+
+        def step() -> None:
+            first = m.lookup(src)
+            if first is None:
+                raise ModelError("not_found")
+            second = m.lookup(dst)
+            if second is None:
+                raise ModelError("not_found")
+            if src == dst:
+                return
+            if paths.is_within(dst, src) or paths.is_within(src, dst):
+                raise ModelError("invalid_move")
+            one, two = m.nodes[first], m.nodes[second]
+            (one.parent, one.name), (two.parent, two.name) = (
+                (two.parent, two.name), (one.parent, one.name)
+            )  # fmt: skip
+
+        self.expect(step, exchange(self.store, self.services.feed, self.actor, src, dst))
+
+    @property
+    def store(self) -> Any:
+        return self.services.namespace.store
+
     @rule(path=PATHS, name=XATTR_NAMES, value=DATA, flag=XATTR_FLAGS)
     def setxattr(self, path: str, name: str, value: bytes, flag: Any) -> None:
         m = self.model
@@ -410,8 +528,16 @@ class NamespaceMachine(RuleBasedStateMachine):
         tree: dict[str, tuple[str, str | None]] = {}
         page = self.run(self.services.feed.pull(self.actor.tenant_id, 0))
         assert [e.seq for e in page.events] == list(range(1, len(page.events) + 1))
+        swapped: set[str] = set()  # the second events of exchanges, already applied
         for event in page.events:
-            if event.type in ("delete", "rename"):
+            if event.exchanged_with is not None:
+                if event.node_id not in swapped:
+                    assert event.old_path is not None
+                    swapped.add(event.exchanged_with)
+                    tree = _swapped(tree, event.old_path, event.path)
+                else:
+                    swapped.discard(event.node_id)
+            elif event.type in ("delete", "rename"):
                 gone = event.old_path if event.type == "rename" else event.path
                 moved = {
                     p: v for p, v in tree.items() if gone is not None and paths.is_within(p, gone)
@@ -428,10 +554,26 @@ class NamespaceMachine(RuleBasedStateMachine):
             elif event.type == "mkdir":
                 tree[event.path] = ("dir", None)
             elif event.type == "xattr":
-                assert event.path in tree and event.xattr_name is not None
+                assert event.path in tree
+                assert event.xattr_name is not None
             else:  # write, restore
                 tree[event.path] = ("file", event.content_hash)
         return tree
+
+
+def _swapped(
+    tree: dict[str, tuple[str, str | None]], one: str, two: str
+) -> dict[str, tuple[str, str | None]]:
+    """*tree* with the subtrees at *one* and *two* trading places."""
+    out: dict[str, tuple[str, str | None]] = {}
+    for p, v in tree.items():
+        if paths.is_within(p, one):
+            out[paths.rebase(p, one, two)] = v
+        elif paths.is_within(p, two):
+            out[paths.rebase(p, two, one)] = v
+        else:
+            out[p] = v
+    return out
 
 
 def _copy(model: Model) -> Model:

@@ -331,14 +331,15 @@ class VersionChunks(Model):
 class FsStats(Model):
     """What ``statfs`` reports for a tenant (``GET /files/statfs``).
 
-    ``total_bytes`` is the tenant's storage quota. ``used_bytes`` (deduplicated stored bytes,
-    as the quota counts them) and ``free_bytes`` (quota minus stored and reserved bytes) are
-    given only to callers who see the whole tenant, else None. ``files`` and ``directories``
+    ``total_bytes`` is the tenant's storage quota (None: the server sets none).
+    ``used_bytes`` (deduplicated stored bytes, as the quota counts them) and ``free_bytes``
+    (quota minus stored and reserved bytes) are given only to callers who see the whole
+    tenant, else None. ``files`` (every node that is not a directory) and ``directories``
     count the live nodes the caller can see (a path-limited token: those within its prefix,
     its root included). ``name_max`` is the longest name in bytes.
     """
 
-    total_bytes: int
+    total_bytes: int | None
     files: int
     directories: int
     used_bytes: int | None = None

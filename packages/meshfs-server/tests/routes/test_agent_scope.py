@@ -95,6 +95,32 @@ def test_scope_view_rules() -> None:
     assert WHOLE_TENANT.view(outside) == outside
 
 
+def test_scope_view_of_an_exchange() -> None:
+    scope = Scope(PREFIX)
+    # Both sides inside: shown as they are.
+    both = event("rename", "/p/x/b", old_path="/p/x/a", node_id="A", exchanged_with="B")
+    assert scope.view(both) == both
+    # One side inside: one creation there that replaces the node the scope knew, however the
+    # two events are ordered; the side moving out is not shown.
+    came = scope.view(
+        event("rename", "/p/x/a", old_path="/secret/s", node_id="S", exchanged_with="A",
+              version_id="V", size=1, content_hash="H")
+    )  # fmt: skip
+    assert isinstance(came, ChangeEvent)
+    assert (came.type, came.path, came.node_id, came.replaced_node_id, came.old_path) == (
+        "write", "/p/x/a", "S", "A", None,
+    )  # fmt: skip
+    assert came.exchanged_with is None
+    left = event("rename", "/secret/s", old_path="/p/x/a", node_id="A", exchanged_with="S")
+    assert scope.view(left) is None
+    folder = scope.view(
+        event("rename", "/p/x/d", old_path="/secret/d", kind="dir", node_id="D",
+              exchanged_with="A")
+    )  # fmt: skip
+    assert isinstance(folder, ChangeEvent)
+    assert (folder.type, folder.replaced_node_id) == ("mkdir", "A")
+
+
 tree_paths = st.lists(st.sampled_from("abc"), min_size=0, max_size=3).map(
     lambda names: paths.join(names)
 )

@@ -437,6 +437,10 @@ class QuotaPolicy(Protocol):
     so concurrent uploads cannot together exceed it (the server's is
     :class:`meshfs_server.policy.quota.Quota`)."""
 
+    async def limit(self, tenant_id: str) -> int:
+        """The tenant's quota in bytes."""
+        ...
+
     async def reserve(self, tx: WriteTx, actor: Actor, upload: UploadRow) -> None:
         """At upload init, before the upload is recorded: raise
         :class:`~meshfs_common.errors.QuotaExceededError` when its declared size cannot fit."""

@@ -14,6 +14,9 @@ sees gaps):
   ``write`` of the file's head, or a ``mkdir`` of the directory (whose content, if any, is not
   replayed: list it);
 * a rename *out of* the prefix is shown as a ``delete`` of the old path;
+* an exchange of a path inside with one outside (two ``rename`` events naming each other in
+  ``exchanged_with``) is shown as one creation at the path inside (the event moving in) whose
+  ``replaced_node_id`` is the node that left; the event moving out is not shown;
 * a delete or rename of an ancestor of the prefix (the prefix itself vanished, or something else
   now stands at its path) is :data:`REPLACED`: the viewer must reconcile (a ``reset``);
 * nothing else is shown: no outside path, node id, version id, size, hash or writer.
@@ -78,17 +81,27 @@ class Scope:
             return event
         if self._above(event.old_path) or self._above(event.path):
             return REPLACED
+        # One side of an exchange: the node the scope knew at the path inside is replaced.
+        replaced = event.exchanged_with
         if inside:  # moved in from outside: a creation
             if event.kind == "dir":
                 return ChangeEvent(
                     seq=event.seq, type="mkdir", node_id=event.node_id, kind="dir",
-                    path=event.path, at=event.at, writer=event.writer,
+                    path=event.path, at=event.at, writer=event.writer, replaced_node_id=replaced,
+                )  # fmt: skip
+            if event.kind != "file":  # a symbolic link or special node
+                return ChangeEvent(
+                    seq=event.seq, type="create", node_id=event.node_id, kind=event.kind,
+                    path=event.path, at=event.at, target=event.target, writer=event.writer,
+                    replaced_node_id=replaced,
                 )  # fmt: skip
             return ChangeEvent(
                 seq=event.seq, type="write", node_id=event.node_id, kind="file",
                 path=event.path, at=event.at, version_id=event.version_id, size=event.size,
-                content_hash=event.content_hash, writer=event.writer,
+                content_hash=event.content_hash, writer=event.writer, replaced_node_id=replaced,
             )  # fmt: skip
+        if came_from_inside and replaced is not None:
+            return None  # the other side's event (moved in) tells of the replacement
         if came_from_inside:  # moved out: gone from this view
             assert event.old_path is not None
             # Moved over a file outside: the node that left is the one now a tombstone, and

@@ -9,14 +9,19 @@ from starlette.routing import Route
 from meshfs_common.errors import BadRequestError
 from meshfs_common.models import (
     CommitResult,
+    CopyRequest,
     DeleteResult,
     Entry,
+    FsStats,
     ListPage,
     MkdirRequest,
     RenameRequest,
     RestoreRequest,
     VersionPage,
 )
+from meshfs_server.domain.copies import copy_file
+from meshfs_server.domain.exchange import exchange
+from meshfs_server.domain.statfs import statfs as fs_stats
 from meshfs_server.http import state
 from meshfs_server.http.codec import (
     IF_MATCH,
@@ -39,14 +44,15 @@ PATH_ERRORS = ("invalid_path", "not_found", "not_a_directory", "forbidden")
 
 @endpoint(Endpoint(
     "Create a directory (and its parents unless parents=false)", request=MkdirRequest,
-    response=Entry, errors=(*PATH_ERRORS, "already_exists", "read_only"), tags=TAGS,
+    response=Entry, errors=(*PATH_ERRORS, "already_exists", "bad_request", "read_only"),
+    tags=TAGS,
     extra_responses={201: "created"},
 ))  # fmt: skip
 async def mkdir(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, MkdirRequest)
     entry, created = await state.services(request).namespace.mkdir(
-        who, body.path, parents=body.parents
+        who, body.path, parents=body.parents, mode=body.mode, uid=body.uid, gid=body.gid
     )
     return respond(entry, status=201 if created else 200)
 
@@ -85,18 +91,58 @@ async def meta(request: Request) -> Response:
 
 
 @endpoint(Endpoint(
-    "Move or rename atomically", request=RenameRequest, response=Entry, params=(IF_MATCH,),
+    "Move or rename atomically; with exchange, swap two existing paths atomically",
+    request=RenameRequest, response=Entry, params=(IF_MATCH,),
     errors=(*PATH_ERRORS, "already_exists", "invalid_move", "is_a_directory",
-            "directory_not_empty", "precondition_failed", "read_only"),
+            "directory_not_empty", "precondition_failed", "read_only", "bad_request"),
     tags=TAGS,
 ))  # fmt: skip
 async def rename(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, RenameRequest)
-    entry = await state.services(request).namespace.rename(
+    found = state.services(request)
+    if body.exchange:
+        if body.overwrite:
+            raise BadRequestError("exchange swaps two existing paths; it takes no overwrite")
+        entry = await exchange(
+            found.namespace.store, found.feed, who, body.path, body.new_path,
+            if_match=if_match(request),
+        )  # fmt: skip
+        return respond(entry)
+    entry = await found.namespace.rename(
         who, body.path, body.new_path, overwrite=body.overwrite, if_match=if_match(request)
     )
     return respond(entry)
+
+
+@endpoint(Endpoint(
+    "Copy a file on the server: the new file shares the source's content (no bytes sent, no "
+    "storage charged twice) and has its own history from then on",
+    request=CopyRequest, response=CommitResult,
+    errors=(*PATH_ERRORS, "already_exists", "is_a_directory", "not_a_file", "read_only"),
+    tags=TAGS, extra_responses={201: "file created"},
+))  # fmt: skip
+async def copy(request: Request) -> Response:
+    who = await actor(request)
+    body = await parse_json(request, CopyRequest)
+    found = state.services(request)
+    result = await copy_file(
+        found.namespace.store, found.feed, who, body.path, body.new_path,
+        overwrite=body.overwrite,
+    )  # fmt: skip
+    created = result.created_version and result.version.replaces is None
+    return respond(result, status=201 if created else 200)
+
+
+@endpoint(Endpoint(
+    "statfs: the tenant's quota, usage and node counts (a token limited to a path prefix: the "
+    "quota and the counts within its prefix, never the tenant's usage)",
+    response=FsStats, errors=("forbidden",), tags=TAGS,
+))  # fmt: skip
+async def statfs(request: Request) -> Response:
+    who = await actor(request)
+    found = state.services(request)
+    return respond(await fs_stats(found.namespace.store, found.content.quota, who))
 
 
 @endpoint(Endpoint(
@@ -155,6 +201,8 @@ routes = [
     Route("/files/list", list_dir, methods=["GET"]),
     Route("/files/meta", meta, methods=["GET"]),
     Route("/files/rename", rename, methods=["POST"]),
+    Route("/files/copy", copy, methods=["POST"]),
+    Route("/files/statfs", statfs, methods=["GET"]),
     Route("/files", delete, methods=["DELETE"]),
     Route("/files/{node_id}/versions", versions, methods=["GET"]),
     Route("/files/{node_id}/versions/{version_id}/restore", restore, methods=["POST"]),
