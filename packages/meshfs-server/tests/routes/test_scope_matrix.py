@@ -410,6 +410,20 @@ def probes() -> list[Probe]:
             "/files/mknod", json={"path": f"/p/x/fifo-{r}", "kind": "fifo"}), WRITE_IN),
         Probe("POST", "/files/mknod", lambda c, w, r: c.post(
             "/files/mknod", json={"path": f"/private/fifo-{r}", "kind": "fifo"}), WRITE_OUT),
+        Probe("POST", "/files/attributes",
+              post("/files/attributes", {"path": "/p/x/in.txt", "mode": 0o640}), WRITE_IN),
+        Probe("POST", "/files/attributes",
+              post("/files/attributes", {"path": "/private/secret.txt", "mode": 0o600}),
+              WRITE_OUT),
+        Probe("POST", "/files/symlink", lambda c, w, r: c.post(
+            "/files/symlink", json={"path": f"/p/x/ln-{r}", "target": "in.txt"}), WRITE_IN),
+        Probe("POST", "/files/symlink", lambda c, w, r: c.post(
+            "/files/symlink", json={"path": f"/private/ln-{r}", "target": "secret.txt"}),
+            WRITE_OUT),
+        Probe("POST", "/files/mknod", lambda c, w, r: c.post(
+            "/files/mknod", json={"path": f"/p/x/fifo-{r}", "kind": "fifo"}), WRITE_IN),
+        Probe("POST", "/files/mknod", lambda c, w, r: c.post(
+            "/files/mknod", json={"path": f"/private/fifo-{r}", "kind": "fifo"}), WRITE_OUT),
         Probe("POST", "/files/upload/init", lambda c, w, r: upload_init(c, w, r, "/p/x"),
               WRITE_IN, init_hides_outside_content),
         Probe("POST", "/files/upload/init", lambda c, w, r: upload_init(c, w, r, "/private"),
