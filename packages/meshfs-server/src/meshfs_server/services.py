@@ -11,14 +11,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from meshfs_common.ids import new_id
 from meshfs_server.adapters.local_content import LocalContentStore
 from meshfs_server.adapters.private_files import prepare_data_dir
+from meshfs_server.adapters.socket_doorbell import SocketDoorbell
 from meshfs_server.adapters.sqlite_db import SqliteDatabase
 from meshfs_server.adapters.sqlite_metadata import SqliteMetadataStore
 from meshfs_server.auth.service import Identity
+from meshfs_server.auth.stream_counts import SharedStreamCounts
 from meshfs_server.domain.collector import Collector
 from meshfs_server.domain.content import ContentService
 from meshfs_server.domain.direct import DirectTransfers, PresigningStore
@@ -63,7 +66,14 @@ class Services:
     streams: StreamSlots = field(default_factory=lambda: StreamSlots(8, 64))
     """Open SSE and WebSocket change streams, per token and per tenant (this process)."""
     direct: DirectTransfers | None = None  # presigned URLs (S3 with direct transfers on)
-    doorbell: PostgresDoorbell | None = None  # LISTEN/NOTIFY between server processes
+    doorbell: PostgresDoorbell | SocketDoorbell | None = None
+    """Rings this process's subscribers for other server processes' commits: LISTEN/NOTIFY on
+    Postgres, a unix datagram socket per process on the embedded database."""
+
+
+def doorbell_dir(settings: Settings) -> Path:
+    """Where the embedded database's worker processes keep their doorbell sockets."""
+    return settings.sqlite_path.parent / "doorbell"
 
 
 async def open_metadata(
@@ -172,7 +182,13 @@ async def open_services(
         store = await open_metadata(settings, stack, db, instance=instance)
         content_store = await open_content(settings, stack)
         bus = LocalBus()
-        feed = ChangeFeed(store, bus)
+        doorbell: PostgresDoorbell | SocketDoorbell | None = None
+        if settings.database_url is None:
+            # Other worker processes on this machine share the file: ring them on commit.
+            doorbell = SocketDoorbell(doorbell_dir(settings), instance, bus.ring)
+            feed = ChangeFeed(store, bus, announce=doorbell.announce)
+        else:
+            feed = ChangeFeed(store, bus)
         identity = None
         if authenticate is None:
             from meshfs_server.auth.storage import open_identity_db
@@ -188,7 +204,6 @@ async def open_services(
         if settings.object_store_direct_transfers and isinstance(content_store, PresigningStore):
             direct = DirectTransfers(content, content_store)
         history = History(store, content)
-        doorbell = None
         if settings.database_url is not None:
             from meshfs_server.adapters.postgres_notify import PostgresDoorbell
 
@@ -214,5 +229,9 @@ async def open_services(
             identity=identity,
             direct=direct,
             doorbell=doorbell,
-            streams=StreamSlots(settings.max_streams_per_token, settings.max_streams_per_tenant),
+            streams=StreamSlots(
+                settings.max_streams_per_token,
+                settings.max_streams_per_tenant,
+                SharedStreamCounts(identity.db, instance) if identity is not None else None,
+            ),
         )

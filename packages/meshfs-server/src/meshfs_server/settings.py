@@ -170,6 +170,8 @@ class Settings:
     rate_limit_per_minute: int = _setting("MESHFS_RATE_LIMIT_PER_MINUTE", _positive_int, 1200)
     max_streams_per_token: int = _setting("MESHFS_MAX_STREAMS_PER_TOKEN", _positive_int, 8)
     max_streams_per_tenant: int = _setting("MESHFS_MAX_STREAMS_PER_TENANT", _positive_int, 64)
+    # Server processes sharing the port (None: one per CPU; 1: a single process).
+    workers: int | None = _setting("MESHFS_WORKERS", _positive_int)
     tenant_storage_quota_bytes: int = _setting(
         "MESHFS_TENANT_STORAGE_QUOTA_BYTES", _positive_int, 10 * 1024**3
     )
@@ -288,6 +290,16 @@ class Settings:
     @property
     def keys_path(self) -> Path:
         return self.resolved_data_dir / "control-plane" / "keys"
+
+    @property
+    def worker_count(self) -> int:
+        """How many server processes ``serve`` starts: MESHFS_WORKERS, else one per CPU."""
+        if self.workers is not None:
+            return self.workers
+        try:
+            return max(1, len(os.sched_getaffinity(0)))
+        except AttributeError:  # not Linux
+            return max(1, os.cpu_count() or 1)
 
     @property
     def metadata_backend(self) -> str:

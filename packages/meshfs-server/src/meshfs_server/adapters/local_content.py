@@ -34,6 +34,22 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _writer_alive(name: str) -> bool:
+    """Whether the process that wrote the temporary file *name* (``in-<pid>-...``) still runs
+    (never this one: a store opening removes its own process's earlier leftovers too)."""
+    _, _, rest = name.partition("-")
+    pid_text, sep, _ = rest.partition("-")
+    if not sep or not pid_text.isdigit() or int(pid_text) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # a process of another user has that pid: not ours, but alive
+    return True
+
+
 def _open_binary(path: Path) -> BinaryIO:
     return path.open("rb")
 
@@ -71,8 +87,9 @@ class LocalContentStore:
         # Only the server's user may read content (0700, tightened if an older run left 0755).
         for directory in (self.root, self.tmp, self.chunks):
             private_dir(directory)
-        for leftover in self.tmp.iterdir():  # partial writes of a previous run
-            leftover.unlink(missing_ok=True)
+        for leftover in self.tmp.iterdir():  # partial writes of a process that is gone
+            if not _writer_alive(leftover.name):
+                leftover.unlink(missing_ok=True)
 
     def _path(self, tenant_id: str, chunk_hash: str) -> Path:
         if not is_id(tenant_id) or len(chunk_hash) != 64 or not chunk_hash.isalnum():
@@ -80,7 +97,9 @@ class LocalContentStore:
         return self.chunks / tenant_id / chunk_hash[:2] / chunk_hash
 
     def _temp_file(self) -> tuple[int, Path]:
-        fd, name = tempfile.mkstemp(dir=self.tmp, prefix="in-")
+        # Named after the writing process: several server processes share the directory, and
+        # one starting must not remove the partial writes of another (see _writer_alive).
+        fd, name = tempfile.mkstemp(dir=self.tmp, prefix=f"in-{os.getpid()}-")
         return fd, Path(name)
 
     def _install(self, source: Path, dest: Path) -> None:

@@ -96,6 +96,11 @@ class PostgresSql:
     def dialect(self) -> Dialect:
         return "postgres"
 
+    def access_revision(self) -> int | None:
+        """Not tracked: server processes on other hosts share nothing but the database, so
+        every request reads the session (a revocation applies on the next request)."""
+        return None
+
     @asynccontextmanager
     async def read(self) -> AsyncIterator[PostgresSession]:
         """A read-only snapshot transaction."""

@@ -12,8 +12,14 @@ power loss - as with ``synchronous=FULL`` - while concurrent writers share fsync
 the write lock during one.
 
 Schema versions: each component (namespace, identity, ...) registers an ordered list of
-migration scripts; ``schema_migrations`` records which have run. One server process per database
-file (several processes need the Postgres backend).
+migration scripts; ``schema_migrations`` records which have run.
+
+Several processes (``meshfs-server serve --workers N``, and the ``admin`` commands) may share
+one file: SQLite's own write lock serialises their write transactions (``BEGIN IMMEDIATE``,
+waited for off the event loop with a busy timeout), so a counter read and bumped inside one
+(the feed's per-tenant sequence) stays gap-free and in commit order across processes; each
+process's group commit batches its own fsyncs (an fsync of the WAL covers every commit written
+before it, whichever process wrote it).
 """
 
 from __future__ import annotations

@@ -46,20 +46,20 @@ async def sign_in(
     identity: Identity, username: str, password: str, user_code: str, address: str | None
 ) -> ApprovalAsk | SignInRefused:
     """Check the password and the code (:class:`RateLimitedError` past the guess budget)."""
-    identity.check_guesses(f"ip:{address}")
-    identity.check_guesses(f"account:{username}")
+    await identity.check_guesses(f"ip:{address}")
+    await identity.check_guesses(f"account:{username}")
     async with identity.db.read() as db:
         stored, user = await accounts.password_hash_of(db, username)
     ok = await anyio.to_thread.run_sync(accounts.verify_password, stored, password)
     if not ok or user is None or user.disabled:
-        identity.count_guess(f"ip:{address}")
-        identity.count_guess(f"account:{username}")
+        await identity.count_guess(f"ip:{address}")
+        await identity.count_guess(f"account:{username}")
         await identity.audit_event(None, "auth.signin", "denied", Who(client_address=address),
                                    detail={"username": username}, target=username)  # fmt: skip
         return SignInRefused(401, "Wrong username or password.")
     code = await identity.pending_device(user_code)
     if code is None or code.status != "pending":
-        identity.count_guess(f"ip:{address}")
+        await identity.count_guess(f"ip:{address}")
         return SignInRefused(
             404,
             "No pending login has this code; check it on the device "

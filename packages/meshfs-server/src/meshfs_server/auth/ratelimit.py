@@ -4,24 +4,25 @@ A bucket of capacity C refilled at C per period allows bursts of C and a sustain
 Answers over the limit are ``429 rate_limited`` with ``Retry-After`` (seconds until one token
 is back).
 
-Where the tenant buckets live:
+Where the buckets live: in the ``rate_buckets`` table of the server's database, one per key,
+shared by every server process (the workers of ``serve --workers N`` on one SQLite file, or
+any number of processes on one Postgres), leased in slices (:class:`LeasedBuckets`). A process
+takes a slice of S tokens in one statement (Postgres: ``INSERT ... ON CONFLICT DO UPDATE ...
+RETURNING``, the refill computed on the database's clock) or one short write transaction
+(SQLite: the machine's clock) and spends it locally, so a request costs a database round trip
+only once per S requests (S = C/20, at least 1). A slice is spendable for at most T = S/R
+seconds (R = C per period; T at least 1 s, at most 10 s); what is left after that is given back
+with the next lease, never spent. Bounds, for N processes serving a tenant: the shared bucket
+never grants more than one bucket would, and tokens in the hands of processes are at most N*S,
+so in any time window the tenant is admitted at most N*S (N/20 of the burst) more than a single
+bucket would admit, and a process that cannot get a slice refuses at once. The other way,
+tokens idle in one process's slice (at most S each) are unavailable to the others until the
+slice is returned or refilled.
 
-- SQLite (one server process): in memory (:class:`RateLimiter`).
-- Postgres (any number of processes): one shared bucket per tenant in the ``rate_buckets``
-  table, leased in slices (:class:`LeasedBuckets`). A process takes a slice of S tokens with
-  one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` (the refill is computed there, on the
-  database's clock) and spends it locally, so a request costs a database round trip only once
-  per S requests (S = C/20, at least 1). A slice is spendable for at most T = S/R seconds (R =
-  C per period; T at least 1 s, at most 10 s); what is left after that is given back with the
-  next lease, never spent. Bounds, for N processes serving a tenant: the shared bucket never
-  grants more than one bucket would, and tokens in the hands of processes are at most N*S, so
-  in any time window the tenant is admitted at most N*S (N/20 of the burst) more than a single
-  bucket would admit, and a process that cannot get a slice refuses at once. The other way,
-  tokens idle in one process's slice (at most S each) are unavailable to the others until
-  the slice is returned or refilled.
-
-Client-address budgets stay per process (several processes multiply them by N; they guard
-guessing, and 19^8 user codes at 10 guesses per 15 minutes per process stays hopeless).
+The client-address budgets are shared the same way (their slices are small: 6 sign-in
+requests, and 1 failed guess, so N processes together admit what one would).
+:class:`RateLimiter` keeps buckets in one process's memory (tests, and servers built without
+a database).
 
 - Tenant budget: the plan's requests per minute (see :mod:`.plans`), counted on every
   authenticated HTTP request.
@@ -98,9 +99,15 @@ class RateLimiter:
             retry_after=wait,
         )
 
-    async def spend(self, key: str, *, capacity: float, what: str = "requests") -> None:
+    async def spend(
+        self, key: str, *, capacity: float | None = None, what: str = "requests"
+    ) -> None:
         """:meth:`take`, as a :class:`TenantBudget`."""
         self.take(key, capacity=capacity, what=what)
+
+    async def check_empty(self, key: str, *, what: str = "attempts") -> None:
+        """:meth:`check`, as a :class:`Budget`."""
+        self.check(key, what=what)
 
     def check(self, key: str, *, capacity: float | None = None, what: str = "attempts") -> None:
         """Raise like :meth:`take` when the bucket is empty, without spending."""
@@ -113,11 +120,21 @@ class RateLimiter:
 
 
 class TenantBudget(Protocol):
-    """Per-tenant request budgets."""
+    """Request budgets by key (a tenant, an address)."""
 
-    async def spend(self, key: str, *, capacity: float, what: str = "requests") -> None:
-        """Spend one token of *key*'s bucket (of *capacity* per period) or raise
-        :class:`RateLimitedError` with the wait in seconds."""
+    async def spend(
+        self, key: str, *, capacity: float | None = None, what: str = "requests"
+    ) -> None:
+        """Spend one token of *key*'s bucket (of *capacity* per period, or the budget's own)
+        or raise :class:`RateLimitedError` with the wait in seconds."""
+        ...
+
+
+class Budget(TenantBudget, Protocol):
+    """A budget that can also be checked without spending (failed sign-in attempts)."""
+
+    async def check_empty(self, key: str, *, what: str = "attempts") -> None:
+        """Raise :class:`RateLimitedError` while *key*'s bucket is empty, spending nothing."""
         ...
 
 
@@ -153,15 +170,25 @@ class _Lease:
 
 
 class LeasedBuckets:
-    """Tenant buckets shared by every server process through the ``rate_buckets`` table
-    (Postgres), spent locally in leased slices; the bounds are in the module docstring."""
+    """Buckets shared by every server process through the ``rate_buckets`` table, spent
+    locally in leased slices; the bounds are in the module docstring."""
 
     def __init__(
-        self, db: AuthStore, period: float = 60.0, clock: Callable[[], float] = time.monotonic
+        self,
+        db: AuthStore,
+        period: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        capacity: float = 1.0,
+        prefix: str = "",
     ) -> None:
         self.db = db
+        self.prefix = prefix
+        """Prepended to keys in the table (budgets of different kinds share it)."""
         self.period = period
         self.clock = clock
+        self.capacity = capacity
+        """The capacity of a bucket whose spender names none."""
         self._leases: dict[str, _Lease] = {}
 
     @staticmethod
@@ -174,8 +201,11 @@ class LeasedBuckets:
         refill = self.slice_of(capacity) * self.period / capacity
         return min(MAX_LEASE_SECONDS, max(MIN_LEASE_SECONDS, refill))
 
-    async def spend(self, key: str, *, capacity: float, what: str = "requests") -> None:
+    async def spend(
+        self, key: str, *, capacity: float | None = None, what: str = "requests"
+    ) -> None:
         """Spend one token, leasing a new slice from the shared bucket when needed."""
+        capacity = self.capacity if capacity is None else capacity
         lease = self._leases.get(key)
         if lease is None:
             if len(self._leases) >= MAX_BUCKETS:
@@ -190,14 +220,7 @@ class LeasedBuckets:
             returned = lease.tokens  # unspent and expired (spendable ones were used above)
             wanted = self.slice_of(capacity)
             rate = capacity / self.period
-            async with self.db.autocommit() as conn:
-                row = await conn.fetchone(
-                    _LEASE_SQL,
-                    (key, capacity, wanted, capacity, wanted, capacity,
-                     wanted, returned, rate, returned, rate, wanted, returned, rate),
-                )  # fmt: skip
-            assert row is not None
-            granted, left = float(row[0]), float(row[1])
+            granted, left = await self._lease(key, capacity, wanted, returned, rate)
             lease.tokens = granted
             lease.expires = now + self.lease_seconds(capacity)
             if granted >= 1.0:
@@ -206,6 +229,64 @@ class LeasedBuckets:
             wait = (1.0 - left) / rate
             lease.empty_until = now + wait
             raise _limited(what, wait)
+
+    async def _lease(
+        self, key: str, capacity: float, wanted: float, returned: float, rate: float
+    ) -> tuple[float, float]:
+        """Take up to *wanted* whole tokens from the shared bucket, giving back *returned*:
+        (granted, tokens left in it)."""
+        key = self.prefix + key
+        if self.db.dialect == "postgres":
+            async with self.db.autocommit() as conn:
+                row = await conn.fetchone(
+                    _LEASE_SQL,
+                    (key, capacity, wanted, capacity, wanted, capacity,
+                     wanted, returned, rate, returned, rate, wanted, returned, rate),
+                )  # fmt: skip
+            assert row is not None
+            return float(row[0]), float(row[1])
+        # SQLite: one short write transaction; every process reads the same machine clock.
+        now = time.time()
+        async with self.db.write(durable=False) as conn:
+            row = await conn.fetchone(
+                "SELECT tokens, updated_at FROM rate_buckets WHERE bucket_key = ?", (key,)
+            )
+            tokens = capacity
+            if row is not None:
+                refill = max(0.0, now - float(row[1])) * rate
+                tokens = min(capacity, float(row[0]) + returned + refill)
+            granted = float(min(wanted, math.floor(tokens)))
+            await conn.execute(
+                "INSERT INTO rate_buckets (bucket_key, tokens, updated_at, granted)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (bucket_key) DO UPDATE SET"
+                " tokens = excluded.tokens, updated_at = excluded.updated_at,"
+                " granted = excluded.granted",
+                (key, tokens - granted, now, granted),
+            )
+        return granted, tokens - granted
+
+    async def check_empty(self, key: str, *, what: str = "attempts") -> None:
+        """Raise :class:`RateLimitedError` while *key*'s shared bucket (and this process's
+        slice of it) is empty, spending nothing."""
+        lease = self._leases.get(key)
+        now = self.clock()
+        if lease is not None:
+            if lease.tokens >= 1.0 and lease.expires > now:
+                return
+            if lease.empty_until > now:
+                raise _guessed(what, lease.empty_until - now)
+        async with self.db.read() as conn:
+            row = await conn.fetchone(
+                "SELECT tokens, updated_at FROM rate_buckets WHERE bucket_key = ?",
+                (self.prefix + key,),
+            )
+        if row is None:
+            return
+        rate = self.capacity / self.period
+        # The database's clock on Postgres, the machine's on SQLite: both are epoch seconds.
+        tokens = float(row[0]) + max(0.0, time.time() - float(row[1])) * rate
+        if tokens < 1.0:
+            raise _guessed(what, (1.0 - tokens) / rate)
 
     def _spend_local(self, lease: _Lease, what: str) -> bool:
         now = self.clock()
@@ -225,6 +306,10 @@ class LeasedBuckets:
             self._leases.clear()
 
 
+def _guessed(what: str, wait: float) -> RateLimitedError:
+    return RateLimitedError(f"too many failed {what}; retry later", retry_after=wait)
+
+
 def _limited(what: str, wait: float) -> RateLimitedError:
     return RateLimitedError(
         f"too many {what}; retry in {wait:.0f}s" if wait >= 1 else f"too many {what}",
@@ -234,20 +319,23 @@ def _limited(what: str, wait: float) -> RateLimitedError:
 
 @dataclass
 class Limits:
-    """The limiters of one server process."""
+    """The limiters of a server process."""
 
     tenants: TenantBudget
-    auth_addresses: RateLimiter
-    guesses: RateLimiter
+    auth_addresses: TenantBudget
+    guesses: Budget
 
     @classmethod
     def default(cls, per_minute: int, db: AuthStore | None = None) -> Limits:
-        """In-memory buckets; with a Postgres *db*, tenant buckets shared through it."""
-        shared = db is not None and db.dialect == "postgres"
+        """Buckets shared through *db* by every process using it; in memory without one."""
+        if db is None:
+            return cls(
+                tenants=RateLimiter(per_minute, 60.0),
+                auth_addresses=RateLimiter(AUTH_PER_MINUTE, 60.0),
+                guesses=RateLimiter(GUESSES_PER_WINDOW, GUESS_WINDOW),
+            )
         return cls(
-            tenants=LeasedBuckets(db)
-            if shared and db is not None
-            else RateLimiter(per_minute, 60.0),
-            auth_addresses=RateLimiter(AUTH_PER_MINUTE, 60.0),
-            guesses=RateLimiter(GUESSES_PER_WINDOW, GUESS_WINDOW),
+            tenants=LeasedBuckets(db, capacity=per_minute),
+            auth_addresses=LeasedBuckets(db, capacity=AUTH_PER_MINUTE),
+            guesses=LeasedBuckets(db, GUESS_WINDOW, capacity=GUESSES_PER_WINDOW, prefix="guess:"),
         )

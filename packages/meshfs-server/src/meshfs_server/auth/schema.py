@@ -2,9 +2,10 @@
 
 A table's DDL names two column types by placeholder: ``{real}`` (SQLite ``REAL``, Postgres
 ``DOUBLE PRECISION``: epoch seconds) and ``{serial}`` (an ever-increasing integer key). Flags
-stay ``INTEGER`` 0/1 on both, so identity's one body of SQL runs on both unchanged. Two tables
-exist only on Postgres, where several server processes share them; on SQLite (one process) the
-same state lives in a file and in memory.
+stay ``INTEGER`` 0/1 on both, so identity's one body of SQL runs on both unchanged. The signing
+keys exist only on Postgres (on SQLite they live in a file of the data directory); the rate
+buckets came to SQLite with the second migration, when several worker processes began to share
+one database file, together with the open-stream counts (:data:`SHARED_LIMITS`).
 """
 
 from __future__ import annotations
@@ -187,7 +188,10 @@ TABLES: tuple[Table, ...] = (
         """One token bucket per key (``tenant:<id>``) shared by every server process: ``tokens``
         as of ``updated_at`` (database clock, epoch seconds). Processes lease slices of it (see
         ``ratelimit.LeasedBuckets``); ``granted`` is the size of the last lease, returned by the
-        same statement. On SQLite the buckets live in the memory of the one process.""",
+        same statement. Keys: ``tenant:<id>`` (requests), ``ip:<address>`` (sign-in requests),
+        ``guess:ip:<address>`` and ``guess:account:<name>`` (failed sign-in attempts). On
+        SQLite (second migration) the clock is the machine's, which every process sharing the
+        file reads.""",
         """
     CREATE TABLE rate_buckets (
         bucket_key TEXT PRIMARY KEY,
@@ -200,6 +204,43 @@ TABLES: tuple[Table, ...] = (
 )
 
 
+STREAM_HOLDERS = Table(
+    "stream_holders",
+    """A server process that holds open change streams (SSE, WebSocket): ``holder`` is its
+    instance id, ``seen_at`` (epoch seconds) when it last said it is alive. Counts of a holder
+    not seen for ``streams.HOLDER_STALE`` seconds are ignored (its process is gone).""",
+    """
+    CREATE TABLE stream_holders (
+        holder TEXT PRIMARY KEY,
+        seen_at {real} NOT NULL
+    )""",
+)
+STREAM_COUNTS = Table(
+    "stream_counts",
+    """How many streams each holder has open per key (``token:<session>``, ``tenant:<id>``):
+    the sum over live holders is what the open-stream limits compare with. A holder adds one in
+    the transaction that admits a stream (so two processes never both admit the last slot) and
+    writes its own counts back when streams end.""",
+    """
+    CREATE TABLE stream_counts (
+        holder TEXT NOT NULL,
+        count_key TEXT NOT NULL,
+        streams INTEGER NOT NULL,
+        PRIMARY KEY (holder, count_key)
+    );
+    CREATE INDEX stream_counts_by_key ON stream_counts (count_key)""",
+)
+#: The tables of the second migration: what worker processes sharing one database share.
+SHARED_LIMITS = (STREAM_HOLDERS, STREAM_COUNTS)
+
+
+def _shared_limits_migration(dialect: Dialect) -> str:
+    tables = [*SHARED_LIMITS, *(t for t in TABLES if t.name == "rate_buckets")]
+    if dialect == "postgres":  # the rate buckets came with the first migration there
+        tables = list(SHARED_LIMITS)
+    return ";\n".join(t.ddl.format(**_TYPES[dialect]).strip() for t in tables)
+
+
 def _first_migration(dialect: Dialect) -> str:
     """The tables as the first (and so far only) migration created them. The text is kept
     exactly as it always was: a database records which migrations it ran, not their text,
@@ -210,7 +251,7 @@ def _first_migration(dialect: Dialect) -> str:
 
 def identity_migrations(dialect: Dialect) -> list[str]:
     """The migration scripts of *dialect* (``;``-separated statements), oldest first."""
-    return [_first_migration(dialect)]
+    return [_first_migration(dialect), _shared_limits_migration(dialect)]
 
 
 #: The scripts per dialect, as ``meshfs-server migrate`` applies them.

@@ -1,9 +1,11 @@
 """The identity service: who a request speaks for, device logins, sessions and tokens.
 
 Every authenticated request resolves its bearer token to a :class:`Principal` with one
-indexed read: the session row, its user and the user's membership in the session's tenant.
-A revoked session, a disabled user or a removed membership therefore stops working on the very
-next request (there is no cache to wait out); a role change applies at once too.
+indexed read: the session row, its user and the user's membership in the session's tenant -
+or, on the embedded database, from a :class:`~meshfs_server.auth.principal_cache.PrincipalCache`
+that any committed change to them invalidates in every process. A revoked session, a disabled
+user or a removed membership therefore stops working on the very next request; a role change
+applies at once too.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from meshfs_server.auth import accounts, device, session_rows
 from meshfs_server.auth.accounts import Role
 from meshfs_server.auth.keys import FileKeys, FixedKeys, KeySource, TableKeys, from_secret
 from meshfs_server.auth.principal import Principal, SessionKind
+from meshfs_server.auth.principal_cache import PrincipalCache
 from meshfs_server.auth.ratelimit import Limits
 from meshfs_server.auth.schema import identity_migrations
 from meshfs_server.auth.store import AuthStore, SqlSession
@@ -113,6 +116,8 @@ class Identity:
         """Tenant plans, cached briefly (rate limits and quota read them)."""
         self.quota = Quota(self.plans, settings)
         """The storage quota, the content flow's :class:`QuotaPolicy`."""
+        self.principals = PrincipalCache(db.access_revision)
+        """Tokens resolved lately (only where the store tracks an access revision)."""
 
     @classmethod
     async def open(cls, db: AuthStore, settings: Settings) -> Identity:
@@ -146,29 +151,38 @@ class Identity:
             await audit.record(db, tenant_id, action, outcome=outcome, who=who, detail=detail,
                                target=target)  # fmt: skip
 
-    def check_guesses(self, key: str) -> None:
+    async def check_guesses(self, key: str) -> None:
         """Refuse while *key* (an address or account) has used up its failed attempts."""
-        self.limits.guesses.check(key, what="attempts")
+        await self.limits.guesses.check_empty(key, what="attempts")
 
-    def count_guess(self, key: str) -> None:
+    async def count_guess(self, key: str) -> None:
         """Spend one failed attempt of *key* (never raises)."""
         with contextlib.suppress(RateLimitedError):
-            self.limits.guesses.take(key)
+            await self.limits.guesses.spend(key, what="attempts")
 
     # --- authentication -------------------------------------------------------------------------
 
     async def resolve(self, token: str) -> Principal:
         """Check an access token or agent token and the session behind it."""
+        known, revision = self.principals.lookup(token)
+        if known is not None:
+            return known
         if token.startswith(AGENT_PREFIX):
             async with self.db.read() as conn:
                 agent_session = await session_rows.agent_session_id(conn, secret_hash(token))
             if agent_session is None:
                 raise AuthError("unknown agent token")
-            return await self._session_principal(agent_session, None)
-        claims = await self.signer.verify(token)
-        return await self._session_principal(claims.session_id, claims)
+            found, until = await self._session_principal(agent_session, None)
+        else:
+            claims = await self.signer.verify(token)
+            found, until = await self._session_principal(claims.session_id, claims)
+        self.principals.remember(token, found, revision, until)
+        return found
 
-    async def _session_principal(self, session_id: str, claims: AccessClaims | None) -> Principal:
+    async def _session_principal(
+        self, session_id: str, claims: AccessClaims | None
+    ) -> tuple[Principal, float | None]:
+        """The principal of a session, and until when (epoch seconds) it may be trusted."""
         async with self.db.read() as conn:
             session = await session_rows.access_of(conn, session_id)
         if session is None:
@@ -197,7 +211,12 @@ class Identity:
             device_name=None if is_agent else name, agent_name=name if is_agent else None,
             can_write=session.can_write and role != "reader", path_prefix=session.path_prefix,
         )  # fmt: skip
-        return Principal(actor=actor, role=cast(Role, role), kind=session.kind, scope=session.scope)
+        ends = [float(t) for t in (session.expires_at, claims and claims.expires_at)
+                if isinstance(t, (int, float))]  # fmt: skip
+        principal = Principal(
+            actor=actor, role=cast(Role, role), kind=session.kind, scope=session.scope
+        )
+        return principal, min(ends) if ends else None
 
     async def audit_auth_failure(
         self, exc: AuthError, address: str | None, *, target: str, request: str,
@@ -477,7 +496,7 @@ class Identity:
             raise ForbiddenError("agent tokens cannot approve logins")
         keys = (f"ip:{address}", f"user:{principal.actor.user_id}")
         for key in keys:
-            self.check_guesses(key)
+            await self.check_guesses(key)
         try:
             code = await self.device_decide(
                 user_code, approve=approve, user_id=principal.actor.user_id,
@@ -486,6 +505,6 @@ class Identity:
             )  # fmt: skip
         except NotFoundError:
             for key in keys:
-                self.count_guess(key)
+                await self.count_guess(key)
             raise
         return code.status

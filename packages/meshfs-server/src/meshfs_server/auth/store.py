@@ -72,6 +72,12 @@ class AuthStore(Protocol):
         """A read-only transaction: one consistent snapshot."""
         ...
 
+    def access_revision(self) -> int | None:
+        """A value that changes (in every process) as soon as a committed transaction changed
+        sessions, users, memberships or tenants; None where that is not tracked. Lets a
+        server remember resolved tokens without missing a revocation."""
+        ...
+
     def write(self, *, durable: bool = True) -> AbstractAsyncContextManager[SqlSession]:
         """A write transaction; commits on normal exit, rolls back on an exception."""
         ...

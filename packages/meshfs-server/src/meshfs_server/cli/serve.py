@@ -53,6 +53,12 @@ _SERVE_OPTIONS = [
         type=click.Choice(["debug", "info", "warning", "error"]),
         help="[MESHFS_LOG_LEVEL; info]",
     ),
+    click.option(
+        "--workers",
+        type=click.IntRange(min=1),
+        help="server processes sharing the port; 1 serves from this process alone"
+        " [MESHFS_WORKERS; one per CPU]",
+    ),
 ]
 
 
@@ -76,12 +82,15 @@ def main(ctx: click.Context, /, **flags: Any) -> None:
 
 @main.command()
 @serve_options
-def serve(**flags: Any) -> None:
+@click.option("--worker-fd", type=int, hidden=True)  # set by the parent for its workers
+def serve(worker_fd: int | None = None, **flags: Any) -> None:
     """Serve the HTTP API (embedded default: SQLite + a local content directory).
 
     Every setting can also come from its MESHFS_* environment variable; see the README.
-    Logs go to stderr, one access-log line per request at info. Ctrl-C (or SIGTERM) stops
-    within a second: open WebSockets are closed with 1001 "going away".
+    Logs go to stderr, one access-log line per request at info. With --workers N (default:
+    one per CPU) N processes answer on the one port; a worker that dies is replaced while the
+    others keep serving. Ctrl-C (or SIGTERM) stops every worker within a second: open
+    WebSockets are closed with 1001 "going away".
     """
     settings = load_settings(**flags)
     logging.basicConfig(
@@ -91,12 +100,15 @@ def serve(**flags: Any) -> None:
     )
     from hypercorn.utils import LifespanFailureError
 
+    if worker_fd is None and settings.worker_count > 1:
+        _serve_workers(settings, flags)
     try:
-        _run(_serve(settings))
+        _run(_serve(settings, worker_fd))
     except OSError as exc:
         raise QuietError(f"cannot serve on {settings.bind}: {exc.strerror}") from None
     except LifespanFailureError as exc:
-        _cannot_start(exc)
+        # The lifespan's own exception is the context of the failure hypercorn reports.
+        _cannot_start(exc.__context__ or exc)
     # Stopped cleanly: the lifespan closed everything the server owns (databases, content
     # store, background tasks). The interpreter's own teardown of the hundreds of modules a
     # server imports would add about half a second to every stop; skip it.
@@ -106,14 +118,52 @@ def serve(**flags: Any) -> None:
     os._exit(0)
 
 
-def _cannot_start(failure: BaseException) -> NoReturn:
+def _serve_workers(settings: Settings, flags: dict[str, Any]) -> NoReturn:
+    """Bind the port, prepare the storage once, and run ``settings.worker_count`` workers on
+    it until Ctrl-C or SIGTERM (see :mod:`meshfs_server.cli.workers`)."""
+    from meshfs_server.cli.workers import Supervisor, listening_socket, worker_arguments
+
+    try:
+        sock = listening_socket(settings.bind)
+    except OSError as exc:
+        raise QuietError(f"cannot serve on {settings.bind}: {exc.strerror}") from None
+    try:
+        # Migrations and the signing key, made once here rather than raced by the workers.
+        _run(_prepare(settings))
+    except Exception as exc:  # every failure is reported by _cannot_start
+        _cannot_start(exc)
+    count = settings.worker_count
+    click.echo(
+        f"MeshFS server on {settings.base_url} (data in {settings.resolved_data_dir},"
+        f" {count} workers)",
+        err=True,
+    )
+    if settings.dev_auto_approve:
+        _warn_dev_auto_approve(settings)
+    supervisor = Supervisor(sock, count, worker_arguments(flags))
+    asyncio.run(supervisor.run())
+    sock.close()
+    if supervisor.failed is not None:
+        raise QuietError(supervisor.failed)
+    click.echo("MeshFS server stopped (every worker)", err=True)
+    logging.shutdown()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+async def _prepare(settings: Settings) -> None:
+    from meshfs_server.services import open_services
+
+    async with open_services(settings):
+        pass
+
+
+def _cannot_start(cause: BaseException) -> NoReturn:
     """The server could not open its storage, keys or backends: one line and exit 1. The
     cause's traceback is printed too only when it is not a failure the line explains (a bug)."""
     from meshfs_common.errors import MeshFSError
     from meshfs_server.auth.keys import KeyFileError
 
-    # The lifespan's own exception is the context of the failure hypercorn reports.
-    cause = failure.__context__ or failure
     if isinstance(cause, MeshFSError):
         why = cause.message
     elif isinstance(cause, (KeyFileError, SettingsError)):
@@ -145,7 +195,8 @@ def _quiet_cancelled_connections(loop: asyncio.AbstractEventLoop, context: dict[
     loop.default_exception_handler(context)
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, worker_fd: int | None = None) -> None:
+    """Serve on the bound address, or, in a worker, on the parent's socket *worker_fd*."""
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 
@@ -153,7 +204,7 @@ async def _serve(settings: Settings) -> None:
     from meshfs_server.http.draining import Shutdown
 
     config = Config()
-    config.bind = [settings.bind]
+    config.bind = [settings.bind] if worker_fd is None else [f"fd://{worker_fd}"]
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     config.keep_alive_timeout = 75
@@ -183,11 +234,17 @@ async def _serve(settings: Settings) -> None:
     loop.set_exception_handler(_quiet_cancelled_connections)
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, begin_shutdown)
-    click.echo(
-        f"MeshFS server on {settings.base_url} (data in {settings.resolved_data_dir})", err=True
-    )
-    if settings.dev_auto_approve:
-        _warn_dev_auto_approve(settings)
+    if worker_fd is None:
+        click.echo(
+            f"MeshFS server on {settings.base_url} (data in {settings.resolved_data_dir})",
+            err=True,
+        )
+        if settings.dev_auto_approve:
+            _warn_dev_auto_approve(settings)
+    else:
+        from meshfs_server.cli.workers import die_with_parent
+
+        die_with_parent()
     await hypercorn_serve(app, config, shutdown_trigger=shutdown.wait)  # type: ignore[arg-type]
     if began:
         click.echo(f"MeshFS server stopped in {time.monotonic() - began[0]:.2f} s", err=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 
 from meshfs_common.errors import BadRequestError
@@ -99,12 +99,19 @@ class CaughtUp:
 class ChangeFeed:
     """Reading and following one tenant's change sequence."""
 
-    def __init__(self, store: MetadataStore, bus: LocalBus) -> None:
+    def __init__(
+        self, store: MetadataStore, bus: LocalBus, *, announce: Callable[[str], None] | None = None
+    ) -> None:
         self.store = store
         self.bus = bus
+        self.announce = announce
+        """Rings the other server processes' subscribers of a tenant (None: nobody to tell,
+        or the store tells them itself, as Postgres's NOTIFY does)."""
 
     async def publish(self, tenant_id: str, events: list[ChangeEvent]) -> None:
         """Called after a commit with the events it appended."""
+        if self.announce is not None:
+            self.announce(tenant_id)
         await self.bus.publish(tenant_id, events)
 
     async def pull(

@@ -121,7 +121,7 @@ async def admit(identity: Identity, conn: HTTPConnection) -> None:
     limits = identity.limits
     path = conn.url.path
     if path.startswith(_IP_LIMITED):
-        limits.auth_addresses.take(
+        await limits.auth_addresses.spend(
             f"ip:{client_address(conn)}", what="sign-in requests from this address"
         )
     try:

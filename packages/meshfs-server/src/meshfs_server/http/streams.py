@@ -4,9 +4,10 @@ A mirror or a mount holds one or two; a token that opens more than
 ``MESHFS_MAX_STREAMS_PER_TOKEN`` (or a tenant more than ``MESHFS_MAX_STREAMS_PER_TENANT``) is
 refused with ``429 rate_limited`` before the stream starts: an SSE request gets the error
 envelope, a WebSocket handshake the same HTTP answer (or, on a server without the WebSocket
-denial extension, an accept and at once close code :data:`CLOSE_OVER_LIMIT`). Counts are kept
-per server process: with several processes each admits up to the limits (limits shared by
-every process would live in the database, as the tenant rate buckets do on Postgres).
+denial extension, an accept and at once close code :data:`CLOSE_OVER_LIMIT`). The limits hold
+across every server process sharing the database: each keeps its counts in memory and, on a
+server with a database, admits a stream only through
+:class:`~meshfs_server.auth.stream_counts.SharedStreamCounts`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from meshfs_common.errors import MeshFSError, RateLimitedError
+from meshfs_server.auth.stream_counts import SharedStreamCounts
 from meshfs_server.domain.actor import Actor
 from meshfs_server.http.errors import render
 
@@ -60,16 +62,48 @@ class StreamSlot:
 
 
 class StreamSlots:
-    """Open-stream counts of one server process, per token and per tenant."""
+    """Open-stream counts per token and per tenant: this process's, and with *shared* every
+    process's."""
 
-    def __init__(self, per_token: int, per_tenant: int) -> None:
+    def __init__(
+        self, per_token: int, per_tenant: int, shared: SharedStreamCounts | None = None
+    ) -> None:
         self.per_token = per_token
         self.per_tenant = per_tenant
+        self.shared = shared
         self._tokens: Counter[str] = Counter()
         self._tenants: Counter[str] = Counter()
 
+    async def admit(self, actor: Actor) -> StreamSlot:
+        """Admit one more stream for *actor*, counting every process's streams when shared,
+        or raise :class:`RateLimitedError` (429)."""
+        slot = self.open(actor)
+        if self.shared is None:
+            return slot
+        token, tenant = token_key(actor), actor.tenant_id
+        own = {f"token:{token}": self._tokens[token], f"tenant:{tenant}": self._tenants[tenant]}
+        limits = {f"token:{token}": self.per_token, f"tenant:{tenant}": self.per_tenant}
+        try:
+            over = await self.shared.admit(own, limits)
+        except BaseException:
+            slot.release()
+            raise
+        if over is not None:
+            slot.release()
+            if over.startswith("token:"):
+                raise _over("this token", self.per_token)
+            raise _over("this tenant", self.per_tenant)
+        return slot
+
+    def counts(self) -> dict[str, int]:
+        """Every open-stream count of this process, by shared key."""
+        return {f"token:{k}": v for k, v in self._tokens.items()} | {
+            f"tenant:{k}": v for k, v in self._tenants.items()
+        }
+
     def open(self, actor: Actor) -> StreamSlot:
-        """Admit one more stream for *actor* or raise :class:`RateLimitedError` (429)."""
+        """Admit one more stream for *actor* by this process's counts alone, or raise
+        :class:`RateLimitedError` (429); see :meth:`admit`."""
         token, tenant = token_key(actor), actor.tenant_id
         if self._tokens[token] >= self.per_token:
             raise _over("this token", self.per_token)
@@ -88,6 +122,8 @@ class StreamSlots:
             counts[key] -= 1
             if counts[key] <= 0:
                 del counts[key]
+        if self.shared is not None:
+            self.shared.dirty = True
 
 
 class HeldStream(StreamingResponse):

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from meshfs_common.errors import MeshFSError, RateLimitedError
+from meshfs_common.errors import MeshFSError
 from meshfs_common.models import ErrorBody, PullResponse, StreamMessage, encode
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.feed import CaughtUp, ChangeFeed, Reset
@@ -114,7 +114,7 @@ async def stream(request: Request) -> Response:
         except MeshFSError as exc:  # the backend went away: say so, then end the stream
             yield stream_error(exc)
 
-    slot = state.services(request).streams.open(who)  # 429 over the open-stream limits
+    slot = await state.services(request).streams.admit(who)  # 429 over the open-stream limits
     return HeldStream(
         slot,
         events(),
@@ -132,8 +132,8 @@ async def websocket(ws: WebSocket) -> None:
         await _deny(ws, exc)
         return
     try:
-        slot = state.services(ws).streams.open(who)
-    except RateLimitedError as exc:  # over the open-stream limits: 429 (or close 4429)
+        slot = await state.services(ws).streams.admit(who)
+    except MeshFSError as exc:  # over the open-stream limits: 429 (or close 4429); or 503
         await refuse_websocket(ws.scope, ws.receive, ws.send, exc)
         return
     with slot:
