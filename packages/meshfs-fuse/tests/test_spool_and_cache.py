@@ -43,6 +43,27 @@ async def test_dirty_spool_is_recovered_after_the_process_dies(tmp_path: Path) -
     )
 
 
+async def test_a_created_file_is_journaled_with_its_spool(tmp_path: Path) -> None:
+    # create(2) acknowledges an empty file: killed before close, the next start commits it.
+    created = SpoolDirectory(tmp_path).new_dirty("/new.txt")
+    assert created.dirty
+    found = SpoolDirectory(tmp_path).recoverable()
+    assert [record for record, _ in found] == [
+        SpoolRecord(created.spool_id, "/new.txt", None, "dirty")
+    ]
+    assert found[0][1].read_bytes() == b""
+
+
+async def test_read_all_returns_the_whole_spool(tmp_path: Path) -> None:
+    spool = SpoolDirectory(tmp_path).new()
+    content = os.urandom(3 * 1024 * 1024 + 5)
+    await spool.pwrite(content, 0)
+    assert await spool.read_all() == content
+    await spool.truncate(0)
+    assert await spool.read_all() == b""
+    await spool.discard()
+
+
 async def test_marking_clean_then_dirty_rewrites_the_record(tmp_path: Path) -> None:
     directory = SpoolDirectory(tmp_path)
     spool = directory.new()

@@ -96,8 +96,7 @@ class FileHandlers(MountState):
         fh = self._open_handle(node, content, True)
         self.table.remember(node)
         try:
-            await self.store.open_spool(content, None, 0)
-            await self.store.written(content, self.table.path_of(node.ino), None)
+            await self.store.create_spool(content, self.table.path_of(node.ino))
         except BaseException:
             self.table.forget(node.ino, 1)
             self.table.detach(node)

@@ -100,6 +100,11 @@ class Remote:
         """Commit the content of the local file *local* as the new version of *path*."""
         return await self._call(lambda: self._client.upload(path, local), self._transfer(size))
 
+    async def upload_bytes(self, path: str, data: bytes) -> CommitResult:
+        """Commit *data* (held in memory) as the new version of *path*: for content up to one
+        chunk this is a single request, with no file to open on the asyncio side."""
+        return await self._call(lambda: self._client.upload(path, data), self._transfer(len(data)))
+
     async def read_range(self, node_id: str, version_id: str, offset: int, length: int) -> bytes:
         """Bytes of one version (by node id, so an unlinked file stays readable)."""
         return await self._call(

@@ -68,6 +68,10 @@ class Spool:
     async def pread(self, offset: int, length: int) -> bytes:
         return await trio.to_thread.run_sync(os.pread, self._fd, length, offset)
 
+    async def read_all(self) -> bytes:
+        """The whole content, in one read."""
+        return await trio.to_thread.run_sync(_pread_exact, self._fd, self.size)
+
     async def truncate(self, size: int) -> None:
         await trio.to_thread.run_sync(os.ftruncate, self._fd, size)
         self.size = size
@@ -107,6 +111,18 @@ class Spool:
         self._directory.remove(self.spool_id)
 
 
+def _pread_exact(fd: int, length: int) -> bytes:
+    parts: list[bytes] = []
+    offset = 0
+    while offset < length:
+        block = os.pread(fd, length - offset, offset)
+        if not block:
+            break
+        parts.append(block)
+        offset += len(block)
+    return b"".join(parts)
+
+
 class SpoolDirectory:
     """The spools of one mount, under ``<cache dir>/spool``."""
 
@@ -117,6 +133,15 @@ class SpoolDirectory:
     def new(self) -> Spool:
         """A new, empty spool (no record until :meth:`Spool.mark`)."""
         return Spool(self, uuid.uuid4().hex)
+
+    def new_dirty(self, path: str | None) -> Spool:
+        """A new, empty spool already journaled ``dirty`` at *path* (a file created here: its
+        emptiness is acknowledged content too). Blocking: call it in a worker thread."""
+        spool = self.new()
+        if path is not None:
+            self.write_record(SpoolRecord(spool.spool_id, path, None, "dirty"))
+            spool.state, spool.path = "dirty", path
+        return spool
 
     def _record_path(self, spool_id: str) -> Path:
         return self.root / f"{spool_id}.json"
