@@ -97,6 +97,9 @@ class MirrorSync(Reconciler):
         self.status.scanned = True
 
     async def _watch_local(self) -> None:
+        # What changes between the scan at start and the watcher being in place is found by
+        # the rescan once idle.
+        self._activity()
         async for batch in watch_local(
             self.target, step_ms=self.options.watch_step_ms, writing=self._writing
         ):

@@ -1,0 +1,201 @@
+"""The mirror's local watcher (inotify on Linux): changes reported as they happen, files still
+being written held back until closed, directories followed as they appear and move; and what
+that means for a running mirror (no half-written upload, a burst of edits ends in the last)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from meshfs_client_testkit import Account
+from mirror_testkit import running_mirrors, wait_for
+
+from meshfs_client import MeshFSClient
+from meshfs_client.mirror import _inotify
+from meshfs_common.errors import NotFoundError
+
+
+class Watching:
+    """The watcher running on a folder, everything it reported collected."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+        self.writing: set[str] = set()
+        self.reported: set[str] = set()
+        self.batches = 0
+
+    async def run(self) -> None:
+        async for batch in _inotify.watch(self.target, self.writing):
+            self.reported |= batch
+            self.batches += 1
+
+    async def until_reported(self, rel: str, *, touch: bool = False) -> None:
+        async def seen() -> bool:
+            if touch:  # written again until seen: the watcher may not be in place yet
+                (self.target / rel.lstrip("/")).write_bytes(b"probe")
+            return rel in self.reported
+
+        await wait_for(seen, deadline=20, what=f"{rel} reported by the watcher")
+
+
+@contextlib.contextmanager
+def open_for_writing(path: Path) -> Iterator[int]:
+    """A new file held open for writing (as an application writing it would)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+@contextlib.asynccontextmanager
+async def watching(target: Path) -> AsyncIterator[Watching]:
+    os.makedirs(target, exist_ok=True)
+    watcher = Watching(target)
+    task = asyncio.create_task(watcher.run())
+    try:
+        await watcher.until_reported("/ready", touch=True)
+        yield watcher
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_a_file_being_written_is_reported_once_its_writer_closes_it(
+    tmp_path: Path,
+) -> None:
+    async with watching(tmp_path / "m") as watcher:
+        with open_for_writing(watcher.target / "partial.bin") as fd:
+            os.write(fd, b"first half ")
+            # A file written after it is reported: the watcher has read past the partial write.
+            (watcher.target / "after.txt").write_bytes(b"complete")
+            await watcher.until_reported("/after.txt")
+            assert "/partial.bin" not in watcher.reported
+            assert watcher.writing == {"/partial.bin"}
+            os.write(fd, b"second half")
+        await watcher.until_reported("/partial.bin")
+        assert watcher.writing == set()
+
+
+async def test_a_file_its_writer_keeps_open_is_reported_once_the_writer_goes_quiet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_inotify, "WRITE_SETTLE", 0.2)
+    async with watching(tmp_path / "m") as watcher:
+        with open_for_writing(watcher.target / "log.txt") as fd:
+            os.write(fd, b"a line that stays\n")
+            await watcher.until_reported("/log.txt")
+            assert watcher.writing == set()
+
+
+async def test_a_hard_link_is_reported_although_nobody_writes_it(tmp_path: Path) -> None:
+    async with watching(tmp_path / "m") as watcher:
+        (watcher.target / "a.txt").write_bytes(b"content")
+        await watcher.until_reported("/a.txt")
+        os.link(watcher.target / "a.txt", watcher.target / "b.txt")
+        await watcher.until_reported("/b.txt")
+
+
+async def test_new_directories_are_watched_and_what_is_inside_is_reported(
+    tmp_path: Path,
+) -> None:
+    async with watching(tmp_path / "m") as watcher:
+        (watcher.target / "d" / "e").mkdir(parents=True)
+        (watcher.target / "d" / "e" / "f.txt").write_bytes(b"made with the directory")
+        await watcher.until_reported("/d/e/f.txt")
+        assert {"/d", "/d/e"} <= watcher.reported
+        (watcher.target / "d" / "e" / "g.txt").write_bytes(b"made later")
+        await watcher.until_reported("/d/e/g.txt")
+
+
+async def test_a_directory_moved_within_the_folder_reports_under_its_new_name(
+    tmp_path: Path,
+) -> None:
+    async with watching(tmp_path / "m") as watcher:
+        (watcher.target / "d" / "sub").mkdir(parents=True)
+        await watcher.until_reported("/d/sub")
+        (watcher.target / "d").rename(watcher.target / "moved")
+        await watcher.until_reported("/moved")
+        (watcher.target / "moved" / "sub" / "x.txt").write_bytes(b"in the moved directory")
+        await watcher.until_reported("/moved/sub/x.txt")
+        assert not any(rel.startswith("/d/") for rel in watcher.reported - {"/d/sub"})
+
+
+async def test_the_mirrors_temporary_files_are_not_reported(tmp_path: Path) -> None:
+    async with watching(tmp_path / "m") as watcher:
+        (watcher.target / ".f.txt.0a1b2c3d.meshfs-tmp").write_bytes(b"a download")
+        (watcher.target / "after.txt").write_bytes(b"x")
+        await watcher.until_reported("/after.txt")
+        assert not any(rel.endswith(".meshfs-tmp") for rel in watcher.reported)
+
+
+async def _on_server(client: MeshFSClient, path: str) -> bool:
+    try:
+        await client.meta(path)
+    except NotFoundError:
+        return False
+    return True
+
+
+@pytest.mark.live
+async def test_a_file_being_written_is_not_uploaded_half_written(
+    account: Account, client: MeshFSClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Long enough that only the writer closing the file can release it during the test.
+    monkeypatch.setattr(_inotify, "WRITE_SETTLE", 60.0)
+    a = tmp_path / "a"
+    async with running_mirrors(account, [a], tmp_path / "state"):
+        a.mkdir(exist_ok=True)
+        (a / "ready.txt").write_bytes(b"ready")
+        await wait_for(lambda: _on_server(client, "/ready.txt"), what="the mirror to run")
+        with open_for_writing(a / "report.csv") as fd:
+            os.write(fd, b"header\n" + b"row\n" * 1000)
+            (a / "marker.txt").write_bytes(b"written after the first half")
+            await wait_for(lambda: _on_server(client, "/marker.txt"), what="marker.txt uploaded")
+            assert not await _on_server(client, "/report.csv")
+            os.write(fd, b"last row\n")
+        full = (a / "report.csv").read_bytes()
+
+        async def uploaded_whole() -> bool:
+            return await _on_server(client, "/report.csv") and (
+                await client.read_bytes("/report.csv") == full
+            )
+
+        await wait_for(uploaded_whole, what="report.csv uploaded once closed")
+        versions = [v async for v in client.versions("/report.csv")]
+        assert len(versions) == 1
+
+
+@pytest.mark.live
+async def test_a_burst_of_edits_to_one_file_ends_in_the_last_content_everywhere(
+    account: Account, client: MeshFSClient, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    async with running_mirrors(account, [a, b], tmp_path / "state"):
+        a.mkdir(exist_ok=True)
+        (a / "ready.txt").write_bytes(b"ready")
+        await wait_for(lambda: _async((b / "ready.txt").exists()), what="both mirrors to run")
+        for i in range(30):
+            (a / "notes.txt").write_bytes(f"edit {i}\n".encode() * (i + 1))
+        last = b"edit 29\n" * 30
+
+        async def everywhere() -> bool:
+            on_b = b / "notes.txt"
+            return (
+                on_b.exists()
+                and on_b.read_bytes() == last
+                and await _on_server(client, "/notes.txt")
+                and await client.read_bytes("/notes.txt") == last
+            )
+
+        await wait_for(everywhere, what="the last edit on the server and in b")
+        assert (a / "notes.txt").read_bytes() == last
+
+
+async def _async(value: bool) -> bool:
+    return value
