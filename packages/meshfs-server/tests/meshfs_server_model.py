@@ -25,7 +25,7 @@ from meshfs_common import paths
 from meshfs_common.errors import MeshFSError
 from meshfs_common.hashing import hash_bytes
 from meshfs_common.ids import new_id
-from meshfs_common.models import UploadInitRequest
+from meshfs_common.models import AttributesRequest, UploadInitRequest
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.copies import copy_file
 from meshfs_server.domain.exchange import exchange
@@ -38,6 +38,11 @@ PATHS = st.lists(NAMES, min_size=1, max_size=3).map(lambda n: "/" + "/".join(n))
 DATA = st.sampled_from([b"", b"one", b"two", b"three"])
 XATTR_NAMES = st.sampled_from(["user.a", "user.b"])
 XATTR_FLAGS = st.sampled_from([None, "create", "replace"])
+MODES = st.sampled_from([0o644, 0o755, 0o600, 0o4711])
+TIMES = st.sampled_from([0, 1_000_000_000_123_456_789, -5])
+TARGETS = st.sampled_from(["a", "../b/c", "/abs//x/"])
+SPECIAL = st.sampled_from(["fifo", "socket", "chardev", "blockdev"])
+DEFAULT_MODES = {"file": 0o644, "dir": 0o755, "symlink": 0o777}
 
 
 @dataclass
@@ -52,6 +57,13 @@ class MNode:
     versions: list[tuple[str, str]] = field(default_factory=list)  # (version_id, hash)
     xattrs: dict[str, bytes] = field(default_factory=dict)  # extended attributes
     sid: str | None = None
+    mode: int = -1  # -1: the kind's default (set in __post_init__)
+    mtime_ns: int | None = None  # known when a client set it (utimens), until the next write
+    target: str | None = None  # symbolic links
+
+    def __post_init__(self) -> None:
+        if self.mode == -1:
+            self.mode = DEFAULT_MODES.get(self.kind, 0o644)
 
 
 class Model:
@@ -221,12 +233,16 @@ class NamespaceMachine(RuleBasedStateMachine):
             key = m.child(parent, names[-1])
             if key is not None and m.nodes[key].kind == "dir":
                 raise ModelError("is_a_directory")
+            if key is not None and m.nodes[key].kind != "file":
+                raise ModelError("not_a_file")
             if key is None:
                 key = m.add("file", parent, names[-1])
                 made.append(key)
             node = m.nodes[key]
             changed = node.content != digest
             node.content = digest
+            if changed:
+                node.mtime_ns = None  # the commit's time
 
             def check(result: Any) -> None:
                 assert result.created_version == changed
@@ -275,9 +291,12 @@ class NamespaceMachine(RuleBasedStateMachine):
                     if m.descendants(target):
                         raise ModelError("directory_not_empty")
                     tnode.live = False
+                elif node.kind != "file" or tnode.kind != "file":  # a link or special node
+                    tnode.live = False
                 else:  # the target keeps its identity and gains the moved content
                     changed = tnode.content != node.content
                     tnode.content = node.content
+                    tnode.mode, tnode.mtime_ns = node.mode, node.mtime_ns
                     node.live = False
 
                     def check(entry: Any) -> None:
@@ -327,6 +346,8 @@ class NamespaceMachine(RuleBasedStateMachine):
                 node.parent, node.name, node.live = parent, names[-1], True
             changed = node.content != digest
             node.content = digest
+            if changed:
+                node.mtime_ns = None
 
             def check(result: Any) -> None:
                 assert result.created_version == changed
@@ -357,8 +378,12 @@ class NamespaceMachine(RuleBasedStateMachine):
             node = m.nodes[key]
             if node.kind == "dir":
                 raise ModelError("is_a_directory")
+            if node.kind != "file":
+                raise ModelError("not_a_file")
             changed = node.content != digest
             node.content = digest
+            if changed:
+                node.mtime_ns = None
 
             def check(result: Any) -> None:
                 assert result.created_version == changed
@@ -396,6 +421,8 @@ class NamespaceMachine(RuleBasedStateMachine):
             node = m.nodes[key]
             if node.kind == "dir":
                 raise ModelError("is_a_directory")
+            if node.kind != "file":
+                raise ModelError("not_a_file")
             parent = m.lookup(paths.parent(dst))
             if parent is None:
                 raise ModelError("not_found")
@@ -406,12 +433,17 @@ class NamespaceMachine(RuleBasedStateMachine):
                 raise ModelError("is_a_directory")
             if target is not None and target != key and not overwrite:
                 raise ModelError("already_exists")
+            if target is not None and m.nodes[target].kind != "file":
+                raise ModelError("not_a_file")
             if target is None:
                 target = m.add("file", parent, paths.basename(dst))
+                m.nodes[target].mode = node.mode
                 made.append(target)
             copy = m.nodes[target]
             changed = copy.content != node.content
             copy.content = node.content
+            if changed:
+                copy.mtime_ns = None
             kept = target
 
             def check(result: Any) -> None:
@@ -458,6 +490,59 @@ class NamespaceMachine(RuleBasedStateMachine):
     def store(self) -> Any:
         return self.services.namespace.store
 
+    def _set_attributes(self, path: str, **wanted: int) -> None:
+        m = self.model
+
+        def step() -> None:
+            key = m.lookup(path)
+            if key is None:
+                raise ModelError("not_found")
+            node = m.nodes[key]
+            node.mode = wanted.get("mode", node.mode)
+            node.mtime_ns = wanted.get("mtime_ns", node.mtime_ns)
+
+        request = AttributesRequest(path=path, **wanted)
+        self.expect(step, self.services.namespace.set_attributes(self.actor, request))
+
+    @rule(path=PATHS, mode=MODES)
+    def chmod(self, path: str, mode: int) -> None:
+        self._set_attributes(path, mode=mode)
+
+    @rule(path=PATHS, mtime=TIMES, atime=TIMES)
+    def utimens(self, path: str, mtime: int, atime: int) -> None:
+        self._set_attributes(path, mtime_ns=mtime, atime_ns=atime)
+
+    def _make_special(self, path: str, kind: str, server_step: Any, **fields: Any) -> None:
+        m = self.model
+        made: list[int] = []
+
+        def step() -> None:
+            names = paths.split(path)
+            parent = m.lookup(paths.parent(path))
+            if parent is None:
+                raise ModelError("not_found")
+            if m.nodes[parent].kind != "dir":
+                raise ModelError("not_a_directory")
+            if m.child(parent, names[-1]) is not None:
+                raise ModelError("already_exists")
+            key = m.add(kind, parent, names[-1])
+            for name, value in fields.items():
+                setattr(m.nodes[key], name, value)
+            made.append(key)
+
+        self.expect(step, server_step)
+        self.learn_ids(made)
+
+    @rule(path=PATHS, to=TARGETS)
+    def symlink(self, path: str, to: str) -> None:
+        server = self.services.namespace.symlink(self.actor, path, to)
+        self._make_special(path, "symlink", server, target=to)
+
+    @rule(path=PATHS, kind=SPECIAL, mode=MODES)
+    def mknod(self, path: str, kind: Any, mode: int) -> None:
+        server = self.services.namespace.mknod(self.actor, path, kind, mode=mode)
+        self._make_special(path, kind, server, mode=mode)
+
     @rule(path=PATHS, name=XATTR_NAMES, value=DATA, flag=XATTR_FLAGS)
     def setxattr(self, path: str, name: str, value: bytes, flag: Any) -> None:
         m = self.model
@@ -502,6 +587,18 @@ class NamespaceMachine(RuleBasedStateMachine):
             }, path
             for name, value in expected.items():
                 assert self.run(self.services.xattrs.get(self.actor, path, name)) == value
+
+    @invariant()
+    def attributes_match_model(self) -> None:
+        for path in self.model.tree():
+            key = self.model.lookup(path)
+            assert key is not None
+            node = self.model.nodes[key]
+            entry = self.run(self.services.namespace.meta(self.actor, path=path))
+            assert (entry.mode, entry.target) == (node.mode, node.target), path
+            # A directory's mtime also moves with its entries; the model follows files'.
+            if node.mtime_ns is not None and node.kind != "dir":
+                assert entry.mtime_ns == node.mtime_ns, path
 
     @invariant()
     def tree_matches_model(self) -> None:
@@ -553,6 +650,14 @@ class NamespaceMachine(RuleBasedStateMachine):
                         tree[event.path] = ("file", event.content_hash)
             elif event.type == "mkdir":
                 tree[event.path] = ("dir", None)
+            elif event.type == "create":  # a symbolic link or special node
+                assert (event.kind == "symlink") == (event.target is not None)
+                tree[event.path] = (event.kind, None)
+            elif event.type == "attributes":
+                assert event.path in tree
+                assert event.attributes
+                assert event.old_attributes is not None
+                assert event.attributes.keys() == event.old_attributes.keys()
             elif event.type == "xattr":
                 assert event.path in tree
                 assert event.xattr_name is not None

@@ -325,3 +325,21 @@ async def test_mknod_refusals(client: httpx.AsyncClient) -> None:
     refused(await mknod(path="/", kind="fifo"), 409, "already_exists")
     listing = (await client.get("/files/list", params={"path": "/"})).json()["entries"]
     assert [e["name"] for e in listing] == ["f"]
+
+
+async def test_a_file_renamed_over_another_brings_its_attributes(
+    client: httpx.AsyncClient,
+) -> None:
+    """An editor's save (write a temporary file, rename it over the original): what stands at
+    the name is the moved file, mode and mtime included, with the original's history."""
+    original = (await write(client, "/doc", b"v1")).json()["entry"]
+    await write(client, "/doc.tmp", b"v2")
+    await attributes(client, path="/doc.tmp", mode=0o600, mtime_ns=42_000_000_000)
+    r = await client.post(
+        "/files/rename", json={"path": "/doc.tmp", "new_path": "/doc", "overwrite": True}
+    )
+    saved = r.json()
+    assert saved["node_id"] == original["node_id"]
+    assert (saved["mode"], saved["mtime_ns"]) == (0o600, 42_000_000_000)
+    versions = (await client.get(f"/files/{original['node_id']}/versions")).json()["versions"]
+    assert [v["mode"] for v in versions] == [0o600, 0o644]

@@ -20,6 +20,7 @@ from meshfs_common.errors import (
     BadRequestError,
     HashMismatchError,
     IsADirError,
+    NotAFileError,
     NotFoundError,
     PayloadTooLargeError,
     PreconditionFailedError,
@@ -143,6 +144,8 @@ class ContentService:
             existing = await lookup(tx, paths.split(where))
             if existing is not None and existing.is_dir:
                 raise IsADirError(f"is a directory: {where}")
+            if existing is not None and existing.kind != "file":
+                raise NotAFileError(f"{where} is a {existing.kind}, not a regular file")
             check_precondition(existing, if_match, if_none_match)
             chunks = tuple(request.chunks)
             if request.base_version is not None:

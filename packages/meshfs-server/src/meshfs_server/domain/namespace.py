@@ -446,16 +446,20 @@ class Namespace:
         at = now_ns()
         head = await tx.get_version(node.head_version_id or "")
         assert head is not None, "a live file always has a head version"
+        # What stands at dst is the moved file as rename(2) leaves it: its mode, owner and
+        # times come along (the target keeps only its identity and history).
+        target.mode, target.uid, target.gid = node.mode, node.uid, node.gid
+        target.atime_ns = node.atime_ns
         if target.content_hash != head.content_hash or target.size != head.size:
             version = VersionRow(
                 version_id=new_id(), node_id=target.node_id, seq=await tx.next_seq(),
                 size=head.size, content_hash=head.content_hash, chunks=head.chunks,
                 created_at=at / 1e9, writer=actor.writer, replaces=target.head_version_id,
-                restored_from=head.version_id, mode=target.mode,
+                restored_from=head.version_id, mode=node.mode,
             )  # fmt: skip
-            # The moved file's mtime comes along, as rename(2) keeps it.
             await _install_version(tx, target, version, at, mtime_ns=node.mtime_ns)
         else:
+            set_mtime(target, node.mtime_ns)
             await changed(tx, target, at)
         await tx.tombstone([node.node_id], at / 1e9)
         events.append(

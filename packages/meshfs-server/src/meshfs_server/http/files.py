@@ -167,7 +167,7 @@ async def delete(request: Request) -> Response:
     "Versions of a file, newest first", response=VersionPage,
     params=(Param("node_id", "path", required=True), Param("limit", type="integer"),
             Param("before", description="version id to page from")),
-    errors=("not_found", "forbidden", "is_a_directory"), tags=("versions",),
+    errors=("not_found", "forbidden", "is_a_directory", "not_a_file"), tags=("versions",),
 ))  # fmt: skip
 async def versions(request: Request) -> Response:
     who = await actor(request)
@@ -184,7 +184,8 @@ async def versions(request: Request) -> Response:
     "Make a version the head again (a new version); brings back a deleted file",
     request=RestoreRequest, response=CommitResult,
     params=(Param("node_id", "path", required=True), Param("version_id", "path", required=True)),
-    errors=("not_found", "already_exists", "is_a_directory", "forbidden", "read_only"),
+    errors=("not_found", "already_exists", "is_a_directory", "not_a_file", "forbidden",
+            "read_only"),
     tags=("versions",),
 ))  # fmt: skip
 async def restore(request: Request) -> Response:

@@ -45,6 +45,7 @@ TAGS = ("content",)
 WRITE_ERRORS = (
     "invalid_path", "not_a_directory", "is_a_directory", "already_exists",
     "precondition_failed", "payload_too_large", "quota_exceeded", "read_only", "forbidden",
+    "not_a_file",
 )  # fmt: skip
 
 
@@ -128,7 +129,8 @@ async def put_content(request: Request) -> Response:
     response=bytes, response_media="application/octet-stream",
     params=(*PATH_OR_NODE, Param("version_id"), Param("Range", "header"),
             Param("If-None-Match", "header")),
-    errors=("not_found", "is_a_directory", "range_not_satisfiable", "forbidden", "bad_request"),
+    errors=("not_found", "is_a_directory", "not_a_file", "range_not_satisfiable", "forbidden",
+            "bad_request"),
     tags=TAGS,
     extra_responses={206: "partial content", 304: "not modified"},
 ))  # fmt: skip
@@ -177,7 +179,7 @@ async def download(request: Request) -> Response:
     "Presigned URLs to download a file's chunks straight from the object store"
     " (servers with direct transfers only)",
     response=DirectDownload, params=(*PATH_OR_NODE, Param("version_id")),
-    errors=("not_found", "is_a_directory", "forbidden", "bad_request"), tags=TAGS,
+    errors=("not_found", "is_a_directory", "not_a_file", "forbidden", "bad_request"), tags=TAGS,
 ))  # fmt: skip
 async def download_direct(request: Request) -> Response:
     who = await actor(request)
@@ -197,7 +199,7 @@ async def download_direct(request: Request) -> Response:
     "The chunk list of a file's head version (or of version_id): what a partial write"
     " (upload/init with base_version) is based on",
     response=VersionChunks, params=(*PATH_OR_NODE, Param("version_id")),
-    errors=("not_found", "is_a_directory", "forbidden", "bad_request"), tags=TAGS,
+    errors=("not_found", "is_a_directory", "not_a_file", "forbidden", "bad_request"), tags=TAGS,
 ))  # fmt: skip
 async def version_chunks(request: Request) -> Response:
     who = await actor(request)
