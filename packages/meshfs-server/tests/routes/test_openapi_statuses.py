@@ -187,6 +187,17 @@ def json_bodies(ids: dict[str, list[str]]) -> list[Any]:
     bodies += [{"path": "/f.txt", "new_path": p} for p in ("/d", "/d/f.txt", "/f.txt", "/x/y")]
     bodies += [{"path": "/d", "new_path": "/d/sub"}, {"path": "/d/g.txt", "new_path": "/d"}]
     bodies += [{"path": "/f.txt", "new_path": "/d", "overwrite": True}]
+    # Exchanges and partial writes (base_version + replace).
+    bodies += [{"path": "/f.txt", "new_path": p, "exchange": True} for p in ("/d", "/d/g.txt")]
+    bodies += [{"path": "/d", "new_path": "/d/g.txt", "exchange": True},
+               {"path": "/f.txt", "new_path": "/d", "exchange": True, "overwrite": True}]
+    bodies += [
+        {"path": "/f.txt", "size": size, "content_hash": "0" * 64, "base_version": base,
+         "replace": replace}
+        for base in (*ids["version_id"][:1], "junk")
+        for size, replace in ((5, {"0": "0" * 64}), (5, {"9": "0" * 64}), (1 << 30, {}),
+                              (5, {"0": "x"}))
+    ]  # fmt: skip
     bodies += [
         upload_body(f"/up-{new_id()}.bin"),
         {**upload_body("/up.bin"), "size": -1, "content_hash": "0" * 64},
@@ -203,6 +214,7 @@ def json_bodies(ids: dict[str, list[str]]) -> list[Any]:
         {"client_name": "\x1b[2J" * 50, "scope": "root"},
         {"tool": "read", "target": "/f.txt", "outcome": "ok"}, {"tool": "BAD NAME"},
         {"name": f"s-{new_id()}", "path": "/d"}, {"name": "s3", "path": "/missing"},
+        {"paths": ["/f.txt"]}, {"paths": ["/f.txt", *PATHS]}, {"paths": "/f.txt"},
     ]  # fmt: skip
     return bodies
 

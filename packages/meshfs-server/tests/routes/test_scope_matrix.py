@@ -6,7 +6,9 @@ changes files. The route table is walked: a route added without a probe fails th
 
 from __future__ import annotations
 
+import io
 import json
+import tarfile
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -204,6 +206,59 @@ async def upload_init(c: httpx.AsyncClient, w: World, role: str, where: str) -> 
     return await c.post("/files/upload/init", json=init_body(f"{where}/up-{role}.bin", SECRET))
 
 
+async def partial_init(c: httpx.AsyncClient, w: World, role: str) -> Any:
+    """A partial write of a file inside whose new content is stored only outside."""
+    base = await owner_put(w, f"/p/x/partial-{role}.txt", b"base")
+    body = init_body(f"/p/x/partial-{role}.txt", SECRET)
+    body |= {"chunks": [], "base_version": base["version_id"], "replace": {"0": body["chunks"][0]}}
+    return await c.post("/files/upload/init", json=body)
+
+
+async def copy_in(c: httpx.AsyncClient, w: World, role: str) -> Any:
+    """A copy from outside the prefix into it (of content that is no secret: the owner may
+    copy it, and what lands inside is then the agents' to see)."""
+    await owner_put(w, f"/private/cp-src-{role}.txt", b"outside")
+    return await c.post(
+        "/files/copy",
+        json={"path": f"/private/cp-src-{role}.txt", "new_path": f"/p/x/cp-out-{role}.txt"},
+    )
+
+
+async def exchange_inside(c: httpx.AsyncClient, w: World, role: str) -> Any:
+    await owner_put(w, f"/p/x/ex-a-{role}.txt", b"a")
+    await owner_put(w, f"/p/x/ex-b-{role}.txt", b"b")
+    return await c.post(
+        "/files/rename",
+        json={
+            "path": f"/p/x/ex-a-{role}.txt",
+            "new_path": f"/p/x/ex-b-{role}.txt",
+            "exchange": True,
+        },
+    )
+
+
+async def exchange_out(c: httpx.AsyncClient, w: World, role: str) -> Any:
+    await owner_put(w, f"/p/x/ex-in-{role}.txt", b"in")
+    await owner_put(w, f"/private/ex-out-{role}.txt", b"out")
+    return await c.post(
+        "/files/rename",
+        json={
+            "path": f"/p/x/ex-in-{role}.txt",
+            "new_path": f"/private/ex-out-{role}.txt",
+            "exchange": True,
+        },
+    )
+
+
+def statfs_hides_usage(world: World, role: str, answer: Answer) -> None:
+    stats = json.loads(answer.text)
+    assert stats["total_bytes"] > 0, (role, stats)
+    # A token limited to /p/x gets the quota and the counts of its prefix, never the usage.
+    hidden = role in AGENTS
+    assert (stats["used_bytes"] is None) == hidden, (role, stats)
+    assert (stats["free_bytes"] is None) == hidden, (role, stats)
+
+
 def init_hides_outside_content(world: World, role: str, answer: Answer) -> None:
     # The same bytes are stored under /private: only callers who see it may learn that.
     if answer.status == 200:
@@ -272,6 +327,23 @@ def only_own_audit_rows(world: World, role: str, answer: Answer) -> None:
 def no_tenant_usage(world: World, role: str, answer: Answer) -> None:
     storage = json.loads(answer.text)["storage"]
     assert ("used" in storage) == (role not in AGENTS), (role, storage)
+
+
+async def bulk_put(c: httpx.AsyncClient, role: str, where: str) -> Any:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        info = tarfile.TarInfo(f"bulk-{role}.txt")
+        info.size = 1
+        tar.addfile(info, io.BytesIO(b"b"))
+    return await c.post("/files/bulk", params={"path": where}, content=out.getvalue(),
+                        headers={"Content-Type": "application/x-tar"})  # fmt: skip
+
+
+def bulk_read_hides_outside(world: World, role: str, answer: Answer) -> None:
+    # Through a scope, paths outside it are members carrying "forbidden" and nothing else.
+    if role in AGENTS:
+        assert "MESHFS.error=forbidden" in answer.text, (role, answer.text[:300])
+        assert "not_found" not in answer.text, (role, answer.text[:300])
 
 
 def direct(expect: dict[str, frozenset[int]]) -> Callable[[World], dict[str, frozenset[int]]]:
@@ -410,20 +482,20 @@ def probes() -> list[Probe]:
             "/files/mknod", json={"path": f"/p/x/fifo-{r}", "kind": "fifo"}), WRITE_IN),
         Probe("POST", "/files/mknod", lambda c, w, r: c.post(
             "/files/mknod", json={"path": f"/private/fifo-{r}", "kind": "fifo"}), WRITE_OUT),
-        Probe("POST", "/files/attributes",
-              post("/files/attributes", {"path": "/p/x/in.txt", "mode": 0o640}), WRITE_IN),
-        Probe("POST", "/files/attributes",
-              post("/files/attributes", {"path": "/private/secret.txt", "mode": 0o600}),
-              WRITE_OUT),
-        Probe("POST", "/files/symlink", lambda c, w, r: c.post(
-            "/files/symlink", json={"path": f"/p/x/ln-{r}", "target": "in.txt"}), WRITE_IN),
-        Probe("POST", "/files/symlink", lambda c, w, r: c.post(
-            "/files/symlink", json={"path": f"/private/ln-{r}", "target": "secret.txt"}),
-            WRITE_OUT),
-        Probe("POST", "/files/mknod", lambda c, w, r: c.post(
-            "/files/mknod", json={"path": f"/p/x/fifo-{r}", "kind": "fifo"}), WRITE_IN),
-        Probe("POST", "/files/mknod", lambda c, w, r: c.post(
-            "/files/mknod", json={"path": f"/private/fifo-{r}", "kind": "fifo"}), WRITE_OUT),
+        Probe("POST", "/files/copy", lambda c, w, r: c.post("/files/copy", json={
+            "path": "/p/x/in.txt", "new_path": f"/p/x/cp-{r}.txt"}), WRITE_IN),
+        Probe("POST", "/files/copy", copy_in, WRITE_OUT),
+        Probe("POST", "/files/copy", lambda c, w, r: c.post("/files/copy", json={
+            "path": "/p/x/in.txt", "new_path": f"/private/cp-{r}.txt"}), WRITE_OUT),
+        Probe("POST", "/files/rename", exchange_inside, WRITE_IN),
+        Probe("POST", "/files/rename", exchange_out, WRITE_OUT),
+        Probe("GET", "/files/statfs", get("/files/statfs"), each(OK), statfs_hides_usage),
+        Probe("GET", "/files/chunks", get("/files/chunks", path="/p/x/in.txt"), READ_IN),
+        Probe("GET", "/files/chunks", get("/files/chunks", path="/private/secret.txt"),
+              READ_OUT),
+        Probe("GET", "/files/chunks", get("/files/chunks", node_id="{out_node}",
+                                          version_id="{out_v1}"), BY_ID_OUT),
+        Probe("POST", "/files/upload/init", partial_init, WRITE_IN, init_hides_outside_content),
         Probe("POST", "/files/upload/init", lambda c, w, r: upload_init(c, w, r, "/p/x"),
               WRITE_IN, init_hides_outside_content),
         Probe("POST", "/files/upload/init", lambda c, w, r: upload_init(c, w, r, "/private"),
@@ -435,6 +507,20 @@ def probes() -> list[Probe]:
         Probe("PUT", "/files/content", lambda c, w, r: c.put(
             "/files/content", params={"path": f"/private/put-{r}.txt"}, content=b"p"),
             WRITE_OUT),
+        Probe("POST", "/files/bulk", lambda c, w, r: bulk_put(c, r, "/p/x"), WRITE_IN),
+        Probe("POST", "/files/bulk", lambda c, w, r: bulk_put(c, r, "/private"), WRITE_OUT),
+        Probe("GET", "/files/bulk", get("/files/bulk", path="/p/x", meta="true"), READ_IN),
+        Probe("GET", "/files/bulk", get("/files/bulk", path="/private"), READ_OUT),
+        Probe("GET", "/files/bulk", get("/files/bulk", path="/", meta="true"), READ_OUT),
+        Probe("POST", "/files/bulk/read",
+              post("/files/bulk/read", {"paths": ["/p/x/in.txt"]}), READ_IN),
+        Probe("POST", "/files/bulk/read",
+              post("/files/bulk/read", {"paths": ["/p/x/in.txt", "/private/secret.txt"]}),
+              READ_OUT),
+        Probe("POST", "/files/bulk/read", lambda c, w, r: c.post(
+            "/files/bulk/read", params={"meta": "true"},
+            json={"paths": ["/p/x/in.txt", "/private/secret.txt", "/private/gone.txt"]}),
+            READ_IN, bulk_read_hides_outside),
         Probe("GET", "/files/download", get("/files/download", path="/p/x/in.txt"), READ_IN),
         Probe("GET", "/files/download", get("/files/download", node_id="{out_node}"),
               BY_ID_OUT),
