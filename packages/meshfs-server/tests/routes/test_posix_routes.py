@@ -343,3 +343,22 @@ async def test_a_file_renamed_over_another_brings_its_attributes(
     assert (saved["mode"], saved["mtime_ns"]) == (0o600, 42_000_000_000)
     versions = (await client.get(f"/files/{original['node_id']}/versions")).json()["versions"]
     assert [v["mode"] for v in versions] == [0o600, 0o644]
+
+
+async def test_a_snapshot_restore_brings_back_links_and_special_nodes(
+    client: httpx.AsyncClient,
+) -> None:
+    await write(client, "/w/f", b"x")
+    await symlink(client, "/w/l", "f")
+    await client.post("/files/mknod", json={"path": "/w/p", "kind": "fifo"})
+    taken = await client.post("/snapshots", json={"path": "/w", "name": "before"})
+    assert taken.status_code in (200, 201), taken.text
+    for path in ("/w/l", "/w/p"):
+        assert (await client.delete("/files", params={"path": path})).status_code == 200
+    seen = await cursor(client)
+    r = await client.post("/snapshots/before/restore")
+    assert r.status_code == 200, r.text
+    assert (await meta(client, "/w/l"))["target"] == "f"
+    assert (await meta(client, "/w/p"))["kind"] == "fifo"
+    created = {(e["path"], e["kind"]) for e in await events(client, seen) if e["type"] == "create"}
+    assert created == {("/w/l", "symlink"), ("/w/p", "fifo")}

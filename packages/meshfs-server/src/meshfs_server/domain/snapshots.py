@@ -360,6 +360,13 @@ async def _restore(
                 )))  # fmt: skip
         if node.is_dir:
             continue
+        if node.kind != "file":  # a symbolic link or special node: it has no content
+            if revived:
+                events.append(await tx.append_event(NewEvent(
+                    type="create", node_id=node.node_id, kind=node.kind, path=item.path,
+                    target=node.target, writer=actor.writer,
+                )))  # fmt: skip
+            continue
         changed = not same_content(node, item)
         if changed:
             await _restore_content(tx, actor, node, item)
