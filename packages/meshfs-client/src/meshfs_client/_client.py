@@ -19,6 +19,7 @@ from meshfs_client._retry import RetryListener, RetryPolicy
 from meshfs_client._settings import DEFAULT_SERVER, Settings, Timeouts, normalise_server
 from meshfs_client._transport import Transport
 from meshfs_client._upload import DEFAULT_CONCURRENCY
+from meshfs_client._posix import PosixMethods
 from meshfs_client._xattrs import XattrMethods
 from meshfs_common.errors import (
     AuthError,
@@ -64,7 +65,7 @@ class ClientOptions(TypedDict, total=False):
     upload_concurrency: int
 
 
-class MeshFSClient(HistoryMethods, XattrMethods, AdminMethods):
+class MeshFSClient(HistoryMethods, PosixMethods, XattrMethods, AdminMethods):
     """Async MeshFS client. Use as ``async with MeshFSClient() as client: ...``.
 
     Where to connect and as whom, first match wins:

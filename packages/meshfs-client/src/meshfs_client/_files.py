@@ -36,13 +36,25 @@ class FileMethods(ClientBase):
 
     # --- namespace --------------------------------------------------------------------------
 
-    async def mkdir(self, path: str, *, parents: bool = True, exist_ok: bool = True) -> Entry:
-        """Create a directory (and its parents with ``parents``)."""
+    async def mkdir(
+        self,
+        path: str,
+        *,
+        parents: bool = True,
+        exist_ok: bool = True,
+        mode: int | None = None,
+        uid: int | None = None,
+        gid: int | None = None,
+    ) -> Entry:
+        """Create a directory (and its parents with ``parents``); *mode*, *uid* and *gid*
+        apply to the directory made at *path* (parents get the server's defaults)."""
         # Idempotent by contract: 200 when the directory already exists.
         reply = await self._t.request(
             "POST",
             "/files/mkdir",
-            json=MkdirRequest(path=paths.normalise(path), parents=parents),
+            json=MkdirRequest(
+                path=paths.normalise(path), parents=parents, mode=mode, uid=uid, gid=gid
+            ),
             idempotent=True,
         )
         entry = reply.decode(Entry)
