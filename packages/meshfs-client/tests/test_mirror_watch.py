@@ -199,3 +199,38 @@ async def test_a_burst_of_edits_to_one_file_ends_in_the_last_content_everywhere(
 
 async def _async(value: bool) -> bool:
     return value
+
+
+def test_the_rescan_once_idle_marks_only_what_differs_from_the_synced_state() -> None:
+    from meshfs_client.mirror._model import LocalNode, RemoteNode, SyncedNode
+    from meshfs_client.mirror._reconciler import _unsettled
+
+    synced = {
+        "/same.txt": SyncedNode("file", "n1", "v1", "h1", 3, 10, 100),
+        "/edited.txt": SyncedNode("file", "n2", "v2", "h2", 3, 10, 101),
+        "/gone.txt": SyncedNode("file", "n3", "v3", "h3", 3, 10, 102),
+        "/remote-edit.txt": SyncedNode("file", "n4", "v4", "h4", 3, 10, 103),
+        "/dir": SyncedNode("dir", "n5", inode=104),
+    }
+    found = {
+        "/same.txt": LocalNode("file", 3, 10, 100),
+        "/edited.txt": LocalNode("file", 4, 11, 101),
+        "/remote-edit.txt": LocalNode("file", 3, 10, 103),
+        "/dir": LocalNode("dir", inode=104),
+        "/new.txt": LocalNode("file", 1, 12, 105),
+    }
+    remote = {
+        "/same.txt": RemoteNode("file", "n1", "v1", "h1", 3),
+        "/edited.txt": RemoteNode("file", "n2", "v2", "h2", 3),
+        "/gone.txt": RemoteNode("file", "n3", "v3", "h3", 3),
+        "/remote-edit.txt": RemoteNode("file", "n4", "v9", "h9", 5),
+        "/dir": RemoteNode("dir", "n5"),
+        "/remote-new.txt": RemoteNode("file", "n6", "v6", "h6", 1),
+    }
+    assert _unsettled(found, synced, remote) == {
+        "/edited.txt",
+        "/gone.txt",
+        "/remote-edit.txt",
+        "/new.txt",
+        "/remote-new.txt",
+    }

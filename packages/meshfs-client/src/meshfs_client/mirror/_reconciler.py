@@ -41,13 +41,21 @@ class Finished(Exception):
 class Reconciler(StepRunner, RemoteFollower):
     """Plans and carries out the marked paths; with ``once``, stops when all agree."""
 
-    async def _rescan(self) -> None:
+    async def _rescan(self, *, everything: bool = True) -> None:
+        """Scan the folder and mark what to look at: every path, or (``everything=False``,
+        the safety net once idle) only those that differ from the synced state."""
         self._unscanned_since = None
         self._rules = await asyncio.to_thread(IgnoreRules.load, self.target)
         found = await asyncio.to_thread(scan, self.target, self._rules)
-        self._mark(found)
-        self._mark(self.state.synced)
-        self._mark(self.state.remote)
+        if everything:
+            self._mark(found)
+            self._mark(self.state.synced)
+            self._mark(self.state.remote)
+            return
+        # Copies taken on the loop (the engine changes them meanwhile), compared in a thread:
+        # an idle pass over a large folder must not hold up a live edit for its whole length.
+        synced, remote = dict(self.state.synced), dict(self.state.remote)
+        self._mark(await asyncio.to_thread(_unsettled, found, synced, remote))
 
     def _rescan_due(self) -> bool:
         """Quiet for :data:`IDLE_RESCAN` after activity, with nothing left to do."""
@@ -77,7 +85,7 @@ class Reconciler(StepRunner, RemoteFollower):
                     raise Finished
                 if self._rescan_due():
                     log.debug("%s idle: full rescan", self.target.name)
-                    await self._rescan()
+                    await self._rescan(everything=False)
                     continue
                 self._wake.clear()
                 timeout = self._next_wake()
@@ -280,6 +288,18 @@ class Reconciler(StepRunner, RemoteFollower):
     async def _mark_local_subtree(self, rel: str) -> None:
         found = await asyncio.to_thread(scan, self.target, self._rules, rel)
         self._mark(found)
+
+
+def _unsettled(
+    found: dict[str, LocalNode], synced: dict[str, SyncedNode], remote: dict[str, RemoteNode]
+) -> set[str]:
+    """Paths where the folder or the server differ from the synced state."""
+    changed = {
+        rel for rel, node in found.items() if rel not in synced or not node.same_stat(synced[rel])
+    }
+    changed.update(rel for rel in synced if rel not in found or rel not in remote)
+    changed.update(rel for rel, node in remote.items() if remote_changed(node, synced.get(rel)))
+    return changed
 
 
 def _needs_hash(local: LocalNode, remote: RemoteNode | None, synced: SyncedNode | None) -> bool:

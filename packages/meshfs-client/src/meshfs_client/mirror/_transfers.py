@@ -38,6 +38,7 @@ from meshfs_common.hashing import ContentHasher, hash_bytes
 from meshfs_common.models import CommitResult
 
 _WRITE_BATCH = 1024 * 1024
+_INLINE_READ = 64 * 1024
 
 Echo = Callable[[str, str, str | None, list[str]], None]
 """``expect_echo(event_type, node_id, version_id, rels)``: our own change will come back in the
@@ -159,7 +160,12 @@ class Executor:
         path = self.os_path(rel)
         remote_path = self.tree.remote_path(rel)
         if local.size <= SMALL_UPLOAD_LIMIT:
-            data = await asyncio.to_thread(_read_if_same, path, local)
+            # A tiny file is read on the event loop: cheaper than a hand-off to a thread.
+            data = (
+                _read_if_same(path, local)
+                if local.size <= _INLINE_READ
+                else await asyncio.to_thread(_read_if_same, path, local)
+            )
             if data is None:
                 raise LocalChangedError(rel)
             content_hash = hash_bytes(data).content_hash
