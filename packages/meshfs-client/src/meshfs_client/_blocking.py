@@ -200,6 +200,13 @@ class MeshFS:
     read_bytes = _blocking(MeshFSClient.read_bytes)
     download_to = _blocking(MeshFSClient.download_to)
     copy = _blocking(MeshFSClient.copy)
+    clone = _blocking(MeshFSClient.clone)
+    chunk_list = _blocking(MeshFSClient.chunk_list)
+    upload_ranges = _blocking(MeshFSClient.upload_ranges)
+    statfs = _blocking(MeshFSClient.statfs)
+    write_many = _blocking(MeshFSClient.write_many)
+    read_many = _iterating(MeshFSClient.read_many)
+    download_many = _blocking(MeshFSClient.download_many)
 
     plan = _blocking(MeshFSClient.plan)
     create_agent_token = _blocking(MeshFSClient.create_agent_token)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from pathlib import Path
 
 from meshfs_client._base import ClientBase, where
 from meshfs_client._download import DownloadInfo, DownloadStream, download_to_path
-from meshfs_client._upload import Progress, Uploader, UploadFailure
+from meshfs_client._patch import commit_patch, plan_patch, touched_chunks
+from meshfs_client._upload import FileSource, Progress, Uploader, UploadFailure
 from meshfs_common import paths
 from meshfs_common.errors import (
     AlreadyExistsError,
@@ -19,12 +21,15 @@ from meshfs_common.errors import (
 from meshfs_common.hashing import CHUNK_SIZE, ContentDigest
 from meshfs_common.models import (
     CommitResult,
+    CopyRequest,
     DeleteResult,
     DirectDownload,
     Entry,
+    FsStats,
     ListPage,
     MkdirRequest,
     RenameRequest,
+    VersionChunks,
 )
 
 UploadSource = bytes | bytearray | memoryview | str | os.PathLike[str] | AsyncIterable[bytes]
@@ -32,7 +37,8 @@ UploadSource = bytes | bytearray | memoryview | str | os.PathLike[str] | AsyncIt
 
 
 class FileMethods(ClientBase):
-    """``mkdir``, listings, ``meta``, ``rename``, ``delete``; ``upload``, ``download``, ``copy``."""
+    """``mkdir``, listings, ``meta``, ``rename``, ``delete``, ``statfs``; ``upload``,
+    ``upload_ranges``, ``download``, ``copy``, ``clone``."""
 
     # --- namespace --------------------------------------------------------------------------
 
@@ -133,20 +139,38 @@ class FileMethods(ClientBase):
         return True
 
     async def rename(
-        self, path: str, new_path: str, *, overwrite: bool = False, if_match: str | None = None
+        self,
+        path: str,
+        new_path: str,
+        *,
+        overwrite: bool = False,
+        exchange: bool = False,
+        if_match: str | None = None,
     ) -> Entry:
-        """Move or rename; ``overwrite`` replaces an existing file or empty directory."""
+        """Move or rename; ``overwrite`` replaces an existing file or empty directory.
+
+        ``exchange`` swaps two existing paths atomically instead (RENAME_EXCHANGE); the answer
+        is the entry now at *new_path*.
+        """
         # Not idempotent: after a lost answer a resend would find the source gone.
         return await self._t.call(
             "POST",
             "/files/rename",
             Entry,
             json=RenameRequest(
-                path=paths.normalise(path), new_path=paths.normalise(new_path), overwrite=overwrite
+                path=paths.normalise(path),
+                new_path=paths.normalise(new_path),
+                overwrite=overwrite,
+                exchange=exchange,
             ),
             headers={"If-Match": if_match} if if_match else None,
             idempotent=False,
         )
+
+    async def statfs(self) -> FsStats:
+        """The tenant's quota, usage and node counts (a token limited to a path prefix gets
+        the quota and its prefix's counts, never the tenant's usage)."""
+        return await self._t.call("GET", "/files/statfs", FsStats, idempotent=True)
 
     async def delete(
         self, path: str, *, recursive: bool = False, if_match: str | None = None
@@ -279,6 +303,63 @@ class FileMethods(ClientBase):
                     yield block
 
         return await self.upload(target, blocks(), if_none_match=if_none_match)
+
+    async def clone(self, src: str, dst: str, *, overwrite: bool = False) -> CommitResult:
+        """Copy a file on the server (``cp --reflink``): *dst* gets the head of *src* without
+        any byte travelling and without being charged twice for its storage, and has its own
+        history from then on. *dst*'s parent must exist; an existing file there is replaced
+        (as a new version of it) only with ``overwrite``. Directories are refused."""
+        return await self._t.call(
+            "POST",
+            "/files/copy",
+            CommitResult,
+            json=CopyRequest(
+                path=paths.normalise(src), new_path=paths.normalise(dst), overwrite=overwrite
+            ),
+            idempotent=overwrite,  # without overwrite a resend would find dst existing
+        )
+
+    async def chunk_list(
+        self, path: str | None = None, *, node_id: str | None = None, version_id: str | None = None
+    ) -> VersionChunks:
+        """The chunk names of a file's head (or of ``version_id``): what a partial write is
+        based on."""
+        params: dict[str, str | int | bool | None] = {**where(path, node_id),
+                                                      "version_id": version_id}  # fmt: skip
+        return await self._t.call("GET", "/files/chunks", VersionChunks, params=params,
+                                  idempotent=True)  # fmt: skip
+
+    async def upload_ranges(
+        self,
+        path: str,
+        local: str | os.PathLike[str],
+        *,
+        base_version: str,
+        ranges: Iterable[tuple[int, int]],
+        size: int | None = None,
+        progress: Progress | None = None,
+    ) -> CommitResult:
+        """Commit the local file *local* as a new version of *path* that differs from
+        ``base_version`` only in the byte *ranges* (``(offset, length)`` pairs) and in its size
+        (``size``, else the local file's).
+
+        Only the chunks the ranges touch (and the one whose length a new size changes) are read,
+        hashed and sent: a 4 KiB change in a 1 GiB file sends one 4 MiB chunk. Bytes past the
+        base's end that no range covers are taken to be zeros (a file extended by truncate) and
+        are never sent. If ``base_version`` is no longer the head, nothing is committed
+        (:class:`~meshfs_common.errors.PreconditionFailedError`).
+        """
+        remote = paths.normalise(path)
+        base = await self.chunk_list(remote, version_id=base_version)
+        handle = await asyncio.to_thread(open, local, "rb")
+        with handle:
+            length = os.fstat(handle.fileno()).st_size if size is None else size
+            source = FileSource(handle, length)
+            patch = await plan_patch(base, source, length, touched_chunks(base, length, ranges))
+            return await commit_patch(
+                self._t, remote, base, source, patch, concurrency=self._upload_concurrency,
+                progress=progress,
+            )  # fmt: skip
 
     async def _chunk_names(self, path: str, version_id: str | None) -> ContentDigest | None:
         """The chunk list of a version, when the server exposes it (direct transfers)."""
