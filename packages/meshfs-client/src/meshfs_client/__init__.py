@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from meshfs_client._blocking import MeshFS
+    from meshfs_client._bulk import BulkFile, BulkSource
     from meshfs_client._client import ClientOptions, MeshFSClient
     from meshfs_client._credentials import Credentials, CredentialStore
     from meshfs_client._download import DownloadInfo, DownloadStream
@@ -46,6 +47,8 @@ if TYPE_CHECKING:
 # (a third of a second), which `meshfs --help` and the other CLI start-ups must not pay for.
 _EXPORTS = {
     "MeshFS": "meshfs_client._blocking",
+    "BulkFile": "meshfs_client._bulk",
+    "BulkSource": "meshfs_client._bulk",
     "ClientOptions": "meshfs_client._client",
     "MeshFSClient": "meshfs_client._client",
     "UploadSource": "meshfs_client._files",
@@ -102,6 +105,8 @@ __all__ = [
     "DEFAULT_SERVER",
     "AlreadyExistsError",
     "AuthError",
+    "BulkFile",
+    "BulkSource",
     "ChangeFeed",
     "ClientOptions",
     "ConflictError",

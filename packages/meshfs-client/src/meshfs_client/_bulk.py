@@ -34,6 +34,7 @@ from meshfs_common.bulk import (
 from meshfs_common.errors import (
     HashMismatchError,
     MeshFSError,
+    RateLimitedError,
     error_from_envelope,
 )
 from meshfs_common.hashing import hash_bytes
@@ -131,12 +132,15 @@ class BulkMethods(FileMethods):
             result.bytes += done.version.size
 
         big = asyncio.Semaphore(LARGE_CONCURRENCY)
-        async with asyncio.TaskGroup() as group:
-            for batch in batches:
-                if batch:
-                    group.create_task(send(batch))
-            for remote, source in large:
-                group.create_task(upload(remote, source))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for batch in batches:
+                    if batch:
+                        group.create_task(send(batch))
+                for remote, source in large:
+                    group.create_task(upload(remote, source))
+        except BaseExceptionGroup as failed:
+            raise _first(failed) from None
         return result
 
     async def _write_batch(
@@ -169,8 +173,10 @@ class BulkMethods(FileMethods):
             done = {w.name for w in reply.written} | {f.name for f in reply.failed} - retried
             done |= {f.name for f in unreadable}
             pending = [item for item in pending if item.name not in done]
-            # The server's rate limit: wait as it says, then send the rest.
-            await asyncio.sleep(stopped.retry_after or 1.0)
+            # The server's rate limit: wait as it says (telling who listens), then send the rest.
+            wait = stopped.retry_after or 1.0
+            self._t.tell_waiting(RateLimitedError(stopped.message, retry_after=wait), wait)
+            await asyncio.sleep(wait)
 
     async def read_many(self, files: Iterable[str]) -> AsyncIterator[BulkFile]:
         """The content of many small files, :data:`BATCH_FILES` per request, in the order
@@ -229,11 +235,14 @@ class BulkMethods(FileMethods):
             out.append(found)
 
         big = asyncio.Semaphore(LARGE_CONCURRENCY)
-        async with asyncio.TaskGroup() as group:
-            for start in range(0, len(names), BATCH_FILES):
-                group.create_task(fetch(names[start : start + BATCH_FILES]))
-            for entry, local in large:
-                group.create_task(one(entry, local))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for start in range(0, len(names), BATCH_FILES):
+                    group.create_task(fetch(names[start : start + BATCH_FILES]))
+                for entry, local in large:
+                    group.create_task(one(entry, local))
+        except BaseExceptionGroup as failed:
+            raise _first(failed) from None
         return out
 
 
@@ -329,3 +338,11 @@ def _place(got: list[BulkFile], targets: dict[str, list[Path]]) -> list[BulkFile
 
 def _failed(name: str, path: str, exc: MeshFSError) -> BulkFailure:
     return BulkFailure(name=name, path=path, error=exc.code, message=exc.message)
+
+
+def _first(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first error of a task group's failure, unwrapped (the caller sees what failed)."""
+    found: BaseException = group
+    while isinstance(found, BaseExceptionGroup):
+        found = found.exceptions[0]
+    return found

@@ -13,13 +13,14 @@ import aiohttp
 
 from meshfs_client._admin import AdminMethods
 from meshfs_client._auth import FixedToken, NoToken, StoredSession, TokenSource, credentials_from
+from meshfs_client._bulk import BulkMethods
 from meshfs_client._credentials import Credentials, CredentialStore
 from meshfs_client._history import HistoryMethods
+from meshfs_client._posix import PosixMethods
 from meshfs_client._retry import RetryListener, RetryPolicy
 from meshfs_client._settings import DEFAULT_SERVER, Settings, Timeouts, normalise_server
 from meshfs_client._transport import Transport
 from meshfs_client._upload import DEFAULT_CONCURRENCY
-from meshfs_client._posix import PosixMethods
 from meshfs_client._xattrs import XattrMethods
 from meshfs_common.errors import (
     AuthError,
@@ -65,7 +66,7 @@ class ClientOptions(TypedDict, total=False):
     upload_concurrency: int
 
 
-class MeshFSClient(HistoryMethods, PosixMethods, XattrMethods, AdminMethods):
+class MeshFSClient(HistoryMethods, BulkMethods, PosixMethods, XattrMethods, AdminMethods):
     """Async MeshFS client. Use as ``async with MeshFSClient() as client: ...``.
 
     Where to connect and as whom, first match wins:

@@ -125,6 +125,11 @@ class Transport:
         for listener in list(self.retry_listeners):
             listener(exc, seconds)
 
+    def tell_waiting(self, exc: MeshFSError, seconds: float) -> None:
+        """Tell the retry listeners about a wait their caller makes itself (a bulk transfer
+        resuming after the server's rate limit stopped it)."""
+        self._waiting(exc, seconds)
+
     def url(self, path: str) -> str:
         """Absolute URL of an endpoint path."""
         return self.server + path

@@ -14,10 +14,11 @@ import click
 
 from meshfs_client.cli._context import CliState, client_command
 from meshfs_client.cli._errors import describe
-from meshfs_client.cli._local_tree import scan_tree
+from meshfs_client.cli._local_tree import LocalTree, scan_tree
 from meshfs_client.cli._progress import TransferProgress
 from meshfs_client.cli.files import resolve_into_dir
 from meshfs_common import paths
+from meshfs_common.bulk import BulkWritten
 from meshfs_common.errors import InvalidMoveError, InvalidPathError, IsADirError
 from meshfs_common.models import CommitResult, Entry
 
@@ -163,6 +164,52 @@ async def _put_tree(
 ) -> None:
     # Everything is checked before anything is created, so a bad name never leaves half a tree.
     tree = await asyncio.to_thread(scan_tree, root, target, follow_symlinks=follow_symlinks)
+    if no_clobber:
+        results: list[Any] = await _put_each(state, client, root, tree)
+    else:
+        results = await _put_bulk(state, client, root, tree)
+    _report(state, "uploaded", results, sum(_size(r) for r in results))
+    for skipped in tree.skipped:
+        if state.json:
+            click.echo(
+                json.dumps({"skipped": str(skipped.local), "reason": skipped.reason}), err=True
+            )
+        elif skipped.failed or not state.quiet:
+            click.echo(f"meshfs: skipped {_shown(skipped.local)}: {skipped.reason}", err=True)
+    if tree.failures:
+        count = len(tree.failures)
+        raise InvalidPathError(
+            f"{count} {'entry' if count == 1 else 'entries'} could not be uploaded (listed above);"
+            " everything else was"
+        )
+
+
+def _size(result: CommitResult | BulkWritten) -> int:
+    return result.entry.size if isinstance(result, CommitResult) else result.size
+
+
+async def _put_bulk(
+    state: CliState, client: MeshFSClient, root: Path, tree: LocalTree
+) -> list[BulkWritten]:
+    """The tree in bulk requests (many small files each; large files one by one)."""
+    local_of = {remote: local for local, remote in tree.files}
+    with _bar(state, client, root.name, tree.total) as bar:
+        done = await client.write_many(
+            [(remote, local) for local, remote in tree.files],
+            directories=tree.directories,
+            progress=bar.advance,
+        )
+    for failure in done.failed:
+        where = local_of.get(failure.path or "") or root / failure.name
+        tree.skip(where, failure.message, failed=True)
+    return sorted((w for w in done.written if w.kind == "file"), key=lambda w: w.path)
+
+
+async def _put_each(
+    state: CliState, client: MeshFSClient, root: Path, tree: LocalTree
+) -> list[CommitResult]:
+    """The tree file by file, each write refused if the file exists (``--no-clobber``)."""
+    no_clobber = True
     for remote_dir in tree.directories:
         await client.mkdir(remote_dir, parents=True)
     limit = asyncio.Semaphore(FILE_CONCURRENCY)
@@ -183,21 +230,7 @@ async def _put_tree(
         async with asyncio.TaskGroup() as group:
             for local, remote in tree.files:
                 group.create_task(one(local, remote))
-    results.sort(key=lambda r: r.entry.path)
-    _report(state, "uploaded", results, sum(r.entry.size for r in results))
-    for skipped in tree.skipped:
-        if state.json:
-            click.echo(
-                json.dumps({"skipped": str(skipped.local), "reason": skipped.reason}), err=True
-            )
-        elif skipped.failed or not state.quiet:
-            click.echo(f"meshfs: skipped {_shown(skipped.local)}: {skipped.reason}", err=True)
-    if tree.failures:
-        count = len(tree.failures)
-        raise InvalidPathError(
-            f"{count} {'entry' if count == 1 else 'entries'} could not be uploaded (listed above);"
-            " everything else was"
-        )
+    return sorted(results, key=lambda r: r.entry.path)
 
 
 def _shown(local: Path) -> str:
@@ -249,17 +282,17 @@ async def _get_tree(
             await asyncio.to_thread(local.mkdir, parents=True, exist_ok=True)
         else:
             files.append(entry)
-    limit = asyncio.Semaphore(FILE_CONCURRENCY)
+    # Small files come in bulk requests, large ones one by one.
+    pairs = [(e, local_root / paths.relative_to(e.path, root.path).lstrip("/")) for e in files]
     with _bar(state, client, root.name, sum(e.size for e in files)) as bar:
-
-        async def one(entry: Entry) -> None:
-            async with limit:
-                local = local_root / paths.relative_to(entry.path, root.path).lstrip("/")
-                await client.download_to(entry.path, local, progress=bar.advance)
-
-        async with asyncio.TaskGroup() as group:
-            for entry in files:
-                group.create_task(one(entry))
+        got = await client.download_many(pairs, progress=bar.advance)
+    failed = [found for found in got if found.error is not None]
+    if failed:
+        first = failed[0].error
+        assert first is not None
+        if len(failed) > 1:
+            first.message = f"{first.message} (and {len(failed) - 1} more files not downloaded)"
+        raise first
     return files
 
 

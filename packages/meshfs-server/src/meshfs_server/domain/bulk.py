@@ -141,6 +141,10 @@ class BulkWrites:
         if not actor.can_write:
             raise ReadOnlyError("this token or role is read-only")
         root = paths.normalise(root)
+        prefix = actor.scope.prefix
+        if not (actor.scope.contains(root) or paths.is_within(prefix, root)):
+            # Nothing under root lies within the scope: refused as a whole.
+            raise ForbiddenError(f"this token is limited to {prefix}")
         run = _Run(actor, root, atomic, budget or Unmetered())
         batch: list[_Item] = []
         size = 0

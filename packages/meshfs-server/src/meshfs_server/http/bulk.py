@@ -84,7 +84,7 @@ def budget_for(services: Services) -> BulkBudget:
     request_media=TAR, response=BulkWriteResult,
     params=(Param("path", required=True, description="the directory members are written under"),
             ATOMIC),
-    errors=MEMBER_ERRORS, tags=TAGS, max_body=BULK_BODY,
+    errors=(*MEMBER_ERRORS, "unsupported_media_type"), tags=TAGS, max_body=BULK_BODY,
 ))  # fmt: skip
 async def bulk_write(request: Request) -> Response:
     who = await state.actor(request)

@@ -11,7 +11,9 @@ of 120,000.
 When the bucket runs dry part-way, a short wait (at most :data:`PACE_SECONDS` for the next
 token, :data:`PACE_TOTAL` in all per request) is waited out, which paces a bulk transfer at the
 tenant's rate; a longer one raises :class:`~meshfs_common.errors.RateLimitedError`, which stops
-a bulk write there (what landed stays, the answer names the rest) or refuses a bulk read.
+a bulk write there (what landed stays, the answer names the rest) or refuses a bulk read. Its
+``retry_after`` is the time until the whole charge (and the next request's own token) is back,
+so a client that waits as told is not refused again at once.
 """
 
 from __future__ import annotations
@@ -65,7 +67,14 @@ class TenantBulkBudget:
             except RateLimitedError as exc:
                 wait = exc.retry_after
                 if wait > PACE_SECONDS or self._paced + wait > PACE_TOTAL:
-                    raise
+                    # Said to wait until the rest of this charge and the next request's own
+                    # token are back: sent again sooner, the request would spend the one
+                    # token that came back and be refused again.
+                    enough = wait + due * 60.0 / capacity
+                    raise RateLimitedError(
+                        f"too many requests for this tenant; retry in {enough:.0f}s",
+                        retry_after=enough,
+                    ) from None
                 self._paced += wait
                 await asyncio.sleep(wait)  # pacing to the tenant's rate, not synchronisation
                 continue

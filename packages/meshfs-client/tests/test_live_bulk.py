@@ -1,0 +1,137 @@
+"""Bulk transfers against a REAL meshfs-server: the client's write_many / read_many /
+download_many, `meshfs put -r` and `get -r`, partial failures, all-or-nothing, quota, and the
+server's rate limit stopping and pacing a bulk write."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+from meshfs_client_testkit import Account, device_login, own_server
+
+from meshfs_client import MeshFS, MeshFSClient
+from meshfs_common.bulk import BULK_MAX_FILE
+from meshfs_common.errors import MeshFSError, NotADirError
+
+pytestmark = pytest.mark.live
+MESHFS = str(Path(sys.executable).with_name("meshfs"))
+
+
+def meshfs(account: Account, *args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([MESHFS, *args], env=account.env(), capture_output=True, timeout=300,
+                          check=False)  # fmt: skip
+
+
+async def actions(client: MeshFSClient) -> list[str]:
+    return [row.action for row in (await client.audit_page(limit=1000)).entries]
+
+
+async def test_write_many_and_read_many_round_trip(client: MeshFSClient) -> None:
+    files = {f"/many/f{i:03}.txt": f"file {i}\n".encode() for i in range(250)}
+    big = os.urandom(BULK_MAX_FILE + 10)
+    done = await client.write_many(
+        [*files.items(), ("/many/big.bin", big)], directories=["/many/empty"]
+    )
+    assert done.failed == []
+    assert done.files == 251
+    assert {w.path for w in done.written if w.kind == "file"} == {*files, "/many/big.bin"}
+    got = {f.path: f.data async for f in client.read_many(sorted(files))}
+    assert got == files
+    assert (await client.meta("/many/empty")).kind == "dir"
+    assert await client.read_bytes("/many/big.bin") == big
+    log = await actions(client)
+    assert log.count("POST /files/bulk") == 1  # 250 small files in one request
+    assert "PUT /files/content" not in log
+
+
+async def test_a_bad_file_is_reported_and_the_rest_land(client: MeshFSClient) -> None:
+    await client.upload("/p/taken", b"a file")
+    done = await client.write_many([("/p/a", b"a"), ("/p/taken/below", b"x"), ("/p/b", b"b")])
+    assert [w.path for w in done.written] == ["/p/a", "/p/b"]
+    assert [(f.path, f.error) for f in done.failed] == [("/p/taken/below", "not_a_directory")]
+    found = [f async for f in client.read_many(["/p/a", "/p/missing"])]
+    assert found[0].data == b"a"
+    assert found[1].error is not None
+    assert found[1].error.code == "not_found"
+
+
+async def test_atomic_write_many_is_all_or_nothing(client: MeshFSClient) -> None:
+    await client.upload("/q/taken", b"a file")
+    with pytest.raises(NotADirError) as raised:
+        await client.write_many([("/q/a", b"a"), ("/q/taken/below", b"x")], atomic=True)
+    assert "q/taken/below" in raised.value.message
+    assert not await client.exists("/q/a")
+
+
+def test_blocking_client_bulk_methods(account: Account, tmp_path: Path) -> None:
+    local = tmp_path / "in.txt"
+    local.write_bytes(b"from disk")
+    with MeshFS(account.server.url, settings=account.settings) as fs:
+        done = fs.write_many([("/b/disk.txt", local), ("/b/mem.txt", b"from memory")])
+        assert done.files == 2
+        assert [f.data for f in fs.read_many(["/b/disk.txt", "/b/mem.txt"])] == [
+            b"from disk", b"from memory",
+        ]  # fmt: skip
+        entries = [fs.meta("/b/disk.txt"), fs.meta("/b/mem.txt")]
+        got = fs.download_many([(e, tmp_path / "out" / e.name) for e in entries])
+    assert all(f.error is None for f in got)
+    assert (tmp_path / "out" / "mem.txt").read_bytes() == b"from memory"
+
+
+async def test_put_r_and_get_r_use_bulk_requests(account: Account, tmp_path: Path) -> None:
+    src = tmp_path / "tree"
+    for i in range(400):
+        path = src / f"d{i % 7}" / f"f{i:03}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"content {i}")
+    (src / "big.bin").write_bytes(os.urandom(BULK_MAX_FILE + 1))
+    (src / "empty-dir").mkdir()
+    put = meshfs(account, "put", "-r", str(src), "/tree")
+    assert put.returncode == 0, put.stderr.decode()
+    assert "uploaded 401 files" in put.stderr.decode()
+    back = tmp_path / "back"
+    got = meshfs(account, "get", "-r", "/tree", str(back))
+    assert got.returncode == 0, got.stderr.decode()
+    for path in src.rglob("*"):
+        mirrored = back / path.relative_to(src)
+        if path.is_file():
+            assert mirrored.read_bytes() == path.read_bytes()
+        else:
+            assert mirrored.is_dir()
+    async with account.client() as client:
+        log = await actions(client)
+    assert log.count("POST /files/bulk") == 1  # 400 small files and the directories
+    assert "PUT /files/content" not in log
+
+
+async def test_quota_fills_mid_batch(tmp_path: Path) -> None:
+    with own_server(tmp_path, {"MESHFS_TENANT_STORAGE_QUOTA_BYTES": "1000"}) as server:
+        suffix = uuid.uuid4().hex[:8]
+        account = await device_login(server, tmp_path / "config", f"u{suffix}", f"t{suffix}")
+        async with account.client() as client:
+            done = await client.write_many([(f"/q/f{i}", bytes([i]) * 300) for i in range(5)])
+    assert [w.path for w in done.written] == ["/q/f0", "/q/f1", "/q/f2"]
+    assert [(f.path, f.error) for f in done.failed] == [
+        ("/q/f3", "quota_exceeded"), ("/q/f4", "quota_exceeded"),
+    ]  # fmt: skip
+
+
+async def test_write_many_resumes_after_the_rate_limit_stops_it(tmp_path: Path) -> None:
+    # 30 requests a minute (a token every 2 s): 3,200 files cost 32 tokens plus the requests,
+    # more than the burst, so the server stops a batch part-way and the client sends the
+    # rest after the wait it names.
+    with own_server(tmp_path, {"MESHFS_RATE_LIMIT_PER_MINUTE": "30"}) as server:
+        suffix = uuid.uuid4().hex[:8]
+        account = await device_login(server, tmp_path / "config", f"u{suffix}", f"t{suffix}")
+        waits: list[tuple[MeshFSError, float]] = []
+        async with account.client() as client:
+            with client.on_retry(lambda e, s: waits.append((e, s))):
+                done = await client.write_many([(f"/r/f{i:04}", b"") for i in range(3200)])
+    assert done.failed == []
+    assert done.files == 3200
+    assert waits
+    assert {e.code for e, _ in waits} == {"rate_limited"}
