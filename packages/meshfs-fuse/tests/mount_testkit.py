@@ -14,7 +14,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -47,6 +47,13 @@ class Server:
     data_dir: Path
     log_path: Path
     process: subprocess.Popen[bytes]
+    settings: dict[str, str] = field(default_factory=dict)
+    """``MESHFS_*`` settings of the server (its backends); the embedded default when empty."""
+
+    def environment(self) -> dict[str, str]:
+        """The environment the server and its command line run with."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFS_")}
+        return env | self.settings
 
     def command(self) -> list[str]:
         exe = BIN / "meshfs-server"
@@ -59,7 +66,7 @@ class Server:
 
     def restart(self) -> None:
         """Start the stopped server again, on the same port with the same data."""
-        self.process = _launch(self.url, self.data_dir, self.log_path)
+        self.process = _launch(self.url, self.data_dir, self.log_path, self.environment())
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -79,11 +86,12 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _launch(url: str, data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]:
+def _launch(
+    url: str, data_dir: Path, log_path: Path, env: dict[str, str]
+) -> subprocess.Popen[bytes]:
     exe = BIN / "meshfs-server"
     command = [str(exe)] if exe.exists() else [shutil.which("meshfs-server") or "meshfs-server"]
     bind = url.removeprefix("http://")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFS_")}
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             [*command, "serve", "--bind", bind, "--data-dir", str(data_dir)],
@@ -98,11 +106,14 @@ def _launch(url: str, data_dir: Path, log_path: Path) -> subprocess.Popen[bytes]
 
 
 @contextlib.contextmanager
-def running_server(root: Path) -> Iterator[Server]:
+def running_server(root: Path, settings: dict[str, str] | None = None) -> Iterator[Server]:
+    """A server on a free port; *settings* (``MESHFS_*``) choose its backends."""
     url = f"http://127.0.0.1:{free_port()}"
     root.mkdir(parents=True, exist_ok=True)
     data_dir, log_path = root / "server-data", root / "server.log"
-    server = Server(url, data_dir, log_path, _launch(url, data_dir, log_path))
+    chosen = dict(settings or {})
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFS_")} | chosen
+    server = Server(url, data_dir, log_path, _launch(url, data_dir, log_path, env), chosen)
     try:
         yield server
     finally:
@@ -148,6 +159,7 @@ def login(server: Server, config_dir: Path, user: str, tenant: str) -> Account:
             check=True,
             capture_output=True,
             timeout=60,
+            env=server.environment(),
         )
         fs.wait_for_device_login(start)
     return Account(server, config_dir)
