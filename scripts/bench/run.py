@@ -12,6 +12,7 @@ BENCHMARKS = [
     "server_core.py",
     "backends.py",
     "client_transfer.py",
+    "posix_attributes.py",
     "mirror_sync.py",
     "flood.py",
     "cli_startup.py",
