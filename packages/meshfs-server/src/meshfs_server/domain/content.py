@@ -169,7 +169,9 @@ class ContentService:
                 # The base's chunks are the actor's own file's; the zero chunks hold nothing.
                 known = set(patched.reused) | set(patched.zeros)
                 if not actor.scope.whole_tenant:
-                    await tx.hold_chunks(sent_hold(upload.upload_id), known, upload.expires_at)
+                    await tx.hold_chunks(
+                        sent_hold(upload.upload_id), sorted(known), upload.expires_at
+                    )
             # Through a limited scope, content stored elsewhere in the tenant is not revealed:
             # every other chunk is asked for, and must be sent (see put_part).
             present = await tx.present_chunks(chunks) if actor.scope.whole_tenant else known
