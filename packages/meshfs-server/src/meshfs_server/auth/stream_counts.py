@@ -6,8 +6,9 @@ write transaction: the sum of the other live holders' counts plus this process's
 reserving the new stream) is compared with the limit, and this process's rows are written in
 the same transaction - SQLite's write lock, or on Postgres an advisory lock on the tenant,
 serialises admissions, so two processes never both take the last slot. A stream that ends is
-written back by the next heartbeat (every :data:`HEARTBEAT` seconds): until then the others
-count it still open, which can only refuse, never over-admit. A holder not heard from for
+written back at once by the process's background loop (which also says every
+:data:`HEARTBEAT` seconds that the process is alive): until then the others count it still
+open, which can only refuse, never over-admit. A holder not heard from for
 :data:`HOLDER_STALE` seconds (its process died) is not counted.
 """
 
@@ -34,6 +35,12 @@ class SharedStreamCounts:
         self.holder = holder
         self.dirty = False
         """Streams ended since the counts were last written."""
+        self._ended = anyio.Event()
+
+    def ended(self) -> None:
+        """A stream of this process ended: write the counts back soon."""
+        self.dirty = True
+        self._ended.set()
 
     async def admit(self, own: Mapping[str, int], limits: Mapping[str, int]) -> str | None:
         """Write this process's counts *own* (including the stream being admitted) if, for
@@ -107,7 +114,9 @@ class SharedStreamCounts:
         runs it."""
         try:
             while True:
-                await anyio.sleep(HEARTBEAT)
+                with anyio.move_on_after(HEARTBEAT):
+                    await self._ended.wait()
+                self._ended = anyio.Event()
                 now_counts = counts()
                 if now_counts or self.dirty:
                     self.dirty = False

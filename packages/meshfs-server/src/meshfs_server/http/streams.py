@@ -123,7 +123,7 @@ class StreamSlots:
             if counts[key] <= 0:
                 del counts[key]
         if self.shared is not None:
-            self.shared.dirty = True
+            self.shared.ended()
 
 
 class HeldStream(StreamingResponse):
