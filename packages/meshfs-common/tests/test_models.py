@@ -26,7 +26,17 @@ ENTRY = models.Entry(
     size=12,
     version_id="v1",
     content_hash="ab" * 32,
+    mode=0o644,
+    uid=1000,
+    gid=1000,
+    mtime_ns=1_735_787_046_678_901_000,
+    atime_ns=1_735_787_046_678_901_000,
+    ctime_ns=1_735_787_046_678_901_123,
 )
+LINK = models.Entry(
+    node_id="n2", path="/docs/l", name="l", kind="symlink", created_at=T0, modified_at=T0,
+    mode=0o777, target="a.txt",
+)  # fmt: skip
 DIR = models.Entry(
     node_id="n0", path="/docs", name="docs", kind="dir", created_at=T0, modified_at=T0
 )
@@ -87,9 +97,14 @@ EXAMPLES: dict[type[models.Model], models.Model] = {
     models.Writer: WRITER,
     models.Entry: ENTRY,
     models.ListPage: models.ListPage(
-        path="/docs", entries=[ENTRY, DIR], has_more=True, next_after="a.txt"
+        path="/docs", entries=[ENTRY, DIR, LINK], has_more=True, next_after="a.txt"
     ),
     models.MkdirRequest: models.MkdirRequest(path="/a/b", parents=False),
+    models.AttributesRequest: models.AttributesRequest(
+        path="/a", mode=0o4755, uid=1000, gid=100, mtime_ns=1_700_000_000_123_456_789, atime_ns=0
+    ),
+    models.SymlinkRequest: models.SymlinkRequest(path="/l", target="../x//y", uid=1),
+    models.MknodRequest: models.MknodRequest(path="/d", kind="chardev", mode=0o600, rdev=259),
     models.DirectDownload: models.DirectDownload(
         version_id="V",
         node_id="N",
@@ -264,7 +279,9 @@ def test_times_are_rfc3339_utc() -> None:
 @pytest.mark.parametrize(
     ("model", "patch"),
     [
-        (models.Entry, {"kind": "symlink"}),
+        (models.Entry, {"kind": "door"}),
+        (models.Entry, {"mode": "0644"}),
+        (models.MknodRequest, {"kind": "file"}),
         (models.Entry, {"size": "12"}),
         (models.ChangeEvent, {"type": "chmod"}),
         (models.ChangeEvent, {"seq": 1.5}),
