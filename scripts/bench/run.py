@@ -12,9 +12,11 @@ BENCHMARKS = [
     "server_core.py",
     "backends.py",
     "client_transfer.py",
+    "partial_write.py",
     "posix_attributes.py",
     "mirror_sync.py",
     "flood.py",
+    "idle_streams.py",
     "cli_startup.py",
     "mount.py",
 ]

@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 runtime failure, 2 bad usage or settings.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -215,6 +216,11 @@ async def _serve(settings: Settings, worker_fd: int | None = None) -> None:
     # what a request still uploading gets to finish.
     config.graceful_timeout = SHUTDOWN_GRACE_SECONDS
     app = create_app(settings)
+    # What start-up made (modules, classes, the app) lives as long as the process: keep it out
+    # of every later garbage collection, whose full passes otherwise grow with it and stall
+    # the event loop (with thousands of open streams, a full pass walks millions of objects).
+    gc.collect()
+    gc.freeze()
     shutdown: Shutdown = app.state.shutdown
     began: list[float] = []
 

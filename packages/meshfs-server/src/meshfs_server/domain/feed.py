@@ -1,21 +1,23 @@
 """The change feed: cursor-based pull, and live following for WebSocket and SSE.
 
 Correctness never depends on live delivery. A subscriber gets a *doorbell with payload*: the
-events a commit produced. If its queue overflows, or a live event arrives with a gap before it,
-the subscriber reads the missing range from the store, which is the truth. :meth:`follow`
+events a commit produced, through its tenant's shared channel (:mod:`.fanout`). If it falls
+behind the channel, is rung without payload, or a live event arrives with a gap before it, the
+subscriber reads the missing range from the store, which is the truth. :meth:`follow`
 subscribes *before* it reads the backlog, then drops live events it already yielded, so no event
 can fall between the backlog and the live stream.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import TypeVar
 
 from meshfs_common.errors import BadRequestError
 from meshfs_common.models import ChangeEvent, PullResponse
+from meshfs_server.domain.fanout import LocalBus, Published
 from meshfs_server.domain.ports import MetadataStore
 from meshfs_server.domain.scope import WHOLE_TENANT, Replaced, Scope
 
@@ -23,63 +25,7 @@ MAX_PULL = 1000
 SCAN_LIMIT = 10 * MAX_PULL
 """Events one pull examines at most through a limited scope (bounds the work per request)."""
 SCAN_BATCH = 500
-QUEUE_LIMIT = 1024
-
-
-@dataclass(eq=False)
-class Subscription:
-    """Live events of one tenant for one listener."""
-
-    tenant_id: str
-    queue: asyncio.Queue[ChangeEvent | None] = field(
-        default_factory=lambda: asyncio.Queue(QUEUE_LIMIT)
-    )
-    overflowed: bool = False
-
-    def offer(self, event: ChangeEvent | None) -> None:
-        """Deliver a live event (None: a doorbell without payload) without ever blocking."""
-        try:
-            self.queue.put_nowait(event)
-        except asyncio.QueueFull:
-            self.overflowed = True
-
-
-class LocalBus:
-    """In-process delivery of committed events to subscribers of the same process."""
-
-    def __init__(self) -> None:
-        self._subscribers: dict[str, set[Subscription]] = defaultdict(set)
-
-    def subscribe(self, tenant_id: str) -> Subscription:
-        sub = Subscription(tenant_id)
-        self._subscribers[tenant_id].add(sub)
-        return sub
-
-    def unsubscribe(self, sub: Subscription) -> None:
-        subs = self._subscribers.get(sub.tenant_id)
-        if subs is not None:
-            subs.discard(sub)
-            if not subs:
-                del self._subscribers[sub.tenant_id]
-
-    async def publish(self, tenant_id: str, events: list[ChangeEvent]) -> None:
-        for sub in list(self._subscribers.get(tenant_id, ())):
-            for event in events:
-                sub.offer(event)
-
-    def ring(self, tenant_id: str) -> None:
-        """Wake subscribers so they read the store (another process committed)."""
-        for sub in list(self._subscribers.get(tenant_id, ())):
-            sub.offer(None)
-
-    def ring_all(self) -> None:
-        """Wake every subscriber (news from other processes may have been missed)."""
-        for tenant_id in list(self._subscribers):
-            self.ring(tenant_id)
-
-    @property
-    def subscriber_count(self) -> int:
-        return sum(len(s) for s in self._subscribers.values())
+__all__ = ["CaughtUp", "ChangeFeed", "Followed", "LocalBus", "Reset"]
 
 
 @dataclass(slots=True)
@@ -94,6 +40,11 @@ class CaughtUp:
     """The backlog has been replayed up to ``cursor``; live events follow."""
 
     cursor: int
+
+
+Followed = ChangeEvent | Reset | CaughtUp
+"""What following the feed yields."""
+T = TypeVar("T")
 
 
 class ChangeFeed:
@@ -173,7 +124,7 @@ class ChangeFeed:
 
     async def follow(
         self, tenant_id: str, cursor: int, *, scope: Scope = WHOLE_TENANT
-    ) -> AsyncIterator[ChangeEvent | Reset | CaughtUp]:
+    ) -> AsyncGenerator[ChangeEvent | Reset | CaughtUp, None]:
         """Every event after *cursor* that *scope* sees, forever: backlog first, then live, in
         order, no gaps.
 
@@ -181,30 +132,79 @@ class ChangeFeed:
         the scope's root was replaced, and one :class:`CaughtUp` when the backlog has been
         replayed (its cursor is the last sequence number examined).
         """
-        sub = self.bus.subscribe(tenant_id)
+        async with aclosing(self._follow(tenant_id, cursor, scope, None)) as items:
+            async for item in items:
+                if isinstance(item, Published):
+                    yield item.event
+                elif item is not None:
+                    yield item
+
+    async def follow_encoded(
+        self,
+        tenant_id: str,
+        cursor: int,
+        encode: Callable[[Followed], T],
+        *,
+        scope: Scope = WHOLE_TENANT,
+        heartbeat: tuple[float, T] | None = None,
+    ) -> AsyncGenerator[T, None]:
+        """:meth:`follow`, each item as ``encode(item)``; with ``heartbeat=(seconds, frame)``,
+        also *frame* whenever *seconds* passed with nothing new.
+
+        A live event *scope* sees unchanged is encoded once for every subscriber of this
+        process: *encode* must be one function shared by them (not a closure made per
+        subscriber) whose result depends only on its argument.
+        """
+        seconds, beat = heartbeat if heartbeat is not None else (None, None)
+        async with aclosing(self._follow(tenant_id, cursor, scope, seconds)) as items:
+            async for item in items:
+                if isinstance(item, Published):
+                    yield item.encoded(encode)
+                elif item is not None:
+                    yield encode(item)
+                elif beat is not None:
+                    yield beat
+
+    async def _follow(
+        self, tenant_id: str, cursor: int, scope: Scope, heartbeat: float | None
+    ) -> AsyncGenerator[Followed | Published | None, None]:
+        """The work of :meth:`follow`: an unchanged live event as its shared :class:`Published`,
+        None when *heartbeat* seconds passed without news."""
+        channel = self.bus.subscribe(tenant_id)
         try:
+            mark = channel.mark()  # before the backlog: nothing falls in between
             position = _Position(cursor)
             async for item in self._replay(tenant_id, scope, position):
                 yield item
             yield CaughtUp(position.seq)
             while True:
-                event = await sub.queue.get()
-                if sub.overflowed or event is None or event.seq > position.seq + 1:
-                    # Missed or unknown events: the store has them.
-                    sub.overflowed = False
+                news = channel.since(mark)
+                if news is None:  # rung, or behind the channel: the store has what was missed
                     async for item in self._replay(tenant_id, scope, position):
                         yield item
                     continue
-                if event.seq <= position.seq:
-                    continue  # already delivered from the backlog
-                position.seq = event.seq
-                seen = scope.view(event)
-                if isinstance(seen, Replaced):
-                    yield Reset(event.seq)
-                elif seen is not None:
-                    yield seen
+                if not news:
+                    if not await channel.wait(mark, heartbeat):
+                        yield None
+                    continue
+                for published in news:
+                    event = published.event
+                    if event.seq <= position.seq:
+                        continue  # already delivered from the store
+                    if event.seq > position.seq + 1:  # a gap: read it (and this one) from the store
+                        async for item in self._replay(tenant_id, scope, position):
+                            yield item
+                        continue
+                    position.seq = event.seq
+                    seen = scope.view(event)
+                    if seen is event:
+                        yield published
+                    elif isinstance(seen, Replaced):
+                        yield Reset(event.seq)
+                    elif seen is not None:
+                        yield seen
         finally:
-            self.bus.unsubscribe(sub)
+            self.bus.unsubscribe(tenant_id, channel)
 
     async def _replay(
         self, tenant_id: str, scope: Scope, position: _Position

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
@@ -16,7 +15,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from meshfs_common.errors import MeshFSError
 from meshfs_common.models import ErrorBody, PullResponse, StreamMessage, encode
 from meshfs_server.domain.actor import Actor
-from meshfs_server.domain.feed import CaughtUp, ChangeFeed, Reset
+from meshfs_server.domain.feed import CaughtUp, ChangeFeed, Followed, Reset
 from meshfs_server.http import state
 from meshfs_server.http.codec import (
     Endpoint,
@@ -54,30 +53,28 @@ async def pull(request: Request) -> Response:
     return respond(page)
 
 
-async def _with_heartbeats(
-    items: AsyncIterator[object], interval: float
-) -> AsyncIterator[object | None]:
-    """Yield from *items*, and None whenever nothing arrived for *interval* seconds."""
-    pending: asyncio.Future[object] | None = None
-    try:
-        while True:
-            if pending is None:
-                pending = asyncio.ensure_future(anext(items))
-            done, _ = await asyncio.wait({pending}, timeout=interval)
-            if not done:
-                yield None
-                continue
-            item = pending.result()
-            pending = None
-            yield item
-    finally:
-        if pending is not None:
-            pending.cancel()
-            with contextlib.suppress(BaseException):
-                await pending
-        aclose = getattr(items, "aclose", None)
-        if aclose is not None:
-            await aclose()
+def sse_frame(item: Followed) -> bytes:
+    """One followed item as an SSE frame (one encoder for every stream: see
+    :meth:`ChangeFeed.follow_encoded`)."""
+    if isinstance(item, Reset):
+        return b"event: reset\ndata: " + encode({"cursor": item.cursor}) + b"\n\n"
+    if isinstance(item, CaughtUp):
+        return b"event: caught_up\ndata: " + encode({"cursor": item.cursor}) + b"\n\n"
+    return f"id: {item.seq}\nevent: change\ndata: ".encode() + encode(item) + b"\n\n"
+
+
+def ws_text(item: Followed) -> str:
+    """One followed item as a WebSocket :class:`StreamMessage` (one encoder for every socket)."""
+    if isinstance(item, Reset):
+        message = StreamMessage(type="reset", cursor=item.cursor)
+    elif isinstance(item, CaughtUp):
+        message = StreamMessage(type="caught_up", cursor=item.cursor)
+    else:
+        message = StreamMessage(type="event", cursor=item.seq, event=item)
+    return encode(message).decode()
+
+
+SSE_HEARTBEAT = b": heartbeat\n\n"
 
 
 @endpoint(Endpoint(
@@ -99,18 +96,12 @@ async def stream(request: Request) -> Response:
 
     async def events() -> AsyncIterator[bytes]:
         yield b": connected\nretry: 1000\n\n"
+        following = feed.follow_encoded(
+            who.tenant_id, cursor, sse_frame, scope=who.scope, heartbeat=(interval, SSE_HEARTBEAT)
+        )
         try:
-            following = feed.follow(who.tenant_id, cursor, scope=who.scope)
-            async for item in _with_heartbeats(following, interval):
-                if item is None:
-                    yield b": heartbeat\n\n"
-                elif isinstance(item, Reset):
-                    yield b"event: reset\ndata: " + encode({"cursor": item.cursor}) + b"\n\n"
-                elif isinstance(item, CaughtUp):
-                    yield b"event: caught_up\ndata: " + encode({"cursor": item.cursor}) + b"\n\n"
-                else:
-                    seq = getattr(item, "seq", 0)
-                    yield f"id: {seq}\nevent: change\ndata: ".encode() + encode(item) + b"\n\n"
+            async for frame in following:
+                yield frame
         except MeshFSError as exc:  # the backend went away: say so, then end the stream
             yield stream_error(exc)
 
@@ -148,11 +139,14 @@ async def _serve_socket(ws: WebSocket, who: Actor, requested: int | None) -> Non
         await _deny(ws, exc)
         return
     await ws.accept()
-    lock = anyio.Lock()
+    lock = asyncio.Lock()  # the pump and the listener both answer on the socket
+
+    async def send_text(text: str) -> None:
+        async with lock:
+            await ws.send_text(text)
 
     async def send(message: StreamMessage) -> None:
-        async with lock:
-            await ws.send_text(encode(message).decode())
+        await send_text(encode(message).decode())
 
     failure: MeshFSError | None = None
 
@@ -160,13 +154,8 @@ async def _serve_socket(ws: WebSocket, who: Actor, requested: int | None) -> Non
         nonlocal failure
         await send(StreamMessage(type="hello", cursor=cursor))
         try:
-            async for item in feed.follow(who.tenant_id, cursor, scope=who.scope):
-                if isinstance(item, Reset):
-                    await send(StreamMessage(type="reset", cursor=item.cursor))
-                elif isinstance(item, CaughtUp):
-                    await send(StreamMessage(type="caught_up", cursor=item.cursor))
-                else:
-                    await send(StreamMessage(type="event", cursor=item.seq, event=item))
+            async for text in feed.follow_encoded(who.tenant_id, cursor, ws_text, scope=who.scope):
+                await send_text(text)
         except MeshFSError as exc:  # the backend went away: closed below with a "try again"
             failure = exc
             scope.cancel()

@@ -1,0 +1,158 @@
+"""Live delivery of committed events to the subscribers of this server process: one shared
+fan-out per tenant.
+
+A commit's events are appended once to its tenant's :class:`TenantChannel`, a short ring of
+:class:`Published` events, and every waiting subscriber is woken by one call. A subscriber owns
+no queue: it remembers how far into the channel it has read (a :class:`Mark`) and reads what
+was appended since. What a route encodes from a published event (a WebSocket message, an SSE
+frame) is made once and shared by every subscriber that sees the event unchanged, so a write
+costs the server one encoding, not one per subscriber.
+
+Correctness never depends on this: a subscriber that falls further behind than the ring holds,
+or that is rung without payload (another process committed), reads the store, which is the
+truth.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from meshfs_common.models import ChangeEvent
+
+RECENT_LIMIT = 1024
+"""Published events a channel keeps for subscribers still sending earlier ones."""
+
+
+@dataclass(slots=True, eq=False)
+class Published:
+    """One committed event as every subscriber of its tenant receives it."""
+
+    event: ChangeEvent
+    frames: dict[Callable[..., Any], Any] = field(default_factory=dict)
+    """Encodings made from the unchanged event, by encoder: made once, sent to everyone."""
+
+    def encoded(self, encode: Callable[[ChangeEvent], Any]) -> Any:
+        """``encode(event)``, made by the first subscriber that asks and shared afterwards."""
+        frame = self.frames.get(encode)
+        if frame is None:
+            frame = self.frames[encode] = encode(self.event)
+        return frame
+
+
+@dataclass(slots=True)
+class Mark:
+    """How far one subscriber has read its tenant's channel."""
+
+    appended: int
+    rung: int
+
+
+class TenantChannel:
+    """The live events of one tenant in this process, shared by all its subscribers."""
+
+    def __init__(self) -> None:
+        self.recent: deque[Published] = deque(maxlen=RECENT_LIMIT)
+        self.appended = 0
+        """Events ever appended (the position just after the newest)."""
+        self.rung = 0
+        """Doorbells without payload: the store has events this process was not given."""
+        self.subscribers = 0
+        self._waiters: set[asyncio.Future[None]] = set()
+
+    def mark(self) -> Mark:
+        """The channel's position now: what a new subscriber has not missed."""
+        return Mark(self.appended, self.rung)
+
+    def append(self, events: list[ChangeEvent]) -> None:
+        """Publish a commit's *events* to every subscriber."""
+        self.recent.extend(Published(event) for event in events)
+        self.appended += len(events)
+        self._wake()
+
+    def ring(self) -> None:
+        """Tell every subscriber to read the store."""
+        self.rung += 1
+        self._wake()
+
+    def since(self, mark: Mark) -> list[Published] | None:
+        """What was appended after *mark* (and advance it), or None when the subscriber must
+        read the store instead: it was rung, or fell further behind than the ring holds."""
+        missed = mark.rung != self.rung or self.appended - mark.appended > len(self.recent)
+        new = self.appended - mark.appended
+        mark.appended, mark.rung = self.appended, self.rung
+        if missed:
+            return None
+        held = len(self.recent)
+        return [self.recent[index] for index in range(held - new, held)]
+
+    async def wait(self, mark: Mark, heartbeat: float | None = None) -> bool:
+        """Until something arrives after *mark* (True) or *heartbeat* seconds pass (False)."""
+        if mark.appended != self.appended or mark.rung != self.rung:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.add(waiter)
+        try:
+            if heartbeat is None:
+                await waiter
+                return True
+            async with asyncio.timeout(heartbeat):
+                await waiter
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._waiters.discard(waiter)
+
+    def _wake(self) -> None:
+        waiters, self._waiters = self._waiters, set()
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+class LocalBus:
+    """In-process delivery of committed events: one :class:`TenantChannel` per tenant that has
+    subscribers."""
+
+    def __init__(self) -> None:
+        self._channels: dict[str, TenantChannel] = {}
+
+    def subscribe(self, tenant_id: str) -> TenantChannel:
+        """Join *tenant_id*'s channel (leave with :meth:`unsubscribe`)."""
+        channel = self._channels.get(tenant_id)
+        if channel is None:
+            channel = self._channels[tenant_id] = TenantChannel()
+        channel.subscribers += 1
+        return channel
+
+    def unsubscribe(self, tenant_id: str, channel: TenantChannel) -> None:
+        """Leave; the last subscriber to leave drops the channel."""
+        channel.subscribers -= 1
+        if channel.subscribers <= 0 and self._channels.get(tenant_id) is channel:
+            del self._channels[tenant_id]
+
+    async def publish(self, tenant_id: str, events: list[ChangeEvent]) -> None:
+        """Deliver a commit's *events* to this process's subscribers of *tenant_id*."""
+        channel = self._channels.get(tenant_id)
+        if channel is not None and events:
+            channel.append(events)
+
+    def ring(self, tenant_id: str) -> None:
+        """Wake subscribers so they read the store (another process committed)."""
+        channel = self._channels.get(tenant_id)
+        if channel is not None:
+            channel.ring()
+
+    def ring_all(self) -> None:
+        """Wake every subscriber (news from other processes may have been missed)."""
+        for channel in list(self._channels.values()):
+            channel.ring()
+
+    @property
+    def subscriber_count(self) -> int:
+        """Subscribers in this process, all tenants."""
+        return sum(channel.subscribers for channel in self._channels.values())
