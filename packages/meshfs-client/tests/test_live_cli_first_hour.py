@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from meshfs_client_testkit import Account, device_login, own_server
 
+from meshfs_common.hashing import CHUNK_SIZE
+
 pytestmark = pytest.mark.live
 
 MESHFS = str(Path(sys.executable).with_name("meshfs"))
@@ -226,11 +228,13 @@ async def test_put_r_says_when_it_is_rate_limited_and_finishes(tmp_path: Path) -
         account = await device_login(server, tmp_path / "config", f"u{suffix}", f"t{suffix}")
         src = tmp_path / "tree"
         src.mkdir()
-        for n in range(36):
-            (src / f"f{n:02}.txt").write_text(f"file {n}")
+        # Small files go many to a request; files over a chunk go one by one, in 4 requests
+        # each (init, two parts, commit): 9 of them need 36 requests.
+        for n in range(9):
+            (src / f"f{n:02}.bin").write_bytes(bytes([n]) * (CHUNK_SIZE + 1))
         done = meshfs(account.env(), "put", "-r", str(src), "/tree")
         err = done.stderr.decode()
         assert done.returncode == 0, err
         assert "tree: rate limited, waiting 2s" in err
-        assert "uploaded 36 files" in err
-        assert len(tree_of(account.env(), "/tree")) == 36
+        assert "uploaded 9 files" in err
+        assert len(tree_of(account.env(), "/tree")) == 9

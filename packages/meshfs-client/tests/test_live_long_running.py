@@ -28,6 +28,7 @@ from meshfs_client_testkit import (
 
 from meshfs_client.cli._sync_status import phase, status_line
 from meshfs_client.mirror import SyncStatus
+from meshfs_common.hashing import CHUNK_SIZE
 
 MESHFS = str(Path(sys.executable).with_name("meshfs"))
 
@@ -221,11 +222,12 @@ async def test_put_r_progress_bar_says_rate_limited(tmp_path: Path) -> None:
         account = await _account(limited, tmp_path)
         tree = tmp_path / "photos"
         tree.mkdir()
-        for n in range(40):
-            (tree / f"p{n:02}.jpg").write_bytes(bytes(64 * 1024))
+        # Files over a chunk go one by one, in 4 requests each (small ones go many at once).
+        for n in range(10):
+            (tree / f"p{n:02}.jpg").write_bytes(bytes([n]) * (CHUNK_SIZE + 64 * 1024))
         screen = Terminal([MESHFS, "put", "-r", str(tree), "/photos"], account.env())
         try:
-            screen.wait_for(lambda: "uploaded 40 files" in screen.text, "the upload to finish")
+            screen.wait_for(lambda: "uploaded 10 files" in screen.text, "the upload to finish")
             assert "photos  rate limited, waiting 2s" in screen.text  # on the bar itself
             assert screen.process.wait(timeout=15) == 0
         finally:
