@@ -193,3 +193,22 @@ async def test_a_change_the_watcher_missed_is_found_once_idle(
             return local_tree(a) == await remote_tree(client)
 
         await wait_for(converged, deadline=30, what="the unreported file on the server")
+
+
+async def test_links_special_nodes_and_attribute_changes_leave_the_mirror_sound(
+    account: Account, client: MeshFSClient, tmp_path: Path
+) -> None:
+    """The mirror does not replicate symbolic links or special nodes (yet) and has nothing to
+    transfer for an attribute change: neither may turn into a file or directory locally."""
+    a, state = tmp_path / "a", tmp_path / "state"
+    await client.upload("/d/f.txt", b"f")
+    await client.symlink("/d/first-link", "f.txt")
+    await sync_once(account, a, state)  # the first run lists the tree
+    await client.chmod("/d", 0o700)
+    await client.utime("/d/f.txt", mtime_ns=1_000_000_000)
+    await client.symlink("/d/l", "f.txt")
+    await client.mknod("/p", "fifo")
+    await client.rename("/d/l", "/d/l2")
+    await client.upload("/d/g.txt", b"g")
+    await sync_once(account, a, state)  # the second follows the feed
+    assert local_tree(a) == {"/d": None, "/d/f.txt": b"f", "/d/g.txt": b"g"}

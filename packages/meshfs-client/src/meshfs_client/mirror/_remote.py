@@ -30,8 +30,14 @@ class Applied:
     """A directory that moved into the mirror from outside: its contents must be listed."""
 
 
-def node_of(entry: Entry) -> RemoteNode:
-    return RemoteNode(entry.kind, entry.node_id, entry.version_id, entry.content_hash, entry.size)
+def node_of(entry: Entry) -> RemoteNode | None:
+    """The mirror's record of *entry*; None for kinds the mirror leaves alone (symbolic links,
+    FIFOs, sockets, devices), as it leaves local ones alone."""
+    if entry.kind == "file" or entry.kind == "dir":
+        return RemoteNode(
+            entry.kind, entry.node_id, entry.version_id, entry.content_hash, entry.size
+        )
+    return None
 
 
 class RemoteTree:
@@ -64,18 +70,19 @@ class RemoteTree:
         if top is not None and top.kind == "dir":
             async for entry in client.walk(start):
                 rel = self.rel(entry.path)
-                if rel is not None:
-                    fresh[rel] = node_of(entry)
+                node = node_of(entry)
+                if rel is not None and node is not None:
+                    fresh[rel] = node
         touched = set(self.state.remote_below(below)) | set(fresh)
         if below != "/":
             touched.add(below)
             self.state.drop_remote(below)
-            if top is not None:
-                self.state.set_remote(below, node_of(top))
+            if top is not None and (node := node_of(top)) is not None:
+                self.state.set_remote(below, node)
         else:
             self.state.clear_remote()
-            if top is not None:
-                self.state.set_remote("/", node_of(top))
+            if top is not None and (node := node_of(top)) is not None:
+                self.state.set_remote("/", node)
         for rel, node in fresh.items():
             self.state.set_remote(rel, node)
         return touched
@@ -103,6 +110,8 @@ class RemoteTree:
                 there = self.state.remote.get(new)
                 if event.kind == "file":
                     self.state.set_remote(new, _from_event(event))
+                elif event.kind != "dir":  # a link or special node took the name: not mirrored
+                    self.state.drop_remote(new)
                 elif there is None or there.node_id != event.node_id:
                     self.state.drop_remote(new)
                     self.state.set_remote(new, RemoteNode("dir", event.node_id))
@@ -110,9 +119,11 @@ class RemoteTree:
                 done.touched.update(p for p in self.state.remote if _within(p, new))
                 done.touched.add(new)
             return done
-        if new is None:
-            return done
+        if new is None or event.type in ("attributes", "xattr"):
+            return done  # attribute changes leave the tree as it is
         done.touched.add(new)
+        if event.type == "create":  # a symbolic link or special node: not mirrored
+            return done
         if event.type == "delete":
             done.touched.update(self.state.drop_remote(new))
         elif event.type == "mkdir":
@@ -124,10 +135,11 @@ class RemoteTree:
     def set_from_entry(self, rel: str, entry: Entry | None) -> None:
         """Overwrite one path with what the server just said about it (``None``: gone)."""
         current = self.state.remote.get(rel)
-        if entry is None or current is None or current.kind != entry.kind:
+        if entry is None or current is None or current.kind != entry.kind or node_of(entry) is None:
             self.state.drop_remote(rel)
-        if entry is not None:
-            self.state.set_remote(rel, node_of(entry))
+        node = None if entry is None else node_of(entry)
+        if node is not None:
+            self.state.set_remote(rel, node)
 
 
 def _from_event(event: ChangeEvent) -> RemoteNode:
