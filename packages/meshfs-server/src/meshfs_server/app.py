@@ -19,6 +19,7 @@ from meshfs_server.http import (
     files,
     health,
     history,
+    links,
     openapi,
     posix,
     snapshots,
@@ -29,6 +30,7 @@ from meshfs_server.http import (
 from meshfs_server.http.authn import Authenticate
 from meshfs_server.http.draining import Draining, Shutdown
 from meshfs_server.http.requestlog import RequestLog
+from meshfs_server.http.routing import IndexedRouter
 from meshfs_server.services import Services, open_services
 from meshfs_server.settings import Settings
 
@@ -53,6 +55,7 @@ def all_routes() -> list[BaseRoute]:
         *history.routes,
         *snapshots.routes,
         *xattrs.routes,
+        *links.routes,
         *transfer.routes,
         *bulk.routes,
         *sync.routes,
@@ -126,5 +129,7 @@ def create_app(
             Exception: errors.on_unexpected,
         },
     )
+    # Same routes and lifespan; static paths found without scanning every route.
+    app.router = IndexedRouter(routes=routes, lifespan=lifespan)
     app.state.shutdown = shutdown
     return app

@@ -53,13 +53,20 @@ class BodyLimit:
     def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
         self.app = app
         self.routes = list(routes)
+        self._static_caps: dict[tuple[str | None, str], int | None] = {}
 
     def cap_of(self, scope: Scope) -> int | None:
         """The body cap of the route *scope* reaches (a small one for unknown routes)."""
+        key = (scope.get("method"), scope["path"])
+        if key in self._static_caps:  # a path without parameters: always the same route
+            return self._static_caps[key]
         for route in self.routes:
             if isinstance(route, Route) and route.matches(scope)[0] is Match.FULL:
                 spec: Endpoint | None = getattr(route.endpoint, "openapi", None)
-                return spec.max_body if spec is not None else SMALL_BODY
+                cap = spec.max_body if spec is not None else SMALL_BODY
+                if not route.param_convertors:
+                    self._static_caps[key] = cap
+                return cap
         return SMALL_BODY
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

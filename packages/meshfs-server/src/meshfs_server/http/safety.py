@@ -119,7 +119,7 @@ async def _audit_quietly(identity: Identity, conn: HTTPConnection, status: int) 
 async def admit(identity: Identity, conn: HTTPConnection) -> None:
     """Spend the request's rate-limit tokens (raises :class:`RateLimitedError`)."""
     limits = identity.limits
-    path = conn.url.path
+    path: str = conn.scope["path"]
     if path.startswith(_IP_LIMITED):
         await limits.auth_addresses.spend(
             f"ip:{client_address(conn)}", what="sign-in requests from this address"
