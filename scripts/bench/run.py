@@ -10,6 +10,7 @@ HERE = Path(__file__).resolve().parent
 # In order; a benchmark whose file is absent (not written yet) is skipped.
 BENCHMARKS = [
     "server_core.py",
+    "workers.py",
     "backends.py",
     "client_transfer.py",
     "partial_write.py",
