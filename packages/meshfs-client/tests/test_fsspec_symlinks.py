@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from meshfs_client_testkit import Account
 
+from meshfs_client import MeshFS
 from meshfs_client._credentials import CredentialStore
 from meshfs_client.fsspec import MeshFSFileSystem
 
@@ -43,3 +44,18 @@ def test_put_recursive_skips_symbolic_links_unless_asked(account: Account, tmp_p
     finally:
         if fs._client is not None:
             MeshFSFileSystem.close_session(fs.loop, fs._client)
+
+
+def test_links_and_special_nodes_on_the_server_are_not_directories(account: Account) -> None:
+    """A symbolic link or FIFO on the server is listed as fsspec's ``link``/``other``, never
+    walked into as a directory, and its info carries the kind, mode and link target."""
+    with MeshFS(account.server.url, settings=account.settings) as client:
+        client.upload("/s/a.txt", b"a")
+        client.symlink("/s/l", "a.txt")
+        client.mknod("/s/p", "fifo", mode=0o600)
+    fs = _fs(account)
+    info = fs.info("/s/l")
+    assert (info["type"], info["kind"], info["destination"]) == ("link", "symlink", "a.txt")
+    assert (fs.info("/s/p")["type"], fs.info("/s/p")["mode"]) == ("other", 0o600)
+    assert fs.info("/s/a.txt")["mode"] == 0o644
+    assert sorted(fs.find("/s", withdirs=True)) == ["/s", "/s/a.txt", "/s/l", "/s/p"]

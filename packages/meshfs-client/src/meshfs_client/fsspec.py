@@ -58,6 +58,10 @@ def _stamp(when: datetime) -> float:
     return when.timestamp()
 
 
+#: fsspec's ``type`` of each node kind (symbolic links are ``link``, FIFOs and such ``other``).
+_FSSPEC_TYPES = {"file": "file", "dir": "directory", "symlink": "link"}
+
+
 class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
     """fsspec filesystem over :class:`~meshfs_client.MeshFSClient`.
 
@@ -152,13 +156,17 @@ class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
         info: dict[str, Any] = {
             "name": entry.path,
             "size": entry.size if entry.kind == "file" else 0,
-            "type": "file" if entry.kind == "file" else "directory",
+            "type": _FSSPEC_TYPES.get(entry.kind, "other"),
+            "kind": entry.kind,
+            "mode": entry.mode,
             "node_id": entry.node_id,
             "version_id": entry.version_id,
             "content_hash": entry.content_hash,
             "created": _stamp(entry.created_at),
             "mtime": _stamp(entry.modified_at),
         }
+        if entry.target is not None:
+            info["destination"] = entry.target  # fsspec's name for a link's target
         if self.version_aware and entry.kind == "file":
             info["VersionId"] = entry.version_id
         return info
