@@ -362,3 +362,20 @@ async def test_a_snapshot_restore_brings_back_links_and_special_nodes(
     assert (await meta(client, "/w/p"))["kind"] == "fifo"
     created = {(e["path"], e["kind"]) for e in await events(client, seen) if e["type"] == "create"}
     assert created == {("/w/l", "symlink"), ("/w/p", "fifo")}
+
+
+@pytest.mark.parametrize("size", [3, 4 * 1024 * 1024 + 1])
+async def test_a_write_can_give_mode_and_mtime(client: httpx.AsyncClient, size: int) -> None:
+    params: dict[str, Any] = {"path": "/tool", "mode": 0o755, "mtime_ns": 1_600_000_000_000_000_001}
+    r = await client.put("/files/content", params=params, content=b"x" * size)
+    assert r.status_code == 201, r.text
+    entry = r.json()["entry"]
+    assert (entry["mode"], entry["mtime_ns"]) == (0o755, 1_600_000_000_000_000_001)
+    assert r.json()["version"]["mode"] == 0o755
+    again = await client.put(
+        "/files/content", params={**params, "mode": 0o600, "mtime_ns": 7}, content=b"y" * size
+    )
+    assert (again.json()["entry"]["mode"], again.json()["entry"]["mtime_ns"]) == (0o755, 7)
+    bad = await client.put("/files/content", params={"path": "/b", "mode": 0o10000}, content=b"x")
+    assert "mode" in refused(bad, 400, "bad_request")
+    assert (await client.get("/files/meta", params={"path": "/b"})).status_code == 404

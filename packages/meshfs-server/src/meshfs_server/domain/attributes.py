@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+from dataclasses import dataclass
 
 from meshfs_common.errors import BadRequestError, NameTooLongError
 from meshfs_common.models import AttributesRequest, NodeKind
@@ -26,6 +27,16 @@ MAX_TARGET_BYTES = 4096
 _MAX_OWNER = 2**32 - 1
 _TIME_RANGE = 2**63  # integer nanoseconds fit a signed 64-bit column
 _MAX_RDEV = 2**63 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class FileAttributes:
+    """What a writer may give a file with its content: the mode of a new file, the mtime of
+    the new version (None: the defaults)."""
+
+    mode: int | None = None
+    mtime_ns: int | None = None
+
 
 #: The attributes of :class:`~meshfs_common.models.AttributesRequest`, in wire order.
 SETTABLE = ("mode", "uid", "gid", "mtime_ns", "atime_ns")

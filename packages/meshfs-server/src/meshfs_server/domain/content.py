@@ -38,6 +38,7 @@ from meshfs_common.models import (
     UploadPartResponse,
 )
 from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.attributes import FileAttributes, check_mode, check_time
 from meshfs_server.domain.feed import ChangeFeed
 from meshfs_server.domain.namespace import check_precondition, commit_version
 from meshfs_server.domain.partial import Patched, chunk_count, expected_chunk_size, patch
@@ -297,21 +298,36 @@ class ContentService:
         *,
         if_match: str | None = None,
         if_none_match: bool = False,
+        mode: int | None = None,
+        mtime_ns: int | None = None,
     ) -> CommitResult:
-        """Write a whole file from a byte stream in one request (any size, constant memory)."""
+        """Write a whole file from a byte stream in one request (any size, constant memory).
+
+        A new file gets *mode* (else 0o644); a new version sets the file's mtime to *mtime_ns*
+        (else the commit's time). Content identical to the head changes nothing."""
         where = paths.normalise(path)
         actor.check_write(where)
+        attrs = FileAttributes(
+            mode=None if mode is None else check_mode(mode),
+            mtime_ns=None if mtime_ns is None else check_time(mtime_ns, "mtime_ns"),
+        )
         blocks = chunked(body, CHUNK_SIZE)
         first = await anext(blocks, b"")
         second = await anext(blocks, None)
         if second is None:
-            return await self._write_small(actor, where, first, if_match, if_none_match)
+            return await self._write_small(actor, where, first, if_match, if_none_match, attrs)
         return await self._write_stream(
-            actor, where, _prepend((first, second), blocks), if_match, if_none_match
+            actor, where, _prepend((first, second), blocks), if_match, if_none_match, attrs
         )
 
     async def _write_small(
-        self, actor: Actor, where: str, data: bytes, if_match: str | None, if_none_match: bool
+        self,
+        actor: Actor,
+        where: str,
+        data: bytes,
+        if_match: str | None,
+        if_none_match: bool,
+        attrs: FileAttributes,
     ) -> CommitResult:
         """One chunk at most: store it, then one transaction re-checks it and commits.
 
@@ -355,7 +371,7 @@ class ContentService:
                     done = await commit_version(
                         tx, actor, where, size=len(data), content_hash=content_hash_of(chunks),
                         chunks=chunks, events=events, if_match=if_match,
-                        if_none_match=if_none_match,
+                        if_none_match=if_none_match, mode=attrs.mode, mtime_ns=attrs.mtime_ns,
                     )  # fmt: skip
             except _Collected:
                 events.clear()
@@ -378,6 +394,7 @@ class ContentService:
         blocks: AsyncIterator[bytes],
         if_match: str | None,
         if_none_match: bool,
+        attrs: FileAttributes,
     ) -> CommitResult:
         """Several chunks: hold each before storing it, commit once at the end."""
         hold_id = new_id()
@@ -403,6 +420,7 @@ class ContentService:
                 done = await commit_version(
                     tx, actor, where, size=total, content_hash=content_hash_of(chunks),
                     chunks=chunks, events=events, if_match=if_match, if_none_match=if_none_match,
+                    mode=attrs.mode, mtime_ns=attrs.mtime_ns,
                 )  # fmt: skip
                 await tx.release_holds(hold_id)
         except BaseException:

@@ -109,7 +109,13 @@ async def upload_commit(request: Request) -> Response:
 @endpoint(Endpoint(
     "Write a whole file in one request (streamed; creates parent directories)",
     request_media="application/octet-stream", response=CommitResult,
-    params=(Param("path", required=True), IF_MATCH, IF_NONE_MATCH), errors=WRITE_ERRORS,
+    params=(
+        Param("path", required=True), IF_MATCH, IF_NONE_MATCH,
+        Param("mode", type="integer", description="permission bits of a new file (0..4095)"),
+        Param("mtime_ns", type="integer",
+              description="the file's mtime with the new version, nanoseconds since the epoch"),
+    ),
+    errors=(*WRITE_ERRORS, "bad_request"),
     tags=TAGS, extra_responses={201: "file created"}, max_body=None,
 ))  # fmt: skip
 async def put_content(request: Request) -> Response:
@@ -119,7 +125,8 @@ async def put_content(request: Request) -> Response:
         raise BadRequestError("query parameter path is required")
     result = await state.services(request).content.write(
         who, path, request.stream(), if_match=if_match(request),
-        if_none_match=if_none_match_any(request),
+        if_none_match=if_none_match_any(request), mode=query_int(request, "mode"),
+        mtime_ns=query_int(request, "mtime_ns"),
     )  # fmt: skip
     return respond(result, status=_created(result))
 
