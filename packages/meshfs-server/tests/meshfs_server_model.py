@@ -61,9 +61,35 @@ class MNode:
     mtime_ns: int | None = None  # known when a client set it (utimens), until the next write
     target: str | None = None  # symbolic links
 
+    alias: MNode | None = None  # a hard link: the node whose content this name shows
+
     def __post_init__(self) -> None:
         if self.mode == -1:
             self.mode = DEFAULT_MODES.get(self.kind, 0o644)
+
+    # A hard link is a name of its own (parent, name, live) that reads and writes the file's
+    # content, versions, attributes and xattrs: those go to the node it is an alias of.
+    def __getattribute__(self, name: str) -> Any:
+        if name in _SHARED:
+            alias = object.__getattribute__(self, "alias")
+            if alias is not None:
+                return getattr(alias, name)
+        return object.__getattribute__(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        alias = self.__dict__.get("alias")
+        if name in _SHARED and alias is not None:
+            setattr(alias, name, value)
+        else:
+            object.__setattr__(self, name, value)
+
+    @property
+    def file(self) -> MNode:
+        """The node that holds this name's content (itself unless a hard link)."""
+        return self.alias or self
+
+
+_SHARED = frozenset({"content", "versions", "xattrs", "mode", "mtime_ns", "sid"})
 
 
 class Model:
@@ -115,6 +141,11 @@ class Model:
                 raise ModelError("not_a_directory")
             key = found
         return key, made
+
+    def names_of(self, key: int) -> list[int]:
+        """Every name (live or not) of the file *key* names."""
+        file = self.nodes[key].file
+        return [k for k, n in self.nodes.items() if n.file is file]
 
     def descendants(self, key: int) -> list[int]:
         out = [k for k, n in self.nodes.items() if n.live and n.parent == key]
@@ -283,6 +314,8 @@ class NamespaceMachine(RuleBasedStateMachine):
                 tnode = m.nodes[target]
                 if not overwrite:
                     raise ModelError("already_exists")
+                if tnode.file is node.file:  # two names of one file: rename(2) does nothing
+                    return None
                 if node.kind == "dir" and tnode.kind != "dir":
                     raise ModelError("not_a_directory")
                 if node.kind != "dir" and tnode.kind == "dir":
@@ -335,15 +368,23 @@ class NamespaceMachine(RuleBasedStateMachine):
         node = m.nodes[key]
         made: list[int] = []
 
+        every_name = m.names_of(key)
+        reachable = any(m.nodes[k].live and m._reachable(k) for k in every_name)
+        revived = key
+        if not reachable and len(every_name) > 1:
+            # The file comes back under the name it had last: the server's record says which.
+            last = self.run(self.services.namespace.meta(self.actor, node_id=node.sid)).path
+            revived = next(k for k in every_name if m.path(k) == last)
+
         def step() -> Any:
-            reachable = node.live and m._reachable(key)
             if not reachable:
-                names = paths.split(m.path(key))
+                names = paths.split(m.path(revived))
                 parent, new_dirs = m.ensure_dirs(names[:-1])
                 made.extend(new_dirs)
                 if m.child(parent, names[-1]) is not None:
                     raise ModelError("already_exists")
-                node.parent, node.name, node.live = parent, names[-1], True
+                back = m.nodes[revived]
+                back.parent, back.name, back.live = parent, names[-1], True
             changed = node.content != digest
             node.content = digest
             if changed:
@@ -543,6 +584,28 @@ class NamespaceMachine(RuleBasedStateMachine):
         server = self.services.namespace.mknod(self.actor, path, kind, mode=mode)
         self._make_special(path, kind, server, mode=mode)
 
+    @rule(src=PATHS, dst=PATHS)
+    def link(self, src: str, dst: str) -> None:
+        m = self.model
+
+        def step() -> None:
+            key = m.lookup(src)
+            if key is None:
+                raise ModelError("not_found")
+            if m.nodes[key].kind != "file":
+                raise ModelError("not_permitted")
+            parent = m.lookup(paths.parent(dst))
+            if parent is None:
+                raise ModelError("not_found")
+            if m.nodes[parent].kind != "dir":
+                raise ModelError("not_a_directory")
+            if m.child(parent, paths.basename(dst)) is not None:
+                raise ModelError("already_exists")
+            name = m.add("file", parent, paths.basename(dst))
+            m.nodes[name].alias = m.nodes[key].file
+
+        self.expect(step, self.services.namespace.link(self.actor, src, dst))
+
     @rule(path=PATHS, name=XATTR_NAMES, value=DATA, flag=XATTR_FLAGS)
     def setxattr(self, path: str, name: str, value: bytes, flag: Any) -> None:
         m = self.model
@@ -622,7 +685,9 @@ class NamespaceMachine(RuleBasedStateMachine):
         return found
 
     def replayed_tree(self) -> dict[str, tuple[str, str | None]]:
-        tree: dict[str, tuple[str, str | None]] = {}
+        # Each path's kind, content hash and node id: a write through one name of a
+        # hard-linked file changes the content of every name of that node.
+        tree: dict[str, tuple[str, str | None, str]] = {}
         page = self.run(self.services.feed.pull(self.actor.tenant_id, 0))
         assert [e.seq for e in page.events] == list(range(1, len(page.events) + 1))
         swapped: set[str] = set()  # the second events of exchanges, already applied
@@ -647,30 +712,41 @@ class NamespaceMachine(RuleBasedStateMachine):
                     for p, v in moved.items():
                         tree[paths.rebase(p, gone or "/", event.path)] = v
                     if event.kind == "file":
-                        tree[event.path] = ("file", event.content_hash)
+                        tree[event.path] = ("file", event.content_hash, event.node_id)
+                        _same_content(tree, event.node_id, event.content_hash)
             elif event.type == "mkdir":
-                tree[event.path] = ("dir", None)
+                tree[event.path] = ("dir", None, event.node_id)
             elif event.type == "create":  # a symbolic link or special node
                 assert (event.kind == "symlink") == (event.target is not None)
-                tree[event.path] = (event.kind, None)
+                tree[event.path] = (event.kind, None, event.node_id)
             elif event.type == "attributes":
                 assert event.path in tree
                 assert event.attributes
                 assert event.old_attributes is not None
                 assert event.attributes.keys() == event.old_attributes.keys()
+            elif event.type == "link":
+                tree[event.path] = ("file", event.content_hash, event.node_id)
             elif event.type == "xattr":
                 assert event.path in tree
                 assert event.xattr_name is not None
             else:  # write, restore
-                tree[event.path] = ("file", event.content_hash)
-        return tree
+                tree[event.path] = ("file", event.content_hash, event.node_id)
+                _same_content(tree, event.node_id, event.content_hash)
+        return {p: (kind, digest) for p, (kind, digest, _) in tree.items()}
 
 
-def _swapped(
-    tree: dict[str, tuple[str, str | None]], one: str, two: str
-) -> dict[str, tuple[str, str | None]]:
+def _same_content(
+    tree: dict[str, tuple[str, str | None, str]], node_id: str, content_hash: str | None
+) -> None:
+    """Every name of *node_id* (a hard-linked file has several) shows *content_hash*."""
+    for p, (kind, _, other) in list(tree.items()):
+        if other == node_id:
+            tree[p] = (kind, content_hash, other)
+
+
+def _swapped(tree: dict[str, T], one: str, two: str) -> dict[str, T]:
     """*tree* with the subtrees at *one* and *two* trading places."""
-    out: dict[str, tuple[str, str | None]] = {}
+    out: dict[str, T] = {}
     for p, v in tree.items():
         if paths.is_within(p, one):
             out[paths.rebase(p, one, two)] = v

@@ -192,6 +192,7 @@ class MeshFS:
     stat = meta
     exists = _blocking(MeshFSClient.exists)
     rename = _blocking(MeshFSClient.rename)
+    link = _blocking(MeshFSClient.link)
     delete = _blocking(MeshFSClient.delete)
 
     upload = _blocking(MeshFSClient.upload)

@@ -26,6 +26,7 @@ from meshfs_common.models import (
     DirectDownload,
     Entry,
     FsStats,
+    LinkRequest,
     ListPage,
     MkdirRequest,
     RenameRequest,
@@ -165,6 +166,19 @@ class FileMethods(ClientBase):
             ),
             headers={"If-Match": if_match} if if_match else None,
             idempotent=False,
+        )
+
+    async def link(self, path: str, new_path: str) -> Entry:
+        """Give the file at *path* the extra name *new_path* (a hard link: one file, one
+        history, its ``nlink`` counts the names). A directory raises
+        :class:`~meshfs_common.errors.NotPermittedError`; an existing *new_path*
+        :class:`~meshfs_common.errors.AlreadyExistsError`."""
+        return await self._t.call(
+            "POST",
+            "/files/link",
+            Entry,
+            json=LinkRequest(path=paths.normalise(path), new_path=paths.normalise(new_path)),
+            idempotent=False,  # a resend after a lost answer would find new_path taken
         )
 
     async def statfs(self) -> FsStats:

@@ -380,8 +380,9 @@ class ChangeEvent(Model):
     ``create`` announces a symbolic link (with its ``target``) or special node.
     ``xattr`` says that the extended attribute ``xattr_name`` was ``set`` or ``removed``
     (``xattr_action``; the value itself never travels in the feed). ``link`` announces a new
-    name ``path`` for the existing file ``node_id`` (a hard link). A ``delete`` of one name of a
-    file that keeps other names carries ``nlink``, how many names it has left.
+    name ``path`` for the existing file ``node_id`` (a hard link): a ``write``, ``restore`` or
+    rename over one name of a node changes what every name of that node shows. A ``delete`` of
+    one name of a file that keeps other names carries ``nlink``, how many names it has left.
     An exchange (``rename`` with ``exchange``) is two ``rename`` events in one commit, one per
     side, each naming the other side's node in ``exchanged_with``: a follower swaps the two
     nodes on the first and finds the second already applied.

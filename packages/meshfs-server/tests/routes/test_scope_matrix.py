@@ -454,6 +454,13 @@ def probes() -> list[Probe]:
               lambda c, w, r: snapshot_restore(c, w, r, "/p/x"), WRITE_BY_ID_IN),
         Probe("POST", "/snapshots/{ref}/restore",
               lambda c, w, r: snapshot_restore(c, w, r, "/private"), WRITE_BY_ID_OUT),
+        Probe("POST", "/files/link", lambda c, w, r: c.post(
+            "/files/link", json={"path": "/p/x/in.txt", "new_path": f"/p/x/ln-{r}.txt"}),
+            WRITE_IN),
+        Probe("POST", "/files/link", lambda c, w, r: c.post(
+            "/files/link",
+            json={"path": "/private/secret.txt", "new_path": f"/p/x/stolen-ln-{r}.txt"}),
+            WRITE_OUT),
         Probe("GET", "/files/xattrs", get("/files/xattrs", path="/p/x/in.txt"), READ_IN),
         Probe("GET", "/files/xattrs", get("/files/xattrs", path="/private/secret.txt"),
               READ_OUT),

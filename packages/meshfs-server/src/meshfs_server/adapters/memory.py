@@ -85,12 +85,13 @@ class _Tenant:
     snapshots: dict[str, SnapshotRow] = field(default_factory=dict)
     snapshot_items: dict[str, tuple[SnapshotItem, ...]] = field(default_factory=dict)
     xattrs: dict[tuple[str, str], bytes] = field(default_factory=dict)  # (node, name) -> value
+    links: dict[str, str] = field(default_factory=dict)  # a hard link's row -> its file
 
     def copy(self) -> _Tenant:
         return _Tenant(
             self.next_seq, self.log_start, self.gc_epoch, dict(self.nodes), dict(self.versions),
             dict(self.chunks), dict(self.uploads), dict(self.holds), dict(self.events),
-            dict(self.snapshots), dict(self.snapshot_items), dict(self.xattrs),
+            dict(self.snapshots), dict(self.snapshot_items), dict(self.xattrs), dict(self.links),
         )  # fmt: skip
 
     def pinned_versions(self) -> set[str]:
@@ -103,10 +104,6 @@ class _Tenant:
 
     def pinned_nodes(self) -> set[str]:
         return {i.node_id for items in self.snapshot_items.values() for i in items}
-
-
-def _copy(node: NodeRow) -> NodeRow:
-    return replace(node)
 
 
 class MemoryReadTx:
@@ -123,12 +120,12 @@ class MemoryReadTx:
 
     async def get_node(self, node_id: str) -> NodeRow | None:
         node = self.state.nodes.get(node_id)
-        return None if node is None else _copy(node)
+        return None if node is None else self._view(node)
 
     async def child(self, parent_id: str, name: str) -> NodeRow | None:
         for node in self.state.nodes.values():
             if node.parent_id == parent_id and node.name == name and node.is_live:
-                return _copy(node)
+                return self._view(node)
         return None
 
     async def children(
@@ -145,7 +142,7 @@ class MemoryReadTx:
         elif after is not None:
             found = [n for n in found if n.name > after.name]
         found.sort(key=lambda n: (n.name, n.node_id))
-        return [_copy(n) for n in found[:limit]]
+        return [self._view(n) for n in found[:limit]]
 
     async def has_live_children(self, node_id: str) -> bool:
         return any(n.parent_id == node_id and n.is_live for n in self.state.nodes.values())
@@ -159,7 +156,7 @@ class MemoryReadTx:
         pending = [node_id]
         while pending:
             for node in below.get(pending.pop(), []):
-                out.append(_copy(node))
+                out.append(self._view(node))
                 pending.append(node.node_id)
         return out
 
@@ -273,6 +270,36 @@ class MemoryReadTx:
                 )
         return StorageUsage(committed=committed, pending=sum(pending.values()))
 
+    def _view(self, row: NodeRow) -> NodeRow:
+        """*row* as reads answer it: a hard link's row as its file (see ``link_sql``)."""
+        target = self.state.links.get(row.node_id)
+        node = row if target is None else self.state.nodes[target]
+        if node.is_dir:
+            nlink = 2 + sum(
+                1
+                for n in self.state.nodes.values()
+                if n.parent_id == node.node_id and n.is_dir and n.is_live
+            )
+        else:
+            nlink = 1 + sum(
+                1
+                for link, of in self.state.links.items()
+                if of == node.node_id and self.state.nodes[link].is_live
+            )
+        if target is None:
+            return replace(row, nlink=nlink)
+        return replace(
+            node, parent_id=row.parent_id, name=row.name, deleted_at=row.deleted_at,
+            edge_id=row.node_id, nlink=nlink,
+        )  # fmt: skip
+
+    async def live_links(self, node_id: str) -> list[NodeRow]:
+        rows = sorted(
+            link for link, of in self.state.links.items()
+            if of == node_id and self.state.nodes[link].is_live
+        )  # fmt: skip
+        return [self._view(self.state.nodes[link]) for link in rows]
+
     async def xattr_sizes(self, node_id: str) -> dict[str, int]:
         found = {n: len(v) for (node, n), v in self.state.xattrs.items() if node == node_id}
         return dict(sorted(found.items()))
@@ -331,6 +358,12 @@ class MemoryWriteTx(MemoryReadTx):
             atime_ns=node.atime_ns, ctime_ns=node.ctime_ns, modified_at=node.modified_at,
         )  # fmt: skip
 
+    async def insert_link(
+        self, edge_id: str, node_id: str, parent_id: str, name: str, at: float
+    ) -> None:
+        await self.insert_node(NodeRow(edge_id, parent_id, name, "file", at, at))
+        self.state.links[edge_id] = node_id
+
     async def set_head(self, node_id: str, version: VersionRow) -> None:
         self._update(
             node_id, head_version_id=version.version_id, size=version.size,
@@ -385,7 +418,7 @@ class MemoryWriteTx(MemoryReadTx):
             attributes=None if event.attributes is None else dict(event.attributes),
             old_attributes=None if event.old_attributes is None else dict(event.old_attributes),
             target=event.target, exchanged_with=event.exchanged_with,
-            xattr_name=event.xattr_name, xattr_action=event.xattr_action,
+            xattr_name=event.xattr_name, xattr_action=event.xattr_action, nlink=event.nlink,
         )  # fmt: skip
         self.state.events[seq] = _Event(recorded, at)
         return recorded
@@ -479,9 +512,13 @@ class MemoryWriteTx(MemoryReadTx):
                 for version in [v for v in self.state.versions.values() if v.node_id == node_id]:
                     self._drop_refs(version.chunks)
                     del self.state.versions[version.version_id]
-                del self.state.nodes[node_id]
+                self.state.nodes.pop(node_id, None)  # its link rows may have gone already
                 for key in [k for k in self.state.xattrs if k[0] == node_id]:
                     del self.state.xattrs[key]
+                for link in [k for k, of in self.state.links.items() if of == node_id]:
+                    del self.state.links[link]
+                    self.state.nodes.pop(link, None)
+                self.state.links.pop(node_id, None)
             purged += len(ready)
         return purged
 

@@ -12,10 +12,10 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from meshfs_common.models import ChangeEvent
-from meshfs_server.adapters import snapshot_sql, xattr_sql
+from meshfs_server.adapters import link_sql, snapshot_sql, xattr_sql
+from meshfs_server.adapters.link_sql import NODE_FROM, NODE_READ
 from meshfs_server.adapters.rows import (
     EVENT_COLUMNS,
-    NODE_COLUMNS,
     VERSION_COLUMNS,
     event_from,
     node_from,
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
 
 _ROW = tuple[Any, ...]
 R = TypeVar("R")
-_NODE_COLUMNS_OF_N = ", ".join(f"n.{c.strip()}" for c in NODE_COLUMNS.split(","))
 
 
 class SqlReadTx:
@@ -74,15 +73,15 @@ class SqlReadTx:
     async def get_node(self, node_id: str) -> NodeRow | None:
         return await self._decoded(
             node_from,
-            f"SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND node_id = ?",
+            f"SELECT {NODE_READ} FROM {NODE_FROM} WHERE e.tenant_id = ? AND e.node_id = ?",
             node_id,
         )
 
     async def child(self, parent_id: str, name: str) -> NodeRow | None:
         return await self._decoded(
             node_from,
-            f"SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND parent_id = ?"
-            " AND name = ? AND deleted_at IS NULL",
+            f"SELECT {NODE_READ} FROM {NODE_FROM} WHERE e.tenant_id = ? AND e.parent_id = ?"
+            " AND e.name = ? AND e.deleted_at IS NULL",
             parent_id,
             name,
         )
@@ -90,17 +89,17 @@ class SqlReadTx:
     async def children(
         self, parent_id: str, *, after: ChildKey | None, limit: int, include_deleted: bool = False
     ) -> list[NodeRow]:
-        live = "" if include_deleted else " AND deleted_at IS NULL"
+        live = "" if include_deleted else " AND e.deleted_at IS NULL"
         start: tuple[object, ...] = ()
         if after is not None and after.node_id is not None:
-            live += " AND (name, node_id) > (?, ?)"
+            live += " AND (e.name, e.node_id) > (?, ?)"
             start = (after.name, after.node_id)
         elif after is not None:
-            live += " AND name > ?"
+            live += " AND e.name > ?"
             start = (after.name,)
         rows = await self._all(
-            f"SELECT {NODE_COLUMNS} FROM nodes WHERE tenant_id = ? AND parent_id = ?"
-            f"{live} ORDER BY name, node_id LIMIT ?",
+            f"SELECT {NODE_READ} FROM {NODE_FROM} WHERE e.tenant_id = ? AND e.parent_id = ?"
+            f"{live} ORDER BY e.name, e.node_id LIMIT ?",
             parent_id,
             *start,
             limit,
@@ -124,8 +123,8 @@ class SqlReadTx:
             "  UNION ALL"
             "  SELECT n.node_id FROM nodes n JOIN sub ON n.parent_id = sub.node_id"
             "    WHERE n.tenant_id = ? AND n.deleted_at IS NULL)"
-            f" SELECT {_NODE_COLUMNS_OF_N} FROM nodes n JOIN sub ON n.node_id = sub.node_id"
-            " WHERE n.tenant_id = ?",
+            f" SELECT {NODE_READ} FROM {NODE_FROM} JOIN sub ON e.node_id = sub.node_id"
+            " WHERE e.tenant_id = ?",
             (t, node_id, t, t),
         )
         return [node_from(r) for r in rows]
@@ -263,6 +262,9 @@ class SqlReadTx:
             *(() if excluding_content is None else (excluding_content,)),
         )
         return StorageUsage(committed=int(committed), pending=int(pending))
+
+    async def live_links(self, node_id: str) -> list[NodeRow]:
+        return [node_from(r) for r in await self._all(link_sql.LIVE_LINKS, node_id)]
 
     async def xattr_sizes(self, node_id: str) -> dict[str, int]:
         return {str(n): int(size) for n, size in await self._all(xattr_sql.SIZES, node_id)}

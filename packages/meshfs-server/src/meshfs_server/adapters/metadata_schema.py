@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Literal
 
-from meshfs_server.adapters import snapshot_sql, xattr_sql
+from meshfs_server.adapters import link_sql, snapshot_sql, xattr_sql
 
 Engine = Literal["sqlite", "postgres"]
 
@@ -277,4 +277,6 @@ def namespace_migrations(engine: Engine) -> list[str]:
     """,
         # Extended attributes (``user.*`` per node) and the feed's ``xattr`` events.
         xattr_sql.migration(engine),
+        # Hard links (``nodes.link_of``), the counts behind ``nlink``, and the feed's ``nlink``.
+        link_sql.migration(engine),
     ]

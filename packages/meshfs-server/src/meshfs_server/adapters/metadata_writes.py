@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from meshfs_common.models import ChangeEvent
-from meshfs_server.adapters import snapshot_sql, xattr_sql
+from meshfs_server.adapters import link_sql, snapshot_sql, xattr_sql
 from meshfs_server.adapters.metadata_reads import SqlReadTx
 from meshfs_server.adapters.rows import (
     EVENT_COLUMNS,
@@ -98,6 +98,11 @@ class SqlWriteTx(SqlReadTx):
             (parent_id, name, at, self.tenant_id, node_id),
         )
 
+    async def insert_link(
+        self, edge_id: str, node_id: str, parent_id: str, name: str, at: float
+    ) -> None:
+        await self._run(link_sql.INSERT, edge_id, parent_id, name, at, at, node_id)
+
     async def set_head(self, node_id: str, version: VersionRow) -> None:
         await self.session.execute(
             "UPDATE nodes SET head_version_id = ?, size = ?, content_hash = ?, modified_at = ?"
@@ -175,7 +180,7 @@ class SqlWriteTx(SqlReadTx):
             event.version_id, event.size, event.content_hash, event.replaced_node_id, at,
             writer_json(event.writer), attributes_json(event.attributes),
             attributes_json(event.old_attributes), event.target, event.exchanged_with,
-            event.xattr_name, event.xattr_action,
+            event.xattr_name, event.xattr_action, event.nlink,
         )  # fmt: skip
         await self.engine.ring(self.session, self.tenant_id, self.instance)
         return ChangeEvent(
@@ -185,7 +190,7 @@ class SqlWriteTx(SqlReadTx):
             at=datetime.fromtimestamp(at, UTC), writer=event.writer,
             attributes=event.attributes, old_attributes=event.old_attributes, target=event.target,
             exchanged_with=event.exchanged_with, xattr_name=event.xattr_name,
-            xattr_action=event.xattr_action,
+            xattr_action=event.xattr_action, nlink=event.nlink,
         )  # fmt: skip
 
     async def mark_stored(self, chunk_hash: str, size: int) -> None:
@@ -290,6 +295,7 @@ class SqlWriteTx(SqlReadTx):
                     await self._drop_refs(unpack_chunks(chunks))
                 await self._run("DELETE FROM versions WHERE tenant_id = ? AND node_id = ?", node_id)
                 await self._run(xattr_sql.REMOVE_ALL, node_id)
+                await self._run(link_sql.DELETE_LINKS, node_id)
                 await self._run("DELETE FROM nodes WHERE tenant_id = ? AND node_id = ?", node_id)
             purged += len(rows)
         return purged

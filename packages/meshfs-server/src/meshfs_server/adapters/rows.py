@@ -25,7 +25,7 @@ VERSION_COLUMNS = (
 EVENT_COLUMNS = (
     "seq, type, node_id, kind, path, old_path, version_id, size, content_hash,"
     " replaced_node_id, at, writer, attributes, old_attributes, target, exchanged_with,"
-    " xattr_name, xattr_action"
+    " xattr_name, xattr_action, nlink"
 )
 
 
@@ -39,8 +39,10 @@ _writer_decoder = msgspec.json.Decoder(Writer)
 _attributes_decoder = msgspec.json.Decoder(dict[str, int])
 
 
-def node_from(row: Iterable[Any]) -> NodeRow:
-    return NodeRow(*row)
+def node_from(row: Sequence[Any]) -> NodeRow:
+    """A node read with :data:`meshfs_server.adapters.link_sql.NODE_READ`: the columns of
+    :data:`NODE_COLUMNS`, the hard link's row id (or NULL), the name count."""
+    return NodeRow(*row[:-2], edge_id=row[-2], nlink=int(row[-1]))
 
 
 def node_values(node: NodeRow) -> tuple[Any, ...]:
@@ -86,14 +88,14 @@ def version_from(row: Iterable[Any]) -> VersionRow:
 
 def event_from(row: Iterable[Any]) -> ChangeEvent:
     (seq, type_, node_id, kind, path, old, vid, size, chash, replaced, at, writer, attrs,
-     old_attrs, target, exchanged, xattr_name, xattr_action) = row  # fmt: skip
+     old_attrs, target, exchanged, xattr_name, xattr_action, nlink) = row  # fmt: skip
     return ChangeEvent(
         seq=seq, type=type_, node_id=node_id, kind=kind, path=path, old_path=old,
         version_id=vid, size=size, content_hash=chash, replaced_node_id=replaced,
         at=datetime.fromtimestamp(at, UTC), writer=writer_from(writer),
         attributes=attributes_from(attrs), old_attributes=attributes_from(old_attrs),
         target=target, exchanged_with=exchanged, xattr_name=xattr_name,
-        xattr_action=xattr_action,
+        xattr_action=xattr_action, nlink=nlink,
     )  # fmt: skip
 
 

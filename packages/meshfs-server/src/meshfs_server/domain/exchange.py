@@ -79,9 +79,10 @@ async def _swap(tx: WriteTx, first: NodeRow, second: NodeRow) -> None:
     two = (second.parent_id or "", second.name)
     # Live names are unique per directory, so one node waits under a name no path can hold
     # (it contains a slash) while the other takes its place; all in one transaction.
-    await tx.move_node(first.node_id, one[0], f"/{first.node_id}", now)
-    await tx.move_node(second.node_id, *one, now)
-    await tx.move_node(first.node_id, *two, now)
+    # Rows, not nodes: either may be one of several names of a hard-linked file.
+    await tx.move_node(first.row_id, one[0], f"/{first.row_id}", now)
+    await tx.move_node(second.row_id, *one, now)
+    await tx.move_node(first.row_id, *two, now)
     (first.parent_id, first.name), (second.parent_id, second.name) = two, one
     for node in (first, second):
         await changed(tx, node, at)

@@ -299,9 +299,11 @@ async def _version_before(tx: ReadTx, first: _Step) -> str | None:
     if first.type in ("write", "restore"):
         version = await tx.get_version(first.version_id or "")
         return None if version is None else version.replaces
-    if first.type in ("rename", "delete"):
-        return first.version_id
-    return None
+    if first.type == "mkdir":
+        return None
+    # rename, delete, and the changes that keep the content (attributes, xattrs, a new name)
+    # carry the head version they saw.
+    return first.version_id
 
 
 async def _net_change(

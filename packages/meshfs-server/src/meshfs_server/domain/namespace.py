@@ -51,6 +51,7 @@ from meshfs_server.domain.attributes import (
     validated,
 )
 from meshfs_server.domain.feed import ChangeFeed
+from meshfs_server.domain.links import make_link, remove_names
 from meshfs_server.domain.paging import decode_after, encode_after
 from meshfs_server.domain.ports import MetadataStore, NewEvent, NodeRow, ReadTx, VersionRow, WriteTx
 from meshfs_server.domain.special_nodes import make_special
@@ -251,7 +252,7 @@ class Namespace:
             path=where,
             entries=entries,
             has_more=more,
-            next_after=encode_after(rows[-1].name, rows[-1].node_id) if more and rows else None,
+            next_after=encode_after(rows[-1].name, rows[-1].row_id) if more and rows else None,
         )
 
     async def versions(
@@ -399,6 +400,8 @@ class Namespace:
             if target is not None:
                 if not overwrite:
                     raise AlreadyExistsError(f"{dst} exists; pass overwrite to replace it")
+                if target.node_id == node.node_id:
+                    return to_entry(target, dst)  # two names of one file: rename(2) does nothing
                 if node.is_dir and not target.is_dir:
                     raise NotADirError(f"cannot replace {target.kind} {dst} with a directory")
                 if not node.is_dir and target.is_dir:
@@ -414,7 +417,7 @@ class Namespace:
                     return to_entry(moved, dst)
                 else:  # a link or special node replaced, or replacing: the name changes hands
                     await tx.tombstone([target.node_id], now)
-            await tx.move_node(node.node_id, parent.node_id, name, now)
+            await tx.move_node(node.row_id, parent.node_id, name, now)
             node.parent_id, node.name = parent.node_id, name
             await changed(tx, node, at)
             await _moved_between(tx, source_dir, parent, at)
@@ -461,7 +464,21 @@ class Namespace:
         else:
             set_mtime(target, node.mtime_ns)
             await changed(tx, target, at)
-        await tx.tombstone([node.node_id], at / 1e9)
+        left = (await remove_names(tx, [node], at))[node.node_id]
+        if left:  # the moved file keeps its other names: src went, dst took the content
+            for event in (
+                NewEvent(
+                    type="delete", node_id=node.node_id, kind="file", path=src,
+                    version_id=node.head_version_id, writer=actor.writer, nlink=left,
+                ),
+                NewEvent(
+                    type="write", node_id=target.node_id, kind="file", path=dst,
+                    version_id=target.head_version_id, size=target.size,
+                    content_hash=target.content_hash, writer=actor.writer,
+                ),
+            ):  # fmt: skip
+                events.append(await tx.append_event(event))
+            return target
         events.append(
             await tx.append_event(
                 NewEvent(
@@ -493,8 +510,9 @@ class Namespace:
                     raise DirectoryNotEmptyError(f"directory not empty: {where} (use recursive)")
             at = now_ns()
             now = at / 1e9
-            await tx.tombstone([node.node_id, *(n.node_id for n in below)], now)
+            left = await remove_names(tx, [node, *below], at)
             node.deleted_at = now
+            node.nlink = left.get(node.node_id, 0)
             parent = await tx.get_node(node.parent_id or "")
             if parent is not None:
                 await entries_changed(tx, parent, at)
@@ -503,11 +521,24 @@ class Namespace:
                     NewEvent(
                         type="delete", node_id=node.node_id, kind=node.kind, path=where,
                         version_id=node.head_version_id, writer=actor.writer,
+                        nlink=node.nlink or None,
                     )
                 )
             )  # fmt: skip
         await self._publish(actor, events)
         return DeleteResult(entry=to_entry(node, where), deleted_nodes=1 + len(below))
+
+    async def link(self, actor: Actor, path: str, new_path: str) -> Entry:
+        """Give the file at *path* the extra name *new_path* (a hard link; see
+        :mod:`meshfs_server.domain.links`)."""
+        src, dst = paths.normalise(path), paths.normalise(new_path)
+        actor.check_write(src)
+        actor.check_write(dst)
+        events: list[ChangeEvent] = []
+        async with self.store.write(actor.tenant_id) as tx:
+            linked = await make_link(tx, actor, src, dst, now_ns(), events)
+        await self._publish(actor, events)
+        return to_entry(linked, dst)
 
     async def restore(
         self, actor: Actor, node_id: str, version_id: str, *, path: str | None = None

@@ -48,6 +48,18 @@ class NodeRow:
     ctime_ns: int = 0
     target: str | None = None
     rdev: int = 0
+    edge_id: str | None = None
+    """Set when this is an extra name of the file ``node_id`` (a hard link): the id of that
+    name's own row, which ``parent_id``, ``name`` and ``deleted_at`` describe. Operations on
+    the name (move, tombstone, revive) take :attr:`row_id`; everything else ``node_id``."""
+    nlink: int = 0
+    """How many names a file has (a directory: 2 plus its subdirectories), as the store
+    counted when it read the row; 0 for a row not read from the store."""
+
+    @property
+    def row_id(self) -> str:
+        """The id of the row that holds this name (``node_id`` unless a hard link)."""
+        return self.edge_id or self.node_id
 
     @classmethod
     def empty_root(cls, tenant_id: str) -> NodeRow:
@@ -135,6 +147,7 @@ class NewEvent:
     xattr_name: str | None = None
     xattr_action: XattrAction | None = None
     nlink: int | None = None
+    """On a ``delete`` of one name of a file that keeps others: how many it has left."""
 
 
 @dataclass(slots=True)
@@ -218,7 +231,8 @@ class ReadTx(Protocol):
         """The tenant's root directory (created on first use by a write transaction)."""
 
     async def get_node(self, node_id: str) -> NodeRow | None:
-        """The node with this id, live or tombstoned, or None."""
+        """The node with this id, live or tombstoned, or None (the id of a hard link's row:
+        that name, read as its file)."""
 
     async def child(self, parent_id: str, name: str) -> NodeRow | None:
         """The live child called *name* of *parent_id*, or None."""
@@ -299,6 +313,10 @@ class ReadTx(Protocol):
         """How many live nodes of each kind the tenant has (its root included; kinds with
         none are left out)."""
 
+    async def live_links(self, node_id: str) -> list[NodeRow]:
+        """The live extra names (hard links) of file *node_id*, each read as the file (with its
+        ``edge_id``), in a stable order; N's own name is not among them."""
+
     async def xattr_sizes(self, node_id: str) -> dict[str, int]:
         """The extended attributes of *node_id*: name -> size of the value in bytes."""
 
@@ -313,17 +331,25 @@ class WriteTx(ReadTx, Protocol):
         """Add a node; a live sibling with the same name violates the tree invariant."""
 
     async def move_node(self, node_id: str, parent_id: str, name: str, at: float) -> None:
-        """Re-parent and/or rename a node (its subtree follows, being linked by id)."""
+        """Re-parent and/or rename the row *node_id* (a node, or a hard link's row: see
+        :attr:`NodeRow.row_id`); a directory's subtree follows, being linked by id."""
 
     async def save_attributes(self, node: NodeRow) -> None:
         """Store *node*'s ``mode``, ``uid``, ``gid``, ``mtime_ns``, ``atime_ns``, ``ctime_ns``
         and ``modified_at`` as they are on the row (its other columns are left alone)."""
 
+    async def insert_link(
+        self, edge_id: str, node_id: str, parent_id: str, name: str, at: float
+    ) -> None:
+        """Add *name* in *parent_id* as an extra name of file *node_id*, in a row of its own
+        called *edge_id*; a live sibling with the same name violates the tree invariant."""
+
     async def set_head(self, node_id: str, version: VersionRow) -> None:
         """Point a file at a new head version."""
 
     async def tombstone(self, node_ids: Sequence[str], at: float) -> None:
-        """Mark nodes deleted; they keep parent and name for history and restore."""
+        """Mark rows deleted (nodes or hard links' rows); they keep parent and name for
+        history and restore."""
 
     async def revive(self, node_id: str, parent_id: str, name: str, at: float) -> None:
         """Bring a tombstoned node back at (parent_id, name)."""
@@ -379,8 +405,8 @@ class WriteTx(ReadTx, Protocol):
 
     async def purge_tombstones(self, deleted_before: float, limit: int) -> int:
         """Hard-delete nodes tombstoned before *deleted_before* (files with all their versions;
-        directories once they have no children left) with their extended attributes, except
-        nodes a snapshot references; returns how many nodes went."""
+        directories once they have no children left) with their extended attributes and the
+        rows of their hard links, except nodes a snapshot references; returns how many went."""
 
     async def insert_snapshot(self, snapshot: SnapshotRow, items: Sequence[SnapshotItem]) -> None:
         """Record a snapshot and the nodes it references (which retention then keeps); a name

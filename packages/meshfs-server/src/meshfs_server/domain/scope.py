@@ -14,6 +14,8 @@ sees gaps):
   ``write`` of the file's head, or a ``mkdir`` of the directory (whose content, if any, is not
   replayed: list it);
 * a rename *out of* the prefix is shown as a ``delete`` of the old path;
+* a new name (hard link) within the prefix is shown as a ``write`` of the file there: the
+  file's other names may lie outside;
 * an exchange of a path inside with one outside (two ``rename`` events naming each other in
   ``exchanged_with``) is shown as one creation at the path inside (the event moving in) whose
   ``replaced_node_id`` is the node that left; the event moving out is not shown;
@@ -73,6 +75,12 @@ class Scope:
             return event
         inside = self.contains(event.path)
         if event.type != "rename":
+            if inside and event.type == "link":  # the file's other names may lie outside
+                return ChangeEvent(
+                    seq=event.seq, type="write", node_id=event.node_id, kind="file",
+                    path=event.path, at=event.at, version_id=event.version_id, size=event.size,
+                    content_hash=event.content_hash, writer=event.writer,
+                )  # fmt: skip
             if inside:
                 return event
             return REPLACED if event.type == "delete" and self._above(event.path) else None

@@ -30,6 +30,7 @@ from meshfs_common.models import (
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.feed import ChangeFeed
 from meshfs_server.domain.history import History
+from meshfs_server.domain.links import settle
 from meshfs_server.domain.ports import (
     MetadataStore,
     NewEvent,
@@ -72,7 +73,8 @@ async def live_tree(tx: ReadTx, where: str) -> dict[str, tuple[NodeRow, str]]:
     root = await lookup(tx, paths.split(where))
     if root is None:
         return {}
-    tree = {root.node_id: (root, where)}
+    # Keyed by the row that holds each name: a hard-linked file may be there under several.
+    tree = {root.row_id: (root, where)}
     below = await tx.live_descendants(root.node_id) if root.is_dir else []
     children: dict[str | None, list[NodeRow]] = {}
     for node in below:
@@ -82,7 +84,7 @@ async def live_tree(tx: ReadTx, where: str) -> dict[str, tuple[NodeRow, str]]:
         parent = pending.pop()
         base = tree[parent.node_id][1]
         for node in children.get(parent.node_id, ()):
-            tree[node.node_id] = (node, f"{'' if base == paths.ROOT else base}/{node.name}")
+            tree[node.row_id] = (node, f"{'' if base == paths.ROOT else base}/{node.name}")
             pending.append(node)
     return tree
 
@@ -94,7 +96,7 @@ async def capture(
     tree = await live_tree(tx, where)
     items = [
         SnapshotItem(
-            node_id=node.node_id, parent_id=node.parent_id, name=node.name, kind=node.kind,
+            node_id=node.row_id, parent_id=node.parent_id, name=node.name, kind=node.kind,
             path=path, version_id=node.head_version_id, size=node.size,
             content_hash=node.content_hash,
         )
@@ -254,7 +256,7 @@ async def _state_diff(tx: ReadTx, actor: Actor, row: SnapshotRow) -> list[FileCh
         if elsewhere is not None and actor.scope.contains(elsewhere):
             assert node_now is not None
             out.append(FileChange(
-                path=elsewhere, node_id=item.node_id, kind=item.kind, status="renamed",
+                path=elsewhere, node_id=node_now.node_id, kind=item.kind, status="renamed",
                 old_path=item.path, old_version_id=item.version_id,
                 version_id=node_now.head_version_id,
                 size=node_now.size if item.kind == "file" else None,
@@ -262,13 +264,14 @@ async def _state_diff(tx: ReadTx, actor: Actor, row: SnapshotRow) -> list[FileCh
             ))  # fmt: skip
         else:
             out.append(FileChange(
-                path=item.path, node_id=item.node_id, kind=item.kind, status="deleted",
+                path=item.path, node_id=node_now.node_id if node_now else item.node_id,
+                kind=item.kind, status="deleted",
                 old_version_id=item.version_id,
             ))  # fmt: skip
     for node_id, (node, path) in now.items():
         if node_id not in items:
             out.append(FileChange(
-                path=path, node_id=node_id, kind=node.kind, status="created",
+                path=path, node_id=node.node_id, kind=node.kind, status="created",
                 version_id=node.head_version_id,
                 size=node.size if node.kind == "file" else None,
                 content_changed=node.kind == "file",
@@ -295,11 +298,11 @@ async def _restore(
         if node is None:
             raise NotFoundError(f"{item.path} of snapshot {row.name!r} no longer exists")
         if node.is_live and await is_reachable(tx, node):
-            where = current[node.node_id][1] if node.node_id in current else None
+            where = current[node.row_id][1] if node.row_id in current else None
             where = where or await path_of(tx, node)
             if where != item.path:
                 actor.check_write(where)
-            was[node.node_id] = where
+            was[node.row_id] = where
     # 1. Park nodes that must move under a unique name where they are, freeing their slots.
     target_parent: dict[str, str | None] = {}
     for item in items:
@@ -316,15 +319,15 @@ async def _restore(
         parent_id = target_parent[item.node_id]
         node = await tx.get_node(item.node_id)
         assert node is not None
-        if parent_id is None or node.node_id not in was:
+        if parent_id is None or node.row_id not in was:
             continue
         if (node.parent_id, node.name) != (parent_id, item.name):
-            await tx.move_node(node.node_id, node.parent_id or "", _PARKED + node.node_id, now)
+            await tx.move_node(node.row_id, node.parent_id or "", _PARKED + node.row_id, now)
     # 2. Delete what the snapshot does not have (a delete event for each topmost one).
     extras = [(n, p) for nid, (n, p) in current.items() if nid not in wanted]
     if extras:
-        await tx.tombstone([n.node_id for n, _ in extras], now)
-        extra_ids = {n.node_id for n, _ in extras}
+        await tx.tombstone([n.row_id for n, _ in extras], now)
+        extra_ids = {n.node_id for n, _ in extras if n.is_dir}
         for node, path in sorted(extras, key=lambda e: e[1]):
             if node.parent_id in extra_ids:
                 continue
@@ -333,17 +336,18 @@ async def _restore(
                 version_id=node.head_version_id, writer=actor.writer,
             )))  # fmt: skip
     # 3. Put every snapshot node back in place with its snapshot content, parents first.
+    files = {n.node_id for n, _ in extras if n.kind == "file"}
     for item in sorted(items, key=lambda i: (len(paths.split(i.path)), i.path)):
         parent_id = target_parent[item.node_id]
         node = await tx.get_node(item.node_id)
         assert node is not None
-        revived = node.node_id not in was
+        revived = node.row_id not in was
         if parent_id is not None:
             taken = await tx.child(parent_id, item.name)
-            if taken is not None and taken.node_id != node.node_id:
+            if taken is not None and taken.row_id != node.row_id:
                 raise ConflictError(f"{item.path} is taken; the restore changed nothing")
             if revived:
-                await tx.revive(node.node_id, parent_id, item.name, now)
+                await tx.revive(node.row_id, parent_id, item.name, now)
                 node.deleted_at = None
                 if node.is_dir:
                     events.append(await tx.append_event(NewEvent(
@@ -351,10 +355,10 @@ async def _restore(
                         writer=actor.writer,
                     )))  # fmt: skip
             elif (node.parent_id, node.name) != (parent_id, item.name):
-                await tx.move_node(node.node_id, parent_id, item.name, now)
+                await tx.move_node(node.row_id, parent_id, item.name, now)
                 events.append(await tx.append_event(NewEvent(
                     type="rename", node_id=node.node_id, kind=node.kind, path=item.path,
-                    old_path=was[node.node_id], version_id=node.head_version_id,
+                    old_path=was[node.row_id], version_id=node.head_version_id,
                     size=node.size if not node.is_dir else None,
                     content_hash=node.content_hash, writer=actor.writer,
                 )))  # fmt: skip
@@ -376,6 +380,9 @@ async def _restore(
                 version_id=node.head_version_id, size=node.size,
                 content_hash=node.content_hash, writer=actor.writer,
             )))  # fmt: skip
+        files.add(node.node_id)
+    # Names of hard-linked files went and came back: each file's own row holds a live name.
+    await settle(tx, files, int(now * 1e9), touch=False)
 
 
 async def _restore_content(tx: WriteTx, actor: Actor, node: NodeRow, item: SnapshotItem) -> None:

@@ -41,6 +41,9 @@ def to_entry(node: NodeRow, path: str) -> Entry:
         ctime_ns=node.ctime_ns,
         target=node.target,
         rdev=node.rdev,
+        # A row made in this request was not counted by the store: a new directory has no
+        # subdirectories yet, a new file one name.
+        nlink=node.nlink or (2 if node.is_dir else 1),
     )
 
 

@@ -1,4 +1,4 @@
-"""Extended attributes through the library, against a real meshfs-server process."""
+"""Extended attributes and hard links through the library, against a real server process."""
 
 from __future__ import annotations
 
@@ -64,3 +64,25 @@ def test_blocking_client_has_them_too(account: Account) -> None:
         assert fs.getxattr("/b.txt", "user.k") == b"v"
         fs.removexattr("/b.txt", "user.k")
         assert fs.listxattr("/b.txt") == []
+
+
+async def test_hard_links_share_one_file(client: MeshFSClient) -> None:
+    first = await client.upload("/one.txt", b"data")
+    entry = await client.link("/one.txt", "/two.txt")
+    assert entry.node_id == first.entry.node_id
+    assert entry.nlink == 2
+    await client.upload("/two.txt", b"new")
+    assert await client.read_bytes("/one.txt") == b"new"
+    await client.delete("/one.txt")
+    assert (await client.meta("/two.txt")).nlink == 1
+    with pytest.raises(AlreadyExistsError):
+        await client.link("/two.txt", "/two.txt")
+    await client.mkdir("/dir")
+    with pytest.raises(NotPermittedError):
+        await client.link("/dir", "/dir2")
+
+
+def test_blocking_link(account: Account) -> None:
+    with MeshFS(account.server.url, settings=account.settings) as fs:
+        fs.upload("/l1.txt", b"data")
+        assert fs.link("/l1.txt", "/l2.txt").nlink == 2

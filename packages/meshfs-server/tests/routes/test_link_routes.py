@@ -1,0 +1,210 @@
+"""Hard links through the HTTP API, on each backend: what ln, git, rsync -H and tar rely on - one
+file under several names, one history, exact nlink - and every refusal with its error code."""
+
+from __future__ import annotations
+
+import httpx
+from conftest import Harness
+
+
+async def write(client: httpx.AsyncClient, path: str, data: bytes) -> dict:
+    r = await client.put("/files/content", params={"path": path}, content=data)
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+async def link(client: httpx.AsyncClient, path: str, new_path: str) -> httpx.Response:
+    return await client.post("/files/link", json={"path": path, "new_path": new_path})
+
+
+async def meta(client: httpx.AsyncClient, path: str) -> dict:
+    r = await client.get("/files/meta", params={"path": path})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+async def read(client: httpx.AsyncClient, path: str) -> bytes:
+    r = await client.get("/files/download", params={"path": path})
+    assert r.status_code == 200, r.text
+    return r.content
+
+
+async def events(client: httpx.AsyncClient) -> list[dict]:
+    return (await client.get("/sync/pull", params={"cursor": 0})).json()["events"]
+
+
+def error(r: httpx.Response) -> tuple[int, str]:
+    return r.status_code, r.json()["error"]
+
+
+async def test_a_link_is_the_same_file_under_another_name(client: httpx.AsyncClient) -> None:
+    first = await write(client, "/a.txt", b"one")
+    await client.post("/files/mkdir", json={"path": "/d"})
+    r = await link(client, "/a.txt", "/d/b.txt")
+    assert r.status_code == 201
+    assert r.json()["path"] == "/d/b.txt"
+    assert r.json()["node_id"] == first["entry"]["node_id"]
+    assert r.json()["nlink"] == 2
+    a, b = await meta(client, "/a.txt"), await meta(client, "/d/b.txt")
+    assert a["node_id"] == b["node_id"]
+    assert a["nlink"] == b["nlink"] == 2
+    listed = (await client.get("/files/list", params={"path": "/d"})).json()["entries"]
+    assert [(e["name"], e["node_id"], e["nlink"]) for e in listed] == [("b.txt", a["node_id"], 2)]
+    link_events = [e for e in await events(client) if e["type"] == "link"]
+    assert [(e["path"], e["node_id"], e["version_id"]) for e in link_events] == [
+        ("/d/b.txt", a["node_id"], first["version"]["version_id"])
+    ]
+
+
+async def test_a_write_through_any_name_is_one_history(client: httpx.AsyncClient) -> None:
+    first = await write(client, "/a", b"one")
+    await link(client, "/a", "/b")
+    second = await write(client, "/b", b"two")
+    assert second["entry"]["node_id"] == first["entry"]["node_id"]
+    assert await read(client, "/a") == b"two"
+    assert (await meta(client, "/a"))["version_id"] == second["version"]["version_id"]
+    versions = (await client.get(f"/files/{first['entry']['node_id']}/versions")).json()
+    assert [v["version_id"] for v in versions["versions"]] == [
+        second["version"]["version_id"],
+        first["version"]["version_id"],
+    ]
+
+
+async def test_refusals(client: httpx.AsyncClient) -> None:
+    await write(client, "/a", b"one")
+    await write(client, "/taken", b"x")
+    await client.post("/files/mkdir", json={"path": "/dir"})
+    assert error(await link(client, "/a", "/taken")) == (409, "already_exists")
+    assert error(await link(client, "/dir", "/dir2")) == (403, "not_permitted")
+    assert error(await link(client, "/missing", "/x")) == (404, "not_found")
+    assert error(await link(client, "/a", "/nowhere/x")) == (404, "not_found")
+    assert error(await link(client, "/a", "/taken/x")) == (409, "not_a_directory")
+    assert error(await link(client, "/a", "/")) == (409, "already_exists")
+    assert error(await link(client, "/a", "/bad/../x")) == (400, "invalid_path")
+    assert (await meta(client, "/a"))["nlink"] == 1
+    assert (await client.get("/files/meta", params={"path": "/dir2"})).status_code == 404
+
+
+async def test_deleting_one_name_keeps_the_others(client: httpx.AsyncClient) -> None:
+    first = await write(client, "/a", b"one")
+    node_id = first["entry"]["node_id"]
+    await link(client, "/a", "/b")
+    await link(client, "/a", "/c")
+    r = await client.delete("/files", params={"path": "/b"})
+    assert r.status_code == 200
+    assert (await meta(client, "/a"))["nlink"] == 2
+    # The file's first name goes too: the file lives on under its last name.
+    await client.delete("/files", params={"path": "/a"})
+    assert await read(client, "/c") == b"one"
+    by_id = (await client.get("/files/meta", params={"node_id": node_id})).json()
+    assert by_id["path"] == "/c"
+    assert by_id["nlink"] == 1
+    assert by_id["deleted_at"] is None
+    assert [
+        e["name"] for e in (await client.get("/files/list", params={"path": "/"})).json()["entries"]
+    ] == ["c"]
+    deletes = [e for e in await events(client) if e["type"] == "delete"]
+    assert [(e["path"], e["nlink"]) for e in deletes] == [("/b", 2), ("/a", 1)]
+    await client.delete("/files", params={"path": "/c"})
+    gone = (await client.get("/files/meta", params={"node_id": node_id})).json()
+    assert gone["deleted_at"] is not None
+    last = [e for e in await events(client) if e["type"] == "delete"][-1]
+    assert last["path"] == "/c"
+    assert last["nlink"] is None
+    restored = await client.post(
+        f"/files/{node_id}/versions/{first['version']['version_id']}/restore"
+    )
+    assert restored.status_code == 200
+    assert restored.json()["entry"]["path"] == "/c"
+    assert await read(client, "/c") == b"one"
+
+
+async def test_recursive_delete_keeps_names_outside(client: httpx.AsyncClient) -> None:
+    await write(client, "/d/inner", b"kept")
+    await link(client, "/d/inner", "/outside")
+    await write(client, "/d/sub/other", b"other")
+    await link(client, "/d/sub/other", "/d/twin")
+    r = await client.delete("/files", params={"path": "/d", "recursive": "true"})
+    assert r.status_code == 200
+    assert await read(client, "/outside") == b"kept"
+    assert (await meta(client, "/outside"))["nlink"] == 1
+
+
+async def test_rename_of_a_link_and_over_a_link(client: httpx.AsyncClient) -> None:
+    first = await write(client, "/a", b"one")
+    await link(client, "/a", "/b")
+    moved = await client.post("/files/rename", json={"path": "/b", "new_path": "/c"})
+    assert moved.status_code == 200
+    assert moved.json()["node_id"] == first["entry"]["node_id"]
+    assert (await meta(client, "/c"))["nlink"] == 2
+    # Renaming one name over another name of the same file does nothing (rename(2)).
+    same = await client.post(
+        "/files/rename", json={"path": "/a", "new_path": "/c", "overwrite": True}
+    )
+    assert same.status_code == 200
+    assert (await meta(client, "/a"))["nlink"] == 2
+    # Another file renamed over a name: the linked file takes the content, all names see it.
+    await write(client, "/new", b"replacement")
+    over = await client.post(
+        "/files/rename", json={"path": "/new", "new_path": "/c", "overwrite": True}
+    )
+    assert over.status_code == 200
+    assert over.json()["node_id"] == first["entry"]["node_id"]
+    assert await read(client, "/a") == b"replacement"
+    # A linked file renamed over another: it leaves that name and keeps its others.
+    await write(client, "/other", b"other")
+    await client.post("/files/rename", json={"path": "/c", "new_path": "/other", "overwrite": True})
+    assert await read(client, "/a") == b"replacement"
+    assert await read(client, "/other") == b"replacement"
+    assert (await meta(client, "/a"))["nlink"] == 1
+    tail = (await events(client))[-2:]
+    assert [(e["type"], e["path"]) for e in tail] == [("delete", "/c"), ("write", "/other")]
+    assert tail[0]["nlink"] == 1
+
+
+async def test_xattrs_and_attributes_belong_to_the_file(client: httpx.AsyncClient) -> None:
+    await write(client, "/a", b"one")
+    await link(client, "/a", "/b")
+    await client.put("/files/xattr", params={"path": "/b", "name": "user.k"}, content=b"v")
+    got = await client.get("/files/xattr", params={"path": "/a", "name": "user.k"})
+    assert got.content == b"v"
+
+
+async def test_directory_nlink_counts_subdirectories(client: httpx.AsyncClient) -> None:
+    await client.post("/files/mkdir", json={"path": "/p/x"})
+    await client.post("/files/mkdir", json={"path": "/p/y"})
+    await write(client, "/p/file", b"f")
+    assert (await meta(client, "/p"))["nlink"] == 4
+    assert (await meta(client, "/p/x"))["nlink"] == 2
+    await client.delete("/files", params={"path": "/p/y"})
+    assert (await meta(client, "/p"))["nlink"] == 3
+
+
+async def test_linked_content_is_stored_and_counted_once(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    await write(client, "/a", b"x" * 10_000)
+    async with harness.services.store.read(harness.tenant_id) as tx:
+        before = (await tx.storage_usage()).committed
+    await link(client, "/a", "/b")
+    await link(client, "/a", "/c")
+    async with harness.services.store.read(harness.tenant_id) as tx:
+        assert (await tx.storage_usage()).committed == before
+
+
+async def test_a_snapshot_restore_brings_every_name_back(client: httpx.AsyncClient) -> None:
+    await write(client, "/s/a", b"one")
+    await link(client, "/s/a", "/s/b")
+    assert (await client.post("/snapshots", json={"path": "/s", "name": "two"})).status_code == 201
+    await client.delete("/files", params={"path": "/s/a"})
+    await write(client, "/s/b", b"changed")
+    await link(client, "/s/b", "/s/c")
+    r = await client.post("/snapshots/two/restore")
+    assert r.status_code == 200, r.text
+    names = [
+        e["name"]
+        for e in (await client.get("/files/list", params={"path": "/s"})).json()["entries"]
+    ]
+    assert names == ["a", "b"]
+    assert await read(client, "/s/a") == await read(client, "/s/b") == b"one"
+    assert (await meta(client, "/s/a"))["nlink"] == 2
