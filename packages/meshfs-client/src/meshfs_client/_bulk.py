@@ -47,7 +47,9 @@ BulkSource = bytes | str | os.PathLike[str]
 BATCH_FILES = 1000
 BATCH_BYTES = 16 * 1024 * 1024
 IN_FLIGHT = 2
-"""Bulk requests at once (one is being committed while the next is read and sent)."""
+"""Bulk writes at once (one is being committed while the next is read and sent)."""
+READS_IN_FLIGHT = 4
+"""Bulk reads at once (the server answers them side by side)."""
 LARGE_CONCURRENCY = 4
 TAR = "application/x-tar"
 PARTIAL_SUFFIX = ".meshfs-bulk"
@@ -212,7 +214,7 @@ class BulkMethods(FileMethods):
                 small.setdefault(entry.path, []).append(Path(local))
         out: list[BulkFile] = []
         names = list(small)
-        limit = asyncio.Semaphore(IN_FLIGHT)
+        limit = asyncio.Semaphore(READS_IN_FLIGHT)
 
         async def fetch(batch: list[str]) -> None:
             async with limit:

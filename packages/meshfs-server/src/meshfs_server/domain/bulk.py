@@ -11,8 +11,9 @@ most :data:`BATCH_FILES` files or :data:`BATCH_BYTES` bytes, which then:
    members of the batch are reported ``rate_limited``;
 2. has its chunks held (one short transaction), so no collector can claim them, and stored
    outside any transaction (the absent ones; through a limited scope, all of them, as every
-   write through a scope does);
-3. is committed in one transaction: per file the quota check and a new head version with its
+   write through a scope does); a chunk a collector claimed before the hold is waited out;
+3. is committed in one transaction, which also marks the new chunks stored: per file the
+   quota check and a new head version with its
    feed event (content equal to the head: no version), per directory ``mkdir -p``. A member
    whose path conflicts (a file where a directory is) or that does not fit the quota fails
    alone; nothing of it was written, since both checks come before any change.
@@ -113,6 +114,8 @@ class _Run:
     result: BulkWriteResult = field(default_factory=lambda: BulkWriteResult(written=[], failed=[]))
     hold_id: str = field(default_factory=new_id)
     held: bool = False
+    unmarked: dict[str, int] = field(default_factory=dict)
+    """Chunks stored and held, to be marked stored by the commit (name -> size)."""
 
 
 def member_path(root: str, name: str) -> str:
@@ -225,7 +228,8 @@ class BulkWrites:
 
     async def _store(self, run: _Run, files: Sequence[_Item]) -> None:
         """Hold the batch's chunks, then store those the tenant does not have (all of them
-        through a limited scope), outside any transaction."""
+        through a limited scope), outside any transaction; they are marked stored by the
+        commit that references them."""
         chunks = {item.chunk: item.data for item in files if item.chunk is not None}
         if not chunks:
             return
@@ -234,14 +238,20 @@ class BulkWrites:
             await tx.hold_chunks(run.hold_id, list(chunks), time.time() + UPLOAD_TTL)
             run.held = True
             present = await tx.present_chunks(list(chunks))
+            # A chunk claimed by a collector before the hold is waited out (store_chunk).
+            claimed = {n for n in chunks if n not in present
+                       and await tx.chunk_state(n) == "collecting"}  # fmt: skip
         rewrite = not run.actor.scope.whole_tenant
-        wanted = [name for name in chunks if rewrite or name not in present]
+        wanted = [name for name in chunks if (rewrite or name not in present)]
         limit = asyncio.Semaphore(STORE_CONCURRENCY)
 
         async def store(name: str) -> None:
             async with limit:
-                # Waits out a collector that claimed the chunk before the hold.
-                await self.content.store_chunk(tenant, name, chunks[name], rewrite=rewrite)
+                if name in claimed:
+                    await self.content.store_chunk(tenant, name, chunks[name], rewrite=rewrite)
+                else:
+                    await self.content.content.put_bytes(tenant, name, chunks[name])
+                    run.unmarked[name] = len(chunks[name])
 
         await asyncio.gather(*(store(name) for name in wanted))
 
@@ -253,6 +263,8 @@ class BulkWrites:
         landed: list[BulkWritten] = []
         failed: list[BulkFailure] = []
         async with self.content.store.write(actor.tenant_id) as tx:
+            for name, size in run.unmarked.items():
+                await tx.mark_stored(name, size)
             for item in items:
                 try:
                     if item.kind == "dir":
@@ -283,6 +295,7 @@ class BulkWrites:
                 ))  # fmt: skip
             await tx.release_holds(run.hold_id)
         run.held = False
+        run.unmarked.clear()
         run.result.written.extend(landed)
         run.result.failed.extend(failed)
         run.result.files += sum(1 for w in landed if w.kind == "file")

@@ -1,0 +1,154 @@
+"""Bulk transfers of many small files: ``meshfs put -r`` / ``get -r`` against a real server.
+
+Measures, in one run:
+  * ``cp -r`` of a tree of N small files (100-2,000 bytes, 100 directories) as the baseline
+  * ``meshfs put -r`` and ``meshfs get -r`` of that tree through bulk requests (tar batches),
+    on a server with the DEFAULT rate limit (1,200 requests/minute for the free plan):
+    targets >= 1,000 and >= 2,000 files/s
+  * the per-file path beside it: ``put -r --no-clobber`` (one request per file) and
+    ``download_to`` file by file (4 at a time), on a server with the rate limit lifted (under
+    the default limit it would be held to 20 files/s), over --per-file files
+
+Figures are medians of --runs runs; not a pass/fail test. Client, server and disk share the
+machine's cores: compare ratios, not absolute numbers.
+
+Usage: python scripts/bench/bulk_files.py [--files 10000] [--per-file 2000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from _harness import Server, median, report, running_server
+
+from meshfs_client import MeshFSClient
+
+DEFAULT_RATE = "1200"
+
+
+def make_tree(root: Path, count: int, seed: int) -> None:
+    """*count* small files (100-2,000 bytes) spread over 100 directories."""
+    for index in range(count):
+        directory = root / f"d{index % 100:03d}"
+        directory.mkdir(parents=True, exist_ok=True)
+        body = f"{seed}:{index}:".encode() + os.urandom(100 + (index * 37) % 1900)
+        (directory / f"f{index:05d}.txt").write_bytes(body)
+
+
+def meshfs_env(server: Server, work: Path) -> tuple[str, dict[str, str]]:
+    meshfs = str(Path(sys.executable).with_name("meshfs"))
+    if not Path(meshfs).exists():
+        meshfs = shutil.which("meshfs") or "meshfs"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MESHFS_")}
+    env |= {"MESHFS_SERVER": server.url, "MESHFS_TOKEN": server.token}
+    env["MESHFS_CONFIG_DIR"] = str(work / "config")
+    return meshfs, env
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def count_files(root: Path) -> int:
+    return sum(1 for p in root.rglob("*") if p.is_file())
+
+
+def bulk(server: Server, work: Path, count: int, runs: int) -> tuple[float, float, float]:
+    """cp -r, put -r and get -r rates (files/s) through bulk requests."""
+    meshfs, env = meshfs_env(server, work)
+    cp, put, get = [], [], []
+    for run in range(runs):
+        tree = work / "tree"
+        make_tree(tree, count, seed=run)
+        cp.append(timed(["cp", "-r", str(tree), str(work / "tree-copy")]))
+        shutil.rmtree(work / "tree-copy")
+        put.append(timed([meshfs, "-q", "put", "-r", str(tree), f"/bulk-{run}"], env))
+        get.append(timed([meshfs, "-q", "get", "-r", f"/bulk-{run}", str(work / "back")], env))
+        if (got := count_files(work / "back")) != count:
+            raise RuntimeError(f"get -r brought back {got} files, expected {count}")
+        shutil.rmtree(work / "back")
+        shutil.rmtree(tree)
+    return count / median(cp), count / median(put), count / median(get)
+
+
+async def download_each(server: Server, root: str, local: Path) -> None:
+    """The per-file download path: a listing, then download_to for each file, 4 at a time."""
+    async with MeshFSClient(server.url, token=server.token) as client:
+        files = [e async for e in client.walk(root) if e.kind == "file"]
+        limit = asyncio.Semaphore(4)
+
+        async def one(path: str) -> None:
+            async with limit:
+                target = local / path.lstrip("/")
+                await asyncio.to_thread(target.parent.mkdir, parents=True, exist_ok=True)
+                await client.download_to(path, target)
+
+        async with asyncio.TaskGroup() as group:
+            for entry in files:
+                group.create_task(one(entry.path))
+
+
+def per_file(server: Server, work: Path, count: int, runs: int) -> tuple[float, float]:
+    """put -r and get -r rates (files/s), one request per file."""
+    meshfs, env = meshfs_env(server, work)
+    put, get = [], []
+    for run in range(runs):
+        tree = work / "tree"
+        make_tree(tree, count, seed=100 + run)
+        # --no-clobber sends each file on its own (a conditional write each).
+        put.append(timed([meshfs, "-q", "put", "-r", "-n", str(tree), f"/each-{run}"], env))
+        start = time.perf_counter()
+        asyncio.run(download_each(server, f"/each-{run}", work / "back"))
+        get.append(time.perf_counter() - start)
+        if (got := count_files(work / "back")) != count:
+            raise RuntimeError(f"per-file get brought back {got} files, expected {count}")
+        shutil.rmtree(work / "back")
+        shutil.rmtree(tree)
+    return count / median(put), count / median(get)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--files", type=int, default=10000)
+    parser.add_argument("--per-file", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="meshfs-bench-bulk-", dir=os.environ.get("BENCH_DIR")))
+    load = os.getloadavg()
+    print("MeshFS bulk transfers of small files (embedded server: SQLite + local content dir)")
+    print(f"  {os.cpu_count()} cores; load average at start {load[0]:.2f} {load[1]:.2f}")
+    print(f"  medians of {args.runs} runs")
+    try:
+        with running_server({"MESHFS_RATE_LIMIT_PER_MINUTE": DEFAULT_RATE}) as server:
+            cp, put, get = bulk(server, work, args.files, args.runs)
+        with running_server() as server:
+            put_each, get_each = per_file(server, work, args.per_file, args.runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report(f"cp -r {args.files} small files (baseline)", cp, "files/s")
+    report(f"put -r, bulk, {DEFAULT_RATE} req/min limit", put, "files/s",
+           f"target >= 1000; ratio to cp -r {put / cp:.3f}")  # fmt: skip
+    report(f"get -r, bulk, {DEFAULT_RATE} req/min limit", get, "files/s",
+           f"target >= 2000; ratio to cp -r {get / cp:.3f}")  # fmt: skip
+    report(f"put -r -n, per file, {args.per_file} files, no limit", put_each, "files/s",
+           f"bulk is {put / put_each:.1f}x")  # fmt: skip
+    report(f"download_to per file, {args.per_file} files, no limit", get_each, "files/s",
+           f"bulk is {get / get_each:.1f}x")  # fmt: skip
+    load = os.getloadavg()
+    print(f"  load average at end {load[0]:.2f} {load[1]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
