@@ -26,6 +26,7 @@ from meshfs_common.errors import MeshFSError
 from meshfs_common.hashing import hash_bytes
 from meshfs_common.ids import new_id
 from meshfs_common.models import AttributesRequest, UploadInitRequest
+from meshfs_server.domain import posix
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.copies import copy_file
 from meshfs_server.domain.exchange import exchange
@@ -543,7 +544,7 @@ class NamespaceMachine(RuleBasedStateMachine):
             node.mtime_ns = wanted.get("mtime_ns", node.mtime_ns)
 
         request = AttributesRequest(path=path, **wanted)
-        self.expect(step, self.services.namespace.set_attributes(self.actor, request))
+        self.expect(step, posix.set_attributes(self.store, self.services.feed, self.actor, request))
 
     @rule(path=PATHS, mode=MODES)
     def chmod(self, path: str, mode: int) -> None:
@@ -576,12 +577,12 @@ class NamespaceMachine(RuleBasedStateMachine):
 
     @rule(path=PATHS, to=TARGETS)
     def symlink(self, path: str, to: str) -> None:
-        server = self.services.namespace.symlink(self.actor, path, to)
+        server = posix.symlink(self.store, self.services.feed, self.actor, path, to)
         self._make_special(path, "symlink", server, target=to)
 
     @rule(path=PATHS, kind=SPECIAL, mode=MODES)
     def mknod(self, path: str, kind: Any, mode: int) -> None:
-        server = self.services.namespace.mknod(self.actor, path, kind, mode=mode)
+        server = posix.mknod(self.store, self.services.feed, self.actor, path, kind, mode=mode)
         self._make_special(path, kind, server, mode=mode)
 
     @rule(src=PATHS, dst=PATHS)

@@ -30,31 +30,19 @@ from meshfs_common.errors import (
 )
 from meshfs_common.ids import new_id
 from meshfs_common.models import (
-    AttributesRequest,
     ChangeEvent,
     CommitResult,
     DeleteResult,
     Entry,
     ListPage,
-    SpecialKind,
     VersionPage,
 )
 from meshfs_server.domain.actor import Actor
-from meshfs_server.domain.attributes import (
-    apply,
-    changed,
-    check_target,
-    entries_changed,
-    new_node,
-    now_ns,
-    set_mtime,
-    validated,
-)
+from meshfs_server.domain.attributes import changed, entries_changed, new_node, now_ns, set_mtime
 from meshfs_server.domain.feed import ChangeFeed
 from meshfs_server.domain.links import make_link, remove_names
 from meshfs_server.domain.paging import decode_after, encode_after
 from meshfs_server.domain.ports import MetadataStore, NewEvent, NodeRow, ReadTx, VersionRow, WriteTx
-from meshfs_server.domain.special_nodes import make_special
 from meshfs_server.domain.tree import (
     ensure_dirs,
     is_reachable,
@@ -605,79 +593,6 @@ class Namespace:
             entry=to_entry(node, target_path), version=to_version(version), created_version=created
         )
 
-    # --- POSIX attributes and node kinds -------------------------------------------------------
-
-    async def set_attributes(
-        self, actor: Actor, request: AttributesRequest, *, if_match: str | None = None
-    ) -> Entry:
-        """chmod, chown and utimens of the node at ``request.path`` in one atomic change (see
-        :mod:`.attributes`): an ``attributes`` event with the new and old values, no version."""
-        where = paths.normalise(request.path)
-        actor.check_write(where)
-        wanted = validated(request)
-        events: list[ChangeEvent] = []
-        async with self.store.write(actor.tenant_id) as tx:
-            node = await resolve(tx, where)
-            check_precondition(node, if_match, False)
-            new, old = apply(node, wanted, now_ns())
-            if new:
-                await tx.save_attributes(node)
-                events.append(
-                    await tx.append_event(
-                        NewEvent(
-                            type="attributes", node_id=node.node_id, kind=node.kind,
-                            path=where, version_id=node.head_version_id, attributes=new,
-                            old_attributes=old, writer=actor.writer,
-                        )
-                    )
-                )  # fmt: skip
-        await self._publish(actor, events)
-        return to_entry(node, where)
-
-    async def symlink(
-        self,
-        actor: Actor,
-        path: str,
-        target: str,
-        *,
-        uid: int | None = None,
-        gid: int | None = None,
-    ) -> Entry:
-        """Make a symbolic link at *path* to *target* (verbatim, never followed)."""
-        where = paths.normalise(path)
-        actor.check_write(where)
-        check_target(target)
-        events: list[ChangeEvent] = []
-        async with self.store.write(actor.tenant_id) as tx:
-            node = await make_special(
-                tx, actor, where, "symlink", events, uid=uid, gid=gid, target=target
-            )
-        await self._publish(actor, events)
-        return to_entry(node, where)
-
-    async def mknod(
-        self,
-        actor: Actor,
-        path: str,
-        kind: SpecialKind,
-        *,
-        mode: int | None = None,
-        rdev: int = 0,
-        uid: int | None = None,
-        gid: int | None = None,
-    ) -> Entry:
-        """Make a FIFO, socket or device node at *path* (no content)."""
-        where = paths.normalise(path)
-        actor.check_write(where)
-        events: list[ChangeEvent] = []
-        async with self.store.write(actor.tenant_id) as tx:
-            node = await make_special(
-                tx, actor, where, kind, events, mode=mode, uid=uid, gid=gid, rdev=rdev
-            )
-        await self._publish(actor, events)
-        return to_entry(node, where)
-
-    # --- retention (what the tenant's policy no longer keeps) -----------------------------------
 
     async def prune_versions(self, tenant_id: str, *, keep: int, created_before: float) -> int:
         """Delete versions beyond the newest *keep* of each file that are older than

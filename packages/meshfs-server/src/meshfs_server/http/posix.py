@@ -1,7 +1,7 @@
 """POSIX routes: attributes (chmod, chown, utimens), symbolic links and special nodes.
 
-The rules are :mod:`meshfs_server.domain.attributes` and
-:mod:`meshfs_server.domain.special_nodes`; every answer is the node's :class:`Entry`.
+The operations are :mod:`meshfs_server.domain.posix` (rules in :mod:`.attributes` and
+:mod:`.special_nodes`); every answer is the node's :class:`Entry`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from meshfs_common.models import AttributesRequest, Entry, MknodRequest, SymlinkRequest
+from meshfs_server.domain import posix
 from meshfs_server.http import state
 from meshfs_server.http.codec import IF_MATCH, Endpoint, endpoint, if_match, parse_json, respond
 from meshfs_server.http.state import actor
@@ -29,8 +30,9 @@ CREATE_ERRORS = (*PATH_ERRORS, "already_exists", "bad_request")
 async def set_attributes(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, AttributesRequest)
-    entry = await state.services(request).namespace.set_attributes(
-        who, body, if_match=if_match(request)
+    found = state.services(request)
+    entry = await posix.set_attributes(
+        found.namespace.store, found.feed, who, body, if_match=if_match(request)
     )
     return respond(entry)
 
@@ -43,8 +45,9 @@ async def set_attributes(request: Request) -> Response:
 async def symlink(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, SymlinkRequest)
-    entry = await state.services(request).namespace.symlink(
-        who, body.path, body.target, uid=body.uid, gid=body.gid
+    found = state.services(request)
+    entry = await posix.symlink(
+        found.namespace.store, found.feed, who, body.path, body.target, uid=body.uid, gid=body.gid
     )
     return respond(entry, status=201)
 
@@ -57,9 +60,11 @@ async def symlink(request: Request) -> Response:
 async def mknod(request: Request) -> Response:
     who = await actor(request)
     body = await parse_json(request, MknodRequest)
-    entry = await state.services(request).namespace.mknod(
-        who, body.path, body.kind, mode=body.mode, rdev=body.rdev, uid=body.uid, gid=body.gid
-    )
+    found = state.services(request)
+    entry = await posix.mknod(
+        found.namespace.store, found.feed, who, body.path, body.kind, mode=body.mode,
+        rdev=body.rdev, uid=body.uid, gid=body.gid,
+    )  # fmt: skip
     return respond(entry, status=201)
 
 
