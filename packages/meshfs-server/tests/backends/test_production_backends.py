@@ -119,6 +119,33 @@ async def test_direct_upload_and_download_bypass_the_server(direct: httpx.AsyncC
     assert (await direct.get("/files/download", params={"path": "/d/big.bin"})).content == data
 
 
+async def test_a_direct_partial_write_puts_only_the_changed_chunk(
+    direct: httpx.AsyncClient,
+) -> None:
+    data = os.urandom(2 * CHUNK_SIZE + 10)
+    base = await direct.put("/files/content", params={"path": "/p.bin"}, content=data)
+    new = data[:CHUNK_SIZE] + os.urandom(CHUNK_SIZE) + data[2 * CHUNK_SIZE :] + bytes(CHUNK_SIZE)
+    digest = hash_bytes(new)
+    init = (await direct.post("/files/upload/init", json={
+        "path": "/p.bin", "size": len(new), "content_hash": digest.content_hash,
+        "base_version": base.json()["version"]["version_id"],
+        "replace": {"1": digest.chunks[1], "2": digest.chunks[2]},
+    })).json()  # fmt: skip
+    # Chunk 0 is the base's; chunk 3 is zeros, which the server stored itself.
+    assert init["missing"] == [1, 2]
+    assert sorted(init["part_urls"]) == ["1", "2"]
+    async with aiohttp.ClientSession() as http:
+        for index in (1, 2):
+            key = str(index)
+            async with http.put(
+                init["part_urls"][key], data=_parts(new)[index], headers=init["part_headers"][key]
+            ) as r:
+                assert r.status == 200, await r.text()
+    done = await direct.post("/files/upload/commit", json={"upload_id": init["upload_id"]})
+    assert done.status_code == 200, done.text
+    assert (await direct.get("/files/download", params={"path": "/p.bin"})).content == new
+
+
 async def test_direct_put_of_wrong_bytes_is_refused(direct: httpx.AsyncClient) -> None:
     data = b"the real content"
     init = (await direct.post("/files/upload/init", json=_init_body("/w.txt", data))).json()
