@@ -107,7 +107,8 @@ async def put(
     becomes (created, or merged into if it exists), so running the same command again changes
     nothing; end DST with '/' to put the tree inside it under its own name
     (`put -r photos /backup/` makes /backup/photos). Names MeshFS cannot store are skipped and
-    listed, the rest is sent, and the exit code is 2.
+    listed, the rest is sent, and the exit code is 2. Small files go many to a request, large
+    ones one by one; with -n every file is sent on its own, refused if it exists.
     """
     local = Path(src)
     is_dir, size = await asyncio.to_thread(_put_source, src, recursive, follow_symlinks)
@@ -252,7 +253,11 @@ async def get(
     src: str,
     dst: str,
 ) -> list[dict[str, Any]] | None:
-    """Download remote SRC to local DST ('-' for stdout; a directory tree with -r)."""
+    """Download remote SRC to local DST ('-' for stdout; a directory tree with -r).
+
+    With -r, small files come many to a request and large ones one by one; every file is
+    checked against its content hash and replaced whole.
+    """
     if dst == "-":
         await _to_stdout(client, src, version_id)
         return None

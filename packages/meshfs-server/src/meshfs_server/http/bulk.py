@@ -55,7 +55,11 @@ BULK_BODY = 1024 * 1024 * 1024
 #: Bulk reads answer in blocks of about this size, reading this many small files at once.
 BLOCK = 256 * 1024
 PREFETCH = 32
-_ACCEPTED_MEDIA = (TAR, "application/octet-stream", "application/x-gtar", "")
+# curl --data-binary sends application/x-www-form-urlencoded unless told otherwise.
+_ACCEPTED_MEDIA = (
+    TAR, "application/octet-stream", "application/x-gtar", "application/x-www-form-urlencoded",
+    "",
+)  # fmt: skip
 MEMBER_ERRORS = (
     "invalid_path", "forbidden", "read_only", "not_a_directory", "is_a_directory",
     "quota_exceeded", "payload_too_large", "bad_request", "not_found",
