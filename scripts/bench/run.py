@@ -21,6 +21,7 @@ BENCHMARKS = [
     "idle_streams.py",
     "cli_startup.py",
     "mount.py",
+    "xattrs.py",
 ]
 
 

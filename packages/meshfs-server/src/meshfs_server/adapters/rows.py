@@ -42,7 +42,9 @@ _attributes_decoder = msgspec.json.Decoder(dict[str, int])
 def node_from(row: Sequence[Any]) -> NodeRow:
     """A node read with :data:`meshfs_server.adapters.link_sql.NODE_READ`: the columns of
     :data:`NODE_COLUMNS`, the hard link's row id (or NULL), the name count."""
-    return NodeRow(*row[:-2], edge_id=row[-2], nlink=int(row[-1]))
+    node = NodeRow(*row[:-2])
+    node.edge_id, node.nlink = row[-2], int(row[-1])
+    return node
 
 
 def node_values(node: NodeRow) -> tuple[Any, ...]:
