@@ -13,6 +13,7 @@ BENCHMARKS = [
     "workers.py",
     "backends.py",
     "client_transfer.py",
+    "large_files.py",
     "bulk_files.py",
     "partial_write.py",
     "posix_attributes.py",
