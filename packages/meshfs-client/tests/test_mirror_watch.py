@@ -93,6 +93,21 @@ async def test_a_file_its_writer_keeps_open_is_reported_once_the_writer_goes_qui
             assert watcher.writing == set()
 
 
+async def test_a_file_that_keeps_being_written_is_reported_now_and_then(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_inotify, "WRITE_SETTLE", 60.0)
+    monkeypatch.setattr(_inotify, "WRITE_HOLD_MAX", 0.3)
+    async with watching(tmp_path / "m") as watcher:
+        with open_for_writing(watcher.target / "growing.log") as fd:
+
+            async def reported_while_written() -> bool:
+                os.write(fd, b"another line\n")  # never quiet for WRITE_SETTLE
+                return "/growing.log" in watcher.reported
+
+            await wait_for(reported_while_written, deadline=20, what="the log reported")
+
+
 async def test_a_hard_link_is_reported_although_nobody_writes_it(tmp_path: Path) -> None:
     async with watching(tmp_path / "m") as watcher:
         (watcher.target / "a.txt").write_bytes(b"content")

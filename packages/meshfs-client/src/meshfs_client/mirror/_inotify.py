@@ -6,7 +6,8 @@ the kernel says beyond "something changed" is used too:
 
 * A file open for writing is not reported until its writer closes it (``IN_CLOSE_WRITE``), so
   a file is not uploaded half-written. A writer that keeps the file open is reported once it
-  has written nothing for :data:`WRITE_SETTLE` seconds. The paths waiting so are kept in the
+  has written nothing for :data:`WRITE_SETTLE` seconds, one that keeps writing (a log) every
+  :data:`WRITE_HOLD_MAX` seconds. The paths waiting so are kept in the
   caller's ``writing`` set; the engine leaves them alone until they are reported.
 * A name created without being written (a hard link, a symlink, a file created empty and not
   yet written) is reported after :data:`CREATE_SETTLE` unless its writer speaks first.
@@ -39,6 +40,8 @@ log = logging.getLogger("meshfs.sync")
 
 WRITE_SETTLE = 2.0
 """Seconds without a write after which a file its writer keeps open is reported anyway."""
+WRITE_HOLD_MAX = 10.0
+"""Seconds a file that keeps being written (a log) is held back at most."""
 CREATE_SETTLE = 0.05
 """Seconds after which a name created without being written (a link, an empty file) is
 reported."""
@@ -105,6 +108,7 @@ class _Tree:
         self.dirs: dict[int, str] = {}  # watch descriptor -> mirror path
         self.wds: dict[str, int] = {}
         self.write_due: dict[str, float] = {}  # path being written -> report at (monotonic)
+        self.write_first: dict[str, float] = {}  # path being written -> first unreported write
         self.create_due: dict[str, float] = {}  # created, not written yet -> report at
         self._full_warned = False
 
@@ -166,7 +170,7 @@ class _Tree:
             moved = new + rel[len(old) :]
             self.dirs[wd] = moved
             self.wds[moved] = wd
-        for pending in (self.write_due, self.create_due):
+        for pending in (self.write_due, self.write_first, self.create_due):
             for rel in [r for r in pending if r.startswith(old + "/")]:
                 pending[new + rel[len(old) :]] = pending.pop(rel)
         for rel in [r for r in self.writing if r.startswith(old + "/")]:
@@ -213,7 +217,8 @@ class _Tree:
                 continue
             if mask & _MODIFY or (mask & _CREATE and rel in self.write_due):
                 self.create_due.pop(rel, None)
-                self.write_due[rel] = now + WRITE_SETTLE
+                first = self.write_first.setdefault(rel, now)
+                self.write_due[rel] = min(now + WRITE_SETTLE, first + WRITE_HOLD_MAX)
                 self.writing.add(rel)
             elif mask & _CREATE:
                 self.create_due[rel] = now + CREATE_SETTLE
@@ -231,6 +236,7 @@ class _Tree:
 
     def _report(self, rel: str) -> None:
         self.write_due.pop(rel, None)
+        self.write_first.pop(rel, None)
         self.create_due.pop(rel, None)
         self.writing.discard(rel)
 
