@@ -141,6 +141,22 @@ async def test_a_directory_moved_within_the_folder_reports_under_its_new_name(
         assert not any(rel.startswith("/d/") for rel in watcher.reported - {"/d/sub"})
 
 
+def _queue_limit() -> int:
+    with open("/proc/sys/fs/inotify/max_queued_events") as limit:
+        return int(limit.read())
+
+
+async def test_lost_events_ask_for_a_rescan_and_watching_goes_on(tmp_path: Path) -> None:
+    limit = _queue_limit()
+    async with watching(tmp_path / "m") as watcher:
+        # More events than the kernel queues, made while the watcher cannot read them.
+        for i in range(limit // 2 + 100):
+            os.close(os.open(watcher.target / f"f{i}", os.O_WRONLY | os.O_CREAT))
+        await watcher.until_reported("/")
+        (watcher.target / "after.txt").write_bytes(b"still watched")
+        await watcher.until_reported("/after.txt")
+
+
 async def test_the_mirrors_temporary_files_are_not_reported(tmp_path: Path) -> None:
     async with watching(tmp_path / "m") as watcher:
         (watcher.target / ".f.txt.0a1b2c3d.meshfs-tmp").write_bytes(b"a download")
