@@ -1,13 +1,16 @@
-"""`MeshFSClient.copy` at the HTTP boundary: no byte travels when the server names the chunks."""
+"""`MeshFSClient.copy` at the HTTP boundary: made on the server when it can be, else no byte
+travels when the server names the chunks."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp import web
 from meshfs_client_testkit import Fake, envelope
 
+from meshfs_common.errors import PreconditionFailedError
 from meshfs_common.hashing import CHUNK_SIZE, hash_bytes
 
 NOW = "2024-01-01T00:00:00Z"
@@ -108,3 +111,28 @@ async def test_copy_falls_back_when_a_named_chunk_is_gone(fake: Fake, tmp_path: 
         await client.copy("/src.bin", "/dst.bin")
     assert fake.count("GET", "/files/download") == 1
     assert fake.count("POST", "/files/upload/commit") == 1  # only the streamed copy commits
+
+
+async def test_copy_of_the_head_is_made_on_the_server(fake: Fake, tmp_path: Path) -> None:
+    seen = serve_copy(fake, direct=True, missing=[])
+    asked: list[dict[str, Any]] = []
+
+    async def server_copy(request: web.Request) -> web.Response:
+        asked.append(await request.json())
+        if asked[-1]["new_path"] == "/taken.bin":
+            return envelope(409, "already_exists", "/taken.bin exists")
+        return web.json_response(commit_answer(asked[-1]["new_path"]), status=201)
+
+    fake.route("POST", "/files/copy", server_copy)
+    await fake.start()
+    async with fake.client(tmp_path, token="t") as client:
+        result = await client.copy("/src.bin", "/dst.bin")
+        assert result.entry.path == "/dst.bin"
+        with pytest.raises(PreconditionFailedError):  # as If-None-Match: * would answer
+            await client.copy("/src.bin", "/taken.bin", if_none_match=True)
+    assert asked == [
+        {"path": "/src.bin", "new_path": "/dst.bin", "overwrite": True},
+        {"path": "/src.bin", "new_path": "/taken.bin", "overwrite": False},
+    ]
+    assert "init" not in seen
+    assert fake.count("GET", "/files/download") == 0

@@ -17,6 +17,7 @@ from meshfs_common.errors import (
     BadRequestError,
     IsADirError,
     NotFoundError,
+    PreconditionFailedError,
 )
 from meshfs_common.hashing import CHUNK_SIZE, ContentDigest
 from meshfs_common.models import (
@@ -291,11 +292,20 @@ class FileMethods(ClientBase):
     ) -> CommitResult:
         """Copy a file (its head, or ``version_id``) to *dst* as a new version there.
 
-        The server has no copy endpoint. When it tells us the source's chunk names (servers
-        with direct transfers) the copy is announced with those chunks and no byte travels;
-        otherwise the content streams down once and is announced again, so the chunks the
-        server already holds are still not sent back up.
+        The head is copied on the server (:meth:`clone`: no byte travels) when *dst*'s parent
+        exists. Otherwise (an old version, a missing parent, a server without copies), when
+        the server tells us the source's chunk names (servers with direct transfers) the copy
+        is announced with those chunks and no byte travels; else the content streams down
+        once and is announced again, so the chunks the server already holds are still not
+        sent back up. Parent directories are made as for :meth:`upload`.
         """
+        if version_id is None:
+            try:
+                return await self.clone(src, dst, overwrite=not if_none_match)
+            except AlreadyExistsError as exc:  # only without overwrite: as If-None-Match: *
+                raise PreconditionFailedError(str(exc), detail=exc.detail) from exc
+            except NotFoundError:
+                pass  # a missing parent (or source: reported below), or no copy route
         entry = await self.meta(src)
         if entry.kind == "dir":
             raise IsADirError(f"{entry.path} is a directory; copy copies files")

@@ -319,9 +319,10 @@ async def cp(
 ) -> CommitResult | list[CommitResult]:
     """Copy remote SRC to remote DST (a directory tree with -r).
 
-    There is no server-side copy: content the server can name by its chunks is committed
-    again without any transfer, otherwise it streams down and back; chunks the server already
-    holds are never uploaded again. Each copy is a new file with its own history.
+    A file's head is copied on the server when the destination's parent exists; otherwise
+    content the server can name by its chunks is committed again without any transfer, else
+    it streams down and back; chunks the server already holds are never uploaded again. Each
+    copy is a new file with its own history.
     """
     entry = await client.meta(src)
     target = await resolve_into_dir(client, entry.path, dst)
