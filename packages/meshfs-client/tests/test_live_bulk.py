@@ -4,6 +4,7 @@ server's rate limit stopping and pacing a bulk write."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -135,3 +136,31 @@ async def test_write_many_resumes_after_the_rate_limit_stops_it(tmp_path: Path) 
     assert done.files == 3200
     assert waits
     assert {e.code for e, _ in waits} == {"rate_limited"}
+
+
+async def test_fsspec_put_and_get_of_many_files_use_bulk_requests(
+    account: Account, tmp_path: Path
+) -> None:
+    from meshfs_client._credentials import CredentialStore
+    from meshfs_client.fsspec import MeshFSFileSystem
+
+    stored = CredentialStore(account.settings.credentials_path).load(account.server.url)
+    assert stored is not None
+    fs = MeshFSFileSystem(
+        server=account.server.url, token=stored.access_token, skip_instance_cache=True
+    )
+    src = tmp_path / "src"
+    for i in range(120):
+        (src / f"d{i % 3}").mkdir(parents=True, exist_ok=True)
+        (src / f"d{i % 3}" / f"f{i}.txt").write_text(f"fsspec {i}")
+    (src / "big.bin").write_bytes(os.urandom(BULK_MAX_FILE + 5))
+    await asyncio.to_thread(fs.put, str(src), "/fs", recursive=True)
+    back = tmp_path / "back"
+    await asyncio.to_thread(fs.get, "/fs", str(back), recursive=True)
+    for path in src.rglob("*"):
+        if path.is_file():
+            assert (back / path.relative_to(src)).read_bytes() == path.read_bytes()
+    async with account.client() as client:
+        log = await actions(client)
+    assert log.count("POST /files/bulk") == 1
+    assert "PUT /files/content" not in log

@@ -34,6 +34,7 @@ from fsspec.implementations.local import (  # type: ignore[import-untyped]
 )
 from fsspec.utils import other_paths, stringify_path  # type: ignore[import-untyped]
 
+from meshfs_client import _fsspec_bulk as bulk
 from meshfs_client._client import MeshFSClient
 from meshfs_client._fsspec_file import MeshFSFile, os_errors
 from meshfs_client._loop import LoopThread
@@ -292,16 +293,26 @@ class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
         """fsspec's ``put``, with the rule of ``meshfs put -r`` and ``meshfs sync``: symbolic
         links inside a local tree are skipped unless ``follow_symlinks=True`` (then fsspec's
         own expansion applies: links to files are followed)."""
-        if recursive and not follow_symlinks and isinstance(lpath, str) and not has_magic(lpath):
-            maxdepth = kwargs.pop("maxdepth", None)
-            kept = await asyncio.to_thread(_expand_without_links, lpath, maxdepth)
-            if not kept:
-                return None
-            target = self._strip_protocol(rpath)
-            into = trailing_sep(rpath) or await self._isdir(target)
-            targets = other_paths(kept, target, exists=into and not trailing_sep(lpath))
-            return await super()._put(kept, targets, recursive, *args, **kwargs)
-        return await super()._put(lpath, rpath, recursive, *args, **kwargs)
+        # Files are collected by _put_file and sent in bulk requests at the end.
+        async with bulk.collecting() as batch:
+            if (
+                recursive
+                and not follow_symlinks
+                and isinstance(lpath, str)
+                and not has_magic(lpath)
+            ):
+                maxdepth = kwargs.pop("maxdepth", None)
+                kept = await asyncio.to_thread(_expand_without_links, lpath, maxdepth)
+                if not kept:
+                    return None
+                target = self._strip_protocol(rpath)
+                into = trailing_sep(rpath) or await self._isdir(target)
+                targets = other_paths(kept, target, exists=into and not trailing_sep(lpath))
+                result = await super()._put(kept, targets, recursive, *args, **kwargs)
+            else:
+                result = await super()._put(lpath, rpath, recursive, *args, **kwargs)
+        await bulk.send_puts(await self.set_session(), batch.puts)
+        return result
 
     async def _put_file(
         self, lpath: str, rpath: str, mode: str = "overwrite", **kwargs: Any
@@ -313,10 +324,25 @@ class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
             if await asyncio.to_thread(os.path.isdir, lpath):
                 await client.mkdir(where, parents=True)
                 return
+            batch = bulk.current()
+            if batch is not None and not exclusive:  # part of a put: sent in bulk
+                batch.puts.append((lpath, where))
+                return
             await client.upload(where, Path(lpath), if_none_match=exclusive)
+
+    async def _get(self, rpath: Any, lpath: Any, *args: Any, **kwargs: Any) -> Any:
+        """fsspec's ``get``; the files it names are fetched in bulk requests at the end."""
+        async with bulk.collecting() as batch:
+            result = await super()._get(rpath, lpath, *args, **kwargs)
+        await bulk.fetch_gets(await self.set_session(), batch.gets, _local_target)
+        return result
 
     async def _get_file(self, rpath: str, lpath: str, **kwargs: Any) -> None:
         where, version_id = self.split_path(rpath)
+        batch = bulk.current()
+        if batch is not None and version_id is None:  # part of a get: fetched in bulk
+            batch.gets.append((where, lpath))
+            return
         client = await self.set_session()
         with os_errors(where):
             if version_id is None and (await client.meta(where)).kind == "dir":
