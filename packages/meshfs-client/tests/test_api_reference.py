@@ -36,7 +36,7 @@ def test_every_public_method_is_described() -> None:
         heading, _, body = section.partition("\n\n")
         assert body.strip(), f"no description for {heading}"
     for needle in (
-        "mkdir(path: str, *, parents: bool = True, exist_ok: bool = True) -> Entry",
+        "mkdir(path: str, *, parents: bool = True, exist_ok: bool = True, mode: int | None = None",
         "async upload(path: str, source: UploadSource",
         "create_agent_token(name: str, *, path_prefix: str = '/', read_only: bool = False",
     ):
