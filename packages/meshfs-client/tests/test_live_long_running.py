@@ -45,6 +45,11 @@ def test_status_line_states() -> None:
     assert phase(status, 100.0) == "offline - retrying in 4s"
     status.offline, status.recovered_at = False, 100.0
     assert phase(status, 101.0) == "recovered"
+    # What waited during the outage is being sent: the line still says it came back.
+    status.pending = 1
+    assert phase(status, 101.0) == "recovered - syncing 1"
+    assert phase(status, 120.0) == "syncing 1"
+    status.pending = 0
     assert phase(status, 120.0) == "live"
     status.errors = 6  # failures counted since the start are history, not a current problem
     assert "failing" not in status_line(status, 120.0)

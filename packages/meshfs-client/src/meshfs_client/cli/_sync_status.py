@@ -6,7 +6,8 @@ On a terminal: one status line, redrawn in place, that names the state -
 * ``syncing N``: changes being carried out;
 * ``live``: both sides agree and changes arrive as they happen;
 * ``offline - retrying in 4s``: the server cannot be reached;
-* ``recovered``: for a few seconds after it came back -
+* ``recovered`` (``recovered - syncing N`` while what waited is sent): for a few seconds
+  after it came back -
 
 and nothing else: each event (uploads, conflicts, errors, the outage and its cause) goes to
 the ``--log`` file. Without a terminal (a service, a script) events are JSON lines on stderr,
@@ -41,11 +42,11 @@ def phase(status: SyncStatus, now: float) -> str:
     if not status.scanned:
         return "scanning"
     busy = status.pending + status.in_flight
+    recovered = bool(status.recovered_at) and now - status.recovered_at < RECOVERED_FOR
     if busy:
-        return f"syncing {busy}"
-    if status.recovered_at and now - status.recovered_at < RECOVERED_FOR:
-        return "recovered"
-    return "live"
+        # What was queued while offline starts at once: say both.
+        return f"recovered - syncing {busy}" if recovered else f"syncing {busy}"
+    return "recovered" if recovered else "live"
 
 
 def status_line(status: SyncStatus, now: float) -> str:
