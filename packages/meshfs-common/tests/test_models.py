@@ -115,7 +115,24 @@ EXAMPLES: dict[type[models.Model], models.Model] = {
         urls=["http://store.test/t/dd/dddd?X-Amz-Signature=s"],
         expires_in=900,
     ),
-    models.RenameRequest: models.RenameRequest(path="/a", new_path="/b", overwrite=True),
+    models.RenameRequest: models.RenameRequest(path="/a", new_path="/b", exchange=True),
+    models.CopyRequest: models.CopyRequest(path="/a", new_path="/b", overwrite=True),
+    models.FsStats: models.FsStats(
+        total_bytes=10 << 30,
+        files=3,
+        directories=2,
+        used_bytes=150,
+        free_bytes=9 << 30,
+        chunk_size=4 * 1024 * 1024,
+    ),
+    models.VersionChunks: models.VersionChunks(
+        node_id="n1",
+        version_id="v1",
+        size=5,
+        content_hash="cd" * 32,
+        chunk_size=4 * 1024 * 1024,
+        chunks=["ef" * 32],
+    ),
     models.LinkRequest: models.LinkRequest(path="/a", new_path="/b"),
     models.XattrInfo: models.XattrInfo(name="user.origin", size=12),
     models.XattrList: models.XattrList(
@@ -130,7 +147,11 @@ EXAMPLES: dict[type[models.Model], models.Model] = {
     models.VersionPage: models.VersionPage(node_id="n1", versions=[VERSION], next_before="v0"),
     models.CommitResult: models.CommitResult(entry=ENTRY, version=VERSION, created_version=True),
     models.UploadInitRequest: models.UploadInitRequest(
-        path="/big.bin", size=5, content_hash="cd" * 32, chunks=["ef" * 32]
+        path="/big.bin",
+        size=5,
+        content_hash="cd" * 32,
+        base_version="v1",
+        replace={0: "ef" * 32},
     ),
     models.UploadInitResponse: models.UploadInitResponse(
         upload_id="up1", chunk_size=4 * 1024 * 1024, missing=[0, 2], expires_at=T0
