@@ -3,8 +3,8 @@
 It takes the marked ("dirty") paths that are due, looks at each one's local, remote and synced
 state, asks the planner for the next step and hands it to the step runner. After each step the
 path is looked at again. Paths held for an echo are not planned; local renames are detected from
-inodes and remote renames are mirrored locally before planning. Once quiet after activity, a full
-rescan catches what the file watcher missed.
+inodes and remote renames are mirrored locally before planning. Once quiet after activity, a scan
+of the whole folder compared with the synced state catches what the file watcher missed.
 """
 
 from __future__ import annotations
@@ -84,7 +84,7 @@ class Reconciler(StepRunner, RemoteFollower):
                 if self.options.once and await self._once_done():
                     raise Finished
                 if self._rescan_due():
-                    log.debug("%s idle: full rescan", self.target.name)
+                    log.debug("%s idle: rescan", self.target.name)
                     await self._rescan(everything=False)
                     continue
                 self._wake.clear()
