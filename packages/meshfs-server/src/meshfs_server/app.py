@@ -98,9 +98,10 @@ def create_app(
                 # Every background loop is owned here, and cancelled before storage closes.
                 if services.doorbell is not None:
                     tasks.start_soon(services.doorbell.run, name="meshfs-doorbell")
-                if services.streams.shared is not None:
+                streams = services.streams
+                if streams.shared is not None:
                     tasks.start_soon(
-                        services.streams.shared.run, services.streams.counts, name="meshfs-streams"
+                        streams.shared.run, streams.count_of, streams.holding, name="meshfs-streams"
                     )
                 if background:
                     tasks.start_soon(_collect_forever, services, name="meshfs-collector")

@@ -157,17 +157,14 @@ async def test_a_write_reaches_a_websocket_on_the_other_worker(
         http = await stack.enter_async_context(aiohttp.ClientSession())
         ws, watcher = await ws_on(server, http, stack)
         writer, _ = await raw_on(server, stack, avoid=watcher)
-        delays = []
         for i in range(20):
-            started = time.monotonic()
             assert await put(writer, server.token, f"/bell/{i}", b"ring") in (200, 201)
+            # Pushed: a follower never polls, so without the doorbell between the workers
+            # nothing would arrive until some later ring (the bench measures the latency).
             while True:
                 message = await ws.receive_json(timeout=5)
                 if message["type"] == "event" and message["event"]["path"] == f"/bell/{i}":
                     break
-            delays.append(time.monotonic() - started)
-        # Pushed, not found by a later poll: well under a second each, on a loaded machine too.
-        assert max(delays) < 1.0, delays
 
 
 @on_sql

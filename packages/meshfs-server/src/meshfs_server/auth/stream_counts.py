@@ -33,13 +33,13 @@ class SharedStreamCounts:
     def __init__(self, db: AuthStore, holder: str) -> None:
         self.db = db
         self.holder = holder
-        self.dirty = False
-        """Streams ended since the counts were last written."""
+        self.changed: set[str] = set()
+        """Keys whose streams ended since their counts were last written."""
         self._ended = anyio.Event()
 
-    def ended(self) -> None:
-        """A stream of this process ended: write the counts back soon."""
-        self.dirty = True
+    def ended(self, *keys: str) -> None:
+        """A stream of this process counted under *keys* ended: write them back soon."""
+        self.changed.update(keys)
         self._ended.set()
 
     async def admit(self, own: Mapping[str, int], limits: Mapping[str, int]) -> str | None:
@@ -86,11 +86,10 @@ class SharedStreamCounts:
                     (self.holder, key),
                 )
 
-    async def write_all(self, counts: Mapping[str, int]) -> None:
-        """Replace this process's rows by *counts* and say it is alive."""
+    async def write_back(self, counts: Mapping[str, int]) -> None:
+        """Write *counts* (of the keys that changed) and say this process is alive."""
         now = time.time()
         async with self.db.write(durable=False) as conn:
-            await conn.execute("DELETE FROM stream_counts WHERE holder = ?", (self.holder,))
             await self._write(conn, counts, now)
             # Holders long gone (their process died without clearing its rows).
             await conn.execute(
@@ -108,22 +107,23 @@ class SharedStreamCounts:
             await conn.execute("DELETE FROM stream_counts WHERE holder = ?", (self.holder,))
             await conn.execute("DELETE FROM stream_holders WHERE holder = ?", (self.holder,))
 
-    async def run(self, counts: Callable[[], Mapping[str, int]]) -> None:
-        """Every :data:`HEARTBEAT` seconds, while streams are open or one ended, write
-        *counts()* back; on cancellation remove this process's rows. The server's task group
-        runs it."""
+    async def run(self, count_of: Callable[[str], int], holding: Callable[[], bool]) -> None:
+        """Write the counts of keys whose streams ended back (``count_of(key)`` is this
+        process's count now) as soon as they end, and every :data:`HEARTBEAT` seconds say
+        this process is alive while it is *holding* streams; on cancellation remove its rows.
+        The server's task group runs it."""
         try:
             while True:
                 with anyio.move_on_after(HEARTBEAT):
                     await self._ended.wait()
                 self._ended = anyio.Event()
-                now_counts = counts()
-                if now_counts or self.dirty:
-                    self.dirty = False
-                    try:
-                        await self.write_all(now_counts)
-                    except Exception:  # the database is away: try again at the next beat
-                        self.dirty = True
+                keys, self.changed = self.changed, set()
+                if not keys and not holding():
+                    continue
+                try:
+                    await self.write_back({key: count_of(key) for key in keys})
+                except Exception:  # the database is away: try again at the next beat
+                    self.changed |= keys
         finally:
             with (
                 anyio.CancelScope(shield=True),

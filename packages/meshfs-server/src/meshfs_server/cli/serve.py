@@ -83,8 +83,10 @@ def main(ctx: click.Context, /, **flags: Any) -> None:
 
 @main.command()
 @serve_options
-@click.option("--worker-fd", type=int, hidden=True)  # set by the parent for its workers
-def serve(worker_fd: int | None = None, **flags: Any) -> None:
+# Set by the parent for its workers: the listening socket, and which worker this is.
+@click.option("--worker-fd", type=int, hidden=True)
+@click.option("--worker-index", type=int, hidden=True)
+def serve(worker_fd: int | None = None, worker_index: int | None = None, **flags: Any) -> None:
     """Serve the HTTP API (embedded default: SQLite + a local content directory).
 
     Every setting can also come from its MESHFS_* environment variable; see the README.
@@ -104,7 +106,7 @@ def serve(worker_fd: int | None = None, **flags: Any) -> None:
     if worker_fd is None and settings.worker_count > 1:
         _serve_workers(settings, flags)
     try:
-        _run(_serve(settings, worker_fd))
+        _run(_serve(settings, worker_fd, worker_index))
     except OSError as exc:
         raise QuietError(f"cannot serve on {settings.bind}: {exc.strerror}") from None
     except LifespanFailureError as exc:
@@ -196,8 +198,11 @@ def _quiet_cancelled_connections(loop: asyncio.AbstractEventLoop, context: dict[
     loop.default_exception_handler(context)
 
 
-async def _serve(settings: Settings, worker_fd: int | None = None) -> None:
-    """Serve on the bound address, or, in a worker, on the parent's socket *worker_fd*."""
+async def _serve(
+    settings: Settings, worker_fd: int | None = None, worker_index: int | None = None
+) -> None:
+    """Serve on the bound address, or, in a worker, on the parent's socket *worker_fd*. Of
+    the workers, the first alone collects garbage (the others would only repeat its work)."""
     from hypercorn.asyncio import serve as hypercorn_serve
     from hypercorn.config import Config
 
@@ -215,7 +220,7 @@ async def _serve(settings: Settings, worker_fd: int | None = None) -> None:
     # Streams end as soon as shutdown begins (see meshfs_server.http.draining); this is only
     # what a request still uploading gets to finish.
     config.graceful_timeout = SHUTDOWN_GRACE_SECONDS
-    app = create_app(settings)
+    app = create_app(settings, background=not worker_index)
     # What start-up made (modules, classes, the app) lives as long as the process: keep it out
     # of every later garbage collection, whose full passes otherwise grow with it and stall
     # the event loop (with thousands of open streams, a full pass walks millions of objects).

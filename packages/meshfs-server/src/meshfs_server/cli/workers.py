@@ -6,7 +6,8 @@ kernel hands every new connection to one idle worker; clients see one server. Th
 serves nothing itself: it watches the workers and starts a new one in place of any that dies
 (the others keep serving meanwhile), and on Ctrl-C or SIGTERM it asks every worker to stop
 (each closes its streams with 1001 "going away" and lets running requests finish) and exits
-when all have, within :data:`STOP_SECONDS` (a worker still running then is killed).
+when all have, within :data:`STOP_SECONDS` (a worker still running then is killed). Worker 0
+(and whichever replaces it) also runs the garbage collector.
 
 A worker that keeps dying at start (:data:`CRASH_LIMIT` times in a row, each within
 :data:`CRASH_WINDOW` seconds) stops the server: the same failure would only repeat.
@@ -89,9 +90,12 @@ class Supervisor:
     failed: str | None = None
     _slots: list[_Slot] = field(default_factory=list)
 
-    def command(self) -> list[str]:
+    def command(self, index: int) -> list[str]:
         fd = str(self.sock.fileno())
-        return [sys.executable, "-m", "meshfs_server", "serve", "--worker-fd", fd, *self.arguments]
+        return [
+            sys.executable, "-m", "meshfs_server", "serve", "--worker-fd", fd,
+            "--worker-index", str(index), *self.arguments,
+        ]  # fmt: skip
 
     async def run(self) -> None:
         """Start the workers, replace those that die, and return once all have stopped."""
@@ -117,7 +121,7 @@ class Supervisor:
         while not self.stopping.is_set():
             started = time.monotonic()
             process = await asyncio.create_subprocess_exec(
-                *self.command(), pass_fds=(self.sock.fileno(),)
+                *self.command(slot.index), pass_fds=(self.sock.fileno(),)
             )
             slot.process = process
             if self.stopping.is_set():  # a stop arrived while it was starting

@@ -95,11 +95,14 @@ class StreamSlots:
             raise _over("this tenant", self.per_tenant)
         return slot
 
-    def counts(self) -> dict[str, int]:
-        """Every open-stream count of this process, by shared key."""
-        return {f"token:{k}": v for k, v in self._tokens.items()} | {
-            f"tenant:{k}": v for k, v in self._tenants.items()
-        }
+    def count_of(self, key: str) -> int:
+        """This process's open streams under a shared key (``token:...``, ``tenant:...``)."""
+        kind, _, name = key.partition(":")
+        return (self._tokens if kind == "token" else self._tenants).get(name, 0)
+
+    def holding(self) -> bool:
+        """Whether this process holds any stream."""
+        return bool(self._tenants)
 
     def open(self, actor: Actor) -> StreamSlot:
         """Admit one more stream for *actor* by this process's counts alone, or raise
@@ -123,7 +126,7 @@ class StreamSlots:
             if counts[key] <= 0:
                 del counts[key]
         if self.shared is not None:
-            self.shared.ended()
+            self.shared.ended(f"token:{token}", f"tenant:{tenant}")
 
 
 class HeldStream(StreamingResponse):
