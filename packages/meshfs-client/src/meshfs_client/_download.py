@@ -32,7 +32,7 @@ from meshfs_common.hashing import ContentHasher
 
 Progress = Callable[[int], None]
 _READ_BLOCK = 256 * 1024
-_WRITE_BATCH = 1024 * 1024
+_WRITE_BATCH = 4 * 1024 * 1024
 PARTIAL_SUFFIX = ".meshfs-part"
 
 
@@ -254,18 +254,21 @@ async def _fetch_into(
     stream: DownloadStream, out: IO[bytes], hasher: ContentHasher, progress: Progress | None
 ) -> DownloadInfo:
     async with stream:
-        batch = bytearray()
+        # Blocks are handed to the writing thread as they came (no joining copy).
+        batch: list[bytes] = []
+        batched = 0
         async for block in stream:
-            batch += block
-            if len(batch) >= _WRITE_BATCH:
-                await asyncio.to_thread(_write_and_hash, out, hasher, bytes(batch))
+            batch.append(block)
+            batched += len(block)
+            if batched >= _WRITE_BATCH:
+                await asyncio.to_thread(_write_and_hash, out, hasher, batch)
                 if progress is not None:
-                    progress(len(batch))
-                batch.clear()
+                    progress(batched)
+                batch, batched = [], 0
         if batch:
-            await asyncio.to_thread(_write_and_hash, out, hasher, bytes(batch))
+            await asyncio.to_thread(_write_and_hash, out, hasher, batch)
             if progress is not None:
-                progress(len(batch))
+                progress(batched)
         return stream.info
 
 
@@ -293,9 +296,10 @@ def _hash_existing(partial: Path, hasher: ContentHasher) -> None:
             hasher.update(block)
 
 
-def _write_and_hash(out: IO[bytes], hasher: ContentHasher, data: bytes) -> None:
-    out.write(data)
-    hasher.update(data)
+def _write_and_hash(out: IO[bytes], hasher: ContentHasher, blocks: list[bytes]) -> None:
+    for block in blocks:
+        out.write(block)
+        hasher.update(block)
 
 
 def _sync(out: IO[bytes]) -> None:
