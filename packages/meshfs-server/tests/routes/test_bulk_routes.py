@@ -257,25 +257,33 @@ async def test_quota_is_counted_per_file_mid_batch(limited: AuthHarness) -> None
         assert (await alice.get("/files/meta", params={"path": "/q2/g"})).status_code == 404
 
 
-async def test_bulk_counts_files_against_the_rate_limit(limited: AuthHarness) -> None:
-    owner = await limited.login("alice")
-    async with limited.client_for(owner.access_token) as alice:
-        # 30 requests a minute: the request costs one, every 100 files one more. A token
-        # comes back only every 2 s, longer than a bulk write waits, so it stops.
-        body = archive(*((f"f{i}", b"") for i in range(4000)))
-        reply = await bulk_write(alice, "/r", body)
-        assert reply.status_code == 200, reply.text
-        result = reply.json()
-        assert result["stopped"]["error"] == "rate_limited"
-        assert result["stopped"]["retry_after"] > 0
-        # 1 + 5 x 5 tokens of 30 (a token or two may come back meanwhile); the next batch
-        # of 500 is refused, and the rest of the archive is not read.
-        assert result["files"] in (2500, 3000)
-        assert {f["error"] for f in result["failed"]} == {"rate_limited"}
-        assert len(result["failed"]) == 500
-        assert result["files"] + len(result["failed"]) < 4000
-        # The budget is spent for everything else too.
-        after = await alice.get("/files/list", params={"path": "/"})
-        assert after.status_code == 429
-        read = await alice.get("/files/bulk", params={"path": "/r"})
-        assert read.status_code == 429
+async def test_bulk_counts_files_against_the_rate_limit(
+    tmp_path: Path, backend: dict[str, Any]
+) -> None:
+    # 6 requests a minute: a token comes back every 10 s, longer than a bulk write waits for
+    # one, so the write stops where the budget runs out.
+    settings = Settings(data_dir=tmp_path / "rl", rate_limit_per_minute=6, **backend)
+    app = create_app(settings, background=False)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            harness = AuthHarness(app, transport, client, app.state.services, settings)
+            owner = await harness.login("alice")
+            async with harness.client_for(owner.access_token) as alice:
+                body = archive(*((f"f{i}", b"") for i in range(2000)))
+                reply = await bulk_write(alice, "/r", body)
+                after = await alice.get("/files/list", params={"path": "/"})
+                read = await alice.get("/files/bulk", params={"path": "/r"})
+    assert reply.status_code == 200, reply.text
+    result = reply.json()
+    assert result["stopped"]["error"] == "rate_limited"
+    # What the rest of the refused batch and the next request need, at a token per 10 s.
+    assert result["stopped"]["retry_after"] > 10
+    # The request costs 1 token and each batch of 500 files 5 of the 6: the second batch is
+    # refused (a token may come back meanwhile: never 5), and the rest is not read.
+    assert result["files"] == 500
+    assert [f["name"] for f in result["failed"]] == [f"f{i}" for i in range(500, 1000)]
+    assert {f["error"] for f in result["failed"]} == {"rate_limited"}
+    # The budget is spent for everything else too.
+    assert after.status_code == 429
+    assert read.status_code == 429
