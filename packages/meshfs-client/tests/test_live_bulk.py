@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 from meshfs_client_testkit import Account, device_login, own_server
@@ -164,3 +165,36 @@ async def test_fsspec_put_and_get_of_many_files_use_bulk_requests(
         log = await actions(client)
     assert log.count("POST /files/bulk") == 1
     assert "PUT /files/content" not in log
+
+
+async def test_mirror_first_pass_fetches_small_files_in_bulk(
+    account: Account, client: MeshFSClient, tmp_path: Path
+) -> None:
+    import collections
+
+    import aiohttp
+
+    from meshfs_client.mirror import MirrorSync, SyncOptions
+
+    files = {f"/m/d{i % 4}/f{i}.txt": f"mirror {i}".encode() for i in range(300)}
+    files["/m/big.bin"] = os.urandom(BULK_MAX_FILE + 3)
+    done = await client.write_many(list(files.items()))
+    assert done.failed == []
+    seen: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    async def count(session: object, context: object, params: Any) -> None:
+        seen[(params.method, params.url.path)] += 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(count)
+    target = tmp_path / "mirror"
+    async with (
+        aiohttp.ClientSession(trace_configs=[trace]) as session,
+        MeshFSClient(account.server.url, settings=account.settings, session=session) as traced,
+    ):
+        options = SyncOptions(target=target, state_dir=tmp_path / "state", once=True)
+        await MirrorSync(traced, options).run()
+    for path, data in files.items():
+        assert (target / path.lstrip("/")).read_bytes() == data
+    assert seen[("POST", "/files/bulk/read")] <= 10  # 300 small files, a few bulk reads
+    assert seen[("GET", "/files/download")] <= 1  # the large file only

@@ -1,12 +1,14 @@
 """Carrying out one planned step on one path and recording the outcome.
 
-Transfers (uploads, downloads) run in parallel, bounded by ``SyncOptions.transfers``; other
-steps run in order. A step that succeeded settles the path and marks it to be looked at again;
-one that failed goes to :meth:`~meshfs_client.mirror._bookkeeping.EngineBase._failed`.
+Transfers (uploads, downloads) run in parallel, bounded by ``SyncOptions.transfers``; small
+downloads planned together share bulk reads (:mod:`._batched`); other steps run in order. A
+step that succeeded settles the path and marks it to be looked at again; one that failed goes
+to :meth:`~meshfs_client.mirror._bookkeeping.EngineBase._failed`.
 """
 
 from __future__ import annotations
 
+from meshfs_client.mirror._batched import SMALL, DownloadBatcher
 from meshfs_client.mirror._bookkeeping import EngineBase
 from meshfs_client.mirror._model import LocalNode, RemoteNode, SyncedNode
 from meshfs_client.mirror._planner import Action, remote_changed
@@ -18,21 +20,36 @@ from meshfs_common.errors import MeshFSError
 class StepRunner(EngineBase):
     """Runs the planner's actions through the executor and keeps the counters."""
 
+    _batcher: DownloadBatcher | None = None
+
+    @property
+    def _downloads(self) -> DownloadBatcher:
+        """Small downloads in bulk reads (made for the current executor)."""
+        if self._batcher is None or self._batcher.executor is not self.executor:
+            self._batcher = DownloadBatcher(self.executor, self._transfer_slots)
+        return self._batcher
+
     async def _transfer(
         self, rel: str, action: Action, local: LocalNode | None, remote: RemoteNode | None
     ) -> None:
         try:
-            async with self._transfer_slots:
-                if action.kind == "download":
-                    assert remote is not None
-                    await self.executor.download(rel, remote, local)
-                    self.status.downloads += 1
-                else:
-                    assert local is not None
-                    await self.executor.upload(
-                        rel, local, if_match=action.if_match, if_none_match=action.if_none_match
-                    )
-                    self.status.uploads += 1
+            if action.kind == "download" and remote is not None and remote.size <= SMALL:
+                # Shares a bulk read (and a transfer slot) with the round's other downloads.
+                await self._downloads.download(rel, remote, local)
+                self.status.downloads += 1
+            else:
+                async with self._transfer_slots:
+                    if action.kind == "download":
+                        assert remote is not None
+                        await self.executor.download(rel, remote, local)
+                        self.status.downloads += 1
+                    else:
+                        assert local is not None
+                        await self.executor.upload(
+                            rel, local, if_match=action.if_match,
+                            if_none_match=action.if_none_match,
+                        )  # fmt: skip
+                        self.status.uploads += 1
             self._emit(SyncEvent(action.kind, rel))
             self._settled(rel)
             self._mark([rel])

@@ -1,0 +1,110 @@
+"""Small downloads gathered into bulk reads (the first pass of a mirror fetches thousands).
+
+Each download step of a small file waits in :meth:`DownloadBatcher.download` as before, but
+the steps planned in the same round share requests: the first to arrive lets the others queue
+(one turn of the event loop), then fetches up to :data:`BATCH` of them with one
+:meth:`~meshfs_client.MeshFSClient.read_many` inside a transfer slot, and places each file
+exactly as :meth:`~meshfs_client.mirror._transfers.Executor.download` does (checked against
+its hash, written aside, fsynced, moved into place unless the local file changed). A file the
+server no longer has at the planned version, or could not read, is downloaded on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass, field
+
+from meshfs_client.mirror._ignore import TEMP_SUFFIX
+from meshfs_client.mirror._model import LocalNode, RemoteNode
+from meshfs_client.mirror._transfers import (
+    Executor,
+    LocalChangedError,
+    _short,
+    _write_and_place,
+)
+from meshfs_common.bulk import BULK_MAX_FILE
+
+BATCH = 500
+SMALL = BULK_MAX_FILE
+"""Downloads of files up to this size go through the batcher."""
+
+
+@dataclass(slots=True)
+class _Wanted:
+    rel: str
+    remote: RemoteNode
+    expected: LocalNode | None
+    done: asyncio.Future[None] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class DownloadBatcher:
+    """Shares bulk reads between the download steps of one engine."""
+
+    def __init__(self, executor: Executor, slots: asyncio.Semaphore) -> None:
+        self.executor = executor
+        self.slots = slots
+        self._queue: list[_Wanted] = []
+        self._leading = False
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    async def download(self, rel: str, remote: RemoteNode, expected: LocalNode | None) -> None:
+        """:meth:`Executor.download` of a small file, in a bulk read with the others queued."""
+        wanted = _Wanted(rel, remote, expected)
+        self._queue.append(wanted)
+        while not wanted.done.done():
+            if self._leading:
+                await self._idle.wait()
+                continue
+            self._leading = True
+            self._idle.clear()
+            batch: list[_Wanted] = []
+            try:
+                await asyncio.sleep(0)  # one turn: the round's other downloads queue up
+                batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
+                async with self.slots:
+                    await self._fetch(batch)
+            finally:
+                # Cancelled part-way: what was taken and not done goes back to the queue.
+                self._queue[:0] = [w for w in batch if not w.done.done() and w is not wanted]
+                self._leading = False
+                self._idle.set()
+        wanted.done.result()
+
+    async def _fetch(self, batch: list[_Wanted]) -> None:
+        run = self.executor
+        where = {run.tree.remote_path(w.rel): w for w in batch}
+        try:
+            found = {f.path: f async for f in run.client.read_many(list(where))}
+        except Exception as exc:
+            for wanted in batch:
+                wanted.done.set_exception(exc)
+            return
+        for path, wanted in where.items():
+            got = found.get(path)
+            try:
+                if (
+                    got is None or got.error is not None or got.data is None
+                    or got.version_id != wanted.remote.version_id
+                ):  # fmt: skip
+                    # Changed since it was planned, or not readable in bulk: on its own.
+                    await run.download(wanted.rel, wanted.remote, wanted.expected)
+                else:
+                    dest = run.os_path(wanted.rel)
+                    temp = dest.with_name(
+                        f".{_short(dest.name)}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+                    )
+                    placed, content_hash = await asyncio.to_thread(
+                        _write_and_place, wanted.rel, got.data, wanted.remote.content_hash,
+                        temp, dest, wanted.expected,
+                    )  # fmt: skip
+                    if placed is None:
+                        raise LocalChangedError(wanted.rel)
+                    run._record_download(wanted.rel, wanted.remote, placed, content_hash)
+            except Exception as exc:
+                wanted.done.set_exception(exc)
+                continue
+            wanted.done.set_result(None)
