@@ -208,3 +208,15 @@ async def test_a_snapshot_restore_brings_every_name_back(client: httpx.AsyncClie
     assert names == ["a", "b"]
     assert await read(client, "/s/a") == await read(client, "/s/b") == b"one"
     assert (await meta(client, "/s/a"))["nlink"] == 2
+
+
+async def test_a_snapshot_takes_every_name_once_also_of_files_outside(
+    client: httpx.AsyncClient,
+) -> None:
+    await write(client, "/outside", b"one")
+    await client.post("/files/mkdir", json={"path": "/t"})
+    await link(client, "/outside", "/t/g")
+    await link(client, "/outside", "/t/h")
+    r = await client.post("/snapshots", json={"path": "/t", "name": "links"})
+    assert r.status_code == 201, r.text
+    assert r.json()["files"] == 2

@@ -165,6 +165,8 @@ def values_for(name: str, kind: str, ids: dict[str, list[str]]) -> list[str]:
         return ids[name]
     if "path" in name:
         return PATHS
+    if name == "name":  # an extended attribute: readable, then settable and removable
+        return ["meshfs.node_id", "user.probe", *JUNK]
     if name in ("v1", "v2", "before"):
         return [*ids["version_id"][:2], new_id(), "junk"]
     if kind == "boolean":
@@ -186,11 +188,14 @@ def json_bodies(ids: dict[str, list[str]]) -> list[Any]:
     bodies += [{"path": p} for p in PATHS]
     bodies += [{"path": "/f.txt", "new_path": p} for p in ("/d", "/d/f.txt", "/f.txt", "/x/y")]
     bodies += [{"path": "/d", "new_path": "/d/sub"}, {"path": "/d/g.txt", "new_path": "/d"}]
+    bodies += [{"path": "/d/g.txt", "new_path": f"/link-{new_id()}"}]  # a name no one took
     bodies += [{"path": "/f.txt", "new_path": "/d", "overwrite": True}]
     # Exchanges and partial writes (base_version + replace).
     bodies += [{"path": "/f.txt", "new_path": p, "exchange": True} for p in ("/d", "/d/g.txt")]
-    bodies += [{"path": "/d", "new_path": "/d/g.txt", "exchange": True},
-               {"path": "/f.txt", "new_path": "/d", "exchange": True, "overwrite": True}]
+    bodies += [
+        {"path": "/d", "new_path": "/d/g.txt", "exchange": True},
+        {"path": "/f.txt", "new_path": "/d", "exchange": True, "overwrite": True},
+    ]
     bodies += [
         {"path": "/f.txt", "size": size, "content_hash": "0" * 64, "base_version": base,
          "replace": replace}

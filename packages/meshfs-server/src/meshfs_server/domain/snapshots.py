@@ -82,7 +82,7 @@ async def live_tree(tx: ReadTx, where: str) -> dict[str, tuple[NodeRow, str]]:
     pending = [root]
     while pending:  # parents before children, without recursion (trees can be deep)
         parent = pending.pop()
-        base = tree[parent.node_id][1]
+        base = tree[parent.row_id][1]
         for node in children.get(parent.node_id, ()):
             tree[node.row_id] = (node, f"{'' if base == paths.ROOT else base}/{node.name}")
             pending.append(node)
