@@ -57,7 +57,7 @@ def running_server(extra_env: dict[str, str] | None = None) -> Iterator[Server]:
     process = subprocess.Popen([*_server_command(), "serve"], env=env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 120  # a loaded 2-core machine starts workers slowly
         while True:
             try:
                 if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
