@@ -7,8 +7,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from meshfs_client_testkit import Account
@@ -157,6 +159,30 @@ async def test_lost_events_ask_for_a_rescan_and_watching_goes_on(tmp_path: Path)
         await watcher.until_reported("/after.txt")
 
 
+async def test_two_directories_that_swap_names_report_under_their_new_names(
+    tmp_path: Path,
+) -> None:
+    import ctypes
+
+    async with watching(tmp_path / "m") as watcher:
+        (watcher.target / "d" / "x").mkdir(parents=True)
+        (watcher.target / "m" / "y").mkdir(parents=True)
+        await watcher.until_reported("/d/x")
+        await watcher.until_reported("/m/y")
+        # renameat2(RENAME_EXCHANGE): d and m swap names in one step.
+        libc = ctypes.CDLL(None, use_errno=True)
+        d, m = bytes(watcher.target / "d"), bytes(watcher.target / "m")
+        assert libc.renameat2(-100, d, -100, m, 2) == 0, os.strerror(ctypes.get_errno())
+        await watcher.until_reported("/m")
+        watcher.reported.clear()
+        (watcher.target / "m" / "x" / "new.txt").write_bytes(b"in x, now below m")
+        (watcher.target / "d" / "y" / "new.txt").write_bytes(b"in y, now below d")
+        await watcher.until_reported("/m/x/new.txt")
+        await watcher.until_reported("/d/y/new.txt")
+        assert "/d/x/new.txt" not in watcher.reported
+        assert "/m/y/new.txt" not in watcher.reported
+
+
 async def test_the_mirrors_temporary_files_are_not_reported(tmp_path: Path) -> None:
     async with watching(tmp_path / "m") as watcher:
         (watcher.target / ".f.txt.0a1b2c3d.meshfs-tmp").write_bytes(b"a download")
@@ -230,6 +256,41 @@ async def test_a_burst_of_edits_to_one_file_ends_in_the_last_content_everywhere(
 
 async def _async(value: bool) -> bool:
     return value
+
+
+@pytest.mark.live
+async def test_an_edit_is_not_held_up_by_the_rescan_once_idle(
+    account: Account, client: MeshFSClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshfs_client.mirror import _reconciler
+
+    real_scan = _reconciler.scan
+    hold = threading.Event()  # set: scans from now on wait (as on a very large folder)
+    scanning = threading.Event()
+    release = threading.Event()
+
+    def slow_scan(*args: Any) -> Any:
+        if hold.is_set():
+            scanning.set()
+            release.wait(60)
+        return real_scan(*args)
+
+    monkeypatch.setattr(_reconciler, "scan", slow_scan)
+    a = tmp_path / "a"
+    try:
+        async with running_mirrors(account, [a], tmp_path / "state"):
+            a.mkdir(exist_ok=True)
+            (a / "ready.txt").write_bytes(b"ready")
+            await wait_for(lambda: _on_server(client, "/ready.txt"), what="the mirror to run")
+            hold.set()
+            await wait_for(lambda: _async(scanning.is_set()), what="the rescan once idle")
+            (a / "live.txt").write_bytes(b"written during the rescan")
+            await wait_for(
+                lambda: _on_server(client, "/live.txt"), deadline=20, what="live.txt uploaded"
+            )
+            assert not release.is_set()  # the scan was still running all along
+    finally:
+        release.set()
 
 
 def test_the_rescan_once_idle_marks_only_what_differs_from_the_synced_state() -> None:

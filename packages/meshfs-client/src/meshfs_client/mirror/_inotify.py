@@ -133,8 +133,8 @@ class _Tree:
                 )
             return False
         old = self.dirs.get(wd)
-        if old is not None and old != rel:
-            self.wds.pop(old, None)
+        if old is not None and old != rel and self.wds.get(old) == wd:
+            del self.wds[old]  # the directory moved: its old name is another's now, or none
         self.dirs[wd] = rel
         self.wds[rel] = wd
         return True
@@ -165,11 +165,10 @@ class _Tree:
         return [rel for rel in self.wds if rel == top or rel.startswith(top + "/")]
 
     def _moved(self, old: str, new: str) -> None:
-        for rel in self._below(old):
-            wd = self.wds.pop(rel)
-            moved = new + rel[len(old) :]
-            self.dirs[wd] = moved
-            self.wds[moved] = wd
+        # Watches are named anew by walking the directory now at *new*: the kernel answers
+        # with the watch of each directory found there, which stays right when two
+        # directories swapped names (RENAME_EXCHANGE) or one replaced another.
+        self.add_tree(new)
         for pending in (self.write_due, self.write_first, self.create_due):
             for rel in [r for r in pending if r.startswith(old + "/")]:
                 pending[new + rel[len(old) :]] = pending.pop(rel)

@@ -85,7 +85,10 @@ class Reconciler(StepRunner, RemoteFollower):
                     raise Finished
                 if self._rescan_due():
                     log.debug("%s idle: rescan", self.target.name)
-                    await self._rescan(everything=False)
+                    # In the background: an edit made meanwhile is not held up for as long as
+                    # a scan of a large folder takes (what the scan finds is only marked).
+                    self._unscanned_since = None
+                    transfers.create_task(self._rescan(everything=False))
                     continue
                 self._wake.clear()
                 timeout = self._next_wake()
