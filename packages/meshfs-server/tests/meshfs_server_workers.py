@@ -160,7 +160,8 @@ async def workers_server(
             except httpx.TransportError:
                 return False
 
-        await wait_until(healthy, "the server's /healthz", within=60)
+        # Two workers importing the server at once on a busy 2-core machine: give them time.
+        await wait_until(healthy, "the server's /healthz", within=120)
         async with httpx.AsyncClient(base_url=server.url) as http:
             started = (await http.post("/auth/device/start", json={"client_name": "t"})).json()
             polled = await http.post(

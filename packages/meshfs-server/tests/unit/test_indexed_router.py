@@ -39,7 +39,7 @@ async def test_static_paths_reach_the_route_the_scan_chose_every_time() -> None:
             assert (await client.get("/files/abc")).text == "by id abc"
             refused = await client.delete("/files/meta")
             assert refused.status_code == 405
-            assert refused.headers["allow"] == "GET, HEAD"
+            assert set(refused.headers["allow"].split(", ")) == {"GET", "HEAD"}
     router = served.router
     assert isinstance(router, IndexedRouter)
     # Only static routes are remembered: one per method that reached one.
