@@ -127,3 +127,37 @@ async def test_cursor_older_than_retained_log_gets_reset(harness: Harness) -> No
     fresh = (await client.get("/sync/pull", params={"cursor": 3})).json()
     assert [e["seq"] for e in fresh["events"]] == [4, 5]
     assert fresh["reset"] is False
+
+
+async def test_one_write_reaches_every_websocket_and_sse_subscriber_alike(
+    live: LiveServer,
+) -> None:
+    """Subscribers share one fan-out: every one of them gets the write, with the same bytes
+    for each kind of stream."""
+    client = live.harness.client
+    headers = {"Authorization": f"Bearer {live.token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        sockets = [await session.ws_connect(f"{live.url}/sync/ws?cursor=0") for _ in range(4)]
+        streams = [await session.get(f"{live.url}/sync/stream?cursor=0") for _ in range(4)]
+        try:
+            for ws in sockets:  # hello, then caught_up: subscribed before the write
+                while (await ws.receive_json(timeout=5))["type"] != "caught_up":
+                    pass
+            for sse in streams:
+                while not (await asyncio.wait_for(sse.content.readline(), 5)).startswith(
+                    b"event: caught_up"
+                ):
+                    pass
+            await make_events(client, 1, prefix="/shared")
+            texts = [await ws.receive_str(timeout=5) for ws in sockets]
+            frames = [(await read_sse(sse, 1))[0] for sse in streams]
+        finally:
+            for ws in sockets:
+                await ws.close()
+            for sse in streams:
+                sse.close()
+    assert len(set(texts)) == 1
+    message = json.loads(texts[0])
+    assert (message["type"], message["event"]["path"]) == ("event", "/shared0")
+    assert all(frame == frames[0] for frame in frames)
+    assert json.loads(frames[0]["data"]) == message["event"]
