@@ -220,3 +220,19 @@ async def test_a_snapshot_takes_every_name_once_also_of_files_outside(
     r = await client.post("/snapshots", json={"path": "/t", "name": "links"})
     assert r.status_code == 201, r.text
     assert r.json()["files"] == 2
+
+
+async def test_retention_keeps_a_file_while_a_snapshot_lists_one_of_its_names(
+    harness: Harness, client: httpx.AsyncClient
+) -> None:
+    first = await write(client, "/outside", b"kept")
+    await client.post("/files/mkdir", json={"path": "/t"})
+    await link(client, "/outside", "/t/name")
+    assert (await client.post("/snapshots", json={"path": "/t", "name": "t"})).status_code == 201
+    await client.delete("/files", params={"path": "/t/name"})
+    await client.delete("/files", params={"path": "/outside"})
+    await harness.services.namespace.purge_tombstones(harness.tenant_id, 2e9)
+    restored = await client.post("/snapshots/t/restore")
+    assert restored.status_code == 200, restored.text
+    assert await read(client, "/t/name") == b"kept"
+    assert (await meta(client, "/t/name"))["node_id"] == first["entry"]["node_id"]

@@ -75,3 +75,10 @@ LIVE_LINKS = (
     " AND e.link_of IS NOT NULL AND e.deleted_at IS NULL ORDER BY e.node_id"
 )
 DELETE_LINKS = "DELETE FROM nodes WHERE tenant_id = ? AND link_of = ?"
+#: Retention's exclusion of files (aliased ``n``) one of whose link rows a snapshot lists: the
+#: file's content and history stay while a snapshot can bring that name back.
+NO_PINNED_LINK = (
+    " AND NOT EXISTS (SELECT 1 FROM nodes k JOIN snapshot_items p"
+    " ON p.tenant_id = k.tenant_id AND p.node_id = k.node_id"
+    " WHERE k.tenant_id = ? AND k.link_of = n.node_id AND k.link_of IS NOT NULL)"
+)

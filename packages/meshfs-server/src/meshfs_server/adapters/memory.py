@@ -505,6 +505,7 @@ class MemoryWriteTx(MemoryReadTx):
                 and n.parent_id is not None
                 and n.node_id not in parents
                 and n.node_id not in pinned
+                and not any(self.state.links.get(p) == n.node_id for p in pinned)
             ][: limit - purged]
             if not ready:
                 break

@@ -283,8 +283,9 @@ class SqlWriteTx(SqlReadTx):
                 "SELECT n.node_id FROM nodes n WHERE n.tenant_id = ?"
                 " AND n.deleted_at IS NOT NULL AND n.deleted_at < ? AND n.parent_id IS NOT NULL"
                 " AND NOT EXISTS (SELECT 1 FROM nodes c WHERE c.tenant_id = ?"
-                f"  AND c.parent_id = n.node_id){snapshot_sql.node_not_pinned('?')} LIMIT ?",
-                (t, deleted_before, t, t, limit - purged),
+                f"  AND c.parent_id = n.node_id){snapshot_sql.node_not_pinned('?')}"
+                f"{link_sql.NO_PINNED_LINK} LIMIT ?",
+                (t, deleted_before, t, t, t, limit - purged),
             )
             if not rows:
                 break
