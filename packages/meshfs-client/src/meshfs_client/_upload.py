@@ -29,7 +29,12 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from meshfs_client._transport import Transport
-from meshfs_common.errors import InternalError, PreconditionFailedError, UploadIncompleteError
+from meshfs_common.errors import (
+    HashMismatchError,
+    InternalError,
+    PreconditionFailedError,
+    UploadIncompleteError,
+)
 from meshfs_common.hashing import (
     CHUNK_SIZE,
     ContentDigest,
@@ -289,10 +294,13 @@ class Uploader:
 
     async def _send_part(self, init: UploadInitResponse, source: ChunkSource, part: Part) -> None:
         data = await source.read(part.offset, part.length)
-        if len(data) != part.length or await asyncio.to_thread(chunk_hash, data) != part.chunk:
-            raise SourceChangedError(f"content changed while uploading (chunk {part.index})")
+        changed = SourceChangedError(f"content changed while uploading (chunk {part.index})")
+        if len(data) != part.length:
+            raise changed
         direct = (init.part_urls or {}).get(part.index)
         if direct is not None:
+            if await asyncio.to_thread(chunk_hash, data) != part.chunk:
+                raise changed
             # Direct transfer: the bytes go straight to the object store, which checks the
             # chunk's SHA-256 sent in the given headers.
             headers = (init.part_headers or {}).get(part.index, {})
@@ -300,14 +308,19 @@ class Uploader:
             self._advance(part.length)
             return
         upload_id = init.upload_id
-        await self.transport.call(
-            "PUT",
-            "/files/upload/part",
-            UploadPartResponse,
-            params={"upload_id": upload_id, "index": part.index},
-            data=data,
-            idempotent=True,
-        )
+        try:
+            # The server checks the part against its name (hashing it here as well would be a
+            # second pass over every byte): a mismatch means the source changed since hashing.
+            await self.transport.call(
+                "PUT",
+                "/files/upload/part",
+                UploadPartResponse,
+                params={"upload_id": upload_id, "index": part.index},
+                data=data,
+                idempotent=True,
+            )
+        except HashMismatchError:
+            raise changed from None
         self._advance(part.length)
 
     async def put_file(
