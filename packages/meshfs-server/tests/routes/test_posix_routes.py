@@ -379,3 +379,16 @@ async def test_a_write_can_give_mode_and_mtime(client: httpx.AsyncClient, size: 
     bad = await client.put("/files/content", params={"path": "/b", "mode": 0o10000}, content=b"x")
     assert "mode" in refused(bad, 400, "bad_request")
     assert (await client.get("/files/meta", params={"path": "/b"})).status_code == 404
+
+
+async def test_what_changed_shows_links_created_and_attribute_changes_as_no_change(
+    client: httpx.AsyncClient,
+) -> None:
+    await write(client, "/h/f", b"x")
+    seen = await cursor(client)
+    await symlink(client, "/h/l", "f")
+    await attributes(client, path="/h/f", mode=0o600)
+    r = await client.get("/files/changes", params={"path": "/h", "since_cursor": seen})
+    assert r.status_code == 200, r.text
+    changes = [(c["path"], c["kind"], c["status"]) for c in r.json()["changes"]]
+    assert changes == [("/h/l", "symlink", "created")]

@@ -283,7 +283,7 @@ async def _summarise(
 
 async def _existed_before(tx: ReadTx, node_id: str, first: _Step) -> bool:
     """Whether the node existed (live) just before its first step in the range."""
-    if first.type == "mkdir":
+    if first.type in ("mkdir", "create"):  # a directory, a symbolic link or special node made
         return False
     if first.type == "write":
         version = await tx.get_version(first.version_id or "")
