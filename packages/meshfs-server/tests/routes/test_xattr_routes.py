@@ -215,3 +215,15 @@ async def test_other_tenants_see_nothing(harness: Harness, client: httpx.AsyncCl
     await setx(client, "/f", "user.k", b"mine")
     other = harness.as_other_tenant()
     assert error(await getx(other, "/f", "user.k")) == (404, "not_found")
+
+
+async def test_symlinks_and_special_nodes_carry_their_own(client: httpx.AsyncClient) -> None:
+    await write(client, "/target")
+    r = await client.post("/files/symlink", json={"path": "/ln", "target": "target"})
+    assert r.status_code in (200, 201), r.text
+    r = await client.post("/files/mknod", json={"path": "/fifo", "kind": "fifo"})
+    assert r.status_code in (200, 201), r.text
+    for path in ("/ln", "/fifo"):
+        assert (await setx(client, path, "user.k", path.encode())).status_code == 200
+        assert (await getx(client, path, "user.k")).content == path.encode()
+    assert await names(client, "/target") == []  # the link is never followed
