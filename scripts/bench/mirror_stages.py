@@ -8,11 +8,11 @@ timestamp (``time.monotonic``, one clock for every process of the machine) at ea
 
   A watch           the watcher reported the path
   A round           the reconciler picked it up
-  A upload-start    the upload began (after the local stat)
+  A upload-start    the upload step began (after the local stat)
   A upload-end      the server answered the upload
   B event           the write event reached B's follower
   B round           B's reconciler picked the path up
-  B download-start  the download began
+  B download-start  the download step began
   B placed          the file was in place (written, fsynced, linked)
   seen              the sampler read identical bytes in B
 
@@ -47,7 +47,14 @@ from _harness import running_server  # noqa: E402
 def _mirror(url: str, token: str, target: Path, name: str, trace: Path) -> None:
     """One engine with a timestamp written at every stage (runs in its own process)."""
     from meshfs_client import MeshFSClient
-    from meshfs_client.mirror import MirrorSync, SyncOptions, _engine, _follower, _reconciler
+    from meshfs_client.mirror import (
+        MirrorSync,
+        SyncOptions,
+        _engine,
+        _follower,
+        _reconciler,
+        _steps,
+    )
     from meshfs_client.mirror import _transfers as transfers
 
     out = open(trace, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
@@ -80,19 +87,17 @@ def _mirror(url: str, token: str, target: Path, name: str, trace: Path) -> None:
 
     _follower.RemoteFollower._apply = apply  # type: ignore[method-assign]
 
-    def timed(method: Callable[..., Any], stage: str) -> Callable[..., Any]:
-        @functools.wraps(method)
-        async def wrapper(self: Any, rel: str, *args: Any, **kwargs: Any) -> Any:
-            stamp(f"{stage}-start", rel)
-            try:
-                return await method(self, rel, *args, **kwargs)
-            finally:
-                stamp(f"{stage}-end", rel)
+    real_transfer = _steps.StepRunner._transfer
 
-        return wrapper
+    @functools.wraps(real_transfer)
+    async def transfer(self: Any, rel: str, action: Any, *args: Any) -> None:
+        stamp(f"{action.kind}-start", rel)
+        try:
+            await real_transfer(self, rel, action, *args)
+        finally:
+            stamp(f"{action.kind}-end", rel)
 
-    transfers.Executor.upload = timed(transfers.Executor.upload, "upload")  # type: ignore[method-assign]
-    transfers.Executor.download = timed(transfers.Executor.download, "download")  # type: ignore[method-assign]
+    _steps.StepRunner._transfer = transfer  # type: ignore[method-assign]
     real_place = transfers._place
 
     def place(temp: Path, dest: Path, expected: Any) -> Any:
