@@ -99,7 +99,7 @@ def _launch(
             stderr=subprocess.STDOUT,
             env=env,
         )
-    wait_for(lambda: process.poll() is not None or _healthy(url), 30, "meshfs-server")
+    wait_for(lambda: process.poll() is not None or _healthy(url), 90, "meshfs-server")
     if process.poll() is not None:
         pytest.fail(f"meshfs-server exited:\n{log_path.read_text()}")
     return process
