@@ -9,7 +9,10 @@ Measures, with one ``MeshFSClient`` on the embedded default (SQLite + local cont
     costs over a read
 
 Each change is a durable metadata commit with its own feed event (no content version). Target:
->= 1,000 changes/s from one client. Figures are medians of --runs runs; not a pass/fail test.
+>= 1,000 changes/s from one client. Besides requests/s (which a loaded machine bounds), the
+server process's CPU time per request is printed: it does not depend on what else runs, and
+1 / (CPU per request) is what one server core could answer. Figures are medians of --runs runs;
+not a pass/fail test.
 """
 
 from __future__ import annotations
@@ -31,19 +34,48 @@ from meshfs_client import MeshFSClient
 FILES = 64  # changes rotate over this many files (one directory)
 
 
-async def rate(count: int, parallel: int, change: Callable[[int], Awaitable[object]]) -> float:
-    """Changes per second for *count* changes, *parallel* in flight."""
+def _stat(pid: str) -> list[str] | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of process *pid* and its descendants (the server's
+    workers), from Linux /proc."""
+    parents: dict[str, str] = {}
+    times: dict[str, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (fields := _stat(entry.name)) is not None:
+            parents[entry.name] = fields[1]
+            times[entry.name] = int(fields[11]) + int(fields[12])
+    family, grew = {str(pid)}, True
+    while grew:
+        more = {child for child, parent in parents.items() if parent in family}
+        grew = not more <= family
+        family |= more
+    return sum(times.get(p, 0) for p in family) / os.sysconf("SC_CLK_TCK")
+
+
+async def rate(
+    server: Server, count: int, parallel: int, change: Callable[[int], Awaitable[object]]
+) -> tuple[float, float]:
+    """Changes per second for *count* changes, *parallel* in flight, and the server's CPU
+    seconds per change."""
     queue = iter(range(count))
 
     async def worker() -> None:
         for i in queue:
             await change(i)
 
+    cpu = cpu_seconds(server.process.pid)
     start = time.perf_counter()
     async with asyncio.TaskGroup() as tasks:
         for _ in range(parallel):
             tasks.create_task(worker())
-    return count / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    return count / elapsed, (cpu_seconds(server.process.pid) - cpu) / count
 
 
 async def measure(server: Server, count: int, runs: int) -> None:
@@ -62,6 +94,7 @@ async def measure(server: Server, count: int, runs: int) -> None:
             return client.meta(f"/bench/f{i % FILES:02d}")
 
         results: dict[str, list[float]] = {}
+        cpu: dict[str, list[float]] = {}
         cases = [
             ("stat, 1 in flight (baseline)", stat, 1),
             ("chmod, 1 in flight", chmod, 1),
@@ -71,11 +104,15 @@ async def measure(server: Server, count: int, runs: int) -> None:
         ]
         for _ in range(runs):
             for name, change, parallel in cases:
-                results.setdefault(name, []).append(await rate(count, parallel, change))
+                ops, per_op = await rate(server, count, parallel, change)
+                results.setdefault(name, []).append(ops)
+                cpu.setdefault(name, []).append(per_op)
         baseline = median(results[cases[0][0]])
         for name, _, _ in cases:
             value = median(results[name])
-            note = "" if name == cases[0][0] else f"ratio to stat {value / baseline:.2f}"
+            note = f"server CPU {median(cpu[name]) * 1e6:.0f} us/request"
+            if name != cases[0][0]:
+                note += f", ratio to stat {value / baseline:.2f}"
             report(name, value, "ops/s", note)
         changes = await client.set_attributes("/bench/f00", mode=0o644)
         assert changes.mode == 0o644
