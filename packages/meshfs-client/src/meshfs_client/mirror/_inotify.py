@@ -23,14 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import errno
 import logging
 import os
-import struct
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
+
+from inotify_simple import INotify, flags  # type: ignore[import-untyped]
 
 from meshfs_client.mirror._ignore import is_temp_name
 from meshfs_common import paths
@@ -46,51 +46,22 @@ CREATE_SETTLE = 0.05
 """Seconds after which a name created without being written (a link, an empty file) is
 reported."""
 
-_MODIFY = 0x00000002
-_ATTRIB = 0x00000004
-_CLOSE_WRITE = 0x00000008
-_MOVED_FROM = 0x00000040
-_MOVED_TO = 0x00000080
-_CREATE = 0x00000100
-_DELETE = 0x00000200
-_Q_OVERFLOW = 0x00004000
-_IGNORED = 0x00008000
-_ONLYDIR = 0x01000000
-_DONT_FOLLOW = 0x02000000
-_EXCL_UNLINK = 0x04000000
-_ISDIR = 0x40000000
 _WATCH_MASK = (
-    _MODIFY
-    | _ATTRIB
-    | _CLOSE_WRITE
-    | _MOVED_FROM
-    | _MOVED_TO
-    | _CREATE
-    | _DELETE
-    | _ONLYDIR
-    | _DONT_FOLLOW
-    | _EXCL_UNLINK
+    flags.MODIFY
+    | flags.ATTRIB
+    | flags.CLOSE_WRITE
+    | flags.MOVED_FROM
+    | flags.MOVED_TO
+    | flags.CREATE
+    | flags.DELETE
+    | flags.ONLYDIR
+    | flags.DONT_FOLLOW
+    | flags.EXCL_UNLINK
 )
-_EVENT = struct.Struct("iIII")  # wd, mask, cookie, len (struct inotify_event)
-_READ_SIZE = 256 * 1024
 
 
 class InotifyUnavailableError(OSError):
     """inotify cannot be used here (not Linux, or no instance left)."""
-
-
-class _Libc:
-    def __init__(self) -> None:
-        libc = ctypes.CDLL(None, use_errno=True)  # the C library the interpreter runs on
-        try:
-            self.init1 = libc.inotify_init1
-            self.add_watch = libc.inotify_add_watch
-            self.rm_watch = libc.inotify_rm_watch
-        except AttributeError as exc:
-            raise InotifyUnavailableError(errno.ENOSYS, "no inotify in the C library") from exc
-        self.init1.argtypes = [ctypes.c_int]
-        self.add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
-        self.rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
 
 
 class _Tree:
@@ -99,12 +70,11 @@ class _Tree:
     def __init__(self, target: Path, writing: set[str]) -> None:
         self.target = target
         self.writing = writing
-        self.libc = _Libc()
-        fd = self.libc.init1(os.O_NONBLOCK | os.O_CLOEXEC)
-        if fd < 0:
-            code = ctypes.get_errno()
-            raise InotifyUnavailableError(code, f"inotify_init1: {os.strerror(code)}")
-        self.fd = fd
+        try:
+            self.inotify = INotify(nonblocking=True)
+        except OSError as exc:
+            raise InotifyUnavailableError(exc.errno, f"inotify_init1: {exc.strerror}") from exc
+        self.fd = self.inotify.fileno()
         self.dirs: dict[int, str] = {}  # watch descriptor -> mirror path
         self.wds: dict[str, int] = {}
         self.write_due: dict[str, float] = {}  # path being written -> report at (monotonic)
@@ -113,7 +83,7 @@ class _Tree:
         self._full_warned = False
 
     def close(self) -> None:
-        os.close(self.fd)
+        self.inotify.close()
         for rel in self.write_due:
             self.writing.discard(rel)
 
@@ -121,10 +91,10 @@ class _Tree:
 
     def _watch(self, rel: str) -> bool:
         path = os.fsencode(self.target / rel.lstrip("/") if rel != "/" else self.target)
-        wd = self.libc.add_watch(self.fd, path, _WATCH_MASK)
-        if wd < 0:
-            code = ctypes.get_errno()
-            if code == errno.ENOSPC and not self._full_warned:
+        try:
+            wd = self.inotify.add_watch(path, _WATCH_MASK)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC and not self._full_warned:
                 self._full_warned = True
                 log.warning(
                     "inotify watch limit reached (fs.inotify.max_user_watches): changes below "
@@ -180,7 +150,7 @@ class _Tree:
         for rel in self._below(top):
             wd = self.wds.pop(rel)
             self.dirs.pop(wd, None)
-            self.libc.rm_watch(self.fd, wd)
+            self.inotify.rm_watch(wd)
 
     # --- events ---------------------------------------------------------------------------------
 
@@ -190,11 +160,11 @@ class _Tree:
         overflow = False
         moves: dict[int, str] = {}  # cookie -> directory moved away, not (yet) seen arriving
         now = time.monotonic()
-        for wd, mask, cookie, name in _events(self.fd):
-            if mask & _Q_OVERFLOW:
+        for wd, mask, cookie, name in self.inotify.read(timeout=0):
+            if mask & flags.Q_OVERFLOW:
                 overflow = True
                 continue
-            if mask & _IGNORED:
+            if mask & flags.IGNORED:
                 rel = self.dirs.pop(wd, None)
                 if rel is not None and self.wds.get(rel) == wd:
                     del self.wds[rel]
@@ -205,23 +175,23 @@ class _Tree:
             rel = _child(base, name)
             if rel is None:
                 continue
-            if mask & _ISDIR:
-                if mask & _MOVED_FROM:
+            if mask & flags.ISDIR:
+                if mask & flags.MOVED_FROM:
                     moves[cookie] = rel
-                elif mask & _MOVED_TO and cookie in moves:
+                elif mask & flags.MOVED_TO and cookie in moves:
                     self._moved(moves.pop(cookie), rel)
-                elif mask & (_CREATE | _MOVED_TO):
+                elif mask & (flags.CREATE | flags.MOVED_TO):
                     changed |= self.add_tree(rel)
                 changed.add(rel)
                 continue
-            if mask & _MODIFY or (mask & _CREATE and rel in self.write_due):
+            if mask & flags.MODIFY or (mask & flags.CREATE and rel in self.write_due):
                 self.create_due.pop(rel, None)
                 first = self.write_first.setdefault(rel, now)
                 self.write_due[rel] = min(now + WRITE_SETTLE, first + WRITE_HOLD_MAX)
                 self.writing.add(rel)
-            elif mask & _CREATE:
+            elif mask & flags.CREATE:
                 self.create_due[rel] = now + CREATE_SETTLE
-            elif mask & _ATTRIB and (rel in self.write_due or rel in self.create_due):
+            elif mask & flags.ATTRIB and (rel in self.write_due or rel in self.create_due):
                 pass  # a writer setting times or modes: wait for it to close the file
             else:  # closed after writing, attributes, deleted, moved
                 self._report(rel)
@@ -261,23 +231,6 @@ def _child(base: str, name: str) -> str | None:
     if checked != name or is_temp_name(name):
         return None
     return ("" if base == "/" else base) + "/" + name
-
-
-def _events(fd: int) -> Iterator[tuple[int, int, int, str]]:
-    while True:
-        try:
-            data = os.read(fd, _READ_SIZE)
-        except BlockingIOError:
-            return
-        if not data:
-            return
-        offset = 0
-        while offset < len(data):
-            wd, mask, cookie, length = _EVENT.unpack_from(data, offset)
-            offset += _EVENT.size
-            raw = data[offset : offset + length].split(b"\0", 1)[0]
-            offset += length
-            yield wd, mask, cookie, os.fsdecode(raw)
 
 
 async def _readable(fd: int) -> None:
