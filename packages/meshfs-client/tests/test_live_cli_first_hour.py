@@ -176,7 +176,7 @@ def test_lines_that_used_to_mislead(account: Account, tmp_path: Path) -> None:
 
     ok(meshfs(env, "rm", "/gone.txt"))
     listing = ok(meshfs(env, "ls", "--deleted", "-l", "/"))
-    assert listing.startswith("x ")
+    assert listing.startswith("xrw-r--r-- ")  # x in place of the type: a tombstone
     assert "gone.txt  (deleted " in listing
     assert "(deleted " in ok(meshfs(env, "ls", "--deleted", "/"))
     restored = meshfs(env, "restore", "/gone.txt", version)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from meshfs_client.cli._context import CliState, client_command, human_size, human_time
+from meshfs_client.cli._modes import mode_string
 from meshfs_common import paths
 from meshfs_common.errors import NotADirError, NotFoundError
 from meshfs_common.models import DeleteResult, Entry
@@ -23,11 +24,12 @@ def _line(entry: Entry, *, long: bool, full_path: bool) -> str:
         name += f"  (deleted {human_time(entry.deleted_at)})"
     if not long:
         return name
-    kind = "d" if entry.kind == "dir" else "-"
-    if entry.deleted_at is not None:
-        kind = "x"  # a tombstone: restorable with `meshfs versions` + `meshfs restore`
+    if entry.target is not None:
+        name += f" -> {entry.target}"
+    # A tombstone shows x as its type: restorable with `meshfs versions` + `meshfs restore`
     size = "-" if entry.kind == "dir" else human_size(entry.size)
-    return f"{kind} {size:>8} {human_time(entry.modified_at)} {name}"
+    when = human_time(entry.modified_at)
+    return f"{mode_string(entry)} {entry.nlink:>3} {size:>8} {when} {name}"
 
 
 async def resolve_into_dir(client: MeshFSClient, src: str, dst: str) -> str:
@@ -46,7 +48,11 @@ async def resolve_into_dir(client: MeshFSClient, src: str, dst: str) -> str:
 
 @click.command("ls")
 @click.option(
-    "-l", "long", is_flag=True, help="Long format: kind (d dir, - file, x deleted), size, time."
+    "-l",
+    "long",
+    is_flag=True,
+    help="Long format like ls -l: type and permissions (-rw-r--r--; d dir, l symbolic link, "
+    "x deleted), link count, size, modification time, name (-> target for a symbolic link).",
 )
 @click.option("-R", "recursive", is_flag=True, help="List subdirectories recursively.")
 @click.option("--deleted", is_flag=True, help="Include deleted entries (tombstones).")
@@ -83,6 +89,11 @@ def _show_entry(state: CliState, entry: Entry) -> None:
         )
         click.echo(f"version:   {entry.version_id}")
         click.echo(f"hash:      {entry.content_hash}")
+    if entry.target is not None:
+        click.echo(f"target:    {entry.target}")
+    click.echo(f"mode:      {entry.mode:04o} ({mode_string(entry)})")
+    click.echo(f"owner:     uid {entry.uid}, gid {entry.gid}")
+    click.echo(f"links:     {entry.nlink}")
     click.echo(f"created:   {human_time(entry.created_at)}")
     click.echo(f"modified:  {human_time(entry.modified_at)}")
 
