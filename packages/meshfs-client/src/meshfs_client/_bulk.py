@@ -326,12 +326,22 @@ async def _files_of(reply: Reply) -> AsyncIterator[BulkFile]:
 def _place(got: list[BulkFile], targets: dict[str, list[Path]]) -> list[BulkFile]:
     """Write each file read to its local paths (aside, then renamed); the data is dropped."""
     out: list[BulkFile] = []
+    made: set[Path] = set()  # directories known to exist (one mkdir each, not one per file)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
     for found in got:
         if found.error is None and found.data is not None:
             for local in targets.get(found.path, ()):
-                local.parent.mkdir(parents=True, exist_ok=True)
-                aside = local.with_name(f".{local.name}{PARTIAL_SUFFIX}")
-                aside.write_bytes(found.data)
+                if local.parent not in made:
+                    local.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(local.parent)
+                aside = os.path.join(local.parent, f".{local.name}{PARTIAL_SUFFIX}")
+                fd = os.open(aside, flags, 0o666)
+                try:
+                    view = memoryview(found.data)
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
                 os.replace(aside, local)
         out.append(BulkFile(found.path, None, found.node_id, found.version_id,
                             found.content_hash, found.error))  # fmt: skip
