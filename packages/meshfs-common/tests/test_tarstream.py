@@ -1,0 +1,89 @@
+"""The tar stream reader reads what users' tools write (GNU, pax, ustar; any block split),
+and what it writes, tar reads back."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import tarfile
+from collections.abc import AsyncIterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshfs_common.tarstream import END, TarFormatError, TarReader, file_member, member_header
+
+NAMES = st.lists(
+    st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\"),
+            min_size=1, max_size=120),
+    min_size=1, max_size=3,
+).map("/".join)  # fmt: skip
+MEMBERS = st.dictionaries(NAMES, st.binary(max_size=2000), min_size=1, max_size=8)
+
+
+async def _pieces(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        yield data[start : start + size]
+
+
+def read_all(data: bytes, piece: int) -> dict[str, tuple[str, bytes | None]]:
+    async def run() -> dict[str, tuple[str, bytes | None]]:
+        reader = TarReader(_pieces(data, piece))
+        found: dict[str, tuple[str, bytes | None]] = {}
+        async for member in reader:
+            body = await reader.read_data() if member.kind == "file" else None
+            found[member.name] = (member.kind, body)
+        return found
+
+    return asyncio.run(run())
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    members=MEMBERS,
+    fmt=st.sampled_from([tarfile.GNU_FORMAT, tarfile.PAX_FORMAT]),
+    piece=st.integers(1, 5000),
+)
+def test_reads_what_tarfile_writes(members: dict[str, bytes], fmt: int, piece: int) -> None:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=fmt) as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        directory = tarfile.TarInfo("a-directory")
+        directory.type = tarfile.DIRTYPE
+        tar.addfile(directory)
+    found = read_all(out.getvalue(), piece)
+    assert found.pop("a-directory") == ("dir", None)
+    assert found == {name: ("file", data) for name, data in members.items()}
+
+
+@settings(max_examples=60, deadline=None)
+@given(members=MEMBERS, tags=st.dictionaries(st.sampled_from(["MESHFS.a", "MESHFS.b"]),
+                                             st.text(max_size=80)))  # fmt: skip
+def test_tar_reads_what_it_writes(members: dict[str, bytes], tags: dict[str, str]) -> None:
+    archive = b"".join(file_member(n, d, pax=tags) for n, d in members.items())
+    archive += member_header("dir", kind="dir") + END
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        got = {m.name: m for m in tar.getmembers()}
+        assert got.pop("dir").isdir()
+        for name, data in members.items():
+            handle = tar.extractfile(got[name])
+            assert handle is not None
+            assert handle.read() == data
+            assert {k: got[name].pax_headers[k] for k in tags} == tags
+
+
+def test_a_link_is_a_member_of_another_kind_and_junk_is_refused() -> None:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        link = tarfile.TarInfo("link")
+        link.type, link.linkname = tarfile.SYMTYPE, "elsewhere"
+        tar.addfile(link)
+    assert read_all(out.getvalue(), 512) == {"link": ("other", None)}
+    with pytest.raises(TarFormatError, match="not a tar header"):
+        read_all(b"x" * 1024, 100)
+    with pytest.raises(TarFormatError, match="ends early"):
+        read_all(file_member("f", b"y" * 3000)[:1500], 100)
