@@ -99,7 +99,12 @@ def _launch(
             stderr=subprocess.STDOUT,
             env=env,
         )
-    wait_for(lambda: process.poll() is not None or _healthy(url), 90, "meshfs-server")
+    try:
+        wait_for(lambda: process.poll() is not None or _healthy(url), 90, "meshfs-server")
+    except BaseException:
+        process.kill()  # a server that never answered is not left running
+        process.wait()
+        raise
     if process.poll() is not None:
         pytest.fail(f"meshfs-server exited:\n{log_path.read_text()}")
     return process
