@@ -221,6 +221,14 @@ def json_bodies(ids: dict[str, list[str]]) -> list[Any]:
         {"name": f"s-{new_id()}", "path": "/d"}, {"name": "s3", "path": "/missing"},
         {"paths": ["/f.txt"]}, {"paths": ["/f.txt", *PATHS]}, {"paths": "/f.txt"},
     ]  # fmt: skip
+    # POSIX attributes, symbolic links and special nodes.
+    bodies += [
+        {"path": "/f.txt", "mode": 0o640}, {"path": "/d", "mtime_ns": 10**18, "uid": 7},
+        {"path": "/f.txt", "mode": 0o77777}, {"path": "/f.txt/x", "gid": 1},
+        {"path": f"/ln-{new_id()}", "target": "f.txt"}, {"path": "/f.txt", "target": "x"},
+        {"path": "/ln-long", "target": "t" * 4097}, {"path": f"/p-{new_id()}", "kind": "fifo"},
+        {"path": "/p", "kind": "fifo", "rdev": 1}, {"path": "/p", "kind": "file"},
+    ]  # fmt: skip
     return bodies
 
 
