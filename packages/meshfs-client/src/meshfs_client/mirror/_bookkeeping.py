@@ -63,6 +63,7 @@ class EngineBase:
         self._busy: set[str] = set()
         self._failures: dict[str, int] = {}
         self._hints: list[tuple[str, str]] = []
+        self._swaps: list[tuple[str, str]] = []  # remote exchanges to mirror on disk
         self._echo_keys: dict[str, tuple[set[str], float]] = {}
         self._held: dict[str, str] = {}  # path -> echo key
         self._walks: list[str] = []

@@ -71,6 +71,8 @@ class RemoteFollower(EngineBase):
             self._mark(echoed[0])
         elif applied.renamed is not None:
             self._hints.append(applied.renamed)
+        if applied.exchanged is not None:
+            self._swaps.append(applied.exchanged)
         if applied.walk is not None:
             self._walks.append(applied.walk)
         self._mark(applied.touched)

@@ -141,7 +141,24 @@ class Reconciler(StepRunner, RemoteFollower):
         return sorted(rel for rel in due if rel not in self._writing)
 
     async def _apply_hints(self) -> None:
-        """Mirror remote renames as local renames where the local side allows it."""
+        """Mirror remote renames (and exchanges) locally where the local side allows it."""
+        while self._swaps:
+            one, other = self._swaps[0]
+            if any(within(b, one) or within(b, other) for b in self._busy):
+                return
+            self._swaps.pop(0)
+            try:
+                swapped = await self.executor.exchange_local(one, other)
+            except OSError as exc:
+                log.warning("could not exchange %s and %s locally: %s", one, other, exc)
+                swapped = False
+            if swapped:
+                self.status.renames += 1
+                self._emit(SyncEvent("exchange_local", one, f"with {other}"))
+            self._mark([one, other, *self.state.synced_below(one)])
+            self._mark([*self.state.synced_below(other), *self.state.remote_below(one)])
+            await self._mark_local_subtree(one)
+            await self._mark_local_subtree(other)
         while self._hints:
             old, new = self._hints.pop(0)
             if any(within(b, old) or within(b, new) for b in self._busy):

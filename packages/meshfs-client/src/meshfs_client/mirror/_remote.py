@@ -28,6 +28,8 @@ class Applied:
     """``(old, new)`` mirror paths when the event moved something within the mirror."""
     walk: str | None = None
     """A directory that moved into the mirror from outside: its contents must be listed."""
+    exchanged: tuple[str, str] | None = None
+    """``(one, other)`` mirror paths whose nodes the event swapped (a rename with exchange)."""
 
 
 def node_of(entry: Entry) -> RemoteNode | None:
@@ -96,6 +98,8 @@ class RemoteTree:
             # Applying a rename must be idempotent: the tree may already show it (our own
             # rename, or an event replayed after a restart), and the old path may already hold
             # something else.
+            if event.exchanged_with is not None and old is not None and new is not None:
+                return self._exchange(event, old, new)
             moving = {event.node_id, event.replaced_node_id}
             here = self.state.remote.get(old) if old is not None else None
             if old is not None:
@@ -109,6 +113,8 @@ class RemoteTree:
             if new is not None:
                 there = self.state.remote.get(new)
                 if event.kind == "file":
+                    if event.exchanged_with is not None:
+                        self.state.drop_remote(new)  # the other node's subtree left this name
                     self.state.set_remote(new, _from_event(event))
                 elif event.kind != "dir":  # a link or special node took the name: not mirrored
                     self.state.drop_remote(new)
@@ -130,6 +136,33 @@ class RemoteTree:
             self.state.set_remote(new, RemoteNode("dir", event.node_id))
         else:  # write, restore
             self.state.set_remote(new, _from_event(event))
+        return done
+
+    def _exchange(self, event: ChangeEvent, old: str, new: str) -> Applied:
+        """Both sides of an exchange lie in the mirror: swap the two subtrees on the first of
+        its two events; the second finds the swap already made."""
+        done = Applied()
+        here, there = self.state.remote.get(old), self.state.remote.get(new)
+        done.touched.update(p for p in self.state.remote if _within(p, old) or _within(p, new))
+        done.touched.update((old, new))
+        if here is not None and here.node_id == event.node_id:
+            if there is not None and there.node_id == event.exchanged_with:
+                self.state.swap_remote(old, new)
+                done.exchanged = (old, new)
+            else:  # the tree did not hold the other node there: take the event as it says
+                self.state.move_remote(old, new)
+        elif there is None or there.node_id != event.node_id:
+            # Neither side as expected (events replayed after a relist): the next listing or
+            # events settle it; record the node where the event puts it.
+            self.state.drop_remote(new)
+            if event.kind == "file":
+                self.state.set_remote(new, _from_event(event))
+            elif event.kind == "dir":
+                self.state.set_remote(new, RemoteNode("dir", event.node_id))
+                done.walk = new
+        if event.kind == "file":  # refresh the head the event names
+            self.state.set_remote(new, _from_event(event))
+        done.touched.update(p for p in self.state.remote if _within(p, new) or _within(p, old))
         return done
 
     def set_from_entry(self, rel: str, entry: Entry | None) -> None:

@@ -197,6 +197,17 @@ class StateDB:
             self.set_remote(q, nodes[p])
         return moved
 
+    def swap_remote(self, one: str, other: str) -> None:
+        """Exchange the subtrees at *one* and *other* (a rename with exchange)."""
+        first = {p[len(one) :]: self.remote[p] for p in self.remote if within(p, one)}
+        second = {p[len(other) :]: self.remote[p] for p in self.remote if within(p, other)}
+        self.drop_remote(one)
+        self.drop_remote(other)
+        for tail, node in first.items():
+            self.set_remote(other + tail, node)
+        for tail, node in second.items():
+            self.set_remote(one + tail, node)
+
     # --- synced (merge base) --------------------------------------------------------------------
 
     def set_synced(self, path: str, node: SyncedNode) -> None:
@@ -233,6 +244,17 @@ class StateDB:
         self.drop_synced(old, subtree=True)
         for p, q in moved:
             self.set_synced(q, nodes[p])
+
+    def swap_synced(self, one: str, other: str) -> None:
+        """Exchange the synced rows of the subtrees at *one* and *other*."""
+        first = {p[len(one) :]: self.synced[p] for p in self.synced if within(p, one)}
+        second = {p[len(other) :]: self.synced[p] for p in self.synced if within(p, other)}
+        self.drop_synced(one, subtree=True)
+        self.drop_synced(other, subtree=True)
+        for tail, node in first.items():
+            self.set_synced(other + tail, node)
+        for tail, node in second.items():
+            self.set_synced(one + tail, node)
 
     def synced_below(self, rel: str) -> Iterator[str]:
         """Synced paths strictly below *rel*."""

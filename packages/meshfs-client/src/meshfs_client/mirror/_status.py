@@ -29,6 +29,7 @@ class SyncEvent:
 
     kind: str
     """upload, download, mkdir_local, mkdir_remote, delete_local, delete_remote, rename_local,
+    exchange_local,
     rename_remote, conflict, error, reset, live, offline, recovered, idle."""
     path: str = ""
     detail: str = ""

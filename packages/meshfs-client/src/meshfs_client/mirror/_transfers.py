@@ -296,6 +296,26 @@ class Executor:
         )
         return True
 
+    async def exchange_local(self, one: str, other: str) -> bool:
+        """Mirror a remote exchange (the nodes at *one* and *other* swapped names) as a swap
+        on disk, when both local sides still match the synced state; the synced rows swap with
+        them. Returns False (nothing done) otherwise; the planner then sorts both paths out."""
+        if not (self._unchanged(one) and self._unchanged(other)):
+            return False
+        first, second = self.os_path(one), self.os_path(other)
+        await asyncio.to_thread(_swap_names, first, second)
+        self.state.swap_synced(one, other)
+        return True
+
+    def _unchanged(self, rel: str) -> bool:
+        synced = self.state.synced.get(rel)
+        here = stat_node(self.os_path(rel))
+        if synced is None or not isinstance(here, LocalNode) or here.kind != synced.kind:
+            return False
+        if synced.kind == "file":
+            return here.same_stat(synced)
+        return here.inode == synced.inode
+
     async def keep_both(self, rel: str, local: LocalNode) -> str:
         """Move the local file to a conflict copy; returns the copy's path."""
         copy = conflict_name(rel)
@@ -432,6 +452,14 @@ def _read_if_same(path: Path, expected: LocalNode) -> bytes | None:
 def _rename(src: Path, dst: Path) -> None:
     dst.parent.mkdir(parents=True, exist_ok=True)
     os.replace(src, dst)
+
+
+def _swap_names(first: Path, second: Path) -> None:
+    """Give *first* and *second* each other's names (through a temporary name beside them)."""
+    parking = first.with_name(f".{_short(first.name)}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+    os.rename(first, parking)
+    os.rename(second, first)
+    os.rename(parking, second)
 
 
 def _rename_if_same(src: Path, dst: Path, expected: LocalNode) -> bool:
