@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import os
 import posixpath
+import time
 import weakref
 from datetime import datetime
 from glob import has_magic
@@ -160,6 +161,10 @@ class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
             "type": _FSSPEC_TYPES.get(entry.kind, "other"),
             "kind": entry.kind,
             "mode": entry.mode,
+            "uid": entry.uid,
+            "gid": entry.gid,
+            "nlink": entry.nlink,
+            "islink": entry.kind == "symlink",
             "node_id": entry.node_id,
             "version_id": entry.version_id,
             "content_hash": entry.content_hash,
@@ -442,6 +447,55 @@ class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
     def mv(self, path1: Any, path2: Any, recursive: bool = False, **kwargs: Any) -> None:
         """Move or rename (server-side: no content is copied)."""
         sync(self.loop, self._mv, path1, path2, recursive=recursive, **kwargs)
+
+    # --- POSIX attributes and links (the names LocalFileSystem uses) --------------------------
+
+    async def _chmod(self, path: str, mode: int) -> None:
+        """Set the permission bits of *path* (0..0o7777); no new version is made."""
+        where = self._strip_protocol(path)
+        with os_errors(where):
+            await (await self.set_session()).chmod(where, mode & 0o7777)
+        self.invalidate_cache(where)
+
+    async def _touch(self, path: str, truncate: bool = True, **kwargs: Any) -> None:
+        """Create an empty file (``truncate=True`` empties an existing one), or set an
+        existing file's modification and access time to now (``truncate=False``)."""
+        where = self._strip_protocol(path)
+        client = await self.set_session()
+        with os_errors(where):
+            if truncate or not await client.exists(where):
+                await client.upload(where, b"")
+            else:
+                now = time.time_ns()
+                await client.utime(where, mtime_ns=now, atime_ns=now)
+        self.invalidate_cache(where)
+
+    async def _symlink(self, src: str, dst: str, **kwargs: Any) -> None:
+        """Make *dst* a symbolic link whose target is *src*, stored verbatim."""
+        where = self._strip_protocol(dst)
+        with os_errors(where):
+            await (await self.set_session()).symlink(where, src)
+        self.invalidate_cache(where)
+
+    async def _link(self, src: str, dst: str, **kwargs: Any) -> None:
+        """Make *dst* a hard link to the file *src* (one file, two names)."""
+        source, where = self._strip_protocol(src), self._strip_protocol(dst)
+        with os_errors(source):
+            await (await self.set_session()).link(source, where)
+        self.invalidate_cache(where)
+
+    async def _islink(self, path: str) -> bool:
+        """True when *path* is a symbolic link (False when nothing is there)."""
+        try:
+            return bool((await self._info(path))["islink"])
+        except FileNotFoundError:
+            return False
+
+    chmod = sync_wrapper(_chmod)
+    touch = sync_wrapper(_touch)
+    symlink = sync_wrapper(_symlink)
+    link = sync_wrapper(_link)
+    islink = sync_wrapper(_islink)
 
     def _open(
         self,
