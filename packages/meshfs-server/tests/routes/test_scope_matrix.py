@@ -188,6 +188,14 @@ async def snapshot_restore(c: httpx.AsyncClient, w: World, role: str, where: str
     return await c.post(f"/snapshots/{name}/restore")
 
 
+async def link_in(c: httpx.AsyncClient, w: World, role: str) -> Any:
+    await owner_put(w, f"/private/ln-{role}.txt", b"m")
+    return await c.post(
+        "/files/link",
+        json={"path": f"/private/ln-{role}.txt", "new_path": f"/p/x/stolen-ln-{role}.txt"},
+    )
+
+
 async def xattr_set(c: httpx.AsyncClient, w: World, role: str, where: str) -> Any:
     params = {"path": f"{where}/in.txt" if where == "/p/x" else f"{where}/secret.txt",
               "name": f"user.{role}"}  # fmt: skip
@@ -457,10 +465,7 @@ def probes() -> list[Probe]:
         Probe("POST", "/files/link", lambda c, w, r: c.post(
             "/files/link", json={"path": "/p/x/in.txt", "new_path": f"/p/x/ln-{r}.txt"}),
             WRITE_IN),
-        Probe("POST", "/files/link", lambda c, w, r: c.post(
-            "/files/link",
-            json={"path": "/private/secret.txt", "new_path": f"/p/x/stolen-ln-{r}.txt"}),
-            WRITE_OUT),
+        Probe("POST", "/files/link", link_in, WRITE_OUT),
         Probe("GET", "/files/xattrs", get("/files/xattrs", path="/p/x/in.txt"), READ_IN),
         Probe("GET", "/files/xattrs", get("/files/xattrs", path="/private/secret.txt"),
               READ_OUT),
