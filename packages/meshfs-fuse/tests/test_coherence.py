@@ -225,3 +225,59 @@ def test_a_name_the_feed_brings_back_is_attached_again(
     coherence.apply(event(3, "delete", "n-f", "/f"))
     coherence.apply(event(4, "restore", "n-f", "/f", version_id="v1"))
     assert table.attach(ROOT, "f", entry("n-f", "/f")).node_id == "n-f"
+
+
+def posix_entry(node_id: str, path: str, kind: str = "file") -> Entry:
+    plain = entry(node_id, path, kind)
+    return Entry(**{**{f: getattr(plain, f) for f in plain.__struct_fields__},
+                    "mode": 0o644, "uid": 1, "gid": 1, "mtime_ns": 5, "atime_ns": 5,
+                    "ctime_ns": 5})  # fmt: skip
+
+
+def test_an_attribute_change_elsewhere_updates_the_entry_and_invalidates(
+    setup: tuple[InodeTable, Recorder, Coherence],
+) -> None:
+    table, recorder, coherence = setup
+    f = table.attach(ROOT, "f", posix_entry("n-f", "/f"))
+    changed = {"mode": 0o600, "mtime_ns": 10**18}
+    coherence.apply(event(1, "attributes", "n-f", "/f", attributes=changed))
+    assert f.entry is not None
+    assert (f.entry.mode, f.entry.mtime_ns, f.entry.uid) == (0o600, 10**18, 1)
+    assert f.entry.modified_at == datetime.fromtimestamp(1e9, tz=UTC)
+    assert recorder.queued == [Invalidation(f.ino)]
+    # The same values again (this mount's own chmod) are an echo.
+    coherence.apply(event(2, "attributes", "n-f", "/f", attributes={"mode": 0o600}))
+    assert coherence.echoes == 1
+    # An xattr event changes nothing cached.
+    coherence.apply(event(3, "xattr", "n-f", "/f", xattr_name="user.a", xattr_action="set"))
+    assert recorder.queued == [Invalidation(f.ino)]
+
+
+def test_a_link_elsewhere_marks_the_node_stale_and_drops_the_listing(
+    setup: tuple[InodeTable, Recorder, Coherence],
+) -> None:
+    table, recorder, coherence = setup
+    root = table.get(ROOT)
+    f = table.attach(ROOT, "f", posix_entry("n-f", "/f"))
+    root.listing = {"f": posix_entry("n-f", "/f")}
+    coherence.apply(event(1, "link", "n-f", "/g"))
+    assert f.stale
+    assert root.listing is None  # the next opendir lists the new name with its attributes
+    assert recorder.queued == [Invalidation(f.ino)]
+
+
+def test_an_exchange_elsewhere_swaps_the_two_names(
+    setup: tuple[InodeTable, Recorder, Coherence],
+) -> None:
+    table, _, coherence = setup
+    a = table.attach(ROOT, "a", posix_entry("n-a", "/a"))
+    d = table.attach(ROOT, "d", posix_entry("n-d", "/d", "dir"))
+    first = event(1, "rename", "n-a", "/d", old_path="/a", exchanged_with="n-d")
+    second = event(2, "rename", "n-d", "/a", old_path="/d", exchanged_with="n-a", kind="dir")
+    coherence.apply(first)
+    coherence.apply(second)  # finds the swap done
+    assert table.child(ROOT, "d") is a
+    assert table.child(ROOT, "a") is d
+    assert table.path_of(a.ino) == "/d"
+    assert table.by_node("n-a") is a
+    assert coherence.echoes == 1

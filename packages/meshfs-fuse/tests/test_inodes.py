@@ -143,3 +143,23 @@ def test_entry_attributes_from_a_server_entry() -> None:
     assert result.st_mtime_ns == int(NOW.timestamp()) * 10**9 + 600_000_000
     directory = NodeAttributes.from_entry(entry("d", "/d", "dir"), owner)
     assert oct(to_entry_attributes(2, 7, directory, 60).st_mode) == "0o40755"
+
+
+def test_entry_attributes_from_the_servers_posix_model() -> None:
+    owner = Owner(1000, 1001)
+    stored = Entry(node_id="n", path="/p", name="p", kind="fifo", created_at=NOW,
+                   modified_at=NOW, mode=0o4751, uid=7, gid=8, mtime_ns=30, atime_ns=20,
+                   ctime_ns=40, nlink=3, rdev=0)  # fmt: skip
+    result = to_entry_attributes(5, 7, NodeAttributes.from_entry(stored, owner), 60)
+    assert oct(result.st_mode) == "0o14751"  # S_IFIFO | 4751
+    assert (result.st_uid, result.st_gid, result.st_nlink) == (7, 8, 3)
+    assert (result.st_mtime_ns, result.st_atime_ns, result.st_ctime_ns) == (30, 20, 40)
+    link = Entry(node_id="l", path="/l", name="l", kind="symlink", created_at=NOW,
+                 modified_at=NOW, mode=0o777, target="../t", ctime_ns=1)  # fmt: skip
+    attrs = to_entry_attributes(6, 7, NodeAttributes.from_entry(link, owner), 60)
+    assert oct(attrs.st_mode) == "0o120777"
+    assert attrs.st_size == 4
+    device = Entry(node_id="c", path="/c", name="c", kind="chardev", created_at=NOW,
+                   modified_at=NOW, mode=0o600, rdev=259, ctime_ns=1)  # fmt: skip
+    attrs = to_entry_attributes(7, 7, NodeAttributes.from_entry(device, owner), 60)
+    assert attrs.st_rdev == 259

@@ -20,6 +20,7 @@ import logging
 import math
 import posixpath
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import msgspec
 import pyfuse3
@@ -80,6 +81,21 @@ def _invalidate(item: Invalidation) -> None:
         log.debug("kernel invalidation %s failed: %s", item, exc)
 
 
+def _ns(moment: datetime) -> int:
+    return int(moment.timestamp()) * 1_000_000_000 + moment.microsecond * 1000
+
+
+def _with_attributes(entry: Entry, changes: dict[str, int], event: ChangeEvent) -> Entry:
+    """*entry* with the attributes an ``attributes`` event set."""
+    updated = msgspec.structs.replace(entry, ctime_ns=_ns(event.at))
+    for key, value in changes.items():
+        updated = msgspec.structs.replace(updated, **{key: value})
+    if "mtime_ns" in changes:
+        moment = datetime.fromtimestamp(changes["mtime_ns"] / 1e9, tz=UTC)
+        updated = msgspec.structs.replace(updated, modified_at=moment)
+    return updated
+
+
 def entry_from_event(event: ChangeEvent) -> Entry:
     """The entry a change event describes (for a name this mount has not looked up)."""
     return Entry(
@@ -121,9 +137,97 @@ class Coherence:
     def _apply(self, event: ChangeEvent) -> bool:
         if event.type == "delete":
             return self._deleted(event)
+        if event.type == "rename" and event.exchanged_with:
+            return self._exchanged(event)
         if event.type == "rename":
             return self._renamed(event)
+        if event.type == "attributes":
+            return self._attributes(event)
+        if event.type == "xattr":
+            return False  # extended attributes are not cached: nothing to update
+        if event.type in ("link", "create"):
+            return self._named(event)
         return self._written(event)
+
+    def _attributes(self, event: ChangeEvent) -> bool:
+        """chmod/chown/utimens elsewhere: the new values, and the kernel asks again."""
+        changes = {
+            key: value
+            for key, value in (event.attributes or {}).items()
+            if key in ("mode", "uid", "gid", "mtime_ns", "atime_ns")
+        }
+        node = self._table.by_node(event.node_id)
+        if node is not None and node.entry is not None:
+            entry = node.entry
+            if not entry.ctime_ns:  # an entry made from an event: the server says the rest
+                node.stale = True
+            elif all(getattr(entry, k) == v for k, v in changes.items()):
+                return False  # this mount's own change, or already known
+            else:
+                node.entry = _with_attributes(entry, changes, event)
+            self._listed(node.parent, node.name, node.entry)
+            self._invalidator.inode(node.ino)
+            return True
+        self._forget_listing(event.path)
+        return True
+
+    def _named(self, event: ChangeEvent) -> bool:
+        """A symbolic link or special node made, or a hard link added, elsewhere."""
+        parent = self._parent(event.path)
+        name = posixpath.basename(event.path)
+        node = self._table.by_node(event.node_id)
+        if parent is not None:
+            listed = parent.listing.get(name) if parent.listing is not None else None
+            if listed is not None and listed.node_id == event.node_id:
+                return False  # this mount's own change
+            self._table.negative.discard(parent.ino, name)
+            self._table.removed.discard(parent.ino, name)
+            # The event carries no attributes: the next listing or lookup asks the server.
+            parent.listing = None
+        if node is not None:
+            node.stale = True  # its link count changed
+            self._invalidator.inode(node.ino)
+        return True
+
+    def _forget_listing(self, path: str) -> None:
+        parent = self._parent(path)
+        if parent is not None:
+            parent.listing = None
+
+    def _exchanged(self, event: ChangeEvent) -> bool:
+        """One side of an exchange: swap both names (the other side finds it done)."""
+        assert event.exchanged_with is not None
+        moving = self._table.by_node(event.node_id)
+        other = self._table.by_node(event.exchanged_with)
+        new_parent = self._parent(event.path)
+        new_name = posixpath.basename(event.path)
+        if (
+            moving is not None
+            and new_parent is not None
+            and self._table.child(new_parent.ino, new_name) is moving
+        ):
+            return False  # already swapped (this mount's exchange, or the first event)
+        old_parent = self._parent(event.old_path) if event.old_path else None
+        old_name = posixpath.basename(event.old_path or "")
+        for parent, name in ((old_parent, old_name), (new_parent, new_name)):
+            if parent is not None:
+                self._invalidator.entry(parent.ino, name)
+                parent.listing = None
+        if (
+            moving is not None
+            and other is not None
+            and old_parent is not None
+            and new_parent is not None
+            and self._table.child(old_parent.ino, old_name) is moving
+            and self._table.child(new_parent.ino, new_name) is other
+        ):
+            self._table.exchange(moving, other)
+            return True
+        # Only one side known here: it is no longer at its name; lookups ask the server.
+        for node in (moving, other):
+            if node is not None and node.parent is not None and node.opens == 0:
+                self._table.detach(node)
+        return True
 
     def _parent(self, path: str) -> Inode | None:
         return self._table.resolve(posixpath.dirname(path))
@@ -135,12 +239,15 @@ class Coherence:
                 return False
             if event.kind == "dir":
                 return False
+            at_ns = _ns(event.at) if node.entry.ctime_ns else 0
             node.entry = msgspec.structs.replace(
                 node.entry,
                 size=event.size or 0,
                 version_id=event.version_id,
                 content_hash=event.content_hash,
                 modified_at=event.at,
+                mtime_ns=at_ns,
+                ctime_ns=at_ns,
             )
             self._listed(node.parent, node.name, node.entry)
             self._invalidator.inode(node.ino)
@@ -171,6 +278,14 @@ class Coherence:
             if known is not None and known.node_id == event.node_id:
                 del parent.listing[name]
                 changed = True
+        if event.nlink and node is not None:
+            # One name of a hard-linked file: the file stays at its other names.
+            node.stale = True
+            self._invalidator.inode(node.ino)
+            if parent is not None:
+                self._invalidator.entry(parent.ino, name)
+            if node.parent != (parent.ino if parent is not None else None) or node.name != name:
+                return True
         if node is not None and node.parent is not None:
             old_parent, old_name = node.parent, node.name
             self._table.removed.add(old_parent, old_name, event.node_id)

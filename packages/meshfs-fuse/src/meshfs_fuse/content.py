@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import trio
 
-from meshfs_common.errors import MeshFSError
+from meshfs_common.errors import MeshFSError, PreconditionFailedError
 from meshfs_common.models import CommitResult, Entry
 from meshfs_fuse.chunk_cache import CHUNK_SIZE, ChunkCache
 from meshfs_fuse.remote import Remote
@@ -41,6 +41,21 @@ class FileContent:
     spool: Spool | None = None
     mtime_ns: int = 0
     lock: trio.Lock = field(default_factory=trio.Lock)
+    base: Entry | None = None
+    """The version the spool started from (``None``: new or truncated to nothing); a commit
+    then sends only the chunks of :attr:`changed`."""
+    changed: list[tuple[int, int]] = field(default_factory=list)
+    """Byte ranges ``(offset, length)`` written or cut away since :attr:`base`."""
+
+    def changed_range(self, offset: int, length: int) -> None:
+        """Note that ``length`` bytes at ``offset`` differ from :attr:`base` now."""
+        if self.base is not None:
+            self.changed.append((offset, length))
+
+    def truncated(self, size: int) -> None:
+        """Note a truncate to *size*: the base's bytes past it are gone."""
+        if self.base is not None and size < self.base.size:
+            self.changed.append((size, self.base.size - size))
 
     @property
     def dirty(self) -> bool:
@@ -63,6 +78,8 @@ class ContentStore:
         self.spools = spools
         self.read_ahead = read_ahead
         self.commits = 0
+        self.partial_commits = 0
+        """Commits that sent only the changed chunks of a file."""
         self._prefetcher: trio.Nursery | None = None
         self._read_ends: dict[str, int] = {}
 
@@ -117,6 +134,9 @@ class ContentStore:
             spool.discard_now()
             raise
         content.spool = spool
+        content.base = base if base is not None and base.version_id is not None else None
+        content.changed = []
+        content.truncated(min(keep, base.size) if base is not None else 0)
         return spool
 
     async def create_spool(self, content: FileContent, path: str | None) -> Spool:
@@ -126,6 +146,7 @@ class ContentStore:
             return content.spool
         spool = await trio.to_thread.run_sync(self.spools.new_dirty, path)
         content.spool = spool
+        content.base, content.changed = None, []
         content.mtime_ns = time.time_ns()
         return spool
 
@@ -135,16 +156,37 @@ class ContentStore:
         if content.spool is not None and path is not None:
             await content.spool.mark("dirty", path, node_id)
 
+    async def _commit_changes(
+        self, content: FileContent, path: str, base_version: str
+    ) -> CommitResult:
+        """Send only the chunks the changed ranges touch; the whole file when the base is no
+        longer the head (someone else committed since the spool was made)."""
+        spool = content.spool
+        assert spool is not None
+        try:
+            result = await self.remote.upload_ranges(
+                path, spool.data_path, base_version, list(content.changed), spool.size
+            )
+        except PreconditionFailedError:
+            log.info("%s changed on the server meanwhile; sending the whole file", path)
+            return await self.remote.upload(path, spool.data_path, spool.size)
+        self.partial_commits += 1
+        return result
+
     async def commit(self, content: FileContent, path: str) -> CommitResult:
         """Upload the spool of *content* as one version of *path*; it is then clean."""
         spool = content.spool
         assert spool is not None
+        base = content.base
         if spool.size <= SMALL_COMMIT:
             # One disk read here and one request there: no file to open and read on the
             # asyncio side (two thread hops less per close of a small file).
             result = await self.remote.upload_bytes(path, await spool.read_all())
+        elif base is not None and base.version_id is not None and base.size > SMALL_COMMIT:
+            result = await self._commit_changes(content, path, base.version_id)
         else:
             result = await self.remote.upload(path, spool.data_path, spool.size)
         self.commits += 1
+        content.base, content.changed = result.entry, []
         await spool.mark("clean", path, result.entry.node_id)
         return result

@@ -56,6 +56,7 @@ class FileHandlers(MountState):
                 async with content.lock:
                     spool = await self.store.open_spool(content, None, 0)
                     await spool.truncate(0)
+                    content.truncated(0)
                     await self.store.written(content, self.table.path_of(node.ino), node.node_id)
         except BaseException:
             await self._close_handle(fh)
@@ -91,6 +92,7 @@ class FileHandlers(MountState):
             self.table.remember(existing)
             return info, attrs
         node = self.table.add_pending(parent.ino, text)
+        node.created_with = {"mode": mode & 0o7777, "uid": ctx.uid, "gid": ctx.gid}
         content = self._contents[node.ino] = FileContent()
         content.mtime_ns = time.time_ns()
         fh = self._open_handle(node, content, True)
@@ -122,6 +124,7 @@ class FileHandlers(MountState):
         async with content.lock:
             spool = await self.store.open_spool(content, node.entry, 2**63)
             written = await spool.pwrite(buf, off)
+            content.changed_range(off, written)
             await self.store.written(content, self.table.path_of(node.ino), node.node_id)
         return written
 
@@ -210,12 +213,17 @@ class FileHandlers(MountState):
             if path is None:
                 return  # unlinked: nothing to commit, as on a local disk
             result = await self.store.commit(content, path)
-            self.table.set_entry(node, result.entry)
+            entry = result.entry
+            wanted, node.created_with = node.created_with, None
+            if wanted and any(getattr(entry, key) != value for key, value in wanted.items()):
+                # The file's first version: the creator's mode and owner go with it.
+                entry = await self.remote.set_attributes(path, **wanted)
+            self.table.set_entry(node, entry)
             node.cached_version = result.entry.version_id
             if node.parent is not None:
                 parent = self.table.find(node.parent)
                 if parent is not None:
-                    self._listed(parent, node.name, result.entry)
+                    self._listed(parent, node.name, entry)
 
     async def _truncate(self, node: Inode, size: int, *, with_handle: bool) -> None:
         content = self._contents.get(node.ino)
@@ -226,6 +234,7 @@ class FileHandlers(MountState):
             async with content.lock:
                 spool = await self.store.open_spool(content, node.entry, size)
                 await spool.truncate(size)
+                content.truncated(size)
                 await self.store.written(content, self.table.path_of(node.ino), node.node_id)
             if not with_handle:
                 # truncate(2) by path: one version now, as no close will follow.

@@ -180,6 +180,30 @@ class HistoryHandlers(HistoryView):
         self._refuse_meta_name(parent_inode_new, name_new)
         await super().rename(parent_inode_old, name_old, parent_inode_new, name_new, flags, ctx)
 
+    @fuse_errors
+    async def symlink(
+        self, parent_inode: int, name: bytes, target: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        self._refuse_virtual(parent_inode)
+        self._refuse_meta_name(parent_inode, name)
+        return await super().symlink(parent_inode, name, target, ctx)
+
+    @fuse_errors
+    async def mknod(
+        self, parent_inode: int, name: bytes, mode: int, rdev: int, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        self._refuse_virtual(parent_inode)
+        self._refuse_meta_name(parent_inode, name)
+        return await super().mknod(parent_inode, name, mode, rdev, ctx)
+
+    @fuse_errors
+    async def link(
+        self, inode: int, new_parent_inode: int, new_name: bytes, ctx: pyfuse3.RequestContext
+    ) -> pyfuse3.EntryAttributes:
+        self._refuse_virtual(inode, new_parent_inode)
+        self._refuse_meta_name(new_parent_inode, new_name)
+        return await super().link(inode, new_parent_inode, new_name, ctx)
+
     def _refuse_meta_name(self, parent_inode: int, name: bytes) -> None:
         if self._is_meta_name(parent_inode, name):
             raise pyfuse3.FUSEError(errno.EROFS)

@@ -61,6 +61,8 @@ STATS = (
     "meshfs.stats.uncommitted",
     "meshfs.stats.feed_cursor",
     "meshfs.stats.feed_state",
+    "meshfs.stats.commits",
+    "meshfs.stats.partial_commits",
 )
 OPTIONS = ("meshfs.option.cache_size", "meshfs.option.entry_ttl", "meshfs.option.attr_ttl")
 
@@ -282,6 +284,8 @@ class HistoryView(MountState):
             len(self._unsent) + len(spools),
             self.feed_position(),
             self.feed_state(),
+            self.store.commits,
+            self.store.partial_commits,
         )
         return {name: str(value) for name, value in zip(STATS, values, strict=True)}
 

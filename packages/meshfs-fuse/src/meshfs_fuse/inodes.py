@@ -54,6 +54,11 @@ class Inode:
     listing: dict[str, Entry] | None = None
     cached_version: str | None = None
     """The version whose pages the kernel may still cache (``keep_cache`` at open)."""
+    stale: bool = False
+    """The change feed said the entry changed in a way it does not describe (a link count):
+    the next ``getattr`` asks the server."""
+    created_with: dict[str, int] | None = None
+    """``mode``/``uid``/``gid`` of a file created here, until its first commit sets them."""
 
     @property
     def node_id(self) -> str | None:
@@ -257,6 +262,14 @@ class InodeTable:
             self._by_node[node.node_id] = node.ino
         self.negative.discard(parent, name)
         self.removed.discard(parent, name)
+
+    def exchange(self, a: Inode, b: Inode) -> None:
+        """Swap the names of two attached inodes (``RENAME_EXCHANGE``)."""
+        if a.parent is None or b.parent is None:
+            raise NotFoundError("an exchanged name was removed")
+        self.get(a.parent).children[a.name] = b.ino
+        self.get(b.parent).children[b.name] = a.ino
+        a.parent, a.name, b.parent, b.name = b.parent, b.name, a.parent, a.name
 
     def detach(self, node: Inode) -> None:
         """*node* no longer has a name (unlinked or replaced); free it if nobody holds it."""

@@ -17,7 +17,7 @@ import pyfuse3
 
 from meshfs_common.errors import NotFoundError
 from meshfs_common.models import Entry
-from meshfs_fuse.attributes import NodeAttributes, Owner, to_entry_attributes
+from meshfs_fuse.attributes import FILE_MODE, NodeAttributes, Owner, to_entry_attributes
 from meshfs_fuse.content import ContentStore, FileContent
 from meshfs_fuse.inodes import Inode, InodeTable
 
@@ -91,10 +91,26 @@ class MountState(pyfuse3.Operations):
         if node.entry is not None:
             base = NodeAttributes.from_entry(node.entry, self.owner)
         else:
-            base = NodeAttributes.new_file(self.owner, content.mtime_ns if content else 0)
+            wanted = node.created_with or {}
+            base = NodeAttributes.new_file(
+                Owner(wanted.get("uid", self.owner.uid), wanted.get("gid", self.owner.gid)),
+                content.mtime_ns if content else 0,
+                wanted.get("mode", FILE_MODE),
+            )
         if content is not None and content.spool is not None and content.dirty:
             return base.with_content(content.spool.size, content.mtime_ns)
         return base
+
+    async def _fresh(self, node: Inode) -> Inode:
+        """*node*, its entry fetched again if the change feed marked it stale."""
+        if node.stale and node.node_id is not None:
+            node.stale = False
+            try:
+                node.entry = await self.remote.meta(node_id=node.node_id)
+            except BaseException:
+                node.stale = True
+                raise
+        return node
 
     def _reply(self, node: Inode) -> pyfuse3.EntryAttributes:
         reply = to_entry_attributes(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import posixpath
 from collections.abc import Sequence
 
 import pyfuse3
@@ -31,7 +32,7 @@ class NamespaceHandlers(MountState):
         self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext
     ) -> pyfuse3.EntryAttributes:
         parent = self._directory(parent_inode)
-        node = await self._child(parent, self._name(name))
+        node = await self._fresh(await self._child(parent, self._name(name)))
         self.table.remember(node)
         return self._reply(node)
 
@@ -52,7 +53,9 @@ class NamespaceHandlers(MountState):
         text = self._name(name)
         if self.table.child(parent.ino, text) is not None:
             raise AlreadyExistsError(f"file exists: {text}")
-        entry = await self.remote.mkdir(self.table.child_path(parent.ino, text))
+        entry = await self.remote.mkdir(
+            self.table.child_path(parent.ino, text), mode=mode & 0o7777, uid=ctx.uid, gid=ctx.gid
+        )
         node = self.table.attach(parent.ino, text, entry)
         node.listing = {}  # new and empty: lookups inside need no request
         self._listed(parent, text, entry)
@@ -70,8 +73,27 @@ class NamespaceHandlers(MountState):
         if node.node_id is not None:
             await self.remote.delete(self.table.child_path(parent.ino, text))
         self._listed(parent, text, None)
-        self.table.detach(node)
         self.table.negative.add(parent.ino, text)
+        if node.entry is not None and node.entry.nlink > 1:
+            await self._to_other_name(node)
+        else:
+            self.table.detach(node)
+
+    async def _to_other_name(self, node: Inode) -> None:
+        """*node* lost one of its hard links: keep it at a name it still has."""
+        assert node.node_id is not None
+        self.table.detach_quietly(node)
+        node.parent = None
+        try:
+            entry = await self.remote.meta(node_id=node.node_id)
+        except NotFoundError:
+            entry = None
+        parent = self.table.resolve(posixpath.dirname(entry.path)) if entry else None
+        if entry is None or parent is None or not parent.is_dir:
+            self.table.detach(node)
+            return
+        self.table.place(node, parent.ino, entry.name)
+        self.table.set_entry(node, entry)
 
     @fuse_errors
     async def rmdir(self, parent_inode: int, name: bytes, ctx: pyfuse3.RequestContext) -> None:
@@ -100,7 +122,8 @@ class NamespaceHandlers(MountState):
     ) -> None:
         self._writable()
         if flags & pyfuse3.RENAME_EXCHANGE:
-            raise fail(errno.EINVAL)
+            await self._exchange(parent_inode_old, name_old, parent_inode_new, name_new)
+            return
         noreplace = bool(flags & pyfuse3.RENAME_NOREPLACE)
         old_parent = self._directory(parent_inode_old)
         new_parent = self._directory(parent_inode_new)
@@ -139,6 +162,32 @@ class NamespaceHandlers(MountState):
         content = self._contents.get(source.ino)
         if content is not None and content.dirty:
             await self.store.written(content, self.table.path_of(source.ino), source.node_id)
+
+    async def _exchange(
+        self, parent_inode_a: int, name_a: bytes, parent_inode_b: int, name_b: bytes
+    ) -> None:
+        """``RENAME_EXCHANGE``: swap two existing names in one step on the server."""
+        parent_a = self._directory(parent_inode_a)
+        parent_b = self._directory(parent_inode_b)
+        a_name, b_name = self._name(name_a), self._name(name_b)
+        a = await self._child(parent_a, a_name)
+        b = await self._child(parent_b, b_name)
+        if a is b:
+            return
+        if a.entry is None or b.entry is None:
+            raise fail(errno.EBUSY)  # created here and not committed yet (open, unwritten)
+        entry = await self.remote.exchange(
+            self.table.child_path(parent_a.ino, a_name),
+            self.table.child_path(parent_b.ino, b_name),
+        )
+        if (
+            self.table.child(parent_a.ino, a_name) is a
+            and self.table.child(parent_b.ino, b_name) is b
+        ):
+            self.table.exchange(a, b)  # unless the change feed's echo came first and did it
+        self.table.set_entry(a, entry)
+        self._listed(parent_b, b_name, entry)
+        self._listed(parent_a, a_name, b.entry)
 
     @fuse_errors
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:

@@ -5,18 +5,15 @@ becomes the errno of the error table; ``forget`` never raises.
 
 Semantics (what a program sees):
 
-* Names and attributes: see :mod:`meshfs_fuse.attributes`. ``chmod``/``chown`` to the values
-  shown are accepted (nothing changes); any other mode or owner is refused with ``EPERM`` -
-  the server has no place to keep it yet. Times: setting mtime/atime to "now" on a file with
-  uncommitted writes is kept (its version is stamped when committed); any other time is
-  refused with ``ENOTSUP``.
+* Names and attributes: see :mod:`meshfs_fuse.attributes` and
+  :mod:`meshfs_fuse.attribute_handlers`. Modes, owners, times, symbolic links, hard links,
+  special nodes and ``user.*`` extended attributes are the server's POSIX model.
 * Writes go to a local spool and become one version at ``close`` (flush), ``fsync`` or a
   ``truncate`` by path. ``close`` returns once the version is committed. A file created here
   is committed at its first flush, empty if nothing was written; opening without writing
   commits nothing.
 * ``rename`` over an existing file replaces it atomically (the editor's save);
-  ``RENAME_NOREPLACE`` is honoured; ``RENAME_EXCHANGE`` is ``EINVAL`` (the server cannot swap
-  two names in one step yet).
+  ``RENAME_NOREPLACE`` is honoured; ``RENAME_EXCHANGE`` swaps two names on the server.
 * An unlinked open file stays readable and writable until its last close; its writes are not
   committed (it has no name any more), as on a local disk.
 * ``.meshfs`` at the root (looked up, never listed) shows every file's versions and the

@@ -13,13 +13,13 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import trio
 
 from meshfs_client import ChangeFeed, FeedItem, MeshFSClient
 from meshfs_common.errors import AuthError, ForbiddenError
-from meshfs_common.models import CommitResult, Entry, Version
+from meshfs_common.models import CommitResult, Entry, FsStats, SpecialKind, Version
 from meshfs_fuse.bridge import AsyncioBridge
 
 __all__ = ["Deadlines", "Remote"]
@@ -27,6 +27,9 @@ __all__ = ["Deadlines", "Remote"]
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+XattrFlag = Literal["create", "replace"]
+"""``XATTR_CREATE`` / ``XATTR_REPLACE`` as the server names them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +82,73 @@ class Remote:
     async def listdir(self, path: str) -> list[Entry]:
         return await self._call(lambda: self._client.listdir(path), self.deadlines.metadata)
 
-    async def mkdir(self, path: str) -> Entry:
+    async def mkdir(self, path: str, *, mode: int, uid: int, gid: int) -> Entry:
         """Create one directory; ``AlreadyExistsError`` if the name is taken."""
         return await self._call(
-            lambda: self._client.mkdir(path, parents=False, exist_ok=False),
+            lambda: self._client.mkdir(
+                path, parents=False, exist_ok=False, mode=mode, uid=uid, gid=gid
+            ),
             self.deadlines.metadata,
         )
+
+    async def set_attributes(self, path: str, **changes: int) -> Entry:
+        """Set any of ``mode``, ``uid``, ``gid``, ``mtime_ns``, ``atime_ns`` of *path*."""
+        return await self._call(
+            lambda: self._client.set_attributes(
+                path,
+                mode=changes.get("mode"),
+                uid=changes.get("uid"),
+                gid=changes.get("gid"),
+                mtime_ns=changes.get("mtime_ns"),
+                atime_ns=changes.get("atime_ns"),
+            ),
+            self.deadlines.metadata,
+        )
+
+    async def symlink(self, path: str, target: str, *, uid: int, gid: int) -> Entry:
+        return await self._call(
+            lambda: self._client.symlink(path, target, uid=uid, gid=gid),
+            self.deadlines.metadata,
+        )
+
+    async def mknod(
+        self, path: str, kind: SpecialKind, *, mode: int, rdev: int, uid: int, gid: int
+    ) -> Entry:
+        """Make a FIFO, socket or device node (metadata only)."""
+        return await self._call(
+            lambda: self._client.mknod(path, kind, mode=mode, rdev=rdev, uid=uid, gid=gid),
+            self.deadlines.metadata,
+        )
+
+    async def link(self, path: str, new_path: str) -> Entry:
+        """Give the file at *path* the extra name *new_path* (a hard link)."""
+        return await self._call(lambda: self._client.link(path, new_path), self.deadlines.metadata)
+
+    async def exchange(self, path: str, new_path: str) -> Entry:
+        """Swap two existing names atomically (``RENAME_EXCHANGE``)."""
+        return await self._call(
+            lambda: self._client.rename(path, new_path, exchange=True), self.deadlines.metadata
+        )
+
+    async def listxattr(self, path: str) -> list[str]:
+        return await self._call(lambda: self._client.listxattr(path), self.deadlines.metadata)
+
+    async def getxattr(self, path: str, name: str) -> bytes:
+        return await self._call(lambda: self._client.getxattr(path, name), self.deadlines.metadata)
+
+    async def setxattr(self, path: str, name: str, value: bytes, flag: XattrFlag | None) -> Entry:
+        return await self._call(
+            lambda: self._client.setxattr(path, name, value, flag=flag), self.deadlines.metadata
+        )
+
+    async def removexattr(self, path: str, name: str) -> Entry:
+        return await self._call(
+            lambda: self._client.removexattr(path, name), self.deadlines.metadata
+        )
+
+    async def statfs(self) -> FsStats:
+        """The tenant's quota, usage and node counts."""
+        return await self._call(self._client.statfs, self.deadlines.metadata)
 
     async def delete(self, path: str) -> None:
         """Delete a file or an empty directory (never recursively)."""
@@ -99,6 +163,19 @@ class Remote:
     async def upload(self, path: str, local: Path, size: int) -> CommitResult:
         """Commit the content of the local file *local* as the new version of *path*."""
         return await self._call(lambda: self._client.upload(path, local), self._transfer(size))
+
+    async def upload_ranges(
+        self, path: str, local: Path, base_version: str, ranges: list[tuple[int, int]], size: int
+    ) -> CommitResult:
+        """Commit *local* as a new version of *path* that differs from *base_version* only in
+        *ranges* and its *size*: only the chunks they touch are sent
+        (``PreconditionFailedError`` if *base_version* is no longer the head)."""
+        return await self._call(
+            lambda: self._client.upload_ranges(
+                path, local, base_version=base_version, ranges=ranges, size=size
+            ),
+            self._transfer(size),
+        )
 
     async def upload_bytes(self, path: str, data: bytes) -> CommitResult:
         """Commit *data* (held in memory) as the new version of *path*: for content up to one
