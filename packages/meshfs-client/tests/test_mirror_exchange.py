@@ -1,8 +1,10 @@
 """`meshfs sync` follows a rename with exchange on the server (two ``rename`` events naming
-each other in ``exchanged_with``) as a swap on disk, against a REAL meshfs-server."""
+each other in ``exchanged_with``) as a swap on disk, and mirrors hard links as copies, against
+a REAL meshfs-server."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -55,3 +57,32 @@ async def test_a_remote_exchange_swaps_the_local_files_and_directories(
         (a / "y" / "in-x.txt").write_bytes(b"edited after the exchange")
         await wait_for(converged, what="an edit after the exchange")
         assert await client.read_bytes("/y/in-x.txt") == b"edited after the exchange"
+
+
+async def test_hard_links_are_mirrored_as_copies(
+    account: Account, client: MeshFSClient, tmp_path: Path
+) -> None:
+    await client.upload("/h/one.txt", b"shared content")
+    a = tmp_path / "a"
+    async with running_mirrors(account, [a], tmp_path / "state"):
+
+        async def converged() -> bool:
+            return local_tree(a) == await remote_tree(client)
+
+        await wait_for(converged, what="the first pass")
+        await client.link("/h/one.txt", "/h/two.txt")  # one file, two names on the server
+        await wait_for(lambda: _async((a / "h" / "two.txt").exists()), what="the second name")
+        assert (a / "h" / "two.txt").read_bytes() == b"shared content"
+        assert (a / "h" / "two.txt").stat().st_ino != (a / "h" / "one.txt").stat().st_ino
+
+        (a / "h" / "local-1.txt").write_bytes(b"local pair")
+        os.link(a / "h" / "local-1.txt", a / "h" / "local-2.txt")
+        await wait_for(converged, what="both local names on the server")
+        first = await client.meta("/h/local-1.txt")
+        second = await client.meta("/h/local-2.txt")
+        assert first.node_id != second.node_id  # two files with the same content
+        assert await client.read_bytes("/h/local-2.txt") == b"local pair"
+
+
+async def _async(value: bool) -> bool:
+    return value
