@@ -9,7 +9,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from meshfs_common import paths
-from meshfs_common.errors import BadRequestError, InvalidPathError
+from meshfs_common.errors import BadRequestError, InvalidPathError, NameTooLongError
 
 CONTROL = [chr(c) for c in range(0x20)] + ["\x7f"]
 
@@ -157,15 +157,16 @@ def test_name_byte_limit_counts_utf8_after_nfc(name: str, ok: bool) -> None:
     if ok:
         assert paths.normalise("/d/" + name) == "/d/" + unicodedata.normalize("NFC", name)
     else:
-        with pytest.raises(InvalidPathError, match="255 bytes"):
+        with pytest.raises(NameTooLongError, match="255 bytes") as refused:
             paths.normalise("/d/" + name)
+        assert refused.value.code == "name_too_long"  # ENAMETOOLONG in the mount
 
 
 def test_path_byte_limit_is_4096() -> None:
     longest = ("/" + "a" * 255) * 16
     assert len(longest.encode()) == 4096
     assert paths.normalise(longest) == longest
-    with pytest.raises(InvalidPathError, match="4096 bytes"):
+    with pytest.raises(NameTooLongError, match="4096 bytes"):
         paths.normalise(longest + "/b")
     # Repeated slashes do not count: the limit applies to the canonical form.
     assert paths.normalise(longest.replace("/", "//")) == longest

@@ -173,8 +173,8 @@ class NotAFileError(ConflictError):
     code = "not_a_file"
 
 
-class NameTooLongError(BadRequestError):
-    """A name or symbolic link target longer than the limit (ENAMETOOLONG)."""
+class NameTooLongError(InvalidPathError):
+    """A name, path or symbolic link target longer than the limit (ENAMETOOLONG)."""
 
     code = "name_too_long"
 

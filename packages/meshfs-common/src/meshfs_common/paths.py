@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from meshfs_common.errors import InvalidPathError
+from meshfs_common.errors import InvalidPathError, NameTooLongError
 
 ROOT = "/"
 MAX_NAME_BYTES = 255
@@ -38,7 +38,7 @@ def validate_name(name: str) -> str:
     if name in (".", ".."):
         raise InvalidPathError(f"'{name}' is not allowed as a name; paths cannot be relative")
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
-        raise InvalidPathError(f"name is longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}...")
+        raise NameTooLongError(f"name is longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}...")
     try:
         name.encode("utf-8")
     except UnicodeEncodeError:
@@ -54,7 +54,7 @@ def split(path: str) -> tuple[str, ...]:
         raise InvalidPathError("a path cannot contain NUL")
     names = tuple(validate_name(part) for part in path.split("/") if part)
     if sum(len(n.encode("utf-8")) + 1 for n in names) > MAX_PATH_BYTES:
-        raise InvalidPathError(f"path is longer than {MAX_PATH_BYTES} bytes")
+        raise NameTooLongError(f"path is longer than {MAX_PATH_BYTES} bytes")
     return names
 
 

@@ -232,6 +232,17 @@ async def test_symlink_target_limits(client: httpx.AsyncClient) -> None:
     assert (await client.get("/files/meta", params={"path": "/long"})).status_code == 404
 
 
+async def test_a_name_longer_than_255_bytes_is_name_too_long(client: httpx.AsyncClient) -> None:
+    long_name = "/" + "n" * 256
+    put = await client.put("/files/content", params={"path": long_name}, content=b"x")
+    assert "255 bytes" in refused(put, 400, "name_too_long")
+    mkdir = await client.post("/files/mkdir", json={"path": long_name})
+    refused(mkdir, 400, "name_too_long")
+    refused(await symlink(client, long_name, "t"), 400, "name_too_long")
+    listing = (await client.get("/files/list", params={"path": "/"})).json()
+    assert listing["entries"] == []  # nothing was made
+
+
 async def test_paths_through_a_symlink_are_not_directories(client: httpx.AsyncClient) -> None:
     await write(client, "/real/f", b"inside")
     await symlink(client, "/link", "real")
