@@ -26,7 +26,7 @@ from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.content import ByteRange, ContentService
 from meshfs_server.domain.ports import MetadataStore, NodeRow, ReadTx, VersionRow
 from meshfs_server.domain.textdiff import TEXT_LIMIT, compare, guess_media_type, line_stats
-from meshfs_server.domain.tree import is_reachable, path_of, resolve, ts
+from meshfs_server.domain.tree import path_of, resolve, ts
 
 MAX_SUMMARY_EVENTS = 20_000
 STATS_BUDGET = 32 * 1024 * 1024
@@ -273,12 +273,52 @@ async def _summarise(
     tx: ReadTx, actor: Actor, where: str, histories: list[NodeHistory], *, present: bool
 ) -> list[FileChange]:
     out: list[FileChange] = []
+    ancestry = _Ancestry(tx)
     for history in histories:
-        change = await _net_change(tx, actor, where, history, present=present)
+        change = await _net_change(tx, actor, where, history, ancestry, present=present)
         if change is not None:
             out.append(change)
     out.sort(key=lambda c: (c.path, c.node_id))
     return out
+
+
+class _Ancestry:
+    """Where nodes are now and whether they are reachable, for one summary: each ancestor is
+    read once, however many changed nodes lie below it (a summary of a deep tree would
+    otherwise walk every changed node's whole chain of parents again)."""
+
+    def __init__(self, tx: ReadTx) -> None:
+        self._tx = tx
+        self._known: dict[str, tuple[str, bool]] = {}
+
+    async def of(self, node: NodeRow) -> tuple[str, bool]:
+        """The path of *node* through its parent links and whether it and all its ancestors
+        are live (as :func:`.tree.path_of` and :func:`.tree.is_reachable` answer)."""
+        chain: list[NodeRow] = []
+        current: NodeRow | None = node
+        below = ("/", False)  # where a chain with a missing ancestor starts
+        while current is not None:
+            known = self._known.get(current.node_id)
+            if known is not None:
+                below = known
+                break
+            chain.append(current)
+            if current.parent_id is None:
+                break
+            if len(chain) > 4096:  # a cycle would be a corrupted tree: fail loudly
+                raise RuntimeError(f"parent cycle at node {node.node_id}")
+            current = await self._tx.get_node(current.parent_id)
+        for row in reversed(chain):
+            if row.parent_id is None:
+                below = ("/", row.is_live)
+            else:
+                parent_path, parent_live = below
+                below = (
+                    ("" if parent_path == "/" else parent_path) + "/" + row.name,
+                    parent_live and row.is_live,
+                )
+            self._known[row.node_id] = below
+        return below
 
 
 async def _existed_before(tx: ReadTx, node_id: str, first: _Step) -> bool:
@@ -307,7 +347,13 @@ async def _version_before(tx: ReadTx, first: _Step) -> str | None:
 
 
 async def _net_change(
-    tx: ReadTx, actor: Actor, where: str, history: NodeHistory, *, present: bool
+    tx: ReadTx,
+    actor: Actor,
+    where: str,
+    history: NodeHistory,
+    ancestry: _Ancestry,
+    *,
+    present: bool,
 ) -> FileChange | None:
     """The net effect of one node's steps, as seen from the subtree *where*; with *present*
     the state after them is the node's present state."""
@@ -320,10 +366,11 @@ async def _net_change(
     head = last.version_id
     if present:
         node = await tx.get_node(history.node_id)
-        exists_now = node is not None and node.is_live and await is_reachable(tx, node)
-        if exists_now:
-            assert node is not None
-            after_path, head = await path_of(tx, node), node.head_version_id
+        exists_now = False
+        if node is not None and node.is_live:
+            now_path, exists_now = await ancestry.of(node)
+            if exists_now:
+                after_path, head = now_path, node.head_version_id
     before_in = existed and paths.is_within(before_path, where)
     after_in = exists_now and paths.is_within(after_path, where)
     old_version = await _version_before(tx, first) if existed else None
