@@ -593,7 +593,6 @@ class Namespace:
             entry=to_entry(node, target_path), version=to_version(version), created_version=created
         )
 
-
     async def prune_versions(self, tenant_id: str, *, keep: int, created_before: float) -> int:
         """Delete versions beyond the newest *keep* of each file that are older than
         *created_before* - never a head. Short transactions, one batch each; returns how many."""
