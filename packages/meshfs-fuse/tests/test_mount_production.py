@@ -44,6 +44,14 @@ from test_mount_files import (  # noqa: F401
     test_editor_save_replaces_the_file_atomically,
     test_unlinked_open_file_stays_readable,
 )
+from test_mount_posix import (  # noqa: F401
+    test_a_stale_base_sends_the_whole_file,
+    test_chmod_chown_and_times_are_stored_on_the_server,
+    test_extended_attributes,
+    test_hard_links,
+    test_rename_exchange_swaps_two_names,
+    test_symbolic_links,
+)
 
 MIB = 1024 * 1024
 
