@@ -55,6 +55,8 @@ def status_line(status: SyncStatus, now: float) -> str:
         f"meshfs sync: {phase(status, now)} | up {status.uploads} down {status.downloads}"
         f" del {status.deletes} mv {status.renames}"
     )
+    if status.attributes:
+        line += f" attributes {status.attributes}"
     if status.conflicts:
         line += f" conflicts {status.conflicts}"
     if status.error_paths:

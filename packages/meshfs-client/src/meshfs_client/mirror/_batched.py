@@ -97,13 +97,14 @@ class DownloadBatcher:
                     temp = dest.with_name(
                         f".{_short(dest.name)}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
                     )
+                    attrs = await run.attributes_of(wanted.remote)
                     placed, content_hash = await asyncio.to_thread(
                         _write_and_place, wanted.rel, got.data, wanted.remote.content_hash,
-                        temp, dest, wanted.expected,
+                        temp, dest, wanted.expected, attrs,
                     )  # fmt: skip
                     if placed is None:
                         raise LocalChangedError(wanted.rel)
-                    run._record_download(wanted.rel, wanted.remote, placed, content_hash)
+                    run._record_download(wanted.rel, wanted.remote, placed, content_hash, attrs)
             except Exception as exc:
                 wanted.done.set_exception(exc)
                 continue

@@ -65,7 +65,9 @@ def node_from_stat(st: os.stat_result) -> LocalNode | Unsupported:
     if stat.S_ISDIR(st.st_mode):
         return LocalNode("dir", inode=st.st_ino)
     if stat.S_ISREG(st.st_mode):
-        return LocalNode("file", st.st_size, st.st_mtime_ns, st.st_ino)
+        return LocalNode(
+            "file", st.st_size, st.st_mtime_ns, st.st_ino, mode=stat.S_IMODE(st.st_mode)
+        )
     return UNSUPPORTED
 
 
@@ -94,7 +96,12 @@ def hash_node(path: Path, node: LocalNode) -> LocalNode | None:
     if (after.st_size, after.st_mtime_ns, after.st_ino) != (node.size, node.mtime_ns, node.inode):
         return None
     return LocalNode(
-        "file", after.st_size, after.st_mtime_ns, after.st_ino, hasher.finish().content_hash
+        "file",
+        after.st_size,
+        after.st_mtime_ns,
+        after.st_ino,
+        hasher.finish().content_hash,
+        stat.S_IMODE(after.st_mode),
     )
 
 

@@ -23,6 +23,8 @@ class LocalNode:
     mtime_ns: int = 0
     inode: int = 0
     content_hash: str | None = None
+    mode: int = 0
+    """The permission bits (a file's executable bits are mirrored)."""
 
     def same_stat(self, synced: SyncedNode) -> bool:
         """True when size, mtime and inode equal the ones recorded at the last sync."""
@@ -43,6 +45,10 @@ class RemoteNode:
     version_id: str | None = None
     content_hash: str | None = None
     size: int = 0
+    mode: int | None = None
+    """The permission bits (``None``: not known yet, e.g. after a write event)."""
+    mtime_ns: int | None = None
+    """The modification time (``None``: not known yet)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +62,13 @@ class SyncedNode:
     size: int = 0
     mtime_ns: int = 0
     inode: int = 0
+    exec_bits: int | None = None
+    """The executable bits both sides had (``None``: recorded before attributes were
+    mirrored; then neither the bits nor the mtime are compared until the next transfer).
+    A row with bits also says the local mtime equalled the server's."""
+
+
+EXEC_BITS = 0o111
 
 
 def local_path(root_rel: str) -> str:

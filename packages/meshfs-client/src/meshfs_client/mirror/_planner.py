@@ -10,6 +10,12 @@ remotely is first deleted locally (one step), then created as a directory (the n
 * a local file changed when its stat (size, mtime, inode) differs and its content hash differs;
 * a remote file changed when its content hash differs (a new version with identical content
   is not a change, but the synced version id is refreshed so preconditions stay exact).
+
+A file whose content agrees may still differ in its *attributes*, the executable bits and the
+mtime: one side's attribute-only change (chmod, touch, utimens) is applied to the other side
+without moving content (``attributes_remote`` / ``attributes_local``; when both sides changed
+them, the local ones win). Attributes are compared only once a file has been transferred with
+them (a synced row with ``exec_bits``).
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from meshfs_client.mirror._conflicts import ConflictPolicy
-from meshfs_client.mirror._model import LocalNode, RemoteNode, SyncedNode
+from meshfs_client.mirror._model import EXEC_BITS, LocalNode, RemoteNode, SyncedNode
 
 ActionKind = Literal[
     "nothing",  # both sides agree with the synced state
@@ -32,6 +38,8 @@ ActionKind = Literal[
     "keep_both",  # move the local file to a conflict copy (then the remote one is downloaded)
     "move_local_aside",  # a local file stands where the remote has a directory
     "move_remote_aside",  # a remote file stands where the local side has a directory
+    "attributes_remote",  # send the local executable bits and mtime (no content)
+    "attributes_local",  # apply the server's executable bits and mtime to the local file
 ]
 
 
@@ -98,6 +106,37 @@ def needs_record(
     return remote.node_id != synced.node_id
 
 
+def attributes_action(
+    local: LocalNode | None, remote: RemoteNode | None, synced: SyncedNode | None
+) -> Action | None:
+    """For a file whose content agrees: the step that brings the executable bits and mtime of
+    one side to the other (``None``: they agree, or are not compared for this file)."""
+    if (
+        local is None or remote is None or synced is None or synced.exec_bits is None
+        or local.kind != "file" or remote.kind != "file" or synced.kind != "file"
+    ):  # fmt: skip
+        return None
+    local_moved = local.mode & EXEC_BITS != synced.exec_bits or local.mtime_ns != synced.mtime_ns
+    remote_moved = (remote.mode is not None and remote.mode & EXEC_BITS != synced.exec_bits) or (
+        remote.mtime_ns is not None and remote.mtime_ns != synced.mtime_ns
+    )
+    if not local_moved and not remote_moved:
+        return None
+    if remote_attributes_equal(remote, local):
+        return RECORD  # both sides made the same change
+    return Action("attributes_remote" if local_moved else "attributes_local")
+
+
+def remote_attributes_equal(remote: RemoteNode, local: LocalNode) -> bool:
+    """The server's executable bits and mtime are known and equal the local file's."""
+    return (
+        remote.mode is not None
+        and remote.mtime_ns is not None
+        and remote.mode & EXEC_BITS == local.mode & EXEC_BITS
+        and remote.mtime_ns == local.mtime_ns
+    )
+
+
 def plan(
     local: LocalNode | None,
     remote: RemoteNode | None,
@@ -112,6 +151,9 @@ def plan(
     lc = local_changed(local, synced)
     rc = remote_changed(remote, synced)
     if not lc and not rc:
+        attributes = attributes_action(local, remote, synced)
+        if attributes is not None:
+            return attributes
         return RECORD if needs_record(local, remote, synced) else NOTHING
     if agree(local, remote):
         return RECORD

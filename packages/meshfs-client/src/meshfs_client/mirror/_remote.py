@@ -9,6 +9,7 @@ mirrored as renames.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from meshfs_client._client import MeshFSClient
@@ -35,10 +36,18 @@ class Applied:
 def node_of(entry: Entry) -> RemoteNode | None:
     """The mirror's record of *entry*; None for kinds the mirror leaves alone (symbolic links,
     FIFOs, sockets, devices), as it leaves local ones alone."""
-    if entry.kind == "file" or entry.kind == "dir":
+    if entry.kind == "file":
         return RemoteNode(
-            entry.kind, entry.node_id, entry.version_id, entry.content_hash, entry.size
+            "file",
+            entry.node_id,
+            entry.version_id,
+            entry.content_hash,
+            entry.size,
+            entry.mode,
+            entry.mtime_ns,
         )
+    if entry.kind == "dir":
+        return RemoteNode("dir", entry.node_id, entry.version_id, entry.content_hash, entry.size)
     return None
 
 
@@ -115,7 +124,7 @@ class RemoteTree:
                 if event.kind == "file":
                     if event.exchanged_with is not None:
                         self.state.drop_remote(new)  # the other node's subtree left this name
-                    self.state.set_remote(new, _from_event(event))
+                    self.state.set_remote(new, _from_event(event, self.state.remote.get(new)))
                 elif event.kind != "dir":  # a link or special node took the name: not mirrored
                     self.state.drop_remote(new)
                 elif there is None or there.node_id != event.node_id:
@@ -125,8 +134,10 @@ class RemoteTree:
                 done.touched.update(p for p in self.state.remote if _within(p, new))
                 done.touched.add(new)
             return done
-        if new is None or event.type in ("attributes", "xattr"):
-            return done  # attribute changes leave the tree as it is
+        if new is None or event.type == "xattr":
+            return done  # extended attributes are not mirrored
+        if event.type == "attributes":
+            return self._attributes(event, new)
         done.touched.add(new)
         if event.type == "create":  # a symbolic link or special node: not mirrored
             return done
@@ -161,8 +172,22 @@ class RemoteTree:
                 self.state.set_remote(new, RemoteNode("dir", event.node_id))
                 done.walk = new
         if event.kind == "file":  # refresh the head the event names
-            self.state.set_remote(new, _from_event(event))
+            self.state.set_remote(new, _from_event(event, self.state.remote.get(new)))
         done.touched.update(p for p in self.state.remote if _within(p, new) or _within(p, old))
+        return done
+
+    def _attributes(self, event: ChangeEvent, rel: str) -> Applied:
+        """A file's mode or mtime changed (chmod, utimens): record the new values."""
+        done = Applied()
+        here = self.state.remote.get(rel)
+        changed = event.attributes or {}
+        if here is None or here.kind != "file" or here.node_id != event.node_id:
+            return done
+        mode = changed.get("mode", here.mode)
+        mtime_ns = changed.get("mtime_ns", here.mtime_ns)
+        if (mode, mtime_ns) != (here.mode, here.mtime_ns):
+            self.state.set_remote(rel, dataclasses.replace(here, mode=mode, mtime_ns=mtime_ns))
+            done.touched.add(rel)
         return done
 
     def set_from_entry(self, rel: str, entry: Entry | None) -> None:
@@ -175,8 +200,23 @@ class RemoteTree:
             self.state.set_remote(rel, node)
 
 
-def _from_event(event: ChangeEvent) -> RemoteNode:
-    return RemoteNode("file", event.node_id, event.version_id, event.content_hash, event.size or 0)
+def _from_event(event: ChangeEvent, previous: RemoteNode | None = None) -> RemoteNode:
+    """The file an event names; its mode and mtime are kept from *previous* when that is the
+    same version (a rename), otherwise unknown until a listing or download says."""
+    same = (
+        previous is not None
+        and previous.node_id == event.node_id
+        and previous.version_id == event.version_id
+    )
+    return RemoteNode(
+        "file",
+        event.node_id,
+        event.version_id,
+        event.content_hash,
+        event.size or 0,
+        previous.mode if same and previous is not None else None,
+        previous.mtime_ns if same and previous is not None else None,
+    )
 
 
 def _within(path: str, rel: str) -> bool:

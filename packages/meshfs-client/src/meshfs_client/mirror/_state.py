@@ -7,12 +7,13 @@ Tables (the invariants are the ones the engine relies on after a crash):
     transaction, so after a crash the cursor never runs ahead of the remote tree; replaying
     events after it is idempotent. Also ``server``, ``tenant``, ``remote_root``, ``target``
     and ``status`` (a JSON snapshot written by a running engine, read by ``--status``).
-``remote(path, kind, node_id, version_id, content_hash, size)``
+``remote(path, kind, node_id, version_id, content_hash, size, mode, mtime_ns)``
     The server's tree under the mirrored root, kept current from the change feed.
-``synced(path, kind, node_id, version_id, content_hash, size, mtime_ns, inode)``
-    The merge base: per path, the last state known to be identical on both sides. A row is
-    written only after the transfer that made both sides equal has completed (the local file
-    renamed into place, or the server's commit answered).
+``synced(path, kind, node_id, version_id, content_hash, size, mtime_ns, inode, exec_bits)``
+    The merge base: per path, the last state known to be identical on both sides (with the
+    executable bits both sides had). A row is written only after the transfer that made both
+    sides equal has completed (the local file renamed into place, or the server's commit
+    answered). Columns added later are added to an older database when it is opened.
 ``pending(path, since)``
     Paths the engine still has to look at (for ``--status``; rebuilt from a scan at start).
 
@@ -44,15 +45,31 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS remote (
     path TEXT PRIMARY KEY, kind TEXT NOT NULL, node_id TEXT NOT NULL,
-    version_id TEXT, content_hash TEXT, size INTEGER NOT NULL DEFAULT 0
+    version_id TEXT, content_hash TEXT, size INTEGER NOT NULL DEFAULT 0,
+    mode INTEGER, mtime_ns INTEGER
 );
 CREATE TABLE IF NOT EXISTS synced (
     path TEXT PRIMARY KEY, kind TEXT NOT NULL, node_id TEXT NOT NULL,
     version_id TEXT, content_hash TEXT, size INTEGER NOT NULL DEFAULT 0,
-    mtime_ns INTEGER NOT NULL DEFAULT 0, inode INTEGER NOT NULL DEFAULT 0
+    mtime_ns INTEGER NOT NULL DEFAULT 0, inode INTEGER NOT NULL DEFAULT 0, exec_bits INTEGER
 );
 CREATE TABLE IF NOT EXISTS pending (path TEXT PRIMARY KEY, since REAL NOT NULL);
 """
+
+_ADDED_COLUMNS = (
+    ("remote", "mode", "INTEGER"),
+    ("remote", "mtime_ns", "INTEGER"),
+    ("synced", "exec_bits", "INTEGER"),
+)
+"""Columns added since the first release: a database from before gets them (as NULL, i.e.
+"not known": attributes are compared again once a path has been transferred)."""
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    for table, column, sql_type in _ADDED_COLUMNS:
+        columns = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+        if column not in columns:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
 
 
 def default_state_dir() -> Path:
@@ -112,18 +129,20 @@ class StateDB:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
+        _migrate(self._db)
         self._db.execute("BEGIN")
         self.remote: dict[str, RemoteNode] = {
-            row[0]: RemoteNode(row[1], row[2], row[3], row[4], row[5])
+            row[0]: RemoteNode(row[1], row[2], row[3], row[4], row[5], row[6], row[7])
             for row in self._db.execute(
-                "SELECT path, kind, node_id, version_id, content_hash, size FROM remote"
+                "SELECT path, kind, node_id, version_id, content_hash, size, mode, mtime_ns"
+                " FROM remote"
             )
         }
         self.synced: dict[str, SyncedNode] = {
-            row[0]: SyncedNode(row[1], row[2], row[3], row[4], row[5], row[6], row[7])
+            row[0]: SyncedNode(row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8])
             for row in self._db.execute(
-                "SELECT path, kind, node_id, version_id, content_hash, size, mtime_ns, inode"
-                " FROM synced"
+                "SELECT path, kind, node_id, version_id, content_hash, size, mtime_ns, inode,"
+                " exec_bits FROM synced"
             )
         }
         self._dirty_writes = 0
@@ -169,8 +188,18 @@ class StateDB:
     def set_remote(self, path: str, node: RemoteNode) -> None:
         self.remote[path] = node
         self._write(
-            "INSERT OR REPLACE INTO remote VALUES (?, ?, ?, ?, ?, ?)",
-            (path, node.kind, node.node_id, node.version_id, node.content_hash, node.size),
+            "INSERT OR REPLACE INTO remote (path, kind, node_id, version_id, content_hash, size,"
+            " mode, mtime_ns) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                path,
+                node.kind,
+                node.node_id,
+                node.version_id,
+                node.content_hash,
+                node.size,
+                node.mode,
+                node.mtime_ns,
+            ),
         )
 
     def drop_remote(self, path: str) -> list[str]:
@@ -213,7 +242,8 @@ class StateDB:
     def set_synced(self, path: str, node: SyncedNode) -> None:
         self.synced[path] = node
         self._write(
-            "INSERT OR REPLACE INTO synced VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO synced (path, kind, node_id, version_id, content_hash, size,"
+            " mtime_ns, inode, exec_bits) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 path,
                 node.kind,
@@ -223,6 +253,7 @@ class StateDB:
                 node.size,
                 node.mtime_ns,
                 node.inode,
+                node.exec_bits,
             ),
         )
 

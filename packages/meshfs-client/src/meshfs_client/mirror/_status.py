@@ -29,8 +29,9 @@ class SyncEvent:
 
     kind: str
     """upload, download, mkdir_local, mkdir_remote, delete_local, delete_remote, rename_local,
-    exchange_local,
-    rename_remote, conflict, error, reset, live, offline, recovered, idle."""
+    exchange_local, attributes_remote (a local chmod/touch sent without content),
+    attributes_local (a server chmod/utimens applied locally), rename_remote, conflict, error,
+    reset, live, offline, recovered, idle."""
     path: str = ""
     detail: str = ""
 
@@ -53,6 +54,8 @@ class SyncStatus:
     deletes: int = 0
     renames: int = 0
     conflicts: int = 0
+    attributes: int = 0
+    """Attribute-only changes (executable bits, mtime) mirrored either way."""
     errors: int = 0
     cursor: int = 0
     live: bool = False

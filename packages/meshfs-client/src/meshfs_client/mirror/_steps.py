@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from meshfs_client.mirror._batched import SMALL, DownloadBatcher
 from meshfs_client.mirror._bookkeeping import EngineBase
-from meshfs_client.mirror._model import LocalNode, RemoteNode, SyncedNode
-from meshfs_client.mirror._planner import Action, remote_changed
+from meshfs_client.mirror._model import EXEC_BITS, LocalNode, RemoteNode, SyncedNode
+from meshfs_client.mirror._planner import Action, remote_attributes_equal, remote_changed
 from meshfs_client.mirror._status import SyncEvent
 from meshfs_client.mirror._transfers import LocalChangedError
 from meshfs_common.errors import MeshFSError
@@ -107,6 +107,14 @@ class StepRunner(EngineBase):
                 said = "local copy kept as" if kind == "keep_both" else "local file moved to"
                 self._emit(SyncEvent("conflict", rel, f"{said} {copy}"))
                 self._mark([copy])
+            elif kind in ("attributes_remote", "attributes_local"):
+                assert local is not None
+                assert remote is not None
+                if kind == "attributes_remote":
+                    await run.attributes_remote(rel, local, remote)
+                else:
+                    await run.attributes_local(rel, local, remote)
+                self.status.attributes += 1
             elif kind == "move_remote_aside":
                 assert remote is not None
                 copy = await run.move_remote_aside(rel, remote)
@@ -139,6 +147,10 @@ class StepRunner(EngineBase):
                 local.size,
                 local.mtime_ns,
                 local.inode,
+                # Attributes are compared from here on only when both sides are known to agree.
+                local.mode & EXEC_BITS
+                if local.kind == "file" and remote_attributes_equal(remote, local)
+                else None,
             ),
         )
 

@@ -10,12 +10,17 @@ against the server's content hash, fsynced, and only then renamed into place (a 
 hard-linked into place, so a file created meanwhile is never replaced), followed by an fsync
 of the directory. If the destination changed while the download was in flight, the download is
 discarded and the path is re-planned, which uploads the local edit instead.
+
+A file's executable bits and mtime travel with it: a download sets them on the temporary file
+before it is put in place, an upload sends them as an attribute change of the new version, and
+an attribute-only change on either side is applied to the other without moving content.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import os
 import secrets
@@ -29,13 +34,21 @@ from meshfs_client._upload import SMALL_UPLOAD_LIMIT, SourceChangedError
 from meshfs_client.mirror._conflicts import conflict_name
 from meshfs_client.mirror._ignore import TEMP_SUFFIX
 from meshfs_client.mirror._local import stat_node, to_os
-from meshfs_client.mirror._model import LocalNode, RemoteNode, SyncedNode
+from meshfs_client.mirror._model import EXEC_BITS, LocalNode, RemoteNode, SyncedNode
 from meshfs_client.mirror._remote import RemoteTree
 from meshfs_client.mirror._state import StateDB
 from meshfs_common import paths
-from meshfs_common.errors import AlreadyExistsError, HashMismatchError
+from meshfs_common.errors import (
+    AlreadyExistsError,
+    HashMismatchError,
+    NotFoundError,
+    PreconditionFailedError,
+)
 from meshfs_common.hashing import ContentHasher, hash_bytes
-from meshfs_common.models import CommitResult
+from meshfs_common.models import CommitResult, Entry
+
+Attributes = tuple[int, int]
+"""``(executable bits, mtime_ns)`` a download gives the local file."""
 
 _WRITE_BATCH = 1024 * 1024
 _INLINE_READ = 64 * 1024
@@ -69,6 +82,7 @@ class Executor:
         *expected* meanwhile (then :class:`LocalChangedError`)."""
         dest = self.os_path(rel)
         temp = dest.with_name(f".{_short(dest.name)}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        attrs = await self.attributes_of(remote)
         if remote.size <= _WRITE_BATCH:
             # A small file is fetched into memory, then checked, written, synced and put in
             # place in one hand-off to a thread (streaming takes one per step).
@@ -76,11 +90,11 @@ class Executor:
                 node_id=remote.node_id, version_id=remote.version_id
             )
             placed, content_hash = await asyncio.to_thread(
-                _write_and_place, rel, data, remote.content_hash, temp, dest, expected
+                _write_and_place, rel, data, remote.content_hash, temp, dest, expected, attrs
             )
             if placed is None:
                 raise LocalChangedError(rel)
-            self._record_download(rel, remote, placed, content_hash)
+            self._record_download(rel, remote, placed, content_hash, attrs)
             return
         await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
         hasher = ContentHasher()
@@ -103,15 +117,33 @@ class Executor:
             digest = hasher.finish()
             if remote.content_hash is not None and digest.content_hash != remote.content_hash:
                 raise HashMismatchError(f"downloaded content of {rel} does not match its hash")
-            placed = await asyncio.to_thread(_place, temp, dest, expected)
+            placed = await asyncio.to_thread(_place, temp, dest, expected, attrs)
         finally:
             await asyncio.to_thread(_unlink, temp)
         if placed is None:
             raise LocalChangedError(rel)
-        self._record_download(rel, remote, placed, digest.content_hash)
+        self._record_download(rel, remote, placed, digest.content_hash, attrs)
+
+    async def attributes_of(self, remote: RemoteNode) -> Attributes | None:
+        """The executable bits and mtime of *remote*'s version (asked of the server when the
+        feed did not say; ``None`` when the server has moved on to another version)."""
+        if remote.mode is not None and remote.mtime_ns is not None:
+            return remote.mode & EXEC_BITS, remote.mtime_ns
+        try:
+            entry = await self.client.meta(node_id=remote.node_id)
+        except NotFoundError:
+            return None
+        if entry.version_id != remote.version_id:
+            return None
+        return entry.mode & EXEC_BITS, entry.mtime_ns
 
     def _record_download(
-        self, rel: str, remote: RemoteNode, placed: LocalNode, content_hash: str
+        self,
+        rel: str,
+        remote: RemoteNode,
+        placed: LocalNode,
+        content_hash: str,
+        attrs: Attributes | None,
     ) -> None:
         self.state.set_synced(
             rel,
@@ -123,6 +155,7 @@ class Executor:
                 placed.size,
                 placed.mtime_ns,
                 placed.inode,
+                _exec_bits_if_taken(placed, attrs),
             ),
         )
 
@@ -180,10 +213,69 @@ class Executor:
             except (SourceChangedError, FileNotFoundError) as exc:
                 raise LocalChangedError(rel) from exc
             content_hash = result.version.content_hash
-        self._record_commit(rel, result, local, content_hash)
+        entry = await self._send_attributes(rel, result.entry, local)
+        self._record_commit(rel, result, local, content_hash, entry)
+
+    async def _send_attributes(self, rel: str, entry: Entry, local: LocalNode) -> Entry | None:
+        """Give the server's version *entry* the local file's executable bits and mtime;
+        returns the entry as it now is (``None``: the server moved on meanwhile)."""
+        mode = (entry.mode & ~EXEC_BITS) | (local.mode & EXEC_BITS)
+        if (entry.mode, entry.mtime_ns) == (mode, local.mtime_ns):
+            return entry
+        tag = entry.version_id if entry.kind == "file" else entry.node_id
+        try:
+            return await self.client.set_attributes(
+                self.tree.remote_path(rel), mode=mode, mtime_ns=local.mtime_ns, if_match=tag
+            )
+        except (PreconditionFailedError, NotFoundError):
+            return None
+
+    async def attributes_remote(self, rel: str, local: LocalNode, remote: RemoteNode) -> None:
+        """Send a local attribute-only change (chmod, touch): no content moves."""
+        current = stat_node(self.os_path(rel))
+        if not _same(current if isinstance(current, LocalNode) else None, local):
+            raise LocalChangedError(rel)
+        entry = await self.client.set_attributes(
+            self.tree.remote_path(rel),
+            mode=((remote.mode or 0o644) & ~EXEC_BITS) | (local.mode & EXEC_BITS),
+            mtime_ns=local.mtime_ns,
+            if_match=remote.version_id,
+        )
+        self.state.set_remote(
+            rel, dataclasses.replace(remote, mode=entry.mode, mtime_ns=entry.mtime_ns)
+        )
+        self._record_attributes(rel, local)
+
+    async def attributes_local(self, rel: str, local: LocalNode, remote: RemoteNode) -> None:
+        """Apply a server attribute-only change (chmod, utimens) to the local file."""
+        attrs = (
+            (remote.mode if remote.mode is not None else local.mode) & EXEC_BITS,
+            remote.mtime_ns if remote.mtime_ns is not None else local.mtime_ns,
+        )
+        placed = await asyncio.to_thread(_set_attributes, self.os_path(rel), local, attrs)
+        if placed is None:
+            raise LocalChangedError(rel)
+        self._record_attributes(rel, placed, attrs)
+
+    def _record_attributes(
+        self, rel: str, local: LocalNode, attrs: Attributes | None = None
+    ) -> None:
+        synced = self.state.synced[rel]
+        exec_bits = local.mode & EXEC_BITS if attrs is None else _exec_bits_if_taken(local, attrs)
+        self.state.set_synced(
+            rel,
+            dataclasses.replace(
+                synced, mtime_ns=local.mtime_ns, inode=local.inode, exec_bits=exec_bits
+            ),
+        )
 
     def _record_commit(
-        self, rel: str, result: CommitResult, local: LocalNode, content_hash: str
+        self,
+        rel: str,
+        result: CommitResult,
+        local: LocalNode,
+        content_hash: str,
+        attributed: Entry | None,
     ) -> None:
         entry = result.entry
         # The remote tree changes only through the feed (in commit order); until the echo of
@@ -198,6 +290,7 @@ class Executor:
                 local.size,
                 local.mtime_ns,
                 local.inode,
+                None if attributed is None else local.mode & EXEC_BITS,
             ),
         )
         if result.created_version:
@@ -246,6 +339,7 @@ class Executor:
                     row.size,
                     row.mtime_ns,
                     row.inode,
+                    row.exec_bits,
                 ),
             )
         arrived = [new, *self.state.synced_below(new), *(new + p[len(old) :] for p in moved)]
@@ -292,6 +386,7 @@ class Executor:
                 synced.size,
                 synced.mtime_ns,
                 synced.inode,
+                synced.exec_bits,
             ),
         )
         return True
@@ -361,6 +456,7 @@ def _write_and_place(
     temp: Path,
     dest: Path,
     expected: LocalNode | None,
+    attrs: Attributes | None = None,
 ) -> tuple[LocalNode | None, str]:
     """Check *data* against *content_hash*, write it to *temp* durably and move it into place
     (see :func:`_place`); returns what was placed and the content's hash."""
@@ -372,7 +468,7 @@ def _write_and_place(
         with open(temp, "xb") as out:
             out.write(data)
             _flush_and_sync(out)
-        return _place(temp, dest, expected), digest
+        return _place(temp, dest, expected, attrs), digest
     finally:
         _unlink(temp)
 
@@ -393,8 +489,39 @@ def _current(path: Path) -> LocalNode | None:
     return node if isinstance(node, LocalNode) or node is None else LocalNode("file", -1)
 
 
-def _place(temp: Path, dest: Path, expected: LocalNode | None) -> LocalNode | None:
+def _apply_attributes(path: Path, attrs: Attributes) -> None:
+    """Give the file at *path* the executable bits and mtime of *attrs*."""
+    exec_bits, mtime_ns = attrs
+    st = os.lstat(path)
+    mode = (st.st_mode & 0o7777 & ~EXEC_BITS) | exec_bits
+    if mode != st.st_mode & 0o7777:
+        os.chmod(path, mode)
+    os.utime(path, ns=(st.st_atime_ns, mtime_ns))
+
+
+def _exec_bits_if_taken(placed: LocalNode, attrs: Attributes | None) -> int | None:
+    """The executable bits to record as synced, when the local file took *attrs* exactly
+    (a file system with coarser times cannot: its mtime is then not compared)."""
+    if attrs is None or placed.mtime_ns != attrs[1] or placed.mode & EXEC_BITS != attrs[0]:
+        return None
+    return attrs[0]
+
+
+def _set_attributes(path: Path, expected: LocalNode, attrs: Attributes) -> LocalNode | None:
+    """Apply *attrs* to the file at *path* if it is still *expected*; returns its new stat."""
+    if not _same(_current(path), expected):
+        return None
+    _apply_attributes(path, attrs)
+    placed = stat_node(path)
+    return placed if isinstance(placed, LocalNode) else None
+
+
+def _place(
+    temp: Path, dest: Path, expected: LocalNode | None, attrs: Attributes | None = None
+) -> LocalNode | None:
     """Move the finished download into place if *dest* is still as planned."""
+    if attrs is not None:
+        _apply_attributes(temp, attrs)
     if not _same(_current(dest), expected):
         return None
     if expected is None:

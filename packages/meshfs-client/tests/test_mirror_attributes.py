@@ -1,0 +1,124 @@
+"""The mirror carries executable bits and mtimes both ways, against a REAL meshfs-server; an
+attribute-only change (chmod, touch) moves no content (see mirror_testkit.py)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+from meshfs_client_testkit import Account
+from mirror_testkit import running_mirrors, sync_once, wait_for
+
+from meshfs_client import MeshFSClient
+from meshfs_client.mirror._state import StateDB
+
+pytestmark = pytest.mark.live
+
+MTIME = 1_600_000_000_123_456_789
+
+
+async def _version_count(client: MeshFSClient, path: str) -> int:
+    return len([v async for v in client.versions(path)])
+
+
+async def test_exec_bits_and_mtimes_travel_both_ways_without_new_versions(
+    account: Account, client: MeshFSClient, tmp_path: Path
+) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    script = a / "run.sh"
+    script.write_bytes(b"#!/bin/sh\necho hi\n")
+    os.utime(script, ns=(MTIME, MTIME))
+    async with running_mirrors(account, [a, b], tmp_path / "state") as mirrors:
+        # An uploaded file's mtime reaches the server; the other mirror's download gets it.
+        async def uploaded() -> bool:
+            return await client.exists("/run.sh") and (
+                (await client.meta("/run.sh")).mtime_ns == MTIME
+            )
+
+        await wait_for(uploaded, what="upload with its mtime")
+
+        async def b_has_it() -> bool:
+            p = b / "run.sh"
+            return p.exists() and p.stat().st_mtime_ns == MTIME
+
+        await wait_for(b_has_it, what="download with the server mtime")
+        assert not os.access(b / "run.sh", os.X_OK)
+        assert await _version_count(client, "/run.sh") == 1
+
+        # A local chmod +x is an attribute change on the server, then on the other mirror.
+        script.chmod(0o755)
+
+        async def server_executable() -> bool:
+            return (await client.meta("/run.sh")).mode & 0o111 == 0o111
+
+        await wait_for(server_executable, what="local chmod -> server")
+        await wait_for(
+            lambda: _async(os.access(b / "run.sh", os.X_OK)), what="server chmod -> mirror b"
+        )
+        assert await _version_count(client, "/run.sh") == 1
+
+        # A server chmod reaches both local files.
+        await client.chmod("/run.sh", 0o644)
+        for side in (a, b):
+            await wait_for(
+                lambda side=side: _async(not os.access(side / "run.sh", os.X_OK)),
+                what=f"server chmod -x -> {side.name}",
+            )
+
+        # A local touch alone sends the mtime, not content.
+        later = MTIME + 86_400 * 10**9
+        os.utime(b / "run.sh", ns=(later, later))
+
+        async def touched() -> bool:
+            return (await client.meta("/run.sh")).mtime_ns == later and (
+                a / "run.sh"
+            ).stat().st_mtime_ns == later
+
+        await wait_for(touched, what="local touch -> server -> other mirror")
+        # A server utimens reaches the files too.
+        await client.utime("/run.sh", mtime_ns=MTIME)
+        for side in (a, b):
+            await wait_for(
+                lambda side=side: _async((side / "run.sh").stat().st_mtime_ns == MTIME),
+                what=f"server utime -> {side.name}",
+            )
+        assert await _version_count(client, "/run.sh") == 1
+        assert all(m.engine.status.uploads == (1 if m.target == a else 0) for m in mirrors)
+        assert sum(m.engine.status.attributes for m in mirrors) >= 4
+
+
+async def test_a_state_database_from_before_attributes_is_migrated(
+    account: Account, client: MeshFSClient, tmp_path: Path
+) -> None:
+    a, state = tmp_path / "a", tmp_path / "state"
+    a.mkdir()
+    (a / "f.txt").write_bytes(b"x")
+    engine = await sync_once(account, a, state)
+    path = engine.state_path
+    assert path is not None
+    # Make it look like the database an older release left: without the new columns.
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE r AS SELECT path, kind, node_id, version_id, content_hash, size FROM remote;"
+        " DROP TABLE remote; ALTER TABLE r RENAME TO remote;"
+        " ALTER TABLE synced DROP COLUMN exec_bits;"
+    )
+    db.close()
+    reopened = StateDB(path)
+    assert reopened.synced["/f.txt"].exec_bits is None
+    assert reopened.remote["/f.txt"].mode is None
+    reopened.close()
+    # The mirror runs on it, and a chmod after the next transfer travels again.
+    (a / "f.txt").write_bytes(b"y")
+    await sync_once(account, a, state)
+    (a / "f.txt").chmod(0o755)
+    await sync_once(account, a, state)
+    assert (await client.meta("/f.txt")).mode & 0o111 == 0o111
+    assert await _version_count(client, "/f.txt") == 2
+
+
+async def _async(value: bool) -> bool:
+    return value
