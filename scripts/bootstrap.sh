@@ -17,7 +17,8 @@ log() { printf 'bootstrap: %s\n' "$*" >&2; }
 # postgresql-15: the metadata store's tests start a throwaway cluster from its binaries.
 # chromium + chromium-driver: headless browser tests of the web UI.
 # rclone + s3fs: the mount benchmark's peers (scripts/bench/mount.py), on the same bucket.
-APT_PACKAGES=(fuse3 libfuse3-dev pkg-config gcc chromium chromium-driver rclone s3fs)
+# rsync, git, make: tools the mount's workflow tests run (packages/meshfs-fuse/tests).
+APT_PACKAGES=(fuse3 libfuse3-dev pkg-config gcc chromium chromium-driver rclone s3fs rsync git make sqlite3)
 PG_BIN=/usr/lib/postgresql/15/bin
 if [[ ! -x "$PG_BIN/initdb" ]]; then
     APT_PACKAGES+=(postgresql-15)

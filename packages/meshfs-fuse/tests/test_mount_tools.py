@@ -1,4 +1,5 @@
-"""Everyday tools on a real mount: editors, git, tar, cp -a, SQLite, make (small trees)."""
+"""Everyday tools on a real mount: editors, git, tar, cp -a, rsync -a, SQLite, make (small
+trees)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,24 @@ def test_cp_a_preserves_modes_times_and_links(home: tuple[Path, str], tmp_path: 
     same_modes_and_times(tree, local / "copy")
     # And back out of the mount.
     run("cp", "-a", str(local / "copy"), str(tmp_path / "back"), cwd=local)
+    same_modes_and_times(tree, tmp_path / "back")
+
+
+def test_rsync_a_preserves_modes_times_and_links_and_a_second_run_sends_nothing(
+    home: tuple[Path, str], tmp_path: Path
+) -> None:
+    local, _ = home
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    source_tree(tree)
+    run("rsync", "-a", f"{tree}/", f"{local / 'synced'}/", cwd=local)
+    run("diff", "-r", "--no-dereference", str(tree), str(local / "synced"), cwd=local)
+    same_modes_and_times(tree, local / "synced")
+    # Sizes and mtimes agree now, so a second run finds nothing to send.
+    again = run("rsync", "-a", "--itemize-changes", f"{tree}/", f"{local / 'synced'}/", cwd=local)
+    assert [line for line in again.splitlines() if not line.startswith(".d")] == [], again
+    # And back out of the mount.
+    run("rsync", "-a", f"{local / 'synced'}/", f"{tmp_path / 'back'}/", cwd=local)
     same_modes_and_times(tree, tmp_path / "back")
 
 
