@@ -126,7 +126,9 @@ async def test_write_many_resumes_after_the_rate_limit_stops_it(tmp_path: Path) 
     # 30 requests a minute (a token every 2 s): 3,200 files cost 32 tokens plus the requests,
     # more than the burst, so the server stops a batch part-way and the client sends the
     # rest after the wait it names.
-    with own_server(tmp_path, {"MESHFS_RATE_LIMIT_PER_MINUTE": "30"}) as server:
+    # One worker process: one token bucket, no leased slices idle in another process.
+    limited = {"MESHFS_RATE_LIMIT_PER_MINUTE": "30", "MESHFS_WORKERS": "1"}
+    with own_server(tmp_path, limited) as server:
         suffix = uuid.uuid4().hex[:8]
         account = await device_login(server, tmp_path / "config", f"u{suffix}", f"t{suffix}")
         waits: list[tuple[MeshFSError, float]] = []

@@ -10,9 +10,10 @@ a batch there (``stopped`` in its answer) the rest is sent again after the wait 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from meshfs_client._files import FileMethods
@@ -68,6 +69,14 @@ class BulkFile:
 
 
 @dataclass(slots=True)
+class _Pacing:
+    """Shared by the batches of one ``write_many``: whether the rate limit stopped one."""
+
+    limited: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+@dataclass(slots=True)
 class _Out:
     name: str  # the member name: the remote path without its leading '/'
     path: str
@@ -112,10 +121,13 @@ class BulkMethods(FileMethods):
         result = BulkWriteResult(written=[], failed=[])
         batches = [items] if atomic else _batches(items)
         limit = asyncio.Semaphore(IN_FLIGHT)
+        pacing = _Pacing()
 
         async def send(batch: list[_Out]) -> None:
             async with limit:
-                await self._write_batch(batch, result, atomic=atomic, progress=progress)
+                await self._write_batch(
+                    batch, result, atomic=atomic, progress=progress, pacing=pacing
+                )
 
         async def upload(remote: str, source: BulkSource) -> None:
             async with big:
@@ -147,17 +159,20 @@ class BulkMethods(FileMethods):
 
     async def _write_batch(
         self, batch: list[_Out], result: BulkWriteResult, *, atomic: bool,
-        progress: Progress | None,
+        progress: Progress | None, pacing: _Pacing,
     ) -> None:  # fmt: skip
         pending = batch
         while pending:
             body, unreadable = await asyncio.to_thread(_archive_of, pending)
             result.failed.extend(unreadable)
-            reply = await self._t.call(
-                "POST", "/files/bulk", BulkWriteResult,
-                params={"path": "/", "atomic": atomic or None}, data=body,
-                headers={"Content-Type": TAR}, idempotent=True,
-            )  # fmt: skip
+            # Once the rate limit has stopped a batch, batches go one at a time: side by side
+            # each would spend part of the tokens that come back and be refused again.
+            async with pacing.lock if pacing.limited else contextlib.nullcontext():
+                reply = await self._t.call(
+                    "POST", "/files/bulk", BulkWriteResult,
+                    params={"path": "/", "atomic": atomic or None}, data=body,
+                    headers={"Content-Type": TAR}, idempotent=True,
+                )  # fmt: skip
             stopped = reply.stopped
             retried = {f.name for f in reply.failed if stopped and f.error == stopped.error}
             result.written.extend(reply.written)
@@ -176,6 +191,7 @@ class BulkMethods(FileMethods):
             done |= {f.name for f in unreadable}
             pending = [item for item in pending if item.name not in done]
             # The server's rate limit: wait as it says (telling who listens), then send the rest.
+            pacing.limited = True
             wait = stopped.retry_after or 1.0
             self._t.tell_waiting(RateLimitedError(stopped.message, retry_after=wait), wait)
             await asyncio.sleep(wait)
