@@ -3,6 +3,7 @@ conflicts, ignore rules, restarts (see mirror_testkit.py)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -198,8 +199,8 @@ async def test_a_change_the_watcher_missed_is_found_once_idle(
 async def test_links_special_nodes_and_attribute_changes_leave_the_mirror_sound(
     account: Account, client: MeshFSClient, tmp_path: Path
 ) -> None:
-    """The mirror does not replicate symbolic links or special nodes (yet) and has nothing to
-    transfer for an attribute change: neither may turn into a file or directory locally."""
+    """Symbolic links arrive as links, special nodes are not replicated, and an attribute
+    change moves no content: none of them may turn into a file or directory locally."""
     a, state = tmp_path / "a", tmp_path / "state"
     await client.upload("/d/f.txt", b"f")
     await client.symlink("/d/first-link", "f.txt")
@@ -211,4 +212,13 @@ async def test_links_special_nodes_and_attribute_changes_leave_the_mirror_sound(
     await client.rename("/d/l", "/d/l2")
     await client.upload("/d/g.txt", b"g")
     await sync_once(account, a, state)  # the second follows the feed
-    assert local_tree(a) == {"/d": None, "/d/f.txt": b"f", "/d/g.txt": b"g"}
+    assert local_tree(a) == {
+        "/d": None,
+        "/d/f.txt": b"f",
+        "/d/g.txt": b"g",
+        "/d/first-link": b"f",  # read through the local link
+        "/d/l2": b"f",
+    }
+    assert os.readlink(a / "d" / "first-link") == os.readlink(a / "d" / "l2") == "f.txt"
+    assert not (a / "p").exists()
+    assert (a / "d" / "f.txt").stat().st_mtime_ns == 1_000_000_000

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from meshfs_client.mirror._conflicts import ConflictPolicy, conflict_name
 from meshfs_client.mirror._ignore import IgnoreRules
-from meshfs_client.mirror._model import LocalNode, RemoteNode, SyncedNode
+from meshfs_client.mirror._model import LocalNode, RemoteNode, SyncedNode, link_hash
 from meshfs_client.mirror._planner import Action, agree, plan
 from meshfs_client.mirror._state import StateDB, subtree_bounds
 
@@ -221,6 +221,51 @@ def test_conflict_rules() -> None:
     )
     assert plan(LocalNode("dir", inode=3), RemoteNode("file", "n", "v", "h", 1), None).kind == (
         "move_remote_aside"
+    )
+
+
+def test_attribute_only_changes_are_planned_without_content() -> None:
+    synced = SyncedNode("file", "n", "v1", "h1", 1, mtime_ns=5, inode=1, exec_bits=0)
+    remote = RemoteNode("file", "n", "v1", "h1", 1, mode=0o644, mtime_ns=5)
+    same = LocalNode("file", 1, 5, 1, "h1", mode=0o644)
+    assert plan(same, remote, synced) == Action("nothing")
+    chmodded = LocalNode("file", 1, 5, 1, "h1", mode=0o755)
+    assert plan(chmodded, remote, synced) == Action("attributes_remote", if_match="v1")
+    touched = LocalNode("file", 1, 9, 1, "h1", mode=0o644)
+    assert plan(touched, remote, synced).kind == "attributes_remote"
+    server_chmod = RemoteNode("file", "n", "v1", "h1", 1, mode=0o755, mtime_ns=5)
+    assert plan(same, server_chmod, synced).kind == "attributes_local"
+    server_utime = RemoteNode("file", "n", "v1", "h1", 1, mode=0o644, mtime_ns=7)
+    assert plan(same, server_utime, synced).kind == "attributes_local"
+    # Both changed differently: the local attributes win; the same change: only recorded.
+    assert plan(chmodded, server_utime, synced).kind == "attributes_remote"
+    both = RemoteNode("file", "n", "v1", "h1", 1, mode=0o755, mtime_ns=5)
+    assert plan(chmodded, both, synced) == Action("record")
+    # Unknown server attributes (after a write event) are not a change.
+    assert plan(same, RemoteNode("file", "n", "v1", "h1", 1), synced) == Action("nothing")
+    # A row from before attributes were mirrored compares none of them.
+    old = SyncedNode("file", "n", "v1", "h1", 1, mtime_ns=5, inode=1)
+    assert plan(chmodded, remote, old) == Action("nothing")
+
+
+def test_links_are_planned_as_links() -> None:
+    link = LocalNode("symlink", 1, 7, 2, link_hash("a"))
+    assert plan(link, None, None) == Action("link_remote")
+    remote = RemoteNode("symlink", "l", content_hash=link_hash("b"))
+    assert plan(None, remote, None) == Action("link_local")
+    synced = SyncedNode("symlink", "l", None, link_hash("b"), 1, 1, 2)
+    assert plan(link, remote, synced) == Action("link_remote", if_match="l")  # retargeted
+    assert plan(None, remote, synced) == Action("delete_remote", if_match="l")
+    unchanged = LocalNode("symlink", 1, 1, 2, link_hash("b"))
+    assert plan(unchanged, remote, synced) == Action("nothing")
+    assert plan(unchanged, None, synced) == Action("delete_local")
+    retargeted = RemoteNode("symlink", "m", content_hash=link_hash("c"))
+    assert plan(unchanged, retargeted, synced) == Action("link_local")
+    # A local file where the server now has a link (both new): the local one wins.
+    file = LocalNode("file", 1, 1, 3, "h1")
+    assert plan(file, remote, None) == Action("delete_remote", if_match="l")
+    assert plan(link, RemoteNode("file", "n", "v1", "h1", 1), None) == Action(
+        "link_remote", if_match="v1"
     )
 
 

@@ -77,8 +77,10 @@ def sync(
     """Mirror a local folder and a remote directory, both ways (continuous by default).
 
     Changes on either side reach the other within moments; a file changed on both sides is
-    resolved by --conflicts without losing content. Files matching .meshfsignore in the
-    folder (gitignore syntax), editors' temporary files and symbolic links stay local.
+    resolved by --conflicts without losing content. Executable bits, modification times and
+    symbolic links (as links, never followed) travel too; a chmod or touch alone is sent as
+    an attribute change. Files matching .meshfsignore in the folder (gitignore syntax),
+    editors' temporary files and special files stay local.
 
     On a terminal one status line says what is happening: scanning, syncing N, live,
     offline - retrying in Ns, recovered. Details go to the --log file (without a terminal,

@@ -1,7 +1,8 @@
 """The local side: stat and hash one path, scan the whole folder, watch it for changes.
 
-Only regular files and directories are mirrored; symbolic links, sockets and the like stay
-local (as do names MeshFS cannot hold, such as ones with control characters). A scan at start
+Regular files, directories and symbolic links are mirrored (a link as a link: it is never
+followed, and nothing below a link is looked at); sockets, FIFOs and devices stay local (as do
+names MeshFS cannot hold, such as ones with control characters). A scan at start
 catches what changed while the mirror was not running; the watcher reports changes live
 (:mod:`._inotify` on Linux; elsewhere :mod:`watchfiles`, i.e. FSEvents/ReadDirectoryChangesW
 through the Rust ``notify`` crate).
@@ -20,7 +21,7 @@ from pathlib import Path
 import watchfiles
 
 from meshfs_client.mirror._ignore import IgnoreRules, is_temp_name
-from meshfs_client.mirror._model import LocalNode
+from meshfs_client.mirror._model import LocalNode, link_hash
 from meshfs_common import paths
 from meshfs_common.errors import InvalidPathError
 from meshfs_common.hashing import ContentHasher
@@ -61,7 +62,14 @@ def to_rel(target: Path, os_path: str) -> str | None:
     return paths.join(checked)
 
 
-def node_from_stat(st: os.stat_result) -> LocalNode | Unsupported:
+def node_from_stat(st: os.stat_result, path: str | Path) -> LocalNode | Unsupported:
+    """The node an ``lstat`` of *path* describes (a link's target is read, never followed)."""
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return UNSUPPORTED
+        return LocalNode("symlink", st.st_size, st.st_mtime_ns, st.st_ino, link_hash(target))
     if stat.S_ISDIR(st.st_mode):
         return LocalNode("dir", inode=st.st_ino)
     if stat.S_ISREG(st.st_mode):
@@ -77,7 +85,22 @@ def stat_node(path: Path) -> LocalNode | Unsupported | None:
         st = os.lstat(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return node_from_stat(st)
+    return node_from_stat(st, path)
+
+
+def under_link(target: Path, rel: str) -> bool:
+    """True when a directory above *rel* (inside *target*) is a symbolic link or not a
+    directory: the path then is not in the folder, and is never looked at or written."""
+    parts = rel.strip("/").split("/")[:-1]
+    current = target
+    for name in parts:
+        current = current / name
+        try:
+            if not stat.S_ISDIR(os.lstat(current).st_mode):
+                return True
+        except FileNotFoundError:
+            return False
+    return False
 
 
 def hash_node(path: Path, node: LocalNode) -> LocalNode | None:
@@ -108,6 +131,8 @@ def hash_node(path: Path, node: LocalNode) -> LocalNode | None:
 def scan(target: Path, rules: IgnoreRules, below: str = "/") -> dict[str, LocalNode]:
     """Every mirrored file and directory under *below* (itself excluded), without hashes."""
     found: dict[str, LocalNode] = {}
+    if below != "/" and (under_link(target, below + "/x") or not _is_dir(to_os(target, below))):
+        return found  # a link (or a file) now stands there: never list what it points to
     stack = [below]
     while stack:
         rel = stack.pop()
@@ -124,7 +149,7 @@ def scan(target: Path, rules: IgnoreRules, below: str = "/") -> dict[str, LocalN
                 continue
             child = ("" if rel == "/" else rel) + "/" + name
             try:
-                node = node_from_stat(entry.stat(follow_symlinks=False))
+                node = node_from_stat(entry.stat(follow_symlinks=False), entry.path)
             except FileNotFoundError:
                 continue
             if isinstance(node, Unsupported) or rules.ignored(child, is_dir=node.kind == "dir"):
@@ -133,6 +158,13 @@ def scan(target: Path, rules: IgnoreRules, below: str = "/") -> dict[str, LocalN
             if node.kind == "dir":
                 stack.append(child)
     return found
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def is_nfc(name: str) -> bool:

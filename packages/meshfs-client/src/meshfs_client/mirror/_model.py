@@ -10,7 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-Kind = Literal["file", "dir"]
+Kind = Literal["file", "dir", "symlink"]
+"""A symbolic link is mirrored as a link (never followed); its target stands in the nodes'
+``content_hash`` (see :func:`link_hash`), so a changed target is a changed "content"."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,19 @@ class SyncedNode:
 
 
 EXEC_BITS = 0o111
+LINK_PREFIX = "symlink:"
+
+
+def link_hash(target: str) -> str:
+    """What stands in ``content_hash`` for a symbolic link to *target*."""
+    return LINK_PREFIX + target
+
+
+def link_target(node: LocalNode | RemoteNode | SyncedNode) -> str:
+    """The target of a symbolic link node."""
+    assert node.kind == "symlink"
+    assert node.content_hash is not None
+    return node.content_hash[len(LINK_PREFIX) :]
 
 
 def local_path(root_rel: str) -> str:

@@ -40,6 +40,8 @@ ActionKind = Literal[
     "move_remote_aside",  # a remote file stands where the local side has a directory
     "attributes_remote",  # send the local executable bits and mtime (no content)
     "attributes_local",  # apply the server's executable bits and mtime to the local file
+    "link_local",  # make (or replace) the local symbolic link with the server's target
+    "link_remote",  # make the server's symbolic link (replacing what is there: If-Match)
 ]
 
 
@@ -97,7 +99,7 @@ def needs_record(
     """Unchanged on both sides, but the synced row is stale (new stat or version id)."""
     if synced is None or local is None or remote is None:
         return False
-    if local.kind == "file" and not local.same_stat(synced):
+    if local.kind != "dir" and not local.same_stat(synced):
         return True
     if local.kind == "dir" and local.inode != synced.inode:
         return True  # another directory now stands here (the engine looked below it)
@@ -124,7 +126,9 @@ def attributes_action(
         return None
     if remote_attributes_equal(remote, local):
         return RECORD  # both sides made the same change
-    return Action("attributes_remote" if local_moved else "attributes_local")
+    if local_moved:
+        return Action("attributes_remote", if_match=remote.version_id)
+    return Action("attributes_local")
 
 
 def remote_attributes_equal(remote: RemoteNode, local: LocalNode) -> bool:
@@ -172,7 +176,12 @@ def _remote_only(local: LocalNode | None, remote: RemoteNode | None) -> Action:
         return Action("delete_local")  # then create the new kind on the next step
     if remote.kind == "dir":
         return Action("mkdir_local")
-    return Action("download")
+    return Action("link_local") if remote.kind == "symlink" else Action("download")
+
+
+def _tag(remote: RemoteNode) -> str | None:
+    """The If-Match of a change to *remote*: a file's version, a directory's or link's node."""
+    return remote.version_id if remote.kind == "file" else remote.node_id
 
 
 def _local_only(
@@ -182,10 +191,11 @@ def _local_only(
     if local is None or (remote is not None and remote.kind != local.kind):
         # The precondition names the head we know (a same-content newer version counts).
         assert remote is not None  # unchanged remote with a synced entry
-        tag = remote.node_id if remote.kind == "dir" else remote.version_id
-        return Action("delete_remote", if_match=tag)
+        return Action("delete_remote", if_match=_tag(remote))
     if local.kind == "dir":
         return Action("mkdir_remote")
+    if local.kind == "symlink":
+        return Action("link_remote", if_match=None if remote is None else _tag(remote))
     if remote is None:
         return Action("upload", if_none_match=True)
     return Action("upload", if_match=remote.version_id)
@@ -196,18 +206,26 @@ def _both(local: LocalNode | None, remote: RemoteNode | None, policy: ConflictPo
     if local is None:
         assert remote is not None
         # An edit (or a new directory) on the server beats a local delete.
-        return Action("mkdir_local") if remote.kind == "dir" else Action("download")
+        return _remote_only(None, remote)
     if remote is None:
         # A local edit beats a remote delete: the file comes back as a new node.
+        if local.kind == "symlink":
+            return Action("link_remote")
         return (
             Action("mkdir_remote") if local.kind == "dir" else Action("upload", if_none_match=True)
         )
+    if "dir" not in (local.kind, remote.kind) and "symlink" in (local.kind, remote.kind):
+        # A link on one side, a file or another link on the other: the local one wins (a
+        # local file goes up as a new node once the server's link is gone).
+        if local.kind == "symlink":
+            return Action("link_remote", if_match=_tag(remote))
+        return Action("delete_remote", if_match=_tag(remote))
     if local.kind == "file" and remote.kind == "file":
         if policy is ConflictPolicy.KEEP_BOTH:
             return Action("keep_both")
         # Last writer wins by commit order: commit the local content on top of the head we
         # know; the remote content stays in history as the version it replaces.
         return Action("upload", if_match=remote.version_id)
-    if local.kind == "file":
+    if local.kind != "dir":
         return Action("move_local_aside")  # the directory keeps the name
     return Action("move_remote_aside")

@@ -16,7 +16,15 @@ import time
 from meshfs_client.mirror._bookkeeping import log
 from meshfs_client.mirror._follower import RemoteFollower
 from meshfs_client.mirror._ignore import IgnoreRules
-from meshfs_client.mirror._local import UNSUPPORTED, Unsupported, hash_node, scan, stat_node, to_os
+from meshfs_client.mirror._local import (
+    UNSUPPORTED,
+    Unsupported,
+    hash_node,
+    scan,
+    stat_node,
+    to_os,
+    under_link,
+)
 from meshfs_client.mirror._model import LocalNode, RemoteNode, SyncedNode
 from meshfs_client.mirror._planner import plan, remote_changed
 from meshfs_client.mirror._state import within
@@ -176,6 +184,8 @@ class Reconciler(StepRunner, RemoteFollower):
             await self._mark_local_subtree(new)
 
     def _local(self, rel: str) -> LocalNode | Unsupported | None:
+        if under_link(self.target, rel):
+            return UNSUPPORTED  # behind a symbolic link: not in the folder
         node = stat_node(to_os(self.target, rel))
         if isinstance(node, LocalNode) and self._rules.ignored(rel, is_dir=node.kind == "dir"):
             return UNSUPPORTED
@@ -234,7 +244,7 @@ class Reconciler(StepRunner, RemoteFollower):
                 continue
             local = observed.get(rel)
             if isinstance(local, Unsupported):
-                continue  # ignored, symlink, special file: stays local
+                continue  # ignored, special file, behind a link: stays local
             remote = self.state.remote.get(rel)
             if remote is not None and remote.kind == "file" and self._rules.ignored(rel):
                 continue

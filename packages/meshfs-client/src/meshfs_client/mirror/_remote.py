@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from meshfs_client._client import MeshFSClient
-from meshfs_client.mirror._model import RemoteNode
+from meshfs_client.mirror._model import RemoteNode, link_hash
 from meshfs_client.mirror._state import StateDB
 from meshfs_common import paths
 from meshfs_common.errors import NotFoundError
@@ -34,8 +34,8 @@ class Applied:
 
 
 def node_of(entry: Entry) -> RemoteNode | None:
-    """The mirror's record of *entry*; None for kinds the mirror leaves alone (symbolic links,
-    FIFOs, sockets, devices), as it leaves local ones alone."""
+    """The mirror's record of *entry*; None for kinds the mirror leaves alone (FIFOs, sockets,
+    devices), as it leaves local ones alone."""
     if entry.kind == "file":
         return RemoteNode(
             "file",
@@ -48,6 +48,8 @@ def node_of(entry: Entry) -> RemoteNode | None:
         )
     if entry.kind == "dir":
         return RemoteNode("dir", entry.node_id, entry.version_id, entry.content_hash, entry.size)
+    if entry.kind == "symlink" and entry.target is not None:
+        return RemoteNode("symlink", entry.node_id, content_hash=link_hash(entry.target))
     return None
 
 
@@ -125,7 +127,11 @@ class RemoteTree:
                     if event.exchanged_with is not None:
                         self.state.drop_remote(new)  # the other node's subtree left this name
                     self.state.set_remote(new, _from_event(event, self.state.remote.get(new)))
-                elif event.kind != "dir":  # a link or special node took the name: not mirrored
+                elif event.kind == "symlink":
+                    if there is None or there.node_id != event.node_id:
+                        self.state.drop_remote(new)
+                        done.walk = new  # the event does not carry the target: look it up
+                elif event.kind != "dir":  # a special node took the name: not mirrored
                     self.state.drop_remote(new)
                 elif there is None or there.node_id != event.node_id:
                     self.state.drop_remote(new)
@@ -139,7 +145,12 @@ class RemoteTree:
         if event.type == "attributes":
             return self._attributes(event, new)
         done.touched.add(new)
-        if event.type == "create":  # a symbolic link or special node: not mirrored
+        if event.type == "create":  # a symbolic link (special nodes are not mirrored)
+            if event.kind == "symlink" and event.target is not None:
+                self.state.drop_remote(new)
+                self.state.set_remote(
+                    new, RemoteNode("symlink", event.node_id, content_hash=link_hash(event.target))
+                )
             return done
         if event.type == "delete":
             done.touched.update(self.state.drop_remote(new))

@@ -30,7 +30,8 @@ class SyncEvent:
     kind: str
     """upload, download, mkdir_local, mkdir_remote, delete_local, delete_remote, rename_local,
     exchange_local, attributes_remote (a local chmod/touch sent without content),
-    attributes_local (a server chmod/utimens applied locally), rename_remote, conflict, error,
+    attributes_local (a server chmod/utimens applied locally), link_local and link_remote (a
+    symbolic link made or retargeted on that side), rename_remote, conflict, error,
     reset, live, offline, recovered, idle."""
     path: str = ""
     detail: str = ""

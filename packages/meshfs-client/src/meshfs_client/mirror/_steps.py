@@ -115,6 +115,12 @@ class StepRunner(EngineBase):
                 else:
                     await run.attributes_local(rel, local, remote)
                 self.status.attributes += 1
+            elif kind == "link_local":
+                assert remote is not None
+                await run.link_local(rel, remote, local)
+            elif kind == "link_remote":
+                assert local is not None
+                await run.link_remote(rel, local, remote, action.if_match)
             elif kind == "move_remote_aside":
                 assert remote is not None
                 copy = await run.move_remote_aside(rel, remote)
@@ -143,7 +149,7 @@ class StepRunner(EngineBase):
                 local.kind,
                 remote.node_id,
                 remote.version_id,
-                content_hash if local.kind == "file" else None,
+                content_hash if local.kind != "dir" else None,
                 local.size,
                 local.mtime_ns,
                 local.inode,

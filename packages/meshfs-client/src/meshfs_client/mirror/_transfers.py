@@ -34,7 +34,13 @@ from meshfs_client._upload import SMALL_UPLOAD_LIMIT, SourceChangedError
 from meshfs_client.mirror._conflicts import conflict_name
 from meshfs_client.mirror._ignore import TEMP_SUFFIX
 from meshfs_client.mirror._local import stat_node, to_os
-from meshfs_client.mirror._model import EXEC_BITS, LocalNode, RemoteNode, SyncedNode
+from meshfs_client.mirror._model import (
+    EXEC_BITS,
+    LocalNode,
+    RemoteNode,
+    SyncedNode,
+    link_target,
+)
 from meshfs_client.mirror._remote import RemoteTree
 from meshfs_client.mirror._state import StateDB
 from meshfs_common import paths
@@ -246,6 +252,56 @@ class Executor:
         )
         self._record_attributes(rel, local)
 
+    async def link_local(self, rel: str, remote: RemoteNode, expected: LocalNode | None) -> None:
+        """Make the local symbolic link *remote* is (replacing *expected*, if it is unchanged)."""
+        dest = self.os_path(rel)
+        placed = await asyncio.to_thread(_place_link, link_target(remote), dest, expected)
+        if placed is None:
+            raise LocalChangedError(rel)
+        self.state.set_synced(
+            rel,
+            SyncedNode(
+                "symlink",
+                remote.node_id,
+                None,
+                remote.content_hash,
+                placed.size,
+                placed.mtime_ns,
+                placed.inode,
+            ),
+        )
+
+    async def link_remote(
+        self, rel: str, local: LocalNode, remote: RemoteNode | None, if_match: str | None
+    ) -> None:
+        """Make the server's symbolic link at *rel* point where the local one does, replacing
+        *remote* (with *if_match*) when something is there."""
+        current = stat_node(self.os_path(rel))
+        if not _same(current if isinstance(current, LocalNode) else None, local):
+            raise LocalChangedError(rel)
+        remote_path = self.tree.remote_path(rel)
+        held = [rel]
+        if remote is not None:
+            await self.client.delete(remote_path, if_match=if_match)
+            self.expect_echo("delete", remote.node_id, None, held)
+        try:
+            entry = await self.client.symlink(remote_path, link_target(local))
+        except AlreadyExistsError:
+            raise LocalChangedError(rel) from None  # the server has news: re-plan
+        self.state.set_synced(
+            rel,
+            SyncedNode(
+                "symlink",
+                entry.node_id,
+                None,
+                local.content_hash,
+                local.size,
+                local.mtime_ns,
+                local.inode,
+            ),
+        )
+        self.expect_echo("create", entry.node_id, None, held)
+
     async def attributes_local(self, rel: str, local: LocalNode, remote: RemoteNode) -> None:
         """Apply a server attribute-only change (chmod, utimens) to the local file."""
         attrs = (
@@ -318,7 +374,7 @@ class Executor:
     async def rename_remote(self, old: str, new: str, synced: SyncedNode) -> None:
         """Mirror a local rename (detected by inode) on the server."""
         overwrite = new in self.state.remote and self.state.remote[new].kind == "file"
-        tag = synced.node_id if synced.kind == "dir" else synced.version_id
+        tag = synced.version_id if synced.kind == "file" else synced.node_id
         entry = await self.client.rename(
             self.tree.remote_path(old),
             self.tree.remote_path(new),
@@ -360,7 +416,7 @@ class Executor:
         here = stat_node(src)
         if not isinstance(here, LocalNode) or here.kind != synced.kind:
             return False
-        if synced.kind == "file" and not here.same_stat(synced):
+        if synced.kind != "dir" and not here.same_stat(synced):
             return False
         if synced.kind == "dir" and here.inode != synced.inode:
             return False
@@ -407,7 +463,7 @@ class Executor:
         here = stat_node(self.os_path(rel))
         if synced is None or not isinstance(here, LocalNode) or here.kind != synced.kind:
             return False
-        if synced.kind == "file":
+        if synced.kind != "dir":
             return here.same_stat(synced)
         return here.inode == synced.inode
 
@@ -516,6 +572,29 @@ def _set_attributes(path: Path, expected: LocalNode, attrs: Attributes) -> Local
     return placed if isinstance(placed, LocalNode) else None
 
 
+def _place_link(target: str, dest: Path, expected: LocalNode | None) -> LocalNode | None:
+    """Make *dest* a symbolic link to *target* if *dest* is still as planned (a new link never
+    replaces a file that appeared meanwhile; a changed one replaces the old link atomically)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if not _same(_current(dest), expected):
+        return None
+    if expected is None:
+        try:
+            os.symlink(target, dest)
+        except FileExistsError:
+            return None
+    else:
+        temp = dest.with_name(f".{_short(dest.name)}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
+        os.symlink(target, temp)
+        try:
+            os.replace(temp, dest)
+        finally:
+            _unlink(temp)
+    _sync_dir(dest.parent)
+    placed = stat_node(dest)
+    return placed if isinstance(placed, LocalNode) and placed.kind == "symlink" else None
+
+
 def _place(
     temp: Path, dest: Path, expected: LocalNode | None, attrs: Attributes | None = None
 ) -> LocalNode | None:
@@ -612,6 +691,15 @@ def _prune_dir(target: Path, rel: str, synced: dict[str, SyncedNode]) -> list[st
             else:
                 kept.append(child)
         for name in dirnames:
+            if os.path.islink(Path(dirpath) / name):  # a link to a directory: not followed
+                child = f"{base}/{name}"
+                row = synced.get(child)
+                node = stat_node(Path(dirpath) / name)
+                if isinstance(node, LocalNode) and row is not None and node.same_stat(row):
+                    _unlink(Path(dirpath) / name)
+                else:
+                    kept.append(child)
+                continue
             with contextlib.suppress(OSError):
                 os.rmdir(Path(dirpath) / name)
     with contextlib.suppress(OSError):
