@@ -48,11 +48,13 @@ async def test_exec_bits_and_mtimes_travel_both_ways_without_new_versions(
         assert not os.access(b / "run.sh", os.X_OK)
         assert await _version_count(client, "/run.sh") == 1
 
-        # A local chmod +x is an attribute change on the server, then on the other mirror.
+        # A local chmod +x is an attribute change on the server (its other permission bits
+        # kept), then on the other mirror.
+        await client.chmod("/run.sh", 0o640)
         script.chmod(0o755)
 
         async def server_executable() -> bool:
-            return (await client.meta("/run.sh")).mode & 0o111 == 0o111
+            return (await client.meta("/run.sh")).mode == 0o751
 
         await wait_for(server_executable, what="local chmod -> server")
         await wait_for(

@@ -241,9 +241,12 @@ class Executor:
         current = stat_node(self.os_path(rel))
         if not _same(current if isinstance(current, LocalNode) else None, local):
             raise LocalChangedError(rel)
+        base = remote.mode  # the server's other permission bits are kept
+        if base is None:
+            base = (await self.client.meta(node_id=remote.node_id)).mode
         entry = await self.client.set_attributes(
             self.tree.remote_path(rel),
-            mode=((remote.mode or 0o644) & ~EXEC_BITS) | (local.mode & EXEC_BITS),
+            mode=(base & ~EXEC_BITS) | (local.mode & EXEC_BITS),
             mtime_ns=local.mtime_ns,
             if_match=remote.version_id,
         )
