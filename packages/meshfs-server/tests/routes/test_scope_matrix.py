@@ -42,6 +42,7 @@ NOT_FILE_CHANGES = {
     ("POST", "/auth/device/activate"), ("POST", "/auth/logout"), ("POST", "/device"),
     ("POST", "/device/decide"), ("DELETE", "/auth/sessions/{session_id}"),
     ("POST", "/audit/tool-calls"), ("POST", "/mcp"),
+    ("POST", "/files/bulk/read"),  # a read: the list of paths is the body
 }  # fmt: skip
 
 

@@ -159,6 +159,59 @@ def _probes() -> dict[tuple[str, str], list[Probe]]:
                 headers={"Accept": "application/json, text/event-stream"},
             ),
         ],
+        # The POSIX model and bulk transfers: A's paths are B's own; A's ids answer 404.
+        ("GET", "/files/chunks"): [
+            lambda c, a: c.get("/files/chunks", params={"node_id": a.node_id}),
+            lambda c, a: c.get(
+                "/files/chunks", params={"node_id": a.node_id, "version_id": a.version_id}
+            ),
+            lambda c, a: c.get("/files/chunks", params={"path": "/secret/a.txt"}),
+        ],
+        ("GET", "/files/statfs"): [lambda c, a: c.get("/files/statfs")],
+        ("POST", "/files/attributes"): [
+            lambda c, a: c.post("/files/attributes", json={"path": "/secret/a.txt", "mode": 0}),
+        ],
+        ("POST", "/files/symlink"): [
+            lambda c, a: c.post("/files/symlink", json={"path": "/secret/l", "target": "a.txt"}),
+        ],
+        ("POST", "/files/mknod"): [
+            lambda c, a: c.post("/files/mknod", json={"path": "/secret/p", "kind": "fifo"}),
+        ],
+        ("POST", "/files/link"): [
+            lambda c, a: c.post(
+                "/files/link", json={"path": "/secret/a.txt", "new_path": "/secret/b.txt"}
+            ),
+        ],
+        ("POST", "/files/copy"): [
+            lambda c, a: c.post(
+                "/files/copy", json={"path": "/secret/a.txt", "new_path": "/copied.txt"}
+            ),
+        ],
+        ("GET", "/files/xattrs"): [
+            lambda c, a: c.get("/files/xattrs", params={"path": "/secret/a.txt"}),
+        ],
+        ("GET", "/files/xattr"): [
+            lambda c, a: c.get(
+                "/files/xattr", params={"path": "/secret/a.txt", "name": "meshfs.node_id"}
+            ),
+        ],
+        ("PUT", "/files/xattr"): [
+            lambda c, a: c.put(
+                "/files/xattr", params={"path": "/secret", "name": "user.k"}, content=b"v"
+            ),
+        ],
+        ("DELETE", "/files/xattr"): [
+            lambda c, a: c.delete("/files/xattr", params={"path": "/secret", "name": "user.k"}),
+        ],
+        ("GET", "/files/bulk"): [
+            lambda c, a: c.get("/files/bulk", params={"path": "/", "meta": "true"}),
+        ],
+        ("POST", "/files/bulk/read"): [
+            lambda c, a: c.post(
+                "/files/bulk/read", params={"meta": "true"}, json={"paths": ["/secret/a.txt"]}
+            ),
+        ],
+        ("POST", "/files/bulk"): [lambda c, a: c.post("/files/bulk", params={"path": "/secret"})],
         # Last: with a bearer, logout ends the caller's own session whatever the body says.
         ("POST", "/auth/logout"): [
             lambda c, a: c.post("/auth/logout", json={"refresh_token": "mfr_not-theirs"}),
