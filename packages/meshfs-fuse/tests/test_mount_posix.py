@@ -138,6 +138,32 @@ def test_hard_links(home: tuple[Path, str], api: MeshFS) -> None:
     assert errno_of(os.link, local / "b", local / "d") == errno.EEXIST
 
 
+def test_a_file_renamed_over_a_hard_link_leaves_the_other_name_alone(
+    home: tuple[Path, str], api: MeshFS
+) -> None:
+    # echo one > c; ln c d; echo two > e; mv e d: d is e now, c keeps "one" with one link.
+    local, remote = home
+    (local / "c").write_text("one")
+    os.link(local / "c", local / "d")
+    (local / "e").write_text("two")
+    os.rename(local / "e", local / "d")
+    assert (local / "d").read_text() == "two"
+    assert (local / "c").read_text() == "one"
+    assert os.stat(local / "c").st_nlink == 1
+    assert api.read_bytes(f"{remote}/c") == b"one"
+    assert api.read_bytes(f"{remote}/d") == b"two"
+    assert api.meta(f"{remote}/c").nlink == 1
+    # The same over a name of a file not yet committed (created and renamed while open).
+    os.link(local / "c", local / "f")
+    with open(local / "g", "w") as g:
+        g.write("three")
+        os.rename(local / "g", local / "f")
+    assert (local / "f").read_text() == "three"
+    assert (local / "c").read_text() == "one"
+    assert api.read_bytes(f"{remote}/f") == b"three"
+    assert api.read_bytes(f"{remote}/c") == b"one"
+
+
 def test_special_nodes_are_metadata(home: tuple[Path, str], api: MeshFS) -> None:
     local, remote = home
     os.mkfifo(local / "fifo", 0o640)

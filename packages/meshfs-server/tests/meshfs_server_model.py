@@ -327,6 +327,8 @@ class NamespaceMachine(RuleBasedStateMachine):
                     tnode.live = False
                 elif node.kind != "file" or tnode.kind != "file":  # a link or special node
                     tnode.live = False
+                elif sum(1 for k in m.names_of(target) if m.nodes[k].live) > 1:
+                    tnode.live = False  # a name of a linked file: only the name changes hands
                 else:  # the target keeps its identity and gains the moved content
                     changed = tnode.content != node.content
                     tnode.content = node.content

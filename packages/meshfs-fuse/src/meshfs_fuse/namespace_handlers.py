@@ -142,11 +142,20 @@ class NamespaceHandlers(MountState):
                 raise fail(errno.EISDIR)
             if source.is_dir and not target.is_dir:
                 raise fail(errno.ENOTDIR)
+        # A target with other names (hard links) keeps its file there: only this name changes
+        # hands, as on the server.
+        linked = target if target is not None and target.entry is not None else None
+        if linked is not None and (linked.entry is None or linked.entry.nlink <= 1):
+            linked = None
         if source.node_id is None:
             # Not on the server yet: its first commit goes to the new name. Over an existing
-            # file, that commit becomes the target's next version, as the server's rename does.
+            # file, that commit becomes the target's next version, as the server's rename does;
+            # over a name of a linked file, the name is removed first.
+            if linked is not None:
+                await self.remote.delete(self.table.child_path(new_parent.ino, new))
+                await self._to_other_name(linked)
             self.table.place(source, new_parent.ino, new)
-            if target is not None and target.entry is not None:
+            if target is not None and target.entry is not None and linked is None:
                 self.table.set_entry(source, target.entry)
         else:
             entry = await self.remote.rename(
@@ -154,6 +163,8 @@ class NamespaceHandlers(MountState):
                 self.table.child_path(new_parent.ino, new),
                 overwrite=not noreplace,
             )
+            if linked is not None:
+                await self._to_other_name(linked)
             self.table.place(source, new_parent.ino, new)
             self.table.set_entry(source, entry)
             self._listed(new_parent, new, entry)

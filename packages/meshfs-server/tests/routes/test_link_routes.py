@@ -143,22 +143,34 @@ async def test_rename_of_a_link_and_over_a_link(client: httpx.AsyncClient) -> No
     )
     assert same.status_code == 200
     assert (await meta(client, "/a"))["nlink"] == 2
-    # Another file renamed over a name: the linked file takes the content, all names see it.
-    await write(client, "/new", b"replacement")
+    # Another file renamed over a name (echo one > a; ln a c; mv new c): the name changes
+    # hands, the other name keeps its file and content (rename(2) never changes another
+    # name's data).
+    replacement = await write(client, "/new", b"replacement")
     over = await client.post(
         "/files/rename", json={"path": "/new", "new_path": "/c", "overwrite": True}
     )
     assert over.status_code == 200
-    assert over.json()["node_id"] == first["entry"]["node_id"]
-    assert await read(client, "/a") == b"replacement"
+    assert over.json()["node_id"] == replacement["entry"]["node_id"]
+    assert await read(client, "/c") == b"replacement"
+    assert await read(client, "/a") == b"one"
+    assert (await meta(client, "/a"))["nlink"] == 1
+    assert (await meta(client, "/c"))["nlink"] == 1
+    tail = (await events(client))[-2:]
+    assert [(e["type"], e["path"]) for e in tail] == [("delete", "/c"), ("rename", "/c")]
+    assert tail[0]["node_id"] == first["entry"]["node_id"]
+    assert tail[0]["nlink"] == 1
     # A linked file renamed over another: it leaves that name and keeps its others.
+    await link(client, "/a", "/a2")
     await write(client, "/other", b"other")
-    await client.post("/files/rename", json={"path": "/c", "new_path": "/other", "overwrite": True})
-    assert await read(client, "/a") == b"replacement"
-    assert await read(client, "/other") == b"replacement"
+    await client.post(
+        "/files/rename", json={"path": "/a2", "new_path": "/other", "overwrite": True}
+    )
+    assert await read(client, "/a") == b"one"
+    assert await read(client, "/other") == b"one"
     assert (await meta(client, "/a"))["nlink"] == 1
     tail = (await events(client))[-2:]
-    assert [(e["type"], e["path"]) for e in tail] == [("delete", "/c"), ("write", "/other")]
+    assert [(e["type"], e["path"]) for e in tail] == [("delete", "/a2"), ("write", "/other")]
     assert tail[0]["nlink"] == 1
 
 

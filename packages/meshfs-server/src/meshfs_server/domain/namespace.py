@@ -6,7 +6,9 @@ publishes those events to live subscribers after the commit. Rules enforced here
 * ``mkdir`` makes parents when asked; an existing directory is success, a file is a conflict.
 * ``rename`` is atomic; a directory cannot move into its own subtree; replacing an existing file
   needs ``overwrite`` and keeps that file's identity and history (the moved content becomes its
-  new head version; the moved node becomes a tombstone); a non-empty directory is never replaced.
+  new head version; the moved node becomes a tombstone) - unless the file has other names
+  (hard links): then only the name changes hands and the others keep their content; a
+  non-empty directory is never replaced.
 * ``delete`` of a non-empty directory needs ``recursive``; deleted nodes become tombstones that
   keep their history and never block creating the same path again.
 * ``If-Match`` preconditions compare with the head version (for a directory, its node id).
@@ -398,6 +400,20 @@ class Namespace:
                     if await tx.has_live_children(target.node_id):
                         raise DirectoryNotEmptyError(f"directory not empty: {dst}")
                     await tx.tombstone([target.node_id], now)
+                elif target.kind == "file" and target.nlink > 1:
+                    # The target has other names: they keep their file and its content, as
+                    # rename(2) moves a name and never changes another name's data. Only
+                    # this name changes hands.
+                    left = (await remove_names(tx, [target], at))[target.node_id]
+                    events.append(
+                        await tx.append_event(
+                            NewEvent(
+                                type="delete", node_id=target.node_id, kind="file", path=dst,
+                                version_id=target.head_version_id, writer=actor.writer,
+                                nlink=left,
+                            )
+                        )
+                    )  # fmt: skip
                 elif node.kind == "file" and target.kind == "file":
                     moved = await self._replace_file(tx, actor, node, target, src, dst, events)
                     await _moved_between(tx, source_dir, parent, at)
