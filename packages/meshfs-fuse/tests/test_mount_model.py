@@ -61,7 +61,9 @@ def apply(root: Path, operation: tuple[object, ...]) -> object:
         elif kind == "rmdir":
             os.rmdir(path)
         elif kind == "chmod":
-            os.chmod(path, rest[0], follow_symlinks=False)  # type: ignore[arg-type]
+            if os.path.islink(path):  # Linux has no lchmod: a link's own mode never changes
+                return "a symbolic link"
+            os.chmod(path, rest[0])  # type: ignore[arg-type]
         elif kind == "utime":
             os.utime(path, ns=(rest[0], rest[0]), follow_symlinks=False)  # type: ignore[arg-type]
             return os.lstat(path).st_mtime_ns, os.lstat(path).st_atime_ns
