@@ -8,6 +8,7 @@ on the wire). Field names are the wire names.
 
 from __future__ import annotations
 
+import stat
 from datetime import datetime
 from typing import Any, Literal
 
@@ -29,6 +30,16 @@ from meshfs_common.admin import SessionList as SessionList
 from meshfs_common.admin import StorageInfo as StorageInfo
 
 NodeKind = Literal["file", "dir", "symlink", "fifo", "socket", "chardev", "blockdev"]
+#: The file-type bits of ``st_mode`` for each kind of node (``ls -l``, the mount's ``stat``).
+KIND_TYPE_BITS: dict[NodeKind, int] = {
+    "file": stat.S_IFREG,
+    "dir": stat.S_IFDIR,
+    "symlink": stat.S_IFLNK,
+    "fifo": stat.S_IFIFO,
+    "socket": stat.S_IFSOCK,
+    "chardev": stat.S_IFCHR,
+    "blockdev": stat.S_IFBLK,
+}
 #: The node kinds ``POST /files/mknod`` makes (no content; devices carry ``rdev``).
 SpecialKind = Literal["fifo", "socket", "chardev", "blockdev"]
 EventType = Literal[

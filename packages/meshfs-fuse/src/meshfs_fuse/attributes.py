@@ -15,7 +15,7 @@ from datetime import datetime
 
 import pyfuse3
 
-from meshfs_common.models import Entry, NodeKind
+from meshfs_common.models import KIND_TYPE_BITS, Entry, NodeKind
 
 __all__ = [
     "BLOCK_SIZE",
@@ -33,15 +33,7 @@ DIR_MODE = 0o755
 BLOCK_SIZE = 4096
 """``st_blksize``, and the unit of ``st_blocks`` is 512 bytes as everywhere."""
 
-KIND_BITS: dict[NodeKind, int] = {
-    "file": stat.S_IFREG,
-    "dir": stat.S_IFDIR,
-    "symlink": stat.S_IFLNK,
-    "fifo": stat.S_IFIFO,
-    "socket": stat.S_IFSOCK,
-    "chardev": stat.S_IFCHR,
-    "blockdev": stat.S_IFBLK,
-}
+KIND_BITS: dict[NodeKind, int] = KIND_TYPE_BITS
 """The file-type bits of ``st_mode`` for each kind of node."""
 
 

@@ -5,17 +5,7 @@ from __future__ import annotations
 import re
 import stat
 
-from meshfs_common.models import Entry
-
-_TYPE_BITS = {
-    "file": stat.S_IFREG,
-    "dir": stat.S_IFDIR,
-    "symlink": stat.S_IFLNK,
-    "fifo": stat.S_IFIFO,
-    "socket": stat.S_IFSOCK,
-    "chardev": stat.S_IFCHR,
-    "blockdev": stat.S_IFBLK,
-}
+from meshfs_common.models import KIND_TYPE_BITS, Entry
 
 _WHO = {"u": 0o4700, "g": 0o2070, "o": 0o1007}
 _CLAUSE = re.compile(r"^([ugoa]*)([-+=])([rwxXst]*)$")
@@ -24,7 +14,7 @@ _CLAUSE = re.compile(r"^([ugoa]*)([-+=])([rwxXst]*)$")
 def mode_string(entry: Entry) -> str:
     """``-rw-r--r--``, ``drwxr-xr-x``, ``lrwxrwxrwx``... as ``ls -l`` shows the entry; a
     deleted entry (a tombstone) shows ``x`` in place of the type."""
-    shown = stat.filemode(_TYPE_BITS[entry.kind] | (entry.mode & 0o7777))
+    shown = stat.filemode(KIND_TYPE_BITS[entry.kind] | (entry.mode & 0o7777))
     return "x" + shown[1:] if entry.deleted_at is not None else shown
 
 
