@@ -159,7 +159,9 @@ async def test_sync_status_line_goes_offline_and_recovers(
                 assert time.monotonic() < deadline, screen.lines()[-10:]
                 await asyncio.sleep(0.05)  # a poll interval
         screen.wait_for(
-            lambda: screen.lines()[-1].startswith(("meshfs sync: live", "meshfs sync: recovered")),
+            lambda: screen.lines()[-1].startswith(
+                ("meshfs sync: live |", "meshfs sync: recovered |")
+            ),
             "the line to settle after recovery",
         )
         last = screen.lines()[-1]
