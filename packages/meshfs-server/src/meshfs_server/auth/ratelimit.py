@@ -85,25 +85,29 @@ class RateLimiter:
         if len(self._buckets) >= MAX_BUCKETS:
             self._buckets.clear()
 
-    def take(self, key: str, *, capacity: float | None = None, what: str = "requests") -> None:
-        """Spend one token or raise :class:`RateLimitedError` with the wait in seconds."""
+    def take(
+        self, key: str, *, capacity: float | None = None, what: str = "requests", tokens: int = 1
+    ) -> None:
+        """Spend *tokens* tokens, all or none, or raise :class:`RateLimitedError` with the wait
+        in seconds until they are there."""
         cap = self.capacity if capacity is None else capacity
+        _check_fits(tokens, cap)
         now = self.clock()
         bucket = self._bucket(key, cap, now)
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
+        if bucket.tokens >= tokens:
+            bucket.tokens -= tokens
             return
-        wait = (1.0 - bucket.tokens) * self.period / cap
+        wait = (tokens - bucket.tokens) * self.period / cap
         raise RateLimitedError(
             f"too many {what}; retry in {wait:.0f}s" if wait >= 1 else f"too many {what}",
             retry_after=wait,
         )
 
     async def spend(
-        self, key: str, *, capacity: float | None = None, what: str = "requests"
+        self, key: str, *, capacity: float | None = None, what: str = "requests", tokens: int = 1
     ) -> None:
         """:meth:`take`, as a :class:`TenantBudget`."""
-        self.take(key, capacity=capacity, what=what)
+        self.take(key, capacity=capacity, what=what, tokens=tokens)
 
     async def check_empty(self, key: str, *, what: str = "attempts") -> None:
         """:meth:`check`, as a :class:`Budget`."""
@@ -123,10 +127,12 @@ class TenantBudget(Protocol):
     """Request budgets by key (a tenant, an address)."""
 
     async def spend(
-        self, key: str, *, capacity: float | None = None, what: str = "requests"
+        self, key: str, *, capacity: float | None = None, what: str = "requests", tokens: int = 1
     ) -> None:
-        """Spend one token of *key*'s bucket (of *capacity* per period, or the budget's own)
-        or raise :class:`RateLimitedError` with the wait in seconds."""
+        """Spend *tokens* tokens of *key*'s bucket (of *capacity* per period, or the budget's
+        own), all or none: over the budget nothing is spent and :class:`RateLimitedError` says
+        how many seconds until all of them are there. More than *capacity* are never there
+        (:class:`ValueError`)."""
         ...
 
 
@@ -143,19 +149,31 @@ MIN_LEASE_SECONDS = 1.0
 MAX_LEASE_SECONDS = 10.0
 
 # One statement, one round trip: create the bucket full, or refill it (database clock) and add
-# back what the caller returns, cap it, and grant up to the asked slice of whole tokens.
-# Parameters: key, capacity, wanted, returned, period.
-_LEASE_SQL = """
+# back what the caller returns, cap it, and grant up to the asked slice of whole tokens - or
+# none when fewer than the minimum are there (an all-or-nothing spend of several tokens).
+# Parameters: $1 key, $2 capacity, $3 wanted, $4 minimum, $5 returned, $6 rate.
+_HELD = (
+    "LEAST($2::float8, b.tokens + $5::float8"
+    " + GREATEST(0, EXCLUDED.updated_at - b.updated_at) * $6::float8)"
+)
+
+
+def _grant(tokens: str) -> str:
+    """The whole tokens granted of *tokens* held: up to the wanted slice, none below the
+    minimum."""
+    return (
+        f"(CASE WHEN floor({tokens}) >= $4::float8"
+        f" THEN LEAST($3::float8, floor({tokens})) ELSE 0 END)"
+    )
+
+
+_LEASE_SQL = f"""
 INSERT INTO rate_buckets AS b (bucket_key, tokens, updated_at, granted)
-VALUES (?, ?::float8 - LEAST(?::float8, floor(?::float8)),
-        extract(epoch FROM statement_timestamp()), LEAST(?::float8, floor(?::float8)))
+VALUES ($1, $2::float8 - {_grant("$2::float8")},
+        extract(epoch FROM statement_timestamp()), {_grant("$2::float8")})
 ON CONFLICT (bucket_key) DO UPDATE SET
-    granted = LEAST(?::float8, floor(LEAST(EXCLUDED.tokens + EXCLUDED.granted,
-        b.tokens + ?::float8 + GREATEST(0, EXCLUDED.updated_at - b.updated_at) * ?::float8))),
-    tokens = LEAST(EXCLUDED.tokens + EXCLUDED.granted,
-        b.tokens + ?::float8 + GREATEST(0, EXCLUDED.updated_at - b.updated_at) * ?::float8)
-        - LEAST(?::float8, floor(LEAST(EXCLUDED.tokens + EXCLUDED.granted,
-        b.tokens + ?::float8 + GREATEST(0, EXCLUDED.updated_at - b.updated_at) * ?::float8))),
+    granted = {_grant(_HELD)},
+    tokens = {_HELD} - {_grant(_HELD)},
     updated_at = EXCLUDED.updated_at
 RETURNING granted, tokens
 """
@@ -202,47 +220,51 @@ class LeasedBuckets:
         return min(MAX_LEASE_SECONDS, max(MIN_LEASE_SECONDS, refill))
 
     async def spend(
-        self, key: str, *, capacity: float | None = None, what: str = "requests"
+        self, key: str, *, capacity: float | None = None, what: str = "requests", tokens: int = 1
     ) -> None:
-        """Spend one token, leasing a new slice from the shared bucket when needed."""
+        """Spend *tokens* tokens, all or none, leasing from the shared bucket when this
+        process's slice does not hold them (see :meth:`TenantBudget.spend`)."""
         capacity = self.capacity if capacity is None else capacity
+        _check_fits(tokens, capacity)
+        rate = capacity / self.period
         lease = self._leases.get(key)
         if lease is None:
             if len(self._leases) >= MAX_BUCKETS:
                 self._forget_idle()
             lease = self._leases[key] = _Lease()
-        if self._spend_local(lease, what):
+        if self._spend_local(lease, what, tokens, rate):
             return
         async with lease.lock:  # one lease at a time per key; the others wait and share it
-            if self._spend_local(lease, what):
+            if self._spend_local(lease, what, tokens, rate):
                 return
             now = self.clock()
-            returned = lease.tokens  # unspent and expired (spendable ones were used above)
-            wanted = self.slice_of(capacity)
-            rate = capacity / self.period
-            granted, left = await self._lease(key, capacity, wanted, returned, rate)
+            # Whatever this process still holds goes back (expired, or too few for this spend):
+            # the shared bucket decides on all of it, so a refused spend loses nothing and
+            # nothing idles here while the others are refused.
+            returned, lease.tokens = lease.tokens, 0.0
+            wanted = max(self.slice_of(capacity), float(tokens))
+            granted, left = await self._lease(key, capacity, wanted, tokens, returned, rate)
             lease.tokens = granted
             lease.expires = now + self.lease_seconds(capacity)
-            if granted >= 1.0:
-                lease.tokens -= 1.0
+            if granted >= tokens:
+                lease.tokens -= tokens
                 return
-            wait = (1.0 - left) / rate
-            lease.empty_until = now + wait
-            raise _limited(what, wait)
+            if left < 1.0:
+                lease.empty_until = now + (1.0 - left) / rate
+            raise _limited(what, (tokens - left) / rate)
 
     async def _lease(
-        self, key: str, capacity: float, wanted: float, returned: float, rate: float
-    ) -> tuple[float, float]:
-        """Take up to *wanted* whole tokens from the shared bucket, giving back *returned*:
-        (granted, tokens left in it)."""
+        self, key: str, capacity: float, wanted: float, minimum: int, returned: float,
+        rate: float,
+    ) -> tuple[float, float]:  # fmt: skip
+        """Take up to *wanted* whole tokens from the shared bucket (none unless *minimum* are
+        there), giving back *returned*: (granted, tokens left in it)."""
         key = self.prefix + key
         if self.db.dialect == "postgres":
             async with self.db.autocommit() as conn:
                 row = await conn.fetchone(
-                    _LEASE_SQL,
-                    (key, capacity, wanted, capacity, wanted, capacity,
-                     wanted, returned, rate, returned, rate, wanted, returned, rate),
-                )  # fmt: skip
+                    _LEASE_SQL, (key, capacity, wanted, float(minimum), returned, rate)
+                )
             assert row is not None
             return float(row[0]), float(row[1])
         # SQLite: one short write transaction; every process reads the same machine clock.
@@ -255,7 +277,8 @@ class LeasedBuckets:
             if row is not None:
                 refill = max(0.0, now - float(row[1])) * rate
                 tokens = min(capacity, float(row[0]) + returned + refill)
-            granted = float(min(wanted, math.floor(tokens)))
+            whole = math.floor(tokens)
+            granted = float(min(wanted, whole)) if whole >= minimum else 0.0
             await conn.execute(
                 "INSERT INTO rate_buckets (bucket_key, tokens, updated_at, granted)"
                 " VALUES (?, ?, ?, ?) ON CONFLICT (bucket_key) DO UPDATE SET"
@@ -288,13 +311,14 @@ class LeasedBuckets:
         if tokens < 1.0:
             raise _guessed(what, (1.0 - tokens) / rate)
 
-    def _spend_local(self, lease: _Lease, what: str) -> bool:
+    def _spend_local(self, lease: _Lease, what: str, tokens: int, rate: float) -> bool:
         now = self.clock()
-        if lease.tokens >= 1.0 and lease.expires > now:
-            lease.tokens -= 1.0
+        if lease.tokens >= tokens and lease.expires > now:
+            lease.tokens -= tokens
             return True
         if lease.empty_until > now:
-            raise _limited(what, lease.empty_until - now)
+            # Not even one token is there yet; the rest come at the bucket's rate after it.
+            raise _limited(what, lease.empty_until - now + (tokens - 1) / rate)
         return False
 
     def _forget_idle(self) -> None:
@@ -304,6 +328,11 @@ class LeasedBuckets:
             del self._leases[key]
         if len(self._leases) >= MAX_BUCKETS:
             self._leases.clear()
+
+
+def _check_fits(tokens: int, capacity: float) -> None:
+    if tokens < 1 or tokens > capacity:
+        raise ValueError(f"cannot spend {tokens} tokens of a bucket of {capacity:g}")
 
 
 def _guessed(what: str, wait: float) -> RateLimitedError:

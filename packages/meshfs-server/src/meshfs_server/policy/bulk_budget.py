@@ -8,8 +8,10 @@ requests' worth, plus their bytes - and yet the official tools do not crawl: at 
 1,200 requests per minute the sustained bulk rate is 2,000 small files per second, with a burst
 of 120,000.
 
-When the bucket runs dry part-way, a short wait (at most :data:`PACE_SECONDS` for the next
-token, :data:`PACE_TOTAL` in all per request) is waited out, which paces a bulk transfer at the
+A charge is spent all or nothing: refused, it spends no token, so what is there stays for the
+retry (and for the other processes), never lost with the refused request. When the bucket
+cannot pay a charge yet, a short wait (at most :data:`PACE_SECONDS` until the whole charge is
+there, :data:`PACE_TOTAL` in all per request) is waited out, which paces a bulk transfer at the
 tenant's rate; a longer one raises :class:`~meshfs_common.errors.RateLimitedError`, which stops
 a bulk write there (what landed stays, the answer names the rest) or refuses a bulk read. Its
 ``retry_after`` is the time until the whole charge (and the next request's own token) is back,
@@ -59,18 +61,23 @@ class TenantBulkBudget:
         capacity = plans.rate_per_minute(
             await self.identity.plans.plan(tenant), self.identity.settings
         )
+        key = f"tenant:{tenant}"
+        whole = max(1, math.floor(capacity))
         while due > 0:
+            # All or nothing (a bucket never holds more than its capacity: a larger charge is
+            # paid a full bucket at a time). A refusal spends nothing, so the tokens that are
+            # there stay for the retry instead of being lost with this request.
+            part = min(due, whole)
             try:
                 await self.identity.limits.tenants.spend(
-                    f"tenant:{tenant}", capacity=capacity, what="requests for this tenant"
+                    key, capacity=capacity, what="requests for this tenant", tokens=part
                 )
             except RateLimitedError as exc:
-                wait = exc.retry_after
+                wait = exc.retry_after or 0.0
                 if wait > PACE_SECONDS or self._paced + wait > PACE_TOTAL:
                     # Said to wait until the rest of this charge and the next request's own
-                    # token are back: sent again sooner, the request would spend the one
-                    # token that came back and be refused again.
-                    enough = wait + due * 60.0 / capacity
+                    # token are there: sent again sooner, it would be refused again.
+                    enough = wait + (due - part + 1) * 60.0 / capacity
                     raise RateLimitedError(
                         f"too many requests for this tenant; retry in {enough:.0f}s",
                         retry_after=enough,
@@ -78,5 +85,5 @@ class TenantBulkBudget:
                 self._paced += wait
                 await asyncio.sleep(wait)  # pacing to the tenant's rate, not synchronisation
                 continue
-            self._spent += 1
-            due -= 1
+            self._spent += part
+            due -= part
