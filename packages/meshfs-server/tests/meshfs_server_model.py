@@ -595,7 +595,7 @@ class NamespaceMachine(RuleBasedStateMachine):
             key = m.lookup(src)
             if key is None:
                 raise ModelError("not_found")
-            if m.nodes[key].kind != "file":
+            if m.nodes[key].kind == "dir":
                 raise ModelError("not_permitted")
             parent = m.lookup(paths.parent(dst))
             if parent is None:
@@ -604,7 +604,8 @@ class NamespaceMachine(RuleBasedStateMachine):
                 raise ModelError("not_a_directory")
             if m.child(parent, paths.basename(dst)) is not None:
                 raise ModelError("already_exists")
-            name = m.add("file", parent, paths.basename(dst))
+            name = m.add(m.nodes[key].kind, parent, paths.basename(dst))
+            m.nodes[name].target = m.nodes[key].target
             m.nodes[name].alias = m.nodes[key].file
 
         self.expect(step, self.services.namespace.link(self.actor, src, dst))
@@ -728,7 +729,7 @@ class NamespaceMachine(RuleBasedStateMachine):
                 assert event.old_attributes is not None
                 assert event.attributes.keys() == event.old_attributes.keys()
             elif event.type == "link":
-                tree[event.path] = ("file", event.content_hash, event.node_id)
+                tree[event.path] = (event.kind, event.content_hash, event.node_id)
             elif event.type == "xattr":
                 assert event.path in tree
                 assert event.xattr_name is not None

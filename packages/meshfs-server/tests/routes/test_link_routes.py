@@ -4,6 +4,7 @@ file under several names, one history, exact nlink - and every refusal with its 
 from __future__ import annotations
 
 import httpx
+import pytest
 from conftest import Harness
 
 
@@ -83,6 +84,47 @@ async def test_refusals(client: httpx.AsyncClient) -> None:
     assert error(await link(client, "/a", "/bad/../x")) == (400, "invalid_path")
     assert (await meta(client, "/a"))["nlink"] == 1
     assert (await client.get("/files/meta", params={"path": "/dir2"})).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("kind", "make"),
+    [
+        ("symlink", {"url": "/files/symlink", "json": {"target": "../some/where"}}),
+        ("fifo", {"url": "/files/mknod", "json": {"kind": "fifo", "mode": 0o640}}),
+        ("socket", {"url": "/files/mknod", "json": {"kind": "socket"}}),
+        ("chardev", {"url": "/files/mknod", "json": {"kind": "chardev", "rdev": 0x0103}}),
+        ("blockdev", {"url": "/files/mknod", "json": {"kind": "blockdev", "rdev": 0x0801}}),
+    ],
+)
+async def test_every_kind_but_a_directory_is_linked(
+    client: httpx.AsyncClient, kind: str, make: dict
+) -> None:
+    """ln of a symbolic link, FIFO, socket or device: one node under two names, exact nlink,
+    and removing or renaming over one name keeps the node at the other (as link(2))."""
+    made = await client.post(make["url"], json={"path": "/a", **make["json"]})
+    assert made.status_code == 201, made.text
+    r = await link(client, "/a", "/b")
+    assert r.status_code == 201, r.text
+    a, b = await meta(client, "/a"), await meta(client, "/b")
+    assert (b["kind"], b["node_id"], b["nlink"]) == (kind, a["node_id"], 2)
+    assert (b["mode"], b["rdev"], b["target"]) == (a["mode"], a["rdev"], a["target"])
+    assert a["nlink"] == 2
+    assert (await events(client))[-1]["kind"] == kind
+    await client.post("/files/attributes", json={"path": "/b", "mode": 0o600})
+    assert (await meta(client, "/a"))["mode"] == 0o600
+    await write(client, "/other", b"x")
+    over = await client.post(
+        "/files/rename", json={"path": "/other", "new_path": "/a", "overwrite": True}
+    )
+    assert over.status_code == 200, over.text
+    kept = await meta(client, "/b")
+    assert (kept["kind"], kept["node_id"], kept["nlink"]) == (kind, a["node_id"], 1)
+    assert (await meta(client, "/a"))["kind"] == "file"
+    await link(client, "/b", "/c")
+    assert (await client.delete("/files", params={"path": "/b"})).status_code == 200
+    last = await meta(client, "/c")
+    assert (last["kind"], last["node_id"], last["nlink"]) == (kind, a["node_id"], 1)
+    assert (await client.get("/files/meta", params={"path": "/b"})).status_code == 404
 
 
 async def test_deleting_one_name_keeps_the_others(client: httpx.AsyncClient) -> None:

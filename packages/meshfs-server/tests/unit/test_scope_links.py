@@ -30,3 +30,14 @@ def test_a_new_name_outside_is_invisible_and_the_whole_tenant_sees_the_link() ->
     seen = Scope().view(link_event("/private/b"))
     assert isinstance(seen, ChangeEvent)
     assert seen.type == "link"
+
+
+def test_a_new_name_of_a_symbolic_link_inside_the_prefix_is_a_create_there() -> None:
+    event = ChangeEvent(
+        seq=8, type="link", node_id="L", kind="symlink", path="/p/x/l2", at=AT, target="../t",
+    )  # fmt: skip
+    seen = Scope("/p/x").view(event)
+    assert isinstance(seen, ChangeEvent)
+    assert (seen.type, seen.kind, seen.path, seen.node_id, seen.target) == (
+        "create", "symlink", "/p/x/l2", "L", "../t",
+    )  # fmt: skip

@@ -3,11 +3,12 @@
 Schema and invariants (migration 9):
 
 ``nodes.link_of``
-    NULL for a node's own row. An extra name of file N (a hard link) is a row of its own with
+    NULL for a node's own row. An extra name of node N (a hard link) is a row of its own with
     ``link_of = N``: its own ``node_id`` (the name's id, never shown to clients), ``parent_id``,
     ``name`` and ``deleted_at``, so name uniqueness, listings and tombstones work unchanged;
-    its other columns mean nothing. Only regular files are linked, and a link row never points
-    at another link row. Everything about content, versions, attributes and extended
+    its other columns mean nothing (a link row's ``kind`` is always ``'file'``; N's own row
+    gives the kind read). Any node but a directory is linked, and a link row never points at
+    another link row. Everything about content, versions, attributes and extended
     attributes belongs to N: reads resolve the name to N (:data:`NODE_READ`). While any name of
     N is live, N's own row is live too (the domain moves N's row onto a remaining name when its
     own is removed), so N always has a path. N's link rows go when N is purged.

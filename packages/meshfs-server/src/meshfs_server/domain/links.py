@@ -1,12 +1,13 @@
 """Hard links: several names for one file, and removing names without losing the file.
 
-A file N may have extra names, each a row of its own that the store reads as N (see
+A node N that is not a directory (a "file" below: regular, symbolic link, FIFO, socket or
+device) may have extra names, each a row of its own that the store reads as N (see
 ``adapters/link_sql.py``). Content, versions, attributes and extended attributes belong to N, so
 a write through any name makes a version every name shows, and there is one history. Rules:
 
-* Only regular files are linked: a directory is ``not_permitted`` (EPERM), as is a symbolic
-  link or special node (MeshFS keeps one name for those). The new name must not exist
-  (``already_exists``, EEXIST) and its parent must be a directory.
+* Every kind but a directory is linked: a regular file, a symbolic link, a FIFO, a socket or a
+  device node (as link(2) allows); a directory is ``not_permitted`` (EPERM). The new name must
+  not exist (``already_exists``, EEXIST) and its parent must be a directory.
 * Removing a name (delete, rename over it, a snapshot restore) keeps the file while it has
   others; the feed's ``delete`` says how many are left (``nlink``). N's own row always holds a
   live name: when that name goes while others remain, N's row takes over one of them and that
@@ -34,12 +35,11 @@ from meshfs_server.domain.tree import lookup, not_a_directory, resolve
 async def make_link(
     tx: WriteTx, actor: Actor, src: str, dst: str, at_ns: int, events: list[ChangeEvent]
 ) -> NodeRow:
-    """Give the file at *src* the extra name *dst*; returns the file as seen at *dst*."""
+    """Give the node at *src* (any kind but a directory) the extra name *dst*; returns the
+    node as seen at *dst*."""
     node = await resolve(tx, src)
     if node.is_dir:
         raise NotPermittedError(f"{src} is a directory; directories cannot be hard-linked")
-    if node.kind != "file":
-        raise NotPermittedError(f"{src} is a {node.kind}; only regular files can be hard-linked")
     if dst == paths.ROOT:
         raise AlreadyExistsError("/ exists")
     parent = await lookup(tx, paths.split(paths.parent(dst)))
@@ -57,9 +57,10 @@ async def make_link(
     events.append(
         await tx.append_event(
             NewEvent(
-                type="link", node_id=node.node_id, kind="file", path=dst,
-                version_id=node.head_version_id, size=node.size,
-                content_hash=node.content_hash, writer=actor.writer,
+                type="link", node_id=node.node_id, kind=node.kind, path=dst,
+                version_id=node.head_version_id,
+                size=node.size if node.kind == "file" else None,
+                content_hash=node.content_hash, target=node.target, writer=actor.writer,
             )
         )
     )  # fmt: skip
@@ -68,9 +69,10 @@ async def make_link(
 
 async def remove_names(tx: WriteTx, rows: Sequence[NodeRow], at_ns: int) -> dict[str, int]:
     """Remove the names *rows* (nodes as read, hard links among them) in one go; returns, for
-    each file that had one of them, how many names it has left (0: it is now a tombstone)."""
+    each non-directory node that had one of them, how many names it has left (0: it is now a
+    tombstone)."""
     await tx.tombstone([r.row_id for r in rows], at_ns / 1e9)
-    return await settle(tx, {r.node_id for r in rows if r.kind == "file"}, at_ns)
+    return await settle(tx, {r.node_id for r in rows if not r.is_dir}, at_ns)
 
 
 async def settle(

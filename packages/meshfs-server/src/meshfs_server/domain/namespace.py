@@ -400,15 +400,15 @@ class Namespace:
                     if await tx.has_live_children(target.node_id):
                         raise DirectoryNotEmptyError(f"directory not empty: {dst}")
                     await tx.tombstone([target.node_id], now)
-                elif target.kind == "file" and target.nlink > 1:
-                    # The target has other names: they keep their file and its content, as
+                elif target.nlink > 1:
+                    # The target has other names: they keep their node and its content, as
                     # rename(2) moves a name and never changes another name's data. Only
                     # this name changes hands.
                     left = (await remove_names(tx, [target], at))[target.node_id]
                     events.append(
                         await tx.append_event(
                             NewEvent(
-                                type="delete", node_id=target.node_id, kind="file", path=dst,
+                                type="delete", node_id=target.node_id, kind=target.kind, path=dst,
                                 version_id=target.head_version_id, writer=actor.writer,
                                 nlink=left,
                             )

@@ -75,6 +75,11 @@ class Scope:
             return event
         inside = self.contains(event.path)
         if event.type != "rename":
+            if inside and event.type == "link" and event.kind != "file":
+                return ChangeEvent(  # a symbolic link or special node whose names may lie outside
+                    seq=event.seq, type="create", node_id=event.node_id, kind=event.kind,
+                    path=event.path, at=event.at, target=event.target, writer=event.writer,
+                )  # fmt: skip
             if inside and event.type == "link":  # the file's other names may lie outside
                 return ChangeEvent(
                     seq=event.seq, type="write", node_id=event.node_id, kind="file",

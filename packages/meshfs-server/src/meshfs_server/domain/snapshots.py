@@ -336,7 +336,7 @@ async def _restore(
                 version_id=node.head_version_id, writer=actor.writer,
             )))  # fmt: skip
     # 3. Put every snapshot node back in place with its snapshot content, parents first.
-    files = {n.node_id for n, _ in extras if n.kind == "file"}
+    files = {n.node_id for n, _ in extras if not n.is_dir}
     for item in sorted(items, key=lambda i: (len(paths.split(i.path)), i.path)):
         parent_id = target_parent[item.node_id]
         node = await tx.get_node(item.node_id)
@@ -370,6 +370,7 @@ async def _restore(
                     type="create", node_id=node.node_id, kind=node.kind, path=item.path,
                     target=node.target, writer=actor.writer,
                 )))  # fmt: skip
+            files.add(node.node_id)  # it may be hard-linked too
             continue
         changed = not same_content(node, item)
         if changed:
