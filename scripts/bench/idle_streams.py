@@ -3,8 +3,9 @@ write reaches them all.
 
 Starts its own ``meshfs-server`` (embedded default) on a free loopback port with the open-stream
 limits raised, measures its idle RSS, then opens ``--count`` subscribers of one tenant
-(WebSocket ``/sync/ws`` and, in a second server, SSE ``/sync/stream``) from this process, as a
-client library would (aiohttp; WebSockets offer permessage-deflate). Prints:
+(WebSocket ``/sync/ws`` and, in a second server, SSE ``/sync/stream``) as a client library
+would (aiohttp; WebSockets offer permessage-deflate), spread over ``--receivers`` processes so
+the generator's own decoding of every message does not queue behind one event loop. Prints:
   * how long they took to open, the server's RSS with all of them idle and the cost of each
     (RSS growth / count; goal < 80 KiB)
   * for ``--writes`` single small writes: the time from sending the write to each subscriber
@@ -13,20 +14,25 @@ client library would (aiohttp; WebSockets offer permessage-deflate). Prints:
 Bounded in count (``--count``, at most 12,000) and time (every phase has a deadline). The
 generator raises its open-file limit to the hard limit (the server inherits it; its own limit is
 printed). Client and server share the machine's cores: the latency includes the generator's
-own decoding of every message.
+own decoding of every message, so each write also prints the server's CPU per subscriber (which
+the load does not inflate) and the receiving processes' CPU.
 
 Usage: python scripts/bench/idle_streams.py [--count 10000] [--writes 3] [--kinds ws,sse]
+       [--receivers N]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import multiprocessing
 import os
 import resource
 import sys
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import aiohttp
@@ -144,33 +150,115 @@ async def open_all(
     return ready, tasks, time.monotonic() - start
 
 
+def receiver(kind: str, url: str, token: str, count: int, conn: Connection) -> None:
+    """A receiving process: open *count* subscribers, then answer the coordinator's commands
+    (``("expect", path, deadline)`` -> arrival times and misses; ``("stop",)``)."""
+    asyncio.run(_receive(kind, url, token, count, conn))
+
+
+async def _receive(kind: str, url: str, token: str, count: int, conn: Connection) -> None:
+    server = Server(url, token, Path(), None)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        subs, tasks, _ = await open_all(session, server, kind, count)
+        conn.send(len(subs))
+        try:
+            while True:
+                command = await loop.run_in_executor(None, conn.recv)
+                if command[0] != "expect":
+                    return
+                _, path, deadline = command
+                cpu = time.process_time()
+                for sub in subs:
+                    try:
+                        async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                            while path not in sub.seen:
+                                await sub.arrived.wait()
+                                sub.arrived.clear()
+                    except TimeoutError:
+                        break
+                seen = [sub.seen[path] for sub in subs if path in sub.seen]
+                conn.send((seen, len(subs) - len(seen), time.process_time() - cpu))
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+
+class Receivers:
+    """Several receiving processes, so the load generator's own decoding of every message is
+    spread over processes rather than queued behind one event loop."""
+
+    def __init__(self, kind: str, server: Server, count: int, processes: int) -> None:
+        context = multiprocessing.get_context("spawn")
+        shares = [count // processes + (i < count % processes) for i in range(processes)]
+        self.pipes: list[Connection] = []
+        self.processes = []
+        for share in shares:
+            ours, theirs = context.Pipe()
+            process = context.Process(
+                target=receiver, args=(kind, server.url, server.token, share, theirs), daemon=True
+            )
+            process.start()
+            self.pipes.append(ours)
+            self.processes.append(process)
+
+    def opened(self) -> int:
+        deadline = time.monotonic() + OPEN_DEADLINE + 30
+        total = 0
+        for pipe in self.pipes:
+            if not pipe.poll(max(0.0, deadline - time.monotonic())):
+                raise SystemExit("a receiving process did not report within the open deadline")
+            total += pipe.recv()
+        return total
+
+    def expect(self, path: str, deadline: float) -> tuple[list[float], int, float]:
+        """Arrival times of *path* at every subscriber, misses and the receivers' CPU."""
+        for pipe in self.pipes:
+            pipe.send(("expect", path, deadline))
+        arrivals: list[float] = []
+        missed = 0
+        cpu = 0.0
+        for pipe in self.pipes:
+            if not pipe.poll(DELIVERY_DEADLINE + 30):
+                raise SystemExit("a receiving process did not answer")
+            seen, lost, used = pipe.recv()
+            arrivals += seen
+            missed += lost
+            cpu += used
+        return arrivals, missed, cpu
+
+    def stop(self) -> None:
+        for pipe in self.pipes:
+            with contextlib.suppress(OSError):
+                pipe.send(("stop",))
+        for process in self.processes:
+            process.join(30)
+            if process.is_alive():
+                process.kill()
+
+
 async def one_write(
-    session: aiohttp.ClientSession, server: Server, subs: list[Subscriber], path: str
-) -> tuple[list[float], int]:
-    """Latencies (ms) from sending a write of *path* to each subscriber seeing it."""
-    for sub in subs:
-        sub.arrived.clear()
+    session: aiohttp.ClientSession, server: Server, receivers: Receivers, path: str
+) -> tuple[list[float], int, float]:
+    """Latencies (ms) from sending a write of *path* to each subscriber seeing it, the misses
+    and the receiving processes' CPU seconds."""
     headers = {"Authorization": f"Bearer {server.token}"}
-    start = time.monotonic()
+    start = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process on the machine
     async with session.put(
         f"{server.url}/files/content", params={"path": path}, data=b"fan-out", headers=headers
     ) as response:
         response.raise_for_status()
-    deadline = start + DELIVERY_DEADLINE
-    for sub in subs:
-        if path not in sub.seen:
-            try:
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    while path not in sub.seen:
-                        await sub.arrived.wait()
-                        sub.arrived.clear()
-            except TimeoutError:
-                break
-    latencies = [(sub.seen[path] - start) * 1000 for sub in subs if path in sub.seen]
-    return latencies, len(subs) - len(latencies)
+    loop = asyncio.get_running_loop()
+    arrivals, missed, cpu = await loop.run_in_executor(
+        None, receivers.expect, path, start + DELIVERY_DEADLINE
+    )
+    return [(seen - start) * 1000 for seen in arrivals], missed, cpu
 
 
-async def run_kind(kind: str, count: int, writes: int) -> None:
+async def run_kind(kind: str, count: int, writes: int, processes: int) -> None:
     label = "WebSocket" if kind == "ws" else "SSE"
     limits = {
         "MESHFS_MAX_STREAMS_PER_TOKEN": str(count + 100),
@@ -194,24 +282,29 @@ async def run_kind(kind: str, count: int, writes: int) -> None:
             print(f"  {label}: server open-file limit {open_file_limit(pid)}", flush=True)
             report(f"{label}: server RSS idle", idle / KiB, "MiB")
             cpu = cpu_seconds(pid)
-            subs, tasks, took = await open_all(session, server, kind, count)
-            cpu = cpu_seconds(pid) - cpu
-            count = len(subs)
-            report(
-                f"{label}: open {count} subscribers",
-                took,
-                "s",
-                f"{count / took:.0f}/s; server CPU {cpu * 1e6 / count:.0f} us each",
-            )
-            held = rss_kib(pid)
-            per = (held - idle) / count
-            report(f"{label}: server RSS with {count} idle", held / KiB, "MiB")
-            verdict = "ok" if per < 80 else "OVER"
-            report(f"{label}: RSS per subscriber", per, "KiB", f"(goal < 80) {verdict}")
+            start = time.monotonic()
+            receivers = Receivers(kind, server, count, processes)
             try:
+                count = await asyncio.get_running_loop().run_in_executor(None, receivers.opened)
+                took = time.monotonic() - start
+                cpu = cpu_seconds(pid) - cpu
+                report(
+                    f"{label}: open {count} subscribers",
+                    took,
+                    "s",
+                    f"{count / took:.0f}/s from {processes} processes; "
+                    f"server CPU {cpu * 1e6 / count:.0f} us each",
+                )
+                held = rss_kib(pid)
+                per = (held - idle) / count
+                report(f"{label}: server RSS with {count} idle", held / KiB, "MiB")
+                verdict = "ok" if per < 80 else "OVER"
+                report(f"{label}: RSS per subscriber", per, "KiB", f"(goal < 80) {verdict}")
                 for n in range(writes):
                     cpu = cpu_seconds(pid)
-                    latencies, missed = await one_write(session, server, subs, f"/fan-out-{n}.txt")
+                    latencies, missed, used = await one_write(
+                        session, server, receivers, f"/fan-out-{n}.txt"
+                    )
                     cpu = cpu_seconds(pid) - cpu
                     p50, p99 = percentile(latencies, 50), percentile(latencies, 99)
                     verdict = "ok" if p99 <= 1000 and not missed else "OVER"
@@ -220,13 +313,13 @@ async def run_kind(kind: str, count: int, writes: int) -> None:
                         p99,
                         "ms p99",
                         f"p50 {p50:.0f} ms, max {max(latencies):.0f} ms (goal p99 <= 1000) "
-                        f"{verdict}; server CPU {cpu * 1000:.0f} ms",
+                        f"{verdict}; server CPU {cpu * 1000:.0f} ms "
+                        f"({cpu * 1e6 / count:.1f} us per subscriber), "
+                        f"receivers' CPU {used * 1000:.0f} ms",
                     )
                 report(f"{label}: server RSS after the writes", rss_kib(pid) / KiB, "MiB")
             finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+                receivers.stop()
 
 
 def main() -> None:
@@ -234,13 +327,19 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000, help=f"at most {MAX_COUNT}")
     parser.add_argument("--writes", type=int, default=3)
     parser.add_argument("--kinds", default="ws,sse", help="comma-separated: ws, sse")
+    parser.add_argument(
+        "--receivers",
+        type=int,
+        default=max(2, os.cpu_count() or 2),
+        help="receiving processes the subscribers are spread over (default: one per core, >= 2)",
+    )
     args = parser.parse_args()
     count = min(args.count, MAX_COUNT)
     limit = raise_fd_limit(count + 200)
     print(f"Idle change streams: {count} subscribers of one tenant (generator fd limit {limit})")
     print(f"  {os.cpu_count()} cores; load average at start {os.getloadavg()[0]:.2f}")
     for kind in args.kinds.split(","):
-        asyncio.run(run_kind(kind.strip(), count, args.writes))
+        asyncio.run(run_kind(kind.strip(), count, args.writes, max(1, args.receivers)))
 
 
 if __name__ == "__main__":

@@ -110,6 +110,7 @@ def create_app(
 
     from meshfs_server.http.limits import BodyLimit
     from meshfs_server.http.safety import SafetyMiddleware
+    from meshfs_server.http.stream_send import StreamSend
 
     routes = all_routes()
     shutdown = Shutdown()
@@ -117,8 +118,10 @@ def create_app(
         routes=routes,
         lifespan=lifespan,
         # The request log sees every answer (refusals included); open streams end as soon as
-        # shutdown begins; body caps before any other work.
+        # shutdown begins; body caps before any other work. Open streams send their live
+        # frames past all of them (StreamSend).
         middleware=[
+            Middleware(StreamSend),
             Middleware(RequestLog, access=settings.access_log),
             Middleware(Draining, shutdown=shutdown),
             Middleware(BodyLimit, routes=routes),

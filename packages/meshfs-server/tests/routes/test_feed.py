@@ -161,3 +161,52 @@ async def test_one_write_reaches_every_websocket_and_sse_subscriber_alike(
     assert (message["type"], message["event"]["path"]) == ("event", "/shared0")
     assert all(frame == frames[0] for frame in frames)
     assert json.loads(frames[0]["data"]) == message["event"]
+
+
+async def test_live_frames_go_past_the_request_middleware(
+    live: LiveServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An open stream's start and end pass through the request middleware, its live frames go
+    straight to the server: a write sent to many streams costs each one call, not one per
+    middleware layer."""
+    from collections import Counter
+
+    from meshfs_server.http.draining import Draining
+
+    seen: Counter[str] = Counter()
+    for name in ("_websocket", "_http"):
+        original = getattr(Draining, name)
+
+        async def counted(self: Draining, scope, receive, send, original=original) -> None:  # type: ignore[no-untyped-def]
+            async def counting(message: dict) -> None:
+                more = "+more" if message.get("more_body") else ""
+                seen[message["type"] + more] += 1
+                await send(message)
+
+            await original(self, scope, receive, counting)
+
+        monkeypatch.setattr(Draining, name, counted)
+    client = live.harness.client
+    headers = {"Authorization": f"Bearer {live.token}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        ws = await session.ws_connect(f"{live.url}/sync/ws?cursor=0")
+        sse = await session.get(f"{live.url}/sync/stream?cursor=0")
+        try:
+            while (await ws.receive_json(timeout=5))["type"] != "caught_up":
+                pass
+            while not (await asyncio.wait_for(sse.content.readline(), 5)).startswith(
+                b"event: caught_up"
+            ):
+                pass
+            await make_events(client, 3, prefix="/past")
+            paths = [(await ws.receive_json(timeout=5))["event"]["path"] for _ in range(3)]
+            frames = await read_sse(sse, 3)
+        finally:
+            await ws.close()
+            sse.close()
+    assert paths == ["/past0", "/past1", "/past2"]
+    assert [json.loads(frame["data"])["path"] for frame in frames] == paths
+    assert seen["websocket.accept"] == 1
+    assert seen["http.response.start"] >= 1
+    assert seen["websocket.send"] == 0
+    assert seen["http.response.body+more"] == 0

@@ -24,6 +24,7 @@ from meshfs_common.errors import MeshFSError, RateLimitedError
 from meshfs_server.auth.stream_counts import SharedStreamCounts
 from meshfs_server.domain.actor import Actor
 from meshfs_server.http.errors import render
+from meshfs_server.http.stream_send import server_send
 
 #: WebSocket close code for a stream refused over a limit (4000 + the HTTP status).
 CLOSE_OVER_LIMIT = 4429
@@ -131,7 +132,12 @@ class StreamSlots:
 
 class HeldStream(StreamingResponse):
     """A streamed answer that holds *slot* until it ends, however it ends (even when the client
-    leaves before the first byte)."""
+    leaves before the first byte).
+
+    Its start and its end go through the request middleware; the parts in between go to the
+    server's ``send`` directly (:mod:`.stream_send`): an event sent to thousands of open
+    streams costs each of them one call, not one per middleware. (The access log's size of
+    such an answer therefore counts only its start.)"""
 
     def __init__(
         self,
@@ -143,12 +149,23 @@ class HeldStream(StreamingResponse):
     ) -> None:
         super().__init__(content, media_type=media_type, headers=headers)
         self.slot = slot
+        self._send_part: Send | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._send_part = server_send(scope, send)
         try:
             await super().__call__(scope, receive, send)
         finally:
             self.slot.release()
+
+    async def stream_response(self, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status_code,
+                    "headers": self.raw_headers})  # fmt: skip
+        send_part = self._send_part or send
+        async for chunk in self.body_iterator:
+            part = chunk if isinstance(chunk, bytes | memoryview) else chunk.encode(self.charset)
+            await send_part({"type": "http.response.body", "body": part, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 async def refuse_websocket(scope: Scope, receive: Receive, send: Send, error: MeshFSError) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import anyio
@@ -10,6 +9,7 @@ import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
+from starlette.types import Message
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from meshfs_common.errors import MeshFSError
@@ -27,6 +27,7 @@ from meshfs_server.http.codec import (
 )
 from meshfs_server.http.errors import UNAVAILABLE_RETRY_AFTER, render, retry_after
 from meshfs_server.http.state import actor
+from meshfs_server.http.stream_send import server_send
 from meshfs_server.http.streams import HeldStream, refuse_websocket
 
 TAGS = ("sync",)
@@ -63,15 +64,16 @@ def sse_frame(item: Followed) -> bytes:
     return f"id: {item.seq}\nevent: change\ndata: ".encode() + encode(item) + b"\n\n"
 
 
-def ws_text(item: Followed) -> str:
-    """One followed item as a WebSocket :class:`StreamMessage` (one encoder for every socket)."""
+def ws_send(item: Followed) -> Message:
+    """One followed item as the ASGI ``websocket.send`` of a :class:`StreamMessage` (one
+    encoder for every socket: a live event's message is made once and sent to all)."""
     if isinstance(item, Reset):
         message = StreamMessage(type="reset", cursor=item.cursor)
     elif isinstance(item, CaughtUp):
         message = StreamMessage(type="caught_up", cursor=item.cursor)
     else:
         message = StreamMessage(type="event", cursor=item.seq, event=item)
-    return encode(message).decode()
+    return {"type": "websocket.send", "text": encode(message).decode()}
 
 
 SSE_HEARTBEAT = b": heartbeat\n\n"
@@ -139,14 +141,12 @@ async def _serve_socket(ws: WebSocket, who: Actor, requested: int | None) -> Non
         await _deny(ws, exc)
         return
     await ws.accept()
-    lock = asyncio.Lock()  # the pump and the listener both answer on the socket
-
-    async def send_text(text: str) -> None:
-        async with lock:
-            await ws.send_text(text)
+    # Frames go to the server's send past the request middleware (see .stream_send); the
+    # pump and the listener may both send, which the server serialises per connection.
+    send_frame = server_send(ws.scope, ws.send)
 
     async def send(message: StreamMessage) -> None:
-        await send_text(encode(message).decode())
+        await send_frame({"type": "websocket.send", "text": encode(message).decode()})
 
     failure: MeshFSError | None = None
 
@@ -154,8 +154,8 @@ async def _serve_socket(ws: WebSocket, who: Actor, requested: int | None) -> Non
         nonlocal failure
         await send(StreamMessage(type="hello", cursor=cursor))
         try:
-            async for text in feed.follow_encoded(who.tenant_id, cursor, ws_text, scope=who.scope):
-                await send_text(text)
+            async for frame in feed.follow_encoded(who.tenant_id, cursor, ws_send, scope=who.scope):
+                await send_frame(frame)
         except MeshFSError as exc:  # the backend went away: closed below with a "try again"
             failure = exc
             scope.cancel()
