@@ -29,6 +29,7 @@ def test_help_lists_every_option() -> None:
         "--remote",
         "--target",
         "--allow-other",
+        "--default-permissions",
         "--auto-unmount",
         "--read-only",
         "--cache-dir",
@@ -132,9 +133,12 @@ def test_allow_other_needs_root_or_fuse_conf(tmp_path: Path) -> None:
 
 def test_fuse_options() -> None:
     plain = fuse_options(MountOptions("http://h", Path("/mnt")))
-    assert plain == set(pyfuse3.default_options) | {"fsname=meshfs", "subtype=meshfs"}
-    everything = fuse_options(MountOptions("http://h", Path("/mnt"), True, True, True))
-    assert everything - plain == {"allow_other", "auto_unmount", "ro"}
+    assert plain == set(pyfuse3.default_options) - {"default_permissions"} | {
+        "fsname=meshfs",
+        "subtype=meshfs",
+    }
+    everything = fuse_options(MountOptions("http://h", Path("/mnt"), True, True, True, True))
+    assert everything - plain == {"allow_other", "auto_unmount", "ro", "default_permissions"}
 
 
 @pytest.mark.parametrize(
@@ -157,6 +161,10 @@ def test_parse_size(text: str, expected: int) -> None:
         (
             ["https://files.example.org", "/mnt/m", "-o", "ro,allow_other,noatime,_netdev"],
             ["/mnt/m", "--remote", "https://files.example.org", "--read-only", "--allow-other"],
+        ),
+        (
+            ["meshfs", "/mnt/m", "-o", "default_permissions,allow_other"],
+            ["/mnt/m", "--default-permissions", "--allow-other"],
         ),
         (
             ["meshfs", "/mnt/m", "-ocache_dir=/var/cache/m,cache_size=2G", "-n"],

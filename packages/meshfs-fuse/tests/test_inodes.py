@@ -103,7 +103,7 @@ def test_pending_inode_gets_its_node_at_commit(table: InodeTable) -> None:
     assert table.by_node("n-new") is p
 
 
-def test_inode_numbers_are_never_reused(table: InodeTable) -> None:
+def test_inode_numbers_are_never_given_to_another_node(table: InodeTable) -> None:
     seen = set()
     for i in range(100):
         node = table.attach(ROOT, f"f{i}", entry(f"n{i}", f"/f{i}"))
@@ -111,6 +111,48 @@ def test_inode_numbers_are_never_reused(table: InodeTable) -> None:
         table.detach(node)
     assert len(seen) == 100
     assert len(table) == 1  # only the root is left
+
+
+def test_a_forgotten_node_gets_its_number_back_and_no_other_node_takes_it(
+    table: InodeTable,
+) -> None:
+    f = table.attach(ROOT, "f", entry("n-f", "/f"))
+    number = f.ino
+    table.detach(f)  # the kernel forgot it (no lookups): freed
+    assert table.find(number) is None
+    g = table.attach(ROOT, "g", entry("n-g", "/g"))
+    assert g.ino != number
+    again = table.attach(ROOT, "f", entry("n-f", "/f"))
+    assert again.ino == number
+
+
+def test_a_file_renamed_over_another_keeps_its_number(table: InodeTable) -> None:
+    # The server keeps the target's node (and history); the mount keeps the moved file's
+    # inode number at the new name, also after the kernel forgets and looks it up again.
+    source = table.attach(ROOT, "src", entry("n-src", "/src"))
+    target = table.attach(ROOT, "dst", entry("n-dst", "/dst"))
+    table.remember(target)  # still held by the kernel
+    table.place(source, ROOT, "dst")
+    table.set_entry(source, entry("n-dst", "/dst"))
+    assert table.child(ROOT, "dst") is source
+    assert not target.attached
+    number = source.ino
+    table.detach(source)
+    assert table.attach(ROOT, "dst", entry("n-dst", "/dst")).ino == number
+    # The replaced inode, still held, keeps its own number; the source's old id has none.
+    assert table.find(target.ino) is target
+    assert table.attach(ROOT, "back", entry("n-src", "/back")).ino not in (number, target.ino)
+
+
+def test_remembered_numbers_are_bounded() -> None:
+    table = InodeTable(entry("root", "/", "dir"), numbers_capacity=2)
+    numbers = {}
+    for name in "abc":
+        node = table.attach(ROOT, name, entry(f"n-{name}", f"/{name}"))
+        numbers[name] = node.ino
+        table.detach(node)
+    assert table.attach(ROOT, "c", entry("n-c", "/c")).ino == numbers["c"]
+    assert table.attach(ROOT, "a", entry("n-a", "/a")).ino not in numbers.values()
 
 
 def test_negative_entries_are_bounded() -> None:

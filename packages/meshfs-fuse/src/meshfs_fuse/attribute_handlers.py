@@ -207,6 +207,7 @@ class AttributeHandlers(FileHandlers):
             if old_parent is not None:
                 self._listed(old_parent, node.name, node.entry)
         self._listed(parent, text, entry)
+        self._entries_changed(parent)
         self.table.negative.discard(parent.ino, text)
         self.table.removed.discard(parent.ino, text)
         self.table.remember(node)
@@ -221,6 +222,7 @@ class AttributeHandlers(FileHandlers):
     def _created(self, parent: Inode, name: str, entry: Entry) -> pyfuse3.EntryAttributes:
         node = self.table.attach(parent.ino, name, entry)
         self._listed(parent, name, entry)
+        self._entries_changed(parent)
         self.table.remember(node)
         return self._reply(node)
 

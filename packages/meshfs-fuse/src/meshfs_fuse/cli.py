@@ -51,6 +51,7 @@ class MountOptions:
     allow_other: bool = False
     auto_unmount: bool = False
     read_only: bool = False
+    default_permissions: bool = False
 
 
 def parse_remote(url: str) -> str:
@@ -86,8 +87,13 @@ def allow_other_permitted(euid: int, fuse_conf: Path = FUSE_CONF) -> bool:
 
 
 def fuse_options(options: MountOptions) -> set[str]:
-    """The libfuse mount options for *options* (what ``pyfuse3.init`` receives)."""
-    result = set(pyfuse3.default_options)
+    """The libfuse mount options for *options* (what ``pyfuse3.init`` receives).
+
+    ``default_permissions`` (on in pyfuse3's defaults) only when asked for: the kernel then
+    checks each node's stored mode and owner, which only fits when the uid/gid the server
+    stores mean the same users as on this machine.
+    """
+    result = set(pyfuse3.default_options) - {"default_permissions"}
     result |= {"fsname=meshfs", "subtype=meshfs"}
     if options.allow_other:
         result.add("allow_other")
@@ -95,6 +101,8 @@ def fuse_options(options: MountOptions) -> set[str]:
         result.add("auto_unmount")
     if options.read_only:
         result.add("ro")
+    if options.default_permissions:
+        result.add("default_permissions")
     return result
 
 
@@ -151,6 +159,12 @@ def _size(ctx: click.Context, param: click.Parameter, value: str) -> int:
 @click.option("--read-only", is_flag=True, help="Mount read-only.")
 @click.option("--allow-other", is_flag=True, help="Let users other than you use the mount.")
 @click.option(
+    "--default-permissions",
+    is_flag=True,
+    help="Let the kernel enforce each node's mode and owner (as stored on the server: nodes "
+    "made through the API or another device carry the uid/gid they were given there).",
+)
+@click.option(
     "--auto-unmount/--no-auto-unmount",
     default=True,
     show_default=True,
@@ -179,6 +193,7 @@ def main(
     remote: str | None,
     read_only: bool,
     allow_other: bool,
+    default_permissions: bool,
     auto_unmount: bool,
     cache_dir: Path | None,
     cache_size: int,
@@ -204,7 +219,7 @@ def main(
         raise click.BadParameter(
             f"needs root or 'user_allow_other' in {FUSE_CONF}", param_hint="--allow-other"
         )
-    options = MountOptions(remote, where, allow_other, auto_unmount, read_only)
+    options = MountOptions(remote, where, allow_other, auto_unmount, read_only, default_permissions)
     cache = (cache_dir or default_cache_dir(remote, where)).resolve()
     config = DaemonConfig(
         target=where,
@@ -230,6 +245,8 @@ def _daemon_arguments(config: DaemonConfig, options: MountOptions) -> list[str]:
         result.append("--read-only")
     if options.allow_other:
         result.append("--allow-other")
+    if options.default_permissions:
+        result.append("--default-permissions")
     result.append("--auto-unmount" if options.auto_unmount else "--no-auto-unmount")
     return result
 
@@ -295,6 +312,7 @@ _IGNORED_MOUNT_OPTIONS = {
 _FLAG_OPTIONS = {
     "ro": "--read-only",
     "allow_other": "--allow-other",
+    "default_permissions": "--default-permissions",
     "auto_unmount": "--auto-unmount",
     "no_auto_unmount": "--no-auto-unmount",
     "foreground": "--foreground",
@@ -340,9 +358,9 @@ Mount MeshFS at DIR the way mount(8) and /etc/fstab call file system helpers
 (`mount -t fuse.meshfs SOURCE DIR -o OPTIONS`). SOURCE is the server URL, or any
 word (e.g. `meshfs`) for the server of the last `meshfs login`.
 
-OPTIONS (comma-separated): ro, allow_other, auto_unmount, no_auto_unmount, foreground,
-remote=URL, cache_dir=DIR, cache_size=SIZE; the generic mount options (rw,
-noauto, user, nofail, _netdev, ...) are accepted and left to mount(8).
+OPTIONS (comma-separated): ro, allow_other, default_permissions, auto_unmount,
+no_auto_unmount, foreground, remote=URL, cache_dir=DIR, cache_size=SIZE; the generic
+mount options (rw, noauto, user, nofail, _netdev, ...) are accepted and left to mount(8).
 The mount itself is `meshfs-mount` (see `meshfs-mount --help`)."""
 
 

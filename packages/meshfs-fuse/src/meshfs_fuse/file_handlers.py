@@ -218,12 +218,15 @@ class FileHandlers(MountState):
             if wanted and any(getattr(entry, key) != value for key, value in wanted.items()):
                 # The file's first version: the creator's mode and owner go with it.
                 entry = await self.remote.set_attributes(path, **wanted)
+            created = node.node_id is None
             self.table.set_entry(node, entry)
             node.cached_version = result.entry.version_id
             if node.parent is not None:
                 parent = self.table.find(node.parent)
                 if parent is not None:
                     self._listed(parent, node.name, entry)
+                    if created:  # the file's first version made its name on the server
+                        self._entries_changed(parent)
 
     async def _truncate(self, node: Inode, size: int, *, with_handle: bool) -> None:
         content = self._contents.get(node.ino)

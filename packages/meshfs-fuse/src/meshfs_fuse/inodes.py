@@ -2,9 +2,13 @@
 
 Invariants (kept by every method here):
 
-* An inode number is never reused within one mount (a 64-bit counter), so the generation is
-  the same for all of them: the time the mount started, which tells an NFS re-export apart
-  from an earlier mount.
+* An inode number stands for one node within one mount: a node the kernel forgot gets its
+  number back at its next lookup (a bounded LRU remembers node id -> number), and a number is
+  never given to another node (new ones come from a 64-bit counter). So the generation is the
+  same for all of them: the time the mount started, which tells an NFS re-export apart from
+  an earlier mount. A file renamed over another keeps its number although it then stands
+  for the target's node (the server keeps the target's identity and history): ``stat`` shows
+  what rename(2) promises, the moved file's inode at the new name.
 * ``by_node`` maps a node id to the one *attached* inode that stands for it. A node id appears
   once: a node that moves keeps its inode.
 * An attached inode has ``parent`` and ``name`` and is in its parent's ``children``; a
@@ -31,8 +35,9 @@ from dataclasses import dataclass, field
 
 import pyfuse3
 
-from meshfs_common.errors import NotFoundError
+from meshfs_common.errors import NameTooLongError, NotFoundError
 from meshfs_common.models import Entry
+from meshfs_common.paths import MAX_PATH_BYTES
 
 __all__ = ["ROOT", "Inode", "InodeTable", "NegativeEntries", "RemovedNames"]
 
@@ -134,11 +139,15 @@ class RemovedNames:
 class InodeTable:
     """node id <-> inode, the tree of known names, lookup and open counts."""
 
-    def __init__(self, root: Entry, *, generation: int | None = None) -> None:
+    def __init__(
+        self, root: Entry, *, generation: int | None = None, numbers_capacity: int = 1 << 18
+    ) -> None:
         self.generation = generation if generation is not None else time.time_ns() // 1000
         self._inodes: dict[int, Inode] = {ROOT: Inode(ROOT, True, None, "", root, lookups=1)}
         self._by_node: dict[str, int] = {root.node_id: ROOT}
         self._next = ROOT + 1
+        self._numbers: OrderedDict[str, int] = OrderedDict()
+        self._numbers_capacity = numbers_capacity
         self.negative = NegativeEntries()
         self.removed = RemovedNames()
 
@@ -187,11 +196,19 @@ class InodeTable:
         return "/" + "/".join(reversed(names))
 
     def child_path(self, parent: int, name: str) -> str:
-        """The path of *name* in directory *parent* (:class:`NotFoundError` if detached)."""
+        """The path of *name* in directory *parent* (:class:`NotFoundError` if detached).
+
+        Every name the mount sends to the server is built here, so a path the server cannot
+        hold (over :data:`~meshfs_common.paths.MAX_PATH_BYTES` from the root) is refused at
+        once with :class:`NameTooLongError` (``ENAMETOOLONG``), before anything is created.
+        """
         base = self.path_of(parent)
         if base is None:
             raise NotFoundError("the directory was removed")
-        return f"{base.rstrip('/')}/{name}"
+        path = f"{base.rstrip('/')}/{name}"
+        if len(path.encode("utf-8", "surrogateescape")) > MAX_PATH_BYTES:
+            raise NameTooLongError(f"path is longer than {MAX_PATH_BYTES} bytes")
+        return path
 
     def resolve(self, path: str) -> Inode | None:
         """The known inode at *path*, walking known names from the root."""
@@ -215,8 +232,7 @@ class InodeTable:
             raise NotFoundError(f"no such file: {name} (removed)")
         node = self.by_node(entry.node_id)
         if node is None:
-            node = Inode(self._next, entry.kind == "dir", None, name, entry)
-            self._next += 1
+            node = Inode(self._number_for(entry.node_id), entry.kind == "dir", None, name, entry)
             self._inodes[node.ino] = node
             self._by_node[entry.node_id] = node.ino
         else:
@@ -225,9 +241,10 @@ class InodeTable:
         return node
 
     def add_pending(self, parent: int, name: str) -> Inode:
-        """A new file at *name* in *parent* that has no node on the server yet."""
-        node = Inode(self._next, False, None, name)
-        self._next += 1
+        """A new file at *name* in *parent* that has no node on the server yet (refused like
+        :meth:`child_path` when the server could not hold its path)."""
+        self.child_path(parent, name)
+        node = Inode(self._number_for(None), False, None, name)
         self._inodes[node.ino] = node
         self.place(node, parent, name)
         return node
@@ -237,12 +254,15 @@ class InodeTable:
         old = node.node_id
         if old is not None and self._by_node.get(old) == node.ino:
             del self._by_node[old]
+        if old is not None and old != entry.node_id and self._numbers.get(old) == node.ino:
+            del self._numbers[old]
         other = self.by_node(entry.node_id)
         if other is not None and other is not node:
             self.detach(other)
         node.entry = entry
         if node.attached:
             self._by_node[entry.node_id] = node.ino
+            self._number(entry.node_id, node.ino)
 
     def place(self, node: Inode, parent: int, name: str) -> None:
         """Put *node* at *name* in *parent*, detaching whatever was there."""
@@ -260,8 +280,25 @@ class InodeTable:
         directory.children[name] = node.ino
         if node.node_id is not None:
             self._by_node[node.node_id] = node.ino
+            self._number(node.node_id, node.ino)
         self.negative.discard(parent, name)
         self.removed.discard(parent, name)
+
+    def _number_for(self, node_id: str | None) -> int:
+        """The inode number for a new inode of *node_id*: the one it had, if still free."""
+        if node_id is not None:
+            number = self._numbers.get(node_id)
+            if number is not None and number not in self._inodes:
+                return number
+        number = self._next
+        self._next += 1
+        return number
+
+    def _number(self, node_id: str, ino: int) -> None:
+        self._numbers[node_id] = ino
+        self._numbers.move_to_end(node_id)
+        while len(self._numbers) > self._numbers_capacity:
+            self._numbers.popitem(last=False)
 
     def exchange(self, a: Inode, b: Inode) -> None:
         """Swap the names of two attached inodes (``RENAME_EXCHANGE``)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pyfuse3
 
@@ -97,6 +97,8 @@ class MountState(pyfuse3.Operations):
                 content.mtime_ns if content else 0,
                 wanted.get("mode", FILE_MODE),
             )
+        if not node.attached:
+            base = replace(base, nlink=0)  # unlinked (still open): no name counts it
         if content is not None and content.spool is not None and content.dirty:
             return base.with_content(content.spool.size, content.mtime_ns)
         return base
@@ -111,6 +113,14 @@ class MountState(pyfuse3.Operations):
                 node.stale = True
                 raise
         return node
+
+    def _entries_changed(self, *directories: Inode) -> None:
+        """This mount added or removed a name in each of *directories*: the server moved their
+        mtime, ctime (and nlink, for a subdirectory), so the next ``getattr`` asks it (the
+        kernel drops its own copy of a directory's attributes after such a request)."""
+        for directory in directories:
+            if directory.node_id is not None:
+                directory.stale = True
 
     def _reply(self, node: Inode) -> pyfuse3.EntryAttributes:
         reply = to_entry_attributes(

@@ -59,6 +59,7 @@ class NamespaceHandlers(MountState):
         node = self.table.attach(parent.ino, text, entry)
         node.listing = {}  # new and empty: lookups inside need no request
         self._listed(parent, text, entry)
+        self._entries_changed(parent)
         self.table.remember(node)
         return self._reply(node)
 
@@ -72,6 +73,7 @@ class NamespaceHandlers(MountState):
             raise fail(errno.EISDIR)
         if node.node_id is not None:
             await self.remote.delete(self.table.child_path(parent.ino, text))
+            self._entries_changed(parent)
         self._listed(parent, text, None)
         self.table.negative.add(parent.ino, text)
         if node.entry is not None and node.entry.nlink > 1:
@@ -106,6 +108,7 @@ class NamespaceHandlers(MountState):
         if any(self.table.child(node.ino, n) for n in node.children) or node.listing:
             raise fail(errno.ENOTEMPTY)
         await self.remote.delete(self.table.child_path(parent.ino, text))
+        self._entries_changed(parent)
         self._listed(parent, text, None)
         self.table.detach(node)
         self.table.negative.add(parent.ino, text)
@@ -128,6 +131,7 @@ class NamespaceHandlers(MountState):
         old_parent = self._directory(parent_inode_old)
         new_parent = self._directory(parent_inode_new)
         old, new = self._name(name_old), self._name(name_new)
+        self.table.child_path(new_parent.ino, new)  # ENAMETOOLONG before anything changes
         source = await self._child(old_parent, old)
         try:
             target: Inode | None = await self._child(new_parent, new)
@@ -168,6 +172,7 @@ class NamespaceHandlers(MountState):
             self.table.place(source, new_parent.ino, new)
             self.table.set_entry(source, entry)
             self._listed(new_parent, new, entry)
+            self._entries_changed(old_parent, new_parent)
         self._listed(old_parent, old, None)
         self.table.negative.add(old_parent.ino, old)
         content = self._contents.get(source.ino)
@@ -199,6 +204,7 @@ class NamespaceHandlers(MountState):
         self.table.set_entry(a, entry)
         self._listed(parent_b, b_name, entry)
         self._listed(parent_a, a_name, b.entry)
+        self._entries_changed(parent_a, parent_b)
 
     @fuse_errors
     async def opendir(self, inode: int, ctx: pyfuse3.RequestContext) -> int:

@@ -38,8 +38,8 @@ def mount(state: CliState, arguments: tuple[str, ...]) -> None:
     """Mount MeshFS on a directory: meshfs mount DIR (or --target DIR).
 
     Options: --remote URL (default: --server, $MESHFS_SERVER, else your last login),
-    --read-only, --allow-other, --no-auto-unmount, --cache-dir DIR, --cache-size SIZE,
-    --foreground. Returns once the mount is ready. Runs `meshfs-mount` (from the
+    --read-only, --allow-other, --default-permissions, --no-auto-unmount, --cache-dir DIR,
+    --cache-size SIZE, --foreground. Returns once the mount is ready. Runs `meshfs-mount` (from the
     meshfs-fuse package); `meshfs mount --help` shows its full help.
     """
     command = find_mount_command()
