@@ -97,6 +97,8 @@ def create_app(
                 app.state.mcp = mcp
                 # Every background loop is owned here, and cancelled before storage closes.
                 if services.doorbell is not None:
+                    # Other processes' commits: read once per process for all subscribers.
+                    tasks.start_soon(services.feed.catch_up_forever, name="meshfs-catch-up")
                     tasks.start_soon(services.doorbell.run, name="meshfs-doorbell")
                 streams = services.streams
                 if streams.shared is not None:

@@ -182,13 +182,12 @@ async def open_services(
         store = await open_metadata(settings, stack, db, instance=instance)
         content_store = await open_content(settings, stack)
         bus = LocalBus()
+        feed = ChangeFeed(store, bus)
         doorbell: PostgresDoorbell | SocketDoorbell | None = None
         if settings.database_url is None:
             # Other worker processes on this machine share the file: ring them on commit.
-            doorbell = SocketDoorbell(doorbell_dir(settings), instance, bus.ring)
-            feed = ChangeFeed(store, bus, announce=doorbell.announce)
-        else:
-            feed = ChangeFeed(store, bus)
+            doorbell = SocketDoorbell(doorbell_dir(settings), instance, feed.ring)
+            feed.announce = doorbell.announce
         identity = None
         if authenticate is None:
             from meshfs_server.auth.storage import open_identity_db
@@ -209,7 +208,7 @@ async def open_services(
 
             # Other server processes' commits ring this process's subscribers.
             doorbell = PostgresDoorbell(
-                settings.database_url, instance, bus.ring, bus.ring_all,
+                settings.database_url, instance, feed.ring, bus.ring_all,
                 timeout=settings.database_timeout_seconds,
             )  # fmt: skip
         yield Services(

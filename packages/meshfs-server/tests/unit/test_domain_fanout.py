@@ -126,6 +126,74 @@ async def test_a_doorbell_without_payload_reads_the_store(domain: MemoryDomain) 
     assert follower.frames == ["caught_up", "event 1 /from-elsewhere"]
 
 
+async def test_another_process_commit_is_read_once_for_every_subscriber(
+    domain: MemoryDomain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A doorbell from another process costs this process one read of the store, whatever the
+    number of subscribers: the events are read once and fanned out like a local commit's, in
+    order, encoded once."""
+    actor = new_actor()
+    elsewhere = Namespace(domain.store, ChangeFeed(domain.store, LocalBus()))
+    encode, encoded = counting_encoder()
+    followers = [Follower(domain.feed, actor.tenant_id, encode) for _ in range(50)]
+    reads = 0
+    opened = domain.store.read
+
+    def counted(tenant_id: str):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        return opened(tenant_id)
+
+    async with asyncio.timeout(DEADLINE), asyncio.TaskGroup() as tasks:
+        catching_up = tasks.create_task(domain.feed.catch_up_forever())
+        running = [tasks.create_task(f.run()) for f in followers]
+        for follower in followers:
+            await follower.until(lambda frames: "caught_up" in frames)
+        await domain.namespace.mkdir(actor, "/here")  # a local commit: the channel knows seq 1
+        for follower in followers:
+            await follower.until(lambda frames: len(frames) == 2)
+        monkeypatch.setattr(domain.store, "read", counted)
+        await elsewhere.mkdir(actor, "/there-a")
+        await elsewhere.mkdir(actor, "/there-b")
+        domain.feed.ring(actor.tenant_id)
+        for follower in followers:
+            await follower.until(lambda frames: len(frames) == 4)
+        for task in [*running, catching_up]:
+            task.cancel()
+    expected = ["caught_up", "event 1 /here", "event 2 /there-a", "event 3 /there-b"]
+    assert all(follower.frames == expected for follower in followers)
+    assert reads == 1
+    assert encoded == ["/here", "/there-a", "/there-b"]
+
+
+async def test_a_ring_before_the_position_is_known_lets_each_subscriber_read(
+    domain: MemoryDomain,
+) -> None:
+    """Rung before this process knows how far the feed goes (its subscribers started on an
+    empty feed and nothing was committed here), each subscriber reads the store itself: slower,
+    never wrong."""
+    actor = new_actor()
+    elsewhere = Namespace(domain.store, ChangeFeed(domain.store, LocalBus()))
+    encode, _ = counting_encoder()
+    follower = Follower(domain.feed, actor.tenant_id, encode)
+    async with asyncio.timeout(DEADLINE), asyncio.TaskGroup() as tasks:
+        catching_up = tasks.create_task(domain.feed.catch_up_forever())
+        running = tasks.create_task(follower.run())
+        await follower.until(lambda frames: "caught_up" in frames)
+        for path in ("/first", "/second"):
+            await elsewhere.mkdir(actor, path)
+            domain.feed.ring(actor.tenant_id)
+        await follower.until(lambda frames: len(frames) == 3)
+        await elsewhere.mkdir(actor, "/third")  # now the position is known: read once
+        domain.feed.ring(actor.tenant_id)
+        await follower.until(lambda frames: len(frames) == 4)
+        running.cancel()
+        catching_up.cancel()
+    assert follower.frames == [
+        "caught_up", "event 1 /first", "event 2 /second", "event 3 /third",
+    ]  # fmt: skip
+
+
 async def test_heartbeat_frame_while_nothing_happens(domain: MemoryDomain) -> None:
     actor = new_actor()
     encode, _ = counting_encoder()

@@ -8,9 +8,12 @@ was appended since. What a route encodes from a published event (a WebSocket mes
 frame) is made once and shared by every subscriber that sees the event unchanged, so a write
 costs the server one encoding, not one per subscriber.
 
+Another process's commit arrives as a doorbell without payload; :meth:`ChangeFeed.ring
+<meshfs_server.domain.feed.ChangeFeed.ring>` reads the new events once for the whole channel
+and appends them like a local commit's, so 10,000 subscribers cost one read, not 10,000.
+
 Correctness never depends on this: a subscriber that falls further behind than the ring holds,
-or that is rung without payload (another process committed), reads the store, which is the
-truth.
+that sees a gap, or that is rung without payload, reads the store, which is the truth.
 """
 
 from __future__ import annotations
@@ -60,6 +63,9 @@ class TenantChannel:
         """Events ever appended (the position just after the newest)."""
         self.rung = 0
         """Doorbells without payload: the store has events this process was not given."""
+        self.newest = 0
+        """The highest sequence number known to be committed (from appended events and from
+        subscribers' reads of the store; 0 while unknown)."""
         self.subscribers = 0
         self._waiters: set[asyncio.Future[None]] = set()
 
@@ -71,7 +77,14 @@ class TenantChannel:
         """Publish a commit's *events* to every subscriber."""
         self.recent.extend(Published(event) for event in events)
         self.appended += len(events)
+        if events:
+            self.newest = max(self.newest, events[-1].seq)
         self._wake()
+
+    def note(self, seq: int) -> None:
+        """A subscriber read the store up to *seq*: it is committed."""
+        if seq > self.newest:
+            self.newest = seq
 
     def ring(self) -> None:
         """Tell every subscriber to read the store."""
@@ -134,6 +147,10 @@ class LocalBus:
         channel.subscribers -= 1
         if channel.subscribers <= 0 and self._channels.get(tenant_id) is channel:
             del self._channels[tenant_id]
+
+    def channel(self, tenant_id: str) -> TenantChannel | None:
+        """*tenant_id*'s channel, while it has subscribers."""
+        return self._channels.get(tenant_id)
 
     async def publish(self, tenant_id: str, events: list[ChangeEvent]) -> None:
         """Deliver a commit's *events* to this process's subscribers of *tenant_id*."""

@@ -10,6 +10,8 @@ can fall between the backlog and the live stream.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -25,6 +27,7 @@ MAX_PULL = 1000
 SCAN_LIMIT = 10 * MAX_PULL
 """Events one pull examines at most through a limited scope (bounds the work per request)."""
 SCAN_BATCH = 500
+log = logging.getLogger("meshfs_server.feed")
 __all__ = ["CaughtUp", "ChangeFeed", "Followed", "LocalBus", "Reset"]
 
 
@@ -58,6 +61,58 @@ class ChangeFeed:
         self.announce = announce
         """Rings the other server processes' subscribers of a tenant (None: nobody to tell,
         or the store tells them itself, as Postgres's NOTIFY does)."""
+        self._behind: set[str] = set()
+        self._rung = asyncio.Event()
+        self._catching_up = False
+
+    def ring(self, tenant_id: str) -> None:
+        """Another server process committed events of *tenant_id* (its doorbell rang): read
+        them once for all of this process's subscribers (:meth:`catch_up_forever`), or, while
+        that is not running, let every subscriber read them from the store."""
+        if not self._catching_up:
+            self.bus.ring(tenant_id)
+        elif self.bus.channel(tenant_id) is not None:
+            self._behind.add(tenant_id)
+            self._rung.set()
+
+    async def catch_up_forever(self) -> None:
+        """Serve :meth:`ring` until cancelled (the server's task group owns it): for each rung
+        tenant, one read of the events after the newest its channel knows, appended to the
+        channel as a local commit's are. When that is not possible (nothing known yet, more
+        than a page, the store failing) the channel is rung and each subscriber reads the
+        store itself, which is never wrong, only slower."""
+        self._catching_up = True
+        try:
+            while True:
+                await self._rung.wait()
+                self._rung.clear()
+                behind, self._behind = self._behind, set()
+                for tenant_id in behind:
+                    await self._catch_up(tenant_id)
+        finally:
+            self._catching_up = False
+            for tenant_id in self._behind:
+                self.bus.ring(tenant_id)
+            self._behind.clear()
+
+    async def _catch_up(self, tenant_id: str) -> None:
+        channel = self.bus.channel(tenant_id)
+        if channel is None:
+            return
+        after = channel.newest
+        if after == 0:  # no subscriber has caught up yet: they read the store anyway
+            channel.ring()
+            return
+        try:
+            page = await self.pull(tenant_id, after)
+        except Exception as exc:  # each subscriber reads, and reports, the failure itself
+            log.debug("reading another process's events of %s failed: %s", tenant_id, exc)
+            channel.ring()
+            return
+        if page.reset or page.has_more:
+            channel.ring()
+        elif page.events:
+            channel.append(page.events)
 
     async def publish(self, tenant_id: str, events: list[ChangeEvent]) -> None:
         """Called after a commit with the events it appended."""
@@ -176,12 +231,14 @@ class ChangeFeed:
             position = _Position(cursor)
             async for item in self._replay(tenant_id, scope, position):
                 yield item
+            channel.note(position.seq)
             yield CaughtUp(position.seq)
             while True:
                 news = channel.since(mark)
                 if news is None:  # rung, or behind the channel: the store has what was missed
                     async for item in self._replay(tenant_id, scope, position):
                         yield item
+                    channel.note(position.seq)
                     continue
                 if not news:
                     if not await channel.wait(mark, heartbeat):
