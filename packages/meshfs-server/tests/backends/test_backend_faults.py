@@ -31,6 +31,7 @@ from meshfs_common.hashing import CHUNK_SIZE, hash_bytes
 from meshfs_common.ids import new_id
 from meshfs_server.app import create_app
 from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.placement import INLINE_MAX
 from meshfs_server.http.errors import UNAVAILABLE_RETRY_AFTER, render
 from meshfs_server.settings import Settings
 
@@ -125,7 +126,7 @@ async def _write(client: httpx.AsyncClient, path: str, data: bytes) -> None:
 async def test_download_of_content_the_store_cannot_serve_is_a_clean_503(
     harness: Harness, live: LiveServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    data = os.urandom(2 * CHUNK_SIZE + 5)
+    data = os.urandom(2 * CHUNK_SIZE + INLINE_MAX + 5)  # every chunk in the content store
     chunks = hash_bytes(data).chunks
     await _write(harness.client, "/big.bin", data)
     store = harness.services.content_store
@@ -151,7 +152,7 @@ async def test_download_failing_after_it_started_aborts_the_connection(
 ) -> None:
     """The first chunk is served, the second is lost: the client must see a broken transfer,
     never a complete-looking 200 that is shorter than the file."""
-    data = os.urandom(CHUNK_SIZE + 1000)
+    data = os.urandom(CHUNK_SIZE + INLINE_MAX + 1000)  # every chunk in the content store
     await _write(harness.client, "/half.bin", data)
     await harness.services.content_store.delete(harness.tenant_id, hash_bytes(data).chunks[1])
     headers = {"Authorization": f"Bearer {live.token}"}

@@ -9,10 +9,15 @@ from conftest import Harness
 
 from meshfs_common.errors import MeshFSError
 from meshfs_common.hashing import hash_bytes
+from meshfs_server.domain.placement import INLINE_MAX
 
 
 async def stored(harness: Harness, name: str) -> bool:
-    """Ask the content port (local directory or S3) whether a chunk's bytes exist."""
+    """Whether a chunk's bytes exist where the server keeps them: a small chunk's row in the
+    metadata database, else the content port (local directory or S3)."""
+    async with harness.services.store.read(harness.tenant_id) as tx:
+        if await tx.chunk_data(name) is not None:
+            return True
     try:
         async for _ in harness.services.content_store.open(harness.tenant_id, name):
             pass
@@ -87,9 +92,10 @@ async def test_sweep_deletes_content_nothing_recorded(harness: Harness) -> None:
 
 
 async def test_write_racing_a_sweep_stores_its_content_again(harness: Harness) -> None:
-    """The sweep deletes an object a small write has just stored but not yet recorded; the
-    write notices (collection epoch) and stores it again instead of committing a reference to
-    nothing."""
+    """The sweep deletes an object a one-chunk write has just stored but not yet recorded;
+    the write notices (collection epoch) and stores it again instead of committing a reference
+    to nothing. (Its chunk is too large to be kept in the metadata database.)"""
+    race = b"race" * (INLINE_MAX // 4 + 1)
     services = harness.services
     await harness.client.put("/files/content", params={"path": "/first"}, content=b"1")
     real_put = services.content_store.put_bytes
@@ -102,11 +108,9 @@ async def test_write_racing_a_sweep_stores_its_content_again(harness: Harness) -
 
     services.content_store.put_bytes = put_then_sweep  # type: ignore[method-assign]
     try:
-        r = await harness.client.put("/files/content", params={"path": "/raced"}, content=b"race")
+        r = await harness.client.put("/files/content", params={"path": "/raced"}, content=race)
     finally:
         services.content_store.put_bytes = real_put  # type: ignore[method-assign]
     assert r.status_code == 201
     assert swept == [1]
-    assert (
-        await harness.client.get("/files/download", params={"path": "/raced"})
-    ).content == b"race"
+    assert (await harness.client.get("/files/download", params={"path": "/raced"})).content == race

@@ -13,6 +13,7 @@ from meshfs_common.errors import NotFoundError, UnavailableError
 from meshfs_common.hashing import hash_bytes
 from meshfs_common.models import UploadInitRequest
 from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.placement import INLINE_MAX
 
 
 @pytest.fixture
@@ -42,7 +43,14 @@ def upload_request(path: str, data: bytes) -> UploadInitRequest:
 
 
 async def stored_chunks(domain: MemoryDomain) -> set[str]:
-    return {c.chunk_hash async for c in domain.content_store.list_chunks()}
+    """Every chunk whose bytes exist: in the content store, or kept in its metadata row."""
+    kept = {
+        name
+        for tenant in domain.store._tenants.values()
+        for name, chunk in tenant.chunks.items()
+        if chunk.data is not None and not chunk.collecting
+    }
+    return kept | {c.chunk_hash async for c in domain.content_store.list_chunks()}
 
 
 async def test_the_feed_is_gap_free_across_successes_and_refusals(
@@ -142,7 +150,7 @@ async def test_content_of_an_upload_in_progress_is_never_collected(
 async def test_missing_content_fails_the_read_instead_of_returning_nothing(
     domain: MemoryDomain, actor: Actor
 ) -> None:
-    data = b"will vanish"
+    data = b"will vanish" * (INLINE_MAX // 10)  # kept in the content store
     await domain.content.write(actor, "/v", body(data))
     await domain.content_store.delete(actor.tenant_id, hash_bytes(data).chunks[0])
     with pytest.raises(UnavailableError):

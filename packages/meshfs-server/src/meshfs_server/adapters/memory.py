@@ -60,6 +60,7 @@ class _Chunk:
     stored: bool = True
     collecting: bool = False
     touched_at: float = 0.0
+    data: bytes | None = None  # content kept with the metadata (small chunks)
 
 
 @dataclass(slots=True)
@@ -231,6 +232,12 @@ class MemoryReadTx:
         if chunk.collecting:
             return "collecting"
         return "stored" if chunk.stored else "absent"
+
+    async def chunk_data(self, chunk_hash: str) -> bytes | None:
+        chunk = self.state.chunks.get(chunk_hash)
+        if chunk is None or chunk.collecting or not chunk.stored:
+            return None
+        return chunk.data
 
     async def collection_epoch(self) -> int:
         return self.state.gc_epoch
@@ -423,13 +430,14 @@ class MemoryWriteTx(MemoryReadTx):
         self.state.events[seq] = _Event(recorded, at)
         return recorded
 
-    async def mark_stored(self, chunk_hash: str, size: int) -> None:
+    async def mark_stored(self, chunk_hash: str, size: int, data: bytes | None = None) -> None:
         now = time.time()
         chunk = self.state.chunks.get(chunk_hash)
         if chunk is None:
-            self.state.chunks[chunk_hash] = _Chunk(size=size, touched_at=now)
+            self.state.chunks[chunk_hash] = _Chunk(size=size, touched_at=now, data=data)
         else:
-            self.state.chunks[chunk_hash] = replace(chunk, stored=True, touched_at=now)
+            kept = chunk.data if chunk.data is not None else data
+            self.state.chunks[chunk_hash] = replace(chunk, stored=True, touched_at=now, data=kept)
 
     async def hold_chunks(self, hold_id: str, hashes: Sequence[str], expires_at: float) -> None:
         for name in set(hashes):

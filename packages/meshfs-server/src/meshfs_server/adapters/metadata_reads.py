@@ -230,6 +230,14 @@ class SqlReadTx:
             return "collecting"
         return "stored" if row[0] else "absent"
 
+    async def chunk_data(self, chunk_hash: str) -> bytes | None:
+        data = await self._value(
+            "SELECT data FROM chunks WHERE tenant_id = ? AND chunk_hash = ? AND stored"
+            " AND NOT collecting",
+            chunk_hash,
+        )
+        return None if data is None else bytes(data)
+
     async def collection_epoch(self) -> int:
         epoch = await self._value("SELECT gc_epoch FROM ns_tenants WHERE tenant_id = ?")
         return 0 if epoch is None else int(epoch)

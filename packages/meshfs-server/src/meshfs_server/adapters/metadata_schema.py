@@ -87,6 +87,8 @@ VERSIONS = """
 # has deleted the content and the row. A collector only claims unheld chunks, and writers hold
 # a chunk before checking that it is not being collected, so it never deletes content someone
 # relies on. ``touched_at`` starts the collector's grace period for an unreferenced chunk.
+# ``data`` (added later) holds the content of a small chunk kept in the database instead of
+# the content store (NULL: the content store has it); it goes with its row.
 CHUNKS = """
     CREATE TABLE chunks (
         tenant_id TEXT NOT NULL,
@@ -245,6 +247,9 @@ _TYPES: dict[Engine, dict[str, str]] = {
 }
 
 
+_BYTES = {"sqlite": "BLOB", "postgres": "BYTEA"}
+
+
 def namespace_migrations(engine: Engine) -> list[str]:
     """The namespace's migration scripts (``;``-separated statements) for *engine*."""
     tables = (NS_TENANTS, NODES, VERSIONS, CHUNKS, UPLOADS, CHUNK_HOLDS, EVENTS)
@@ -279,4 +284,9 @@ def namespace_migrations(engine: Engine) -> list[str]:
         xattr_sql.migration(engine),
         # Hard links (``nodes.link_of``), the counts behind ``nlink``, and the feed's ``nlink``.
         link_sql.migration(engine),
+        # Small chunks kept in the database (``chunks.data``), written by the transaction that
+        # commits them: a small file costs one durable write (see domain.placement).
+        f"""
+    ALTER TABLE chunks ADD COLUMN data {_BYTES[engine]}
+    """,
     ]

@@ -193,14 +193,18 @@ class SqlWriteTx(SqlReadTx):
             xattr_action=event.xattr_action, nlink=event.nlink,
         )  # fmt: skip
 
-    async def mark_stored(self, chunk_hash: str, size: int) -> None:
+    async def mark_stored(self, chunk_hash: str, size: int, data: bytes | None = None) -> None:
+        # Content once kept in the row stays there (a later copy in the content store is
+        # never read).
         await self._run(
-            "INSERT INTO chunks (tenant_id, chunk_hash, size, refs, stored, collecting, touched_at)"
-            " VALUES (?, ?, ?, 0, TRUE, FALSE, ?) ON CONFLICT (tenant_id, chunk_hash)"
-            " DO UPDATE SET stored = TRUE, touched_at = excluded.touched_at",
+            "INSERT INTO chunks (tenant_id, chunk_hash, size, refs, stored, collecting,"
+            " touched_at, data) VALUES (?, ?, ?, 0, TRUE, FALSE, ?, ?)"
+            " ON CONFLICT (tenant_id, chunk_hash) DO UPDATE SET stored = TRUE,"
+            " touched_at = excluded.touched_at, data = COALESCE(excluded.data, chunks.data)",
             chunk_hash,
             size,
             time.time(),
+            data,
         )
 
     async def hold_chunks(self, hold_id: str, hashes: Sequence[str], expires_at: float) -> None:

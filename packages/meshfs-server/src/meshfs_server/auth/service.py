@@ -49,6 +49,7 @@ from meshfs_server.display import clean_label, printable
 from meshfs_server.domain.actor import Actor
 from meshfs_server.policy import audit
 from meshfs_server.policy.audit import AuditedRequest, Who
+from meshfs_server.policy.audit_batch import AuditBatches
 from meshfs_server.policy.quota import Plans, Quota
 from meshfs_server.settings import Settings
 
@@ -118,6 +119,7 @@ class Identity:
         """The storage quota, the content flow's :class:`QuotaPolicy`."""
         self.principals = PrincipalCache(db.access_revision)
         """Tokens resolved lately (only where the store tracks an access revision)."""
+        self._audit_batches = AuditBatches(db)
 
     @classmethod
     async def open(cls, db: AuthStore, settings: Settings) -> Identity:
@@ -138,9 +140,9 @@ class Identity:
 
         Not fsynced by itself: the mutation was committed durably already (and its change
         event, with the writer, is in the feed); this row reaches the disk with the next
-        durable commit. That saves the second fsync of every write."""
-        async with self.db.write(durable=False) as db:
-            await audit.record_request(db, request, status)
+        durable commit. That saves the second fsync of every write; requests answered
+        together share one transaction (:mod:`~meshfs_server.policy.audit_batch`)."""
+        await self._audit_batches.record(request, status)
 
     async def audit_event(
         self, tenant_id: str | None, action: str, outcome: str, who: Who,

@@ -55,6 +55,7 @@ from meshfs_common.models import ChangeEvent
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.content import UPLOAD_TTL, ContentService, hash_off_loop
 from meshfs_server.domain.namespace import commit_version
+from meshfs_server.domain.placement import may_be_inline
 from meshfs_server.domain.tree import ensure_dirs
 
 BATCH_FILES = 500
@@ -116,6 +117,8 @@ class _Run:
     held: bool = False
     unmarked: dict[str, int] = field(default_factory=dict)
     """Chunks stored and held, to be marked stored by the commit (name -> size)."""
+    inline: dict[str, bytes] = field(default_factory=dict)
+    """Small chunks held, to be kept in the database by the commit (see domain.placement)."""
 
 
 def member_path(root: str, name: str) -> str:
@@ -229,7 +232,7 @@ class BulkWrites:
     async def _store(self, run: _Run, files: Sequence[_Item]) -> None:
         """Hold the batch's chunks, then store those the tenant does not have (all of them
         through a limited scope), outside any transaction; they are marked stored by the
-        commit that references them."""
+        commit that references them, which also stores the small ones (domain.placement)."""
         chunks = {item.chunk: item.data for item in files if item.chunk is not None}
         if not chunks:
             return
@@ -249,6 +252,8 @@ class BulkWrites:
             async with limit:
                 if name in claimed:
                     await self.content.store_chunk(tenant, name, chunks[name], rewrite=rewrite)
+                elif may_be_inline(len(chunks[name])):
+                    run.inline[name] = chunks[name]
                 else:
                     await self.content.content.put_bytes(tenant, name, chunks[name])
                     run.unmarked[name] = len(chunks[name])
@@ -265,6 +270,8 @@ class BulkWrites:
         async with self.content.store.write(actor.tenant_id) as tx:
             for name, size in run.unmarked.items():
                 await tx.mark_stored(name, size)
+            for name, data in run.inline.items():
+                await tx.mark_stored(name, len(data), data)
             for item in items:
                 try:
                     if item.kind == "dir":
@@ -296,6 +303,7 @@ class BulkWrites:
             await tx.release_holds(run.hold_id)
         run.held = False
         run.unmarked.clear()
+        run.inline.clear()
         run.result.written.extend(landed)
         run.result.failed.extend(failed)
         run.result.files += sum(1 for w in landed if w.kind == "file")

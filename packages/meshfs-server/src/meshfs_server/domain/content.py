@@ -42,6 +42,7 @@ from meshfs_server.domain.attributes import FileAttributes, check_mode, check_ti
 from meshfs_server.domain.feed import ChangeFeed
 from meshfs_server.domain.namespace import check_precondition, commit_version
 from meshfs_server.domain.partial import Patched, chunk_count, expected_chunk_size, patch
+from meshfs_server.domain.placement import may_be_inline
 from meshfs_server.domain.ports import (
     ContentStore,
     MetadataStore,
@@ -239,6 +240,9 @@ class ContentService:
         the same work either way, so the answer's timing does not tell).
         """
         deadline = time.monotonic() + COLLECTION_WAIT
+        if self._inline(data):
+            await self._store_in_database(tenant_id, name, data, rewrite, deadline)
+            return
         while True:
             async with self.store.read(tenant_id) as tx:
                 state = await tx.chunk_state(name)
@@ -250,6 +254,25 @@ class ContentService:
         await self.content.put_bytes(tenant_id, name, data)
         async with self.store.write(tenant_id, durable=False) as tx:
             await tx.mark_stored(name, len(data))
+
+    async def _store_in_database(
+        self, tenant_id: str, name: str, data: bytes, rewrite: bool, deadline: float
+    ) -> None:
+        """Keep a small chunk in its row: checked and stored in one transaction, made durable
+        by the commit that references it (the WAL is sequential)."""
+        while True:
+            async with self.store.write(tenant_id, durable=False) as tx:
+                state = await tx.chunk_state(name)
+                if state != "collecting":
+                    if state == "absent" or rewrite:
+                        await tx.mark_stored(name, len(data), data)
+                    return
+            await self._wait_for_collector(deadline)
+
+    @staticmethod
+    def _inline(data: bytes) -> bool:
+        """Whether *data*, a chunk, is kept in the metadata database."""
+        return may_be_inline(len(data))
 
     async def commit_upload(
         self, actor: Actor, upload_id: str, *, if_match: str | None = None,
@@ -331,6 +354,9 @@ class ContentService:
     ) -> CommitResult:
         """One chunk at most: store it, then one transaction re-checks it and commits.
 
+        A chunk kept in the metadata database (see :mod:`.placement`) is stored by that
+        transaction: one durable write for the whole file.
+
         No hold is needed: the commit transaction re-reads the chunk's state and the tenant's
         collection epoch. If a collector claimed or deleted content since the check (including
         an object this write had just stored, swept as an orphan), the commit is abandoned and
@@ -342,12 +368,13 @@ class ContentService:
         # Through a limited scope the bytes are stored even if the tenant has them (the timing
         # of the answer must not tell whether it had).
         rewrite = not actor.scope.whole_tenant
+        inline = self._inline(data)
         deadline = time.monotonic() + COLLECTION_WAIT
         events: list[ChangeEvent] = []
         while True:
             wrote = False
             epoch = 0
-            if name is not None:
+            if name is not None and not inline:
                 async with self.store.read(actor.tenant_id) as rtx:
                     state = await rtx.chunk_state(name)
                     epoch = await rtx.collection_epoch()
@@ -359,7 +386,13 @@ class ContentService:
                     wrote = True
             try:
                 async with self.store.write(actor.tenant_id) as tx:
-                    if name is not None:
+                    if name is not None and inline:  # the content goes in with the commit
+                        now = await tx.chunk_state(name)
+                        if now == "collecting":
+                            raise _Collected
+                        if now == "absent" or rewrite:
+                            await tx.mark_stored(name, len(data), data)
+                    elif name is not None:
                         now = await tx.chunk_state(name)
                         swept = wrote and await tx.collection_epoch() != epoch
                         if now == "collecting" or (now == "absent" and not wrote) or swept:
@@ -445,9 +478,14 @@ class ContentService:
                 break
             lo = max(start - chunk_start, 0)
             hi = min(end - chunk_start, CHUNK_SIZE)
-            async for block in self.content.open(
-                tenant_id, version.chunks[index], start=lo, end=hi
-            ):
+            name = version.chunks[index]
+            if may_be_inline(expected_chunk_size(version.size, index)):
+                async with self.store.read(tenant_id) as tx:
+                    data = await tx.chunk_data(name)
+                if data is not None:
+                    yield data[lo:hi]
+                    continue
+            async for block in self.content.open(tenant_id, name, start=lo, end=hi):
                 yield block
 
     async def open_read(

@@ -35,6 +35,7 @@ from meshfs_common.models import (
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.content import ContentService
 from meshfs_server.domain.partial import expected_chunk_size
+from meshfs_server.domain.placement import may_be_inline
 from meshfs_server.domain.ports import ContentStore, VersionRow
 
 VERIFY_CONCURRENCY = 16
@@ -125,7 +126,13 @@ class DirectTransfers:
         )
 
     async def download(self, tenant_id: str, version: VersionRow) -> DirectDownload:
-        """Presigned GET URLs for each chunk of *version*, in order."""
+        """Presigned GET URLs for each chunk of *version*, in order.
+
+        A small chunk kept in the metadata database (see :mod:`.placement`) is copied into the
+        bucket first (once), so that its URL serves it too."""
+        for index, name in enumerate(version.chunks):
+            if may_be_inline(expected_chunk_size(version.size, index)):
+                await self._copy_to_bucket(tenant_id, name)
         urls = [await self.store.presign_get(tenant_id, name) for name in version.chunks]
         return DirectDownload(
             version_id=version.version_id,
@@ -137,3 +144,10 @@ class DirectTransfers:
             urls=urls,
             expires_in=self.store.presign_ttl,
         )
+
+    async def _copy_to_bucket(self, tenant_id: str, name: str) -> None:
+        async with self.content.store.read(tenant_id) as tx:
+            data = await tx.chunk_data(name)
+        if data is not None and not await self.store.verify(tenant_id, name, len(data)):
+            # The row stays the copy reads use; the object goes with it when collected.
+            await self.content.content.put_bytes(tenant_id, name, data)

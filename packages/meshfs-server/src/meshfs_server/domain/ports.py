@@ -285,6 +285,11 @@ class ReadTx(Protocol):
     async def chunk_state(self, chunk_hash: str) -> ChunkState:
         """Whether a chunk is absent, stored, or claimed by a garbage collector right now."""
 
+    async def chunk_data(self, chunk_hash: str) -> bytes | None:
+        """The content of a stored chunk kept in the metadata database (see
+        :mod:`meshfs_server.domain.placement`); None when the content store holds it (or the
+        chunk is not stored)."""
+
     async def collection_epoch(self) -> int:
         """A number that grows whenever a collector deleted some of this tenant's content.
 
@@ -374,8 +379,12 @@ class WriteTx(ReadTx, Protocol):
         log's start past them; returns how many went. Cursors older than the new start get a
         reset answer from then on."""
 
-    async def mark_stored(self, chunk_hash: str, size: int) -> None:
+    async def mark_stored(self, chunk_hash: str, size: int, data: bytes | None = None) -> None:
         """Record that a chunk's content is now durably stored (idempotent).
+
+        With *data* the content itself is kept in the metadata database, in this transaction
+        (a small chunk; see :mod:`meshfs_server.domain.placement`): it is stored when the
+        transaction commits. Content once kept there stays there.
 
         The caller holds the chunk (see :meth:`hold_chunks`) and has seen it was not being
         collected, so no collector can have claimed it since.
