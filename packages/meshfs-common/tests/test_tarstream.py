@@ -87,3 +87,52 @@ def test_a_link_is_a_member_of_another_kind_and_junk_is_refused() -> None:
         read_all(b"x" * 1024, 100)
     with pytest.raises(TarFormatError, match="ends early"):
         read_all(file_member("f", b"y" * 3000)[:1500], 100)
+
+
+ASCII_NAMES = st.text(st.characters(min_codepoint=32, max_codepoint=126), min_size=1,
+                      max_size=130)  # fmt: skip
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=ASCII_NAMES, directory=st.booleans(), size=st.integers(0, 8**11 + 5),
+    mode=st.integers(0, 0o7777), mtime=st.integers(-5, 8**11 + 5),
+    tags=st.dictionaries(st.sampled_from(["MESHFS.a", "path", "comment"]), st.text(max_size=40)),
+)  # fmt: skip
+def test_headers_are_written_and_read_as_tarfile_does(
+    name: str, directory: bool, size: int, mode: int, mtime: int, tags: dict[str, str]
+) -> None:
+    from meshfs_common._tarheader import read_header, write_header
+
+    if directory:
+        size = 0
+    ours = member_header(name, kind="dir" if directory else "file", size=size, mode=mode,
+                         mtime=mtime, pax=tags)  # fmt: skip
+    # tarfile reads every member we write as we meant it (the header alone: it reads no data
+    # before it is asked for the next member)...
+    with tarfile.open(fileobj=io.BytesIO(ours), mode="r:") as tar:
+        got = tar.firstmember
+    assert got is not None
+    assert got.name == tags.get("path", name.rstrip("/") if directory else name)
+    assert (got.isdir(), got.size, got.mode, got.mtime) == (directory, size, mode, mtime)
+    assert {k: v for k, v in got.pax_headers.items() if k in tags} == tags
+    # ...and every header tarfile writes we read as tarfile reads it (or leave it to tarfile).
+    for fmt in (tarfile.USTAR_FORMAT, tarfile.GNU_FORMAT, tarfile.PAX_FORMAT):
+        info = tarfile.TarInfo(name)
+        info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+        info.size, info.mode, info.mtime = size, mode, mtime
+        try:
+            block = info.tobuf(fmt, "utf-8", "surrogateescape")[-512:]
+        except ValueError:
+            continue  # a name or number this format cannot hold
+        fast = read_header(block)
+        if fast is not None:
+            slow = tarfile.TarInfo.frombuf(block, "utf-8", "surrogateescape")
+            assert fast == (slow.name, slow.type, slow.size, slow.mode, slow.mtime)
+    # A header of the common kind is written without tarfile.
+    if name.isascii() and len(name) + (directory and not name.endswith("/")) <= 100:
+        fits = 0 <= size < 8**11 and 0 <= mtime < 8**11
+        written = write_header(
+            name, directory=directory, size=size, mode=mode, mtime=mtime, pax=tags
+        )
+        assert (written is not None) == fits

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Literal
 
+from meshfs_common._tarheader import Header, read_header, write_header
 from meshfs_common.errors import BadRequestError
 
 BLOCK = 512
@@ -138,38 +139,34 @@ class TarReader:
             if raw == bytes(BLOCK):
                 self._done = True  # the end marker; anything after it is not read
                 break
-            try:
-                info = tarfile.TarInfo.frombuf(raw, "utf-8", "surrogateescape")
-            except tarfile.HeaderError as exc:
-                raise TarFormatError(f"not a tar header at byte {at}: {exc}") from None
-            if info.type in _META_TYPES:
-                size = info.size
+            header = read_header(raw) or _general_header(raw, at)
+            info_name, info_type, size, info_mode, info_mtime = header
+            if info_type in _META_TYPES:
                 if size > MAX_META:
                     raise TarFormatError(f"an extended header of {size} bytes at byte {at}")
                 body = await self._take(size)
                 await self._skip(padding(size))
-                if info.type == tarfile.XHDTYPE:
+                if info_type == tarfile.XHDTYPE:
                     pax.update(_pax_records(body, at))
-                elif info.type == tarfile.GNUTYPE_LONGNAME:
+                elif info_type == tarfile.GNUTYPE_LONGNAME:
                     long_name = body.split(b"\0", 1)[0].decode("utf-8", "surrogateescape")
                 continue  # global headers and long link names carry nothing bulk uses
-            size = info.size
             if "size" in pax:  # pax carries sizes the header's 11 octal digits cannot
                 if not pax["size"].isdigit():
                     raise TarFormatError(f"a malformed pax size at byte {at}")
                 size = int(pax["size"])
-            name = pax.get("path", long_name if long_name is not None else info.name)
+            name = pax.get("path", long_name if long_name is not None else info_name)
             kind: MemberKind = "other"
-            if info.type in _FILE_TYPES:
+            if info_type in _FILE_TYPES:
                 kind = "dir" if name.endswith("/") and size == 0 else "file"
-            elif info.type == tarfile.DIRTYPE:
+            elif info_type == tarfile.DIRTYPE:
                 kind = "dir"
-            mtime = float(pax["mtime"]) if _is_number(pax.get("mtime")) else float(info.mtime)
+            mtime = float(pax["mtime"]) if _is_number(pax.get("mtime")) else float(info_mtime)
             self._data_left = size
             self._unread = size + padding(size)
             return TarMember(
-                name=name, kind=kind, size=size, mode=info.mode & 0o7777, mtime=mtime, pax=pax,
-                type_name=_TYPE_NAMES.get(info.type, "directory" if kind == "dir" else "file"),
+                name=name, kind=kind, size=size, mode=info_mode & 0o7777, mtime=mtime, pax=pax,
+                type_name=_TYPE_NAMES.get(info_type, "directory" if kind == "dir" else "file"),
             )  # fmt: skip
         return None
 
@@ -180,6 +177,15 @@ class TarReader:
         await self._skip(padding(size))
         self._unread = self._data_left = 0
         return data
+
+
+def _general_header(raw: bytes, at: int) -> Header:
+    """A header block only :mod:`tarfile` reads (see :mod:`meshfs_common._tarheader`)."""
+    try:
+        info = tarfile.TarInfo.frombuf(raw, "utf-8", "surrogateescape")
+    except tarfile.HeaderError as exc:
+        raise TarFormatError(f"not a tar header at byte {at}: {exc}") from None
+    return info.name, info.type, info.size, info.mode, int(info.mtime)
 
 
 def _is_number(text: str | None) -> bool:
@@ -226,10 +232,18 @@ def member_header(
 ) -> bytes:
     """The header block(s) of one member (a pax extended header first when the name or *pax*
     needs one); its data follows, then :func:`padding` zero bytes."""
+    if mode is None:
+        mode = 0o755 if kind == "dir" else 0o644
+    common = write_header(
+        name, directory=kind == "dir", size=0 if kind == "dir" else size, mode=mode,
+        mtime=int(mtime), pax=pax,
+    )  # fmt: skip
+    if common is not None:
+        return common
     info = tarfile.TarInfo(name)
     info.type = tarfile.DIRTYPE if kind == "dir" else tarfile.REGTYPE
     info.size = 0 if kind == "dir" else size
-    info.mode = mode if mode is not None else (0o755 if kind == "dir" else 0o644)
+    info.mode = mode
     info.mtime = int(mtime)
     if pax:
         info.pax_headers = dict(pax)
