@@ -53,6 +53,9 @@ SETTLE_SECONDS = float(os.environ.get("BENCH_MOUNT_SETTLE", "300"))
 """How long to wait for rclone's uploads after a workload before noting what is missing."""
 WORKLOADS = ("seq", "small", "ls", "tools", "visibility")
 """BENCH_MOUNT_WORKLOADS picks some of them (comma-separated); all by default."""
+PEERS = os.environ.get("BENCH_MOUNT_PEERS", f"{RCLONE},{S3FS}").split(",")
+"""BENCH_MOUNT_PEERS picks the peers run beside MeshFS and the local disk (comma-separated;
+empty for none, e.g. while iterating on MeshFS alone)."""
 TAR_OPTIONS = ["--touch", "--no-same-owner", "--no-same-permissions"]
 """The same on every file system: the mount does not set times or modes yet (the POSIX model
 comes first), and rclone and s3fs keep neither."""
@@ -560,6 +563,8 @@ def main() -> int:
                 MeshFSMount(MESHFS, work, 0, server),
             ]
             for kind, peer_type in ((RCLONE, RcloneMount), (S3FS, S3fsMount)):
+                if kind not in PEERS:
+                    continue
                 if shutil.which(kind) is None:
                     print(f"  {kind}: not installed - absent from this run "
                           "(scripts/bootstrap.sh installs it)", flush=True)  # fmt: skip

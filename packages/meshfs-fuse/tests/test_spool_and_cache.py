@@ -148,5 +148,53 @@ async def test_sequential_reads_fetch_the_next_chunks_ahead(tmp_path: Path) -> N
         await store.read(entry, 131072, 131072)
     # The nursery waited for the read-ahead: chunks 1 and 2 came without being asked for.
     assert sorted(fetched) == [0, 1, 2]
-    await store.read(entry, CHUNK_SIZE, 10)
+    await store.read(entry, 2 * CHUNK_SIZE, 10)  # a cached chunk, read out of sequence
     assert sorted(fetched) == [0, 1, 2]
+
+
+async def test_reads_arriving_out_of_order_still_fetch_ahead(tmp_path: Path) -> None:
+    """The kernel sends a reader's read-ahead as several requests at once: the request for
+    bytes 2-3 MiB may come before the one for 1-2 MiB. The reader is still sequential, so the
+    next chunks are fetched early (an exact-offset check missed four reads in five)."""
+    from datetime import UTC, datetime
+
+    import trio
+
+    from meshfs_common.models import Entry
+    from meshfs_fuse.content import ContentStore
+
+    size = 8 * CHUNK_SIZE
+    mib = 1024 * 1024
+    fetched: list[int] = []
+
+    class Server:
+        async def read_range(self, node_id: str, version: str, offset: int, length: int) -> bytes:
+            fetched.append(offset // CHUNK_SIZE)
+            return b"x" * length
+
+    now = datetime.now(UTC)
+    entry = Entry(
+        node_id="n", path="/f", name="f", kind="file", created_at=now, modified_at=now,
+        size=size, version_id="v", content_hash="h",
+    )  # fmt: skip
+    store = ContentStore(
+        Server(),  # type: ignore[arg-type]
+        ChunkCache(tmp_path / "chunks", 64 * CHUNK_SIZE),
+        SpoolDirectory(tmp_path / "spool"),
+        read_ahead=3,
+    )
+    async with trio.open_nursery() as nursery:
+        store.prefetch_in(nursery)
+        await store.read(entry, 0, mib)
+        await store.read(entry, 2 * mib, mib)  # ahead of 1-2 MiB, which follows
+        await store.read(entry, mib, mib)
+    assert sorted(fetched) == [0, 1, 2, 3]
+    # A second pass from the start is a new sequential reader: read-ahead again, from there.
+    fetched.clear()
+    store.chunks.resize(0)
+    store.chunks.resize(64 * CHUNK_SIZE)
+    async with trio.open_nursery() as nursery:
+        store.prefetch_in(nursery)
+        await store.read(entry, 0, mib)
+        await store.read(entry, mib, mib)
+    assert sorted(fetched) == [0, 1, 2, 3]
