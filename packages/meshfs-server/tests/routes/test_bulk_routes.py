@@ -205,6 +205,37 @@ async def test_read_list_of_files(client: httpx.AsyncClient) -> None:
     assert [i.name for i, _ in members_of(ok.content).values()] == ["l/x", "l/y"]
 
 
+async def test_read_many_files_of_one_directory(client: httpx.AsyncClient) -> None:
+    # Many names wanted in one directory (it is listed once), in a directory larger than what
+    # is listed (looked up by name), and the ways a path can fail, all in the order given.
+    files = [(f"m/f{i}", f"m{i}".encode()) for i in range(30)]
+    files += [(f"big/g{i:03}", f"g{i}".encode()) for i in range(200)]
+    assert (await bulk_write(client, "/", archive(*files))).status_code == 200
+    gone = await client.delete("/files", params={"path": "/m/f3"})
+    assert gone.status_code == 200, gone.text
+    wanted = [f"/m/f{i}" for i in (29, 0, 7, 12, 1, 2, 4, 5, 6, 8, 9)]
+    wanted += ["/m/nope", "/m/f3", "/m/f1/x", "/m", "/big/g150", "/big/nope"]
+    wanted += [f"/big/g{i:03}" for i in range(0, 200, 20)]
+    reply = await client.post("/files/bulk/read", params={"meta": "true"},
+                              json={"paths": wanted})  # fmt: skip
+    assert reply.status_code == 200
+    with tarfile.open(fileobj=io.BytesIO(reply.content)) as tar:
+        members = tar.getmembers()
+        assert ["/" + m.name for m in members] == wanted
+        errors = {"/" + m.name: m.pax_headers.get(PAX_ERROR) for m in members}
+        for m in members:
+            if errors["/" + m.name] is None:
+                handle = tar.extractfile(m)
+                assert handle is not None
+                assert handle.read() == dict(files)[m.name]
+    assert {p: e for p, e in errors.items() if e} == {
+        "/m/nope": "not_found", "/m/f3": "not_found", "/m/f1/x": "not_a_directory",
+        "/m": "is_a_directory", "/big/nope": "not_found",
+    }  # fmt: skip
+    strict = await client.post("/files/bulk/read", json={"paths": wanted})
+    assert (strict.status_code, strict.json()["detail"]["path"]) == (404, "/m/nope")
+
+
 async def test_bulk_write_under_a_limited_scope(harness: Harness) -> None:
     from meshfs_server.domain.actor import Actor
 

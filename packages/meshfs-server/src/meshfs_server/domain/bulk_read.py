@@ -22,7 +22,7 @@ from meshfs_common.errors import (
 )
 from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.ports import MetadataStore, NodeRow, ReadTx, VersionRow
-from meshfs_server.domain.tree import resolve
+from meshfs_server.domain.tree import lookup, not_a_directory, resolve
 
 
 @dataclass(slots=True)
@@ -81,17 +81,32 @@ class BulkReads:
 
     async def files(self, actor: Actor, wanted: Sequence[str], *, strict: bool) -> list[Outgoing]:
         """The files at *wanted*, in that order, named by their paths; one that cannot be read
-        is a member with its error, or (*strict*) fails the request, naming it."""
+        is a member with its error, or (*strict*) fails the request, naming it.
+
+        Each directory on the way is resolved once, and a directory many of the files are in
+        is listed once (a tree's files cost about one query each, for their versions).
+        """
         out: list[Outgoing] = []
         async with self.store.read(actor.tenant_id) as tx:
+            nodes = _Lookups(tx)
+            checked: list[str | MeshFSError] = []
             for raw in wanted:
                 try:
-                    where = paths.normalise(raw)
-                    actor.check_read(where)
-                    node = await resolve(tx, where)
+                    at = paths.normalise(raw)
+                    actor.check_read(at)
+                except (BadRequestError, ConflictError, ForbiddenError, NotFoundError) as exc:
+                    checked.append(exc)
+                    continue
+                nodes.want(at)
+                checked.append(at)
+            for raw, path in zip(wanted, checked, strict=True):
+                try:
+                    if isinstance(path, MeshFSError):
+                        raise path
+                    node = await nodes.node(path)
                     if node.is_dir:
-                        raise IsADirError(f"is a directory: {where}")
-                    out.append(await _file(tx, where.lstrip("/"), where, node))
+                        raise IsADirError(f"is a directory: {path}")
+                    out.append(await _file(tx, path.lstrip("/"), path, node))
                 except (BadRequestError, ConflictError, ForbiddenError, NotFoundError) as exc:
                     if strict:
                         exc.message = f"{raw}: {exc.message}"
@@ -99,6 +114,68 @@ class BulkReads:
                         raise
                     out.append(Outgoing(raw.lstrip("/") or raw, raw, "file", error=exc))
         return out
+
+
+#: Files wanted in one directory from which it is listed at once rather than looked up by name.
+LISTED = 8
+
+
+class _Lookups:
+    """The live nodes at paths in one read transaction, as :func:`resolve` finds them, each
+    directory on the way resolved once."""
+
+    def __init__(self, tx: ReadTx) -> None:
+        self.tx = tx
+        self._wanted: dict[tuple[str, ...], int] = {}
+        self._dirs: dict[tuple[str, ...], NodeRow] = {}
+        self._listed: dict[tuple[str, ...], dict[str, NodeRow] | None] = {}
+
+    def want(self, path: str) -> None:
+        """Say that *path* will be asked for (so its directory may be listed once)."""
+        names = paths.split(path)
+        if names:
+            self._wanted[names[:-1]] = self._wanted.get(names[:-1], 0) + 1
+
+    async def node(self, path: str) -> NodeRow:
+        """The live node at canonical *path* (errors as :func:`resolve` raises them)."""
+        names = paths.split(path)
+        if not names:
+            return await resolve(self.tx, path)
+        parent = await self._dir(names[:-1], path)
+        listing = await self._listing(names[:-1], parent)
+        if listing is None:
+            node = await self.tx.child(parent.node_id, names[-1])
+        else:
+            node = listing.get(names[-1])
+        if node is None:
+            raise NotFoundError(f"no such file or directory: {path}")
+        return node
+
+    async def _dir(self, names: tuple[str, ...], path: str) -> NodeRow:
+        known = self._dirs.get(names)
+        if known is not None:
+            return known
+        node = await lookup(self.tx, names)
+        if node is None:
+            raise NotFoundError(f"no such file or directory: {path}")
+        if not node.is_dir:
+            raise not_a_directory(node, paths.join(names))
+        self._dirs[names] = node
+        return node
+
+    async def _listing(self, names: tuple[str, ...], parent: NodeRow) -> dict[str, NodeRow] | None:
+        """The whole of a directory many wanted files are in; None: look names up one by one."""
+        if names in self._listed:
+            return self._listed[names]
+        listing = None
+        count = self._wanted.get(names, 0)
+        if count >= LISTED:
+            limit = 4 * count + 64
+            rows = await self.tx.children(parent.node_id, after=None, limit=limit)
+            if len(rows) < limit:  # all of it: a name not there does not exist
+                listing = {row.name: row for row in rows}
+        self._listed[names] = listing
+        return listing
 
 
 async def _file(tx: ReadTx, name: str, path: str, node: NodeRow) -> Outgoing:
