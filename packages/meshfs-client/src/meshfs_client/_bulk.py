@@ -106,9 +106,9 @@ class BulkMethods(FileMethods):
         """
         items = [_Out(p.lstrip("/") or "/", p, None) for p in map(paths.normalise, directories)]
         large: list[tuple[str, BulkSource]] = []
-        for remote, source in files:
-            where = paths.normalise(remote)
-            size = await _size_of(source)
+        pairs = [(paths.normalise(remote), source) for remote, source in files]
+        sizes = await asyncio.to_thread(_sizes_of, [source for _, source in pairs])
+        for (where, source), size in zip(pairs, sizes, strict=True):
             if size > BULK_MAX_FILE:
                 if atomic:
                     raise ValueError(
@@ -264,13 +264,18 @@ class BulkMethods(FileMethods):
         return out
 
 
-async def _size_of(source: BulkSource) -> int:
-    if isinstance(source, bytes):
-        return len(source)
-    try:
-        return (await asyncio.to_thread(os.stat, source)).st_size
-    except OSError:
-        return 0  # reported by name when it is read
+def _sizes_of(sources: Sequence[BulkSource]) -> list[int]:
+    """The size of each source (local files stat'ed here, in one thread hand-off for all)."""
+    sizes: list[int] = []
+    for source in sources:
+        if isinstance(source, bytes):
+            sizes.append(len(source))
+            continue
+        try:
+            sizes.append(os.stat(source).st_size)
+        except OSError:
+            sizes.append(0)  # reported by name when it is read
+    return sizes
 
 
 def _batches(items: Sequence[_Out]) -> list[list[_Out]]:
@@ -297,8 +302,7 @@ def _archive_of(items: Sequence[_Out]) -> tuple[bytes, list[BulkFailure]]:
             data = item.source
         else:
             try:
-                with open(item.source, "rb") as handle:
-                    data = handle.read(BULK_MAX_FILE + 1)
+                data = _read_small(item.source, item.size)
             except OSError as exc:
                 unreadable.append(BulkFailure(
                     name=item.name, path=item.path, error="bad_request",
@@ -308,6 +312,26 @@ def _archive_of(items: Sequence[_Out]) -> tuple[bytes, list[BulkFailure]]:
         parts.append(file_member(item.name, data))
     parts.append(END)
     return b"".join(parts), unreadable
+
+
+def _read_small(source: str | os.PathLike[str], size: int) -> bytes:
+    """A small file's content: up to :data:`BULK_MAX_FILE` + 1 bytes (one more than bulk
+    writes take, so a file that grew since it was sized is refused by name), read with as few
+    calls as its size allows."""
+    fd = os.open(source, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        data = os.read(fd, min(size, BULK_MAX_FILE) + 1)
+        if len(data) == size:  # fewer bytes than asked for: the end of a regular file
+            return data
+        # Shorter or longer than it was sized (changed meanwhile): read on to the end.
+        parts = [data]
+        total = len(data)
+        while total <= BULK_MAX_FILE and (more := os.read(fd, BULK_MAX_FILE + 1 - total)):
+            parts.append(more)
+            total += len(more)
+        return b"".join(parts)
+    finally:
+        os.close(fd)
 
 
 async def _one_block(body: bytes) -> AsyncIterator[bytes]:
