@@ -129,6 +129,15 @@ class MemoryReadTx:
                 return self._view(node)
         return None
 
+    async def walk(self, names: tuple[str, ...]) -> tuple[int, NodeRow]:
+        node = await self.root()
+        for depth, name in enumerate(names):
+            found = await self.child(node.node_id, name) if node.is_dir else None
+            if found is None:
+                return depth, node
+            node = found
+        return len(names), node
+
     async def children(
         self, parent_id: str, *, after: ChildKey | None, limit: int, include_deleted: bool = False
     ) -> list[NodeRow]:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from meshfs_common.models import ChangeEvent
 from meshfs_server.adapters import link_sql, snapshot_sql, xattr_sql
 from meshfs_server.adapters.link_sql import NODE_FROM, NODE_READ
+from meshfs_server.adapters.path_sql import CHAIN_LIMIT, chain_params, chain_statement
 from meshfs_server.adapters.rows import (
     EVENT_COLUMNS,
     VERSION_COLUMNS,
@@ -85,6 +86,31 @@ class SqlReadTx:
             parent_id,
             name,
         )
+
+    async def walk(self, names: tuple[str, ...]) -> tuple[int, NodeRow]:
+        node: NodeRow | None = None  # the directory the next names are under (None: the root)
+        depth = 0
+        while depth < len(names):
+            if node is not None and not node.is_dir:
+                return depth, node
+            part = names[depth : depth + CHAIN_LIMIT]
+            start = self.tenant_id if node is None else node.node_id
+            row = await self.session.fetchone(
+                chain_statement(len(part)), chain_params(self.tenant_id, start, part)
+            )
+            if row is None:  # something on the way is missing or not a directory: which?
+                return await self._step(node or await self.root(), depth, names)
+            node, depth = node_from(row), depth + len(part)
+        return depth, node or await self.root()
+
+    async def _step(self, node: NodeRow, depth: int, names: tuple[str, ...]) -> tuple[int, NodeRow]:
+        """:meth:`walk` name by name from *node*, found at *depth*."""
+        for at in range(depth, len(names)):
+            found = await self.child(node.node_id, names[at]) if node.is_dir else None
+            if found is None:
+                return at, node
+            node = found
+        return len(names), node
 
     async def children(
         self, parent_id: str, *, after: ChildKey | None, limit: int, include_deleted: bool = False

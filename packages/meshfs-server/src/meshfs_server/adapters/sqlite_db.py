@@ -28,7 +28,7 @@ import asyncio
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 from meshfs_common.errors import UnavailableError
@@ -155,18 +155,9 @@ class SqliteDatabase:
     async def _in_writer_thread(self, call: Callable[..., object], *args: object) -> None:
         await asyncio.get_running_loop().run_in_executor(self._writer_thread, call, *args)
 
-    @asynccontextmanager
-    async def read(self) -> AsyncIterator[sqlite3.Connection]:
+    def read(self) -> Reading:
         """A read transaction on a pooled connection: one consistent snapshot."""
-        conn = await self._readers.get()
-        try:
-            conn.execute("BEGIN")
-            try:
-                yield conn
-            finally:
-                conn.execute("COMMIT")
-        finally:
-            self._readers.put_nowait(conn)
+        return Reading(self._readers)
 
     async def check(self) -> None:
         async with self.read() as conn:
@@ -179,6 +170,33 @@ class SqliteDatabase:
                 conn.close()
         self._writer_thread.shutdown(wait=True)
         self._wal.close()
+
+
+class Reading(AbstractAsyncContextManager[sqlite3.Connection]):
+    """``async with db.read() as conn``: a pooled reader in one transaction, given back
+    after. A class rather than a generator-based context manager: every read of every request
+    enters one, and a generator costs several times as much to enter and leave."""
+
+    __slots__ = ("_conn", "_pool")
+
+    def __init__(self, pool: asyncio.Queue[sqlite3.Connection]) -> None:
+        self._pool = pool
+
+    async def __aenter__(self) -> sqlite3.Connection:
+        conn = await self._pool.get()
+        try:
+            conn.execute("BEGIN")
+        except BaseException:
+            self._pool.put_nowait(conn)
+            raise
+        self._conn = conn
+        return conn
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            self._conn.execute("COMMIT")
+        finally:
+            self._pool.put_nowait(self._conn)
 
 
 def _statements(script: str) -> list[str]:

@@ -10,12 +10,12 @@ in memory (one process per database file).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import TYPE_CHECKING, TypeVar
 
 from meshfs_server.adapters.metadata_schema import namespace_migrations
 from meshfs_server.adapters.metadata_store import Match, Prepare, SqlMetadataStore
-from meshfs_server.adapters.sqlite_db import SqliteDatabase
+from meshfs_server.adapters.sqlite_db import Reading, SqliteDatabase
 from meshfs_server.adapters.sqlite_sql import SqliteSession
 
 if TYPE_CHECKING:
@@ -28,6 +28,27 @@ NAMESPACE_MIGRATIONS: list[str] = namespace_migrations("sqlite")
 _BATCH = 400  # stay well below SQLite's bound-parameter limit
 
 
+class _BoundRead(AbstractAsyncContextManager[X]):
+    """A read transaction handed out as *bind* makes it (a class: see :class:`Reading`)."""
+
+    __slots__ = ("_bind", "_reading")
+
+    def __init__(self, reading: Reading, bind: Callable[[Session], X]) -> None:
+        self._reading = reading
+        self._bind = bind
+
+    async def __aenter__(self) -> X:
+        conn = await self._reading.__aenter__()
+        try:
+            return self._bind(SqliteSession(conn))
+        except BaseException:
+            await self._reading.__aexit__()
+            raise
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._reading.__aexit__(*exc)
+
+
 class SqliteEngine:
     """:class:`~.metadata_store.MetadataEngine` on a :class:`SqliteDatabase`."""
 
@@ -36,10 +57,8 @@ class SqliteEngine:
     def __init__(self, db: SqliteDatabase) -> None:
         self.db = db
 
-    @asynccontextmanager
-    async def read(self, bind: Callable[[Session], X]) -> AsyncIterator[X]:
-        async with self.db.read() as conn:
-            yield bind(SqliteSession(conn))
+    def read(self, bind: Callable[[Session], X]) -> AbstractAsyncContextManager[X]:
+        return _BoundRead(self.db.read(), bind)
 
     @asynccontextmanager
     async def write(

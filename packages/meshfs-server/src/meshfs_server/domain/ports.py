@@ -237,6 +237,12 @@ class ReadTx(Protocol):
     async def child(self, parent_id: str, name: str) -> NodeRow | None:
         """The live child called *name* of *parent_id*, or None."""
 
+    async def walk(self, names: tuple[str, ...]) -> tuple[int, NodeRow]:
+        """The deepest live node on the way from the root down *names*, and how many names it
+        took to get there: ``len(names)`` when the path is there; fewer when a name is missing
+        from a directory or the walk met a node that is not a directory (which it never
+        enters, a symbolic link included). ``(0, root)`` for no names."""
+
     async def children(
         self, parent_id: str, *, after: ChildKey | None, limit: int, include_deleted: bool = False
     ) -> list[NodeRow]:

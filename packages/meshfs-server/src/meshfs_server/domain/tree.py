@@ -73,15 +73,12 @@ def not_a_directory(node: NodeRow, path: str) -> NotADirError:
 
 async def lookup(tx: ReadTx, names: tuple[str, ...]) -> NodeRow | None:
     """The live node at *names*, or None; a file in the middle of the path is an error."""
-    node = await tx.root()
-    for i, name in enumerate(names):
-        if not node.is_dir:
-            raise not_a_directory(node, paths.join(names[:i]))
-        found = await tx.child(node.node_id, name)
-        if found is None:
-            return None
-        node = found
-    return node
+    depth, node = await tx.walk(names)
+    if depth == len(names):
+        return node
+    if not node.is_dir:
+        raise not_a_directory(node, paths.join(names[:depth]))
+    return None
 
 
 async def resolve(tx: ReadTx, path: str) -> NodeRow:

@@ -121,17 +121,17 @@ class RequestLog:
             self._log(scope, seen, time.perf_counter() - started)
 
     def _log(self, scope: Scope, seen: dict[str, Any], elapsed: float) -> None:
+        status = seen["status"]
+        if status != 429 and not (self.access and access_log.isEnabledFor(logging.INFO)):
+            return  # nothing to log: the common case costs no formatting
         client = scope.get("client")
         address = printable(str(client[0])) if client else "-"
-        status = seen["status"]
         if status == 429:
             wait = f"; retry after {printable(seen['retry'])} s" if seen["retry"] else ""
             rate_log.warning(
                 'rate limited (429): %s "%s"%s%s',
                 address, request_target(scope), _who(scope), wait,
             )  # fmt: skip
-            return
-        if not self.access or not access_log.isEnabledFor(logging.INFO):
             return
         target = request_target(scope)
         if scope["type"] == "websocket":
