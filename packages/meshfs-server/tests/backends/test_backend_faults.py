@@ -190,6 +190,7 @@ async def test_object_store_stopped_or_refusing_then_back(
         object_store_max_attempts=1,
     )  # fmt: skip
     data = os.urandom(CHUNK_SIZE + 77)
+    stored = b"g" * (INLINE_MAX + 1)  # too large to be kept in the database: needs the store
     try:
         async with _fake_auth_server(settings) as client:
             await _write(client, "/f.bin", data)
@@ -205,7 +206,7 @@ async def test_object_store_stopped_or_refusing_then_back(
                     return says in r.json()["error_description"]
 
                 await wait_for(says_why, f"downloads to fail with {says!r}")
-                w = await client.put("/files/content", params={"path": "/g"}, content=b"g")
+                w = await client.put("/files/content", params={"path": "/g"}, content=stored)
                 assert_unavailable(w, f"write ({says})")
                 ready = await client.get("/readyz")
                 assert ready.status_code == 503
@@ -230,7 +231,7 @@ async def test_object_store_stopped_or_refusing_then_back(
             async def writes() -> bool:
                 # A store just back may still time out a first write (a loaded machine): that
                 # must be a clean 503, and a later attempt must succeed.
-                w = await client.put("/files/content", params={"path": "/g"}, content=b"g")
+                w = await client.put("/files/content", params={"path": "/g"}, content=stored)
                 if w.status_code != 201:
                     assert_unavailable(w, "write while the store comes back")
                 return w.status_code == 201

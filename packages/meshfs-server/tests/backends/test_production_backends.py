@@ -24,8 +24,12 @@ from meshfs_common.hashing import CHUNK_SIZE, hash_bytes
 from meshfs_common.ids import new_id
 from meshfs_server.app import create_app
 from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.placement import INLINE_MAX
 from meshfs_server.services import open_services
 from meshfs_server.settings import Settings
+
+STORED = b"s" * (INLINE_MAX + 1)
+"""Content too large to be kept in the metadata database: writing it needs the object store."""
 
 pytestmark = pytest.mark.skipif(
     "postgres" not in os.environ.get("MESHFS_TEST_BACKENDS", "postgres"),
@@ -200,7 +204,7 @@ async def test_broken_object_store_fails_cleanly(
         assert ready.json()["checks"]["database"] == "ok"
         assert says in ready.json()["checks"]["content"]
         started = time.monotonic()
-        r = await client.put("/files/content", params={"path": "/x.txt"}, content=b"hello")
+        r = await client.put("/files/content", params={"path": "/x.txt"}, content=STORED)
         assert r.status_code == 503
         assert r.json()["error"] == "unavailable"
         assert write_says in r.json()["error_description"]
@@ -208,6 +212,10 @@ async def test_broken_object_store_fails_cleanly(
         # Nothing half written: the failed write left no file behind.
         assert (await client.get("/files/meta", params={"path": "/x.txt"})).status_code == 404
         assert (await client.post("/files/mkdir", json={"path": "/still-works"})).status_code == 201
+        # Small content lives in the database: it is written and read without the store.
+        small = await client.put("/files/content", params={"path": "/small"}, content=b"hello")
+        assert small.status_code == 201, small.text
+        assert (await client.get("/files/download", params={"path": "/small"})).content == b"hello"
 
 
 async def test_unresponsive_object_store_times_out(pg_settings: Settings) -> None:
@@ -220,7 +228,7 @@ async def test_unresponsive_object_store_times_out(pg_settings: Settings) -> Non
     try:
         async for client in _client(settings):
             started = time.monotonic()
-            r = await client.put("/files/content", params={"path": "/x.txt"}, content=b"hello")
+            r = await client.put("/files/content", params={"path": "/x.txt"}, content=STORED)
             assert r.status_code == 503
             assert "did not answer" in r.json()["error_description"]
             assert time.monotonic() - started < 5
