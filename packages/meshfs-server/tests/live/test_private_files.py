@@ -18,6 +18,7 @@ from asgi_lifespan import LifespanManager
 from meshfs_common.ids import new_id
 from meshfs_server.app import create_app
 from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.placement import INLINE_MAX
 from meshfs_server.settings import Settings
 
 
@@ -46,7 +47,9 @@ async def serve_once(settings: Settings) -> None:
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            r = await client.put("/files/content", params={"path": "/a/b"}, content=b"secret")
+            # Larger than what the database keeps (64 KiB): a chunk file in the content store.
+            secret = b"secret" * (INLINE_MAX // 6 + 1)
+            r = await client.put("/files/content", params={"path": "/a/b"}, content=secret)
             assert r.status_code == 201, r.text
 
 
