@@ -207,3 +207,48 @@ async def test_heartbeat_frame_while_nothing_happens(domain: MemoryDomain) -> No
         await stream.aclose()
     assert frame == "event 1 /after-a-beat"
     assert domain.bus.subscriber_count == 0
+
+
+async def test_idle_subscribers_share_one_heartbeat_timer(
+    domain: MemoryDomain, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every idle subscriber gets heartbeats, and an event sent to all of them costs no timer
+    per subscriber: one timer per channel and interval serves them all."""
+    actor = new_actor()
+    encode, _ = counting_encoder()
+    streams = [
+        domain.feed.follow_encoded(actor.tenant_id, 0, encode, heartbeat=(0.05, "beat"))
+        for _ in range(100)
+    ]
+    loop = asyncio.get_running_loop()
+    timers = 0
+    call_at = loop.call_at
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        nonlocal timers
+        timers += 1
+        return call_at(*args, **kwargs)
+
+    async with asyncio.timeout(DEADLINE):
+        assert all([await anext(stream) == "caught_up" for stream in streams])
+        assert {await anext(stream) for stream in streams} == {"beat"}
+        channel = domain.bus.channel(actor.tenant_id)
+        assert channel is not None
+
+        async def all_waiting() -> list[asyncio.Future[str]]:
+            pending = [asyncio.ensure_future(anext(stream)) for stream in streams]
+            while len(channel._waiters) < len(streams):  # noqa: ASYNC110 - deadline above
+                await asyncio.sleep(0)
+            return pending
+
+        pending = await all_waiting()
+        monkeypatch.setattr(loop, "call_at", counted)
+        await domain.namespace.mkdir(actor, "/news")
+        assert set(await asyncio.gather(*pending)) == {"event 1 /news"}
+        pending = await all_waiting()  # and waiting for the next one again
+        assert timers <= 1
+        for future in pending:
+            future.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for stream in streams:
+            await stream.aclose()

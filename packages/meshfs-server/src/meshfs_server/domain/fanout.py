@@ -67,7 +67,8 @@ class TenantChannel:
         """The highest sequence number known to be committed (from appended events and from
         subscribers' reads of the store; 0 while unknown)."""
         self.subscribers = 0
-        self._waiters: set[asyncio.Future[None]] = set()
+        self._waiters: set[asyncio.Future[bool]] = set()
+        self._ticks: dict[float, _Tick] = {}
 
     def mark(self) -> Mark:
         """The channel's position now: what a new subscriber has not missed."""
@@ -103,28 +104,70 @@ class TenantChannel:
         return [self.recent[index] for index in range(held - new, held)]
 
     async def wait(self, mark: Mark, heartbeat: float | None = None) -> bool:
-        """Until something arrives after *mark* (True) or *heartbeat* seconds pass (False)."""
+        """Until something arrives after *mark* (True) or, with *heartbeat*, until the channel
+        has been quiet for a tick of *heartbeat* seconds (False: between one and two ticks
+        after the last news). One timer per interval serves every subscriber of the channel,
+        so an event costs a waiting subscriber no timer of its own."""
         if mark.appended != self.appended or mark.rung != self.rung:
             return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.add(waiter)
+        if heartbeat is not None:
+            self._ticks.setdefault(heartbeat, _Tick(self, heartbeat)).join(waiter)
         try:
-            if heartbeat is None:
-                await waiter
-                return True
-            async with asyncio.timeout(heartbeat):
-                await waiter
-            return True
-        except TimeoutError:
-            return False
+            return await waiter
         finally:
             self._waiters.discard(waiter)
+
+    def close(self) -> None:
+        """Stop the heartbeat timers (the channel's last subscriber left)."""
+        for tick in self._ticks.values():
+            tick.stop()
+        self._ticks.clear()
 
     def _wake(self) -> None:
         waiters, self._waiters = self._waiters, set()
         for waiter in waiters:
             if not waiter.done():
-                waiter.set_result(None)
+                waiter.set_result(True)
+        for tick in self._ticks.values():
+            tick.news = True
+
+
+class _Tick:
+    """A channel's heartbeat timer for one interval: each tick wakes the subscribers waiting
+    with that interval (with False) when nothing arrived since the previous tick."""
+
+    def __init__(self, channel: TenantChannel, seconds: float) -> None:
+        self.seconds = seconds
+        self.news = False
+        self.waiters: set[asyncio.Future[bool]] = set()
+        self._channel = channel
+        self._timer: asyncio.TimerHandle | None = None
+
+    def join(self, waiter: asyncio.Future[bool]) -> None:
+        self.waiters.add(waiter)
+        if self._timer is None:
+            self.news = False
+            self._timer = asyncio.get_running_loop().call_later(self.seconds, self._fire)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _fire(self) -> None:
+        self._timer = None
+        waiters = {waiter for waiter in self.waiters if not waiter.done()}
+        if self.news:  # news since the last tick: those waiters were woken; count again
+            self.waiters = waiters
+        else:
+            self.waiters = set()
+            for waiter in waiters:
+                waiter.set_result(False)
+        self.news = False
+        if self.waiters:
+            self._timer = asyncio.get_running_loop().call_later(self.seconds, self._fire)
 
 
 class LocalBus:
@@ -147,6 +190,7 @@ class LocalBus:
         channel.subscribers -= 1
         if channel.subscribers <= 0 and self._channels.get(tenant_id) is channel:
             del self._channels[tenant_id]
+            channel.close()
 
     def channel(self, tenant_id: str) -> TenantChannel | None:
         """*tenant_id*'s channel, while it has subscribers."""
