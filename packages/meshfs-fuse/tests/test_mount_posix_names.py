@@ -54,8 +54,10 @@ def _times(path: Path) -> tuple[int, int]:
     return st.st_mtime_ns, st.st_ctime_ns
 
 
-def test_a_directory_shows_the_changes_made_in_it_at_once(home: tuple[Path, str]) -> None:
-    local, _ = home
+def test_a_directory_shows_the_changes_made_in_it_at_once(
+    home: tuple[Path, str], api: MeshFS
+) -> None:
+    local, remote = home
     (local / "sub").mkdir()
     (local / "other").mkdir()
     steps: list[tuple[str, Callable[[], object], Path]] = [
@@ -74,6 +76,8 @@ def test_a_directory_shows_the_changes_made_in_it_at_once(home: tuple[Path, str]
         after = _times(directory)
         assert after[0] > before[0], f"mtime after {what}"
         assert after[1] > before[1], f"ctime after {what}"
+        stored = api.meta(remote + str(directory)[len(str(local)) :])
+        assert after == (stored.mtime_ns, stored.ctime_ns), f"the server's times after {what}"
     # A directory moved in counts in its new parent's nlink, and leaves the old one's.
     assert os.stat(local / "other").st_nlink == 2
     os.rename(local / "sub", local / "other" / "sub")

@@ -175,10 +175,12 @@ class AttributeHandlers(FileHandlers):
         owner = {"uid": ctx.uid, "gid": ctx.gid}
         if kind == "file":
             entry = (await self.remote.upload_bytes(path, b"")).entry
+            at_ns = entry.ctime_ns  # the time of the create (set_attributes moves the ctime)
             wanted = {"mode": mode & 0o7777, **owner}
             if any(getattr(entry, key) != value for key, value in wanted.items()):
                 entry = await self.remote.set_attributes(path, **wanted)
-        elif kind in ("fifo", "socket", "chardev", "blockdev"):
+            return self._created(parent, text, entry, at_ns)
+        if kind in ("fifo", "socket", "chardev", "blockdev"):
             entry = await self.remote.mknod(
                 path, kind, mode=mode & 0o7777, rdev=rdev, uid=ctx.uid, gid=ctx.gid
             )
@@ -207,7 +209,7 @@ class AttributeHandlers(FileHandlers):
             if old_parent is not None:
                 self._listed(old_parent, node.name, node.entry)
         self._listed(parent, text, entry)
-        self._entries_changed(parent)
+        self._entries_changed(parent, at_ns=entry.ctime_ns)
         self.table.negative.discard(parent.ino, text)
         self.table.removed.discard(parent.ino, text)
         self.table.remember(node)
@@ -219,10 +221,13 @@ class AttributeHandlers(FileHandlers):
         ):
             raise AlreadyExistsError(f"file exists: {name}")
 
-    def _created(self, parent: Inode, name: str, entry: Entry) -> pyfuse3.EntryAttributes:
+    def _created(
+        self, parent: Inode, name: str, entry: Entry, at_ns: int | None = None
+    ) -> pyfuse3.EntryAttributes:
+        """*entry* was made at *name* in *parent* at *at_ns* (default: its ctime)."""
         node = self.table.attach(parent.ino, name, entry)
         self._listed(parent, name, entry)
-        self._entries_changed(parent)
+        self._entries_changed(parent, at_ns=entry.ctime_ns if at_ns is None else at_ns)
         self.table.remember(node)
         return self._reply(node)
 

@@ -226,7 +226,7 @@ class FileHandlers(MountState):
                 if parent is not None:
                     self._listed(parent, node.name, entry)
                     if created:  # the file's first version made its name on the server
-                        self._entries_changed(parent)
+                        self._entries_changed(parent, at_ns=result.entry.ctime_ns)
 
     async def _truncate(self, node: Inode, size: int, *, with_handle: bool) -> None:
         content = self._contents.get(node.ino)

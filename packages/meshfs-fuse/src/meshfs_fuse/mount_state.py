@@ -12,7 +12,9 @@ import errno
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
+import msgspec
 import pyfuse3
 
 from meshfs_common.errors import NotFoundError
@@ -114,13 +116,31 @@ class MountState(pyfuse3.Operations):
                 raise
         return node
 
-    def _entries_changed(self, *directories: Inode) -> None:
-        """This mount added or removed a name in each of *directories*: the server moved their
-        mtime, ctime (and nlink, for a subdirectory), so the next ``getattr`` asks it (the
-        kernel drops its own copy of a directory's attributes after such a request)."""
+    def _entries_changed(
+        self, *directories: Inode, at_ns: int | None = None, subdirs: int = 0
+    ) -> None:
+        """This mount added, removed or moved a name in each of *directories*; the kernel
+        drops its copy of their attributes after such a request and asks again.
+
+        The server set their mtime and ctime to the time of the change, which its answer
+        carries as the new or moved node's ctime (*at_ns*), and their nlink grew by *subdirs*:
+        the cached entry is updated so. Without *at_ns* (a removal) the next ``getattr`` asks
+        the server.
+        """
         for directory in directories:
-            if directory.node_id is not None:
+            entry = directory.entry
+            if entry is None or directory.node_id is None:
+                continue
+            if at_ns is None or directory.stale or entry.ctime_ns == 0 or at_ns < entry.ctime_ns:
                 directory.stale = True
+                continue
+            directory.entry = msgspec.structs.replace(
+                entry,
+                mtime_ns=at_ns,
+                ctime_ns=at_ns,
+                modified_at=datetime.fromtimestamp(at_ns / 1e9, tz=UTC),
+                nlink=entry.nlink + subdirs,
+            )
 
     def _reply(self, node: Inode) -> pyfuse3.EntryAttributes:
         reply = to_entry_attributes(

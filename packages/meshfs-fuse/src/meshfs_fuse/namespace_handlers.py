@@ -59,7 +59,7 @@ class NamespaceHandlers(MountState):
         node = self.table.attach(parent.ino, text, entry)
         node.listing = {}  # new and empty: lookups inside need no request
         self._listed(parent, text, entry)
-        self._entries_changed(parent)
+        self._entries_changed(parent, at_ns=entry.ctime_ns, subdirs=1)
         self.table.remember(node)
         return self._reply(node)
 
@@ -172,7 +172,10 @@ class NamespaceHandlers(MountState):
             self.table.place(source, new_parent.ino, new)
             self.table.set_entry(source, entry)
             self._listed(new_parent, new, entry)
-            self._entries_changed(old_parent, new_parent)
+            if source.is_dir or (target is not None and target.is_dir):
+                self._entries_changed(old_parent, new_parent)  # nlink moves too: ask
+            else:
+                self._entries_changed(old_parent, new_parent, at_ns=entry.ctime_ns)
         self._listed(old_parent, old, None)
         self.table.negative.add(old_parent.ino, old)
         content = self._contents.get(source.ino)
