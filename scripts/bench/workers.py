@@ -60,13 +60,15 @@ async def hello(request):
 
 app = Starlette(routes=[Route("/", hello)])
 """
+# Each file gets content of its own (a new file's content is new to the server: the same
+# bytes every time would be stored once and measure only the metadata commit).
 WRITE_SCRIPT = """
 counter = 0
 wrk.method = "PUT"
-wrk.body = string.rep("x", 1024)
 request = function()
   counter = counter + 1
-  return wrk.format(nil, "/files/content?path=/bench-%s/f" .. counter)
+  local body = ("%s-" .. counter .. " " .. string.rep("x", 1024)):sub(1, 1024)
+  return wrk.format(nil, "/files/content?path=/bench-%s/f" .. counter, nil, body)
 end
 """
 
@@ -186,7 +188,8 @@ async def _aiohttp_rate(url: str, seconds: float, headers: dict[str, str], write
                 i += 1
                 if write:
                     target = url.split("/files/")[0] + f"/files/content?path=/{prefix}/{n}-{i}"
-                    async with http.put(target, data=b"x" * 1024) as r:
+                    body = f"{prefix} {n}-{i} ".encode().ljust(1024, b"x")
+                    async with http.put(target, data=body) as r:
                         ok = r.status in (200, 201)
                 else:
                     async with http.get(url) as r:
