@@ -122,6 +122,11 @@ async def follow_sse(session: aiohttp.ClientSession, server: Server, sub: Subscr
                     sub.got(json.loads(line[6:]).get("path"))
 
 
+def _retrieved(task: asyncio.Task[None]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 async def open_all(
     session: aiohttp.ClientSession, server: Server, kind: str, count: int
 ) -> tuple[list[Subscriber], list[asyncio.Task[None]], float]:
@@ -134,6 +139,7 @@ async def open_all(
     async def one(sub: Subscriber) -> None:
         async with gate:
             task = asyncio.create_task(follow(session, server, sub))
+            task.add_done_callback(_retrieved)  # one past the open deadline ends quietly
             tasks.append(task)
             ready = asyncio.create_task(sub.ready.wait())
             await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
