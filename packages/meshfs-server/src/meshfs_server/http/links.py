@@ -1,4 +1,4 @@
-"""The hard link route: ``POST /files/link`` gives a file another name (see
+"""The hard link route: ``POST /files/link`` gives a node another name (see
 :mod:`meshfs_server.domain.links` for the rules)."""
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from meshfs_server.http.state import actor
 
 
 @endpoint(Endpoint(
-    "Give a file another name (a hard link): both names are one file, with one content,"
-    " history and set of attributes", request=LinkRequest, response=Entry, status=201,
+    "Give a node another name (a hard link; any kind but a directory): both names are one"
+    " node, with one content, history and set of attributes", request=LinkRequest,
+    response=Entry, status=201,
     errors=("invalid_path", "not_found", "not_a_directory", "forbidden", "read_only",
             "already_exists", "not_permitted"),
     tags=("files",),
