@@ -198,3 +198,30 @@ async def test_reads_arriving_out_of_order_still_fetch_ahead(tmp_path: Path) -> 
         await store.read(entry, 0, mib)
         await store.read(entry, mib, mib)
     assert sorted(fetched) == [0, 1, 2, 3]
+
+
+async def test_small_spool_io_needs_no_worker_thread(tmp_path: Path) -> None:
+    """A small write or read of a spool is served on the calling thread: it completes while
+    every worker thread is taken (on a loaded machine a trip to a worker thread and back cost
+    more than the write itself)."""
+    import trio
+
+    from meshfs_fuse.spool import INLINE_BYTES
+
+    spool = SpoolDirectory(tmp_path / "spool").new()
+    limiter = trio.to_thread.current_default_thread_limiter()
+    tokens = limiter.total_tokens
+    limiter.total_tokens = 1
+    try:
+        async with limiter:  # the only worker thread is busy
+            with trio.fail_after(5):
+                assert await spool.pwrite(b"x" * INLINE_BYTES, 0) == INLINE_BYTES
+                assert await spool.pread(100, 10) == b"x" * 10
+                assert await spool.read_all() == b"x" * INLINE_BYTES
+            with trio.move_on_after(0.2) as waited:
+                await spool.pwrite(b"y" * (INLINE_BYTES + 1), 0)
+            assert waited.cancelled_caught  # a large write still goes to a worker thread
+    finally:
+        limiter.total_tokens = tokens
+    assert await spool.pread(0, 1) in (b"x", b"y")
+    spool.discard_now()

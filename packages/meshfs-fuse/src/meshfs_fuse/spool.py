@@ -1,7 +1,8 @@
 """The write spool: a file on local disk per file being written, with a journal.
 
-Writes never wait for the network: each ``write`` is a ``pwrite`` into the file's spool (in a
-worker thread, so the trio thread never blocks on the disk), and the whole spool becomes one
+Writes never wait for the network: each ``write`` is a ``pwrite`` into the file's spool (a
+large one in a worker thread, so the trio thread never waits for the disk; a small one, which
+only touches the page cache, right away - see :data:`INLINE_BYTES`), and the whole spool becomes one
 version when the file is flushed, closed or fsynced (see :mod:`meshfs_fuse.operations`).
 
 The journal is one small JSON record beside each spool's data, written atomically (temporary
@@ -30,6 +31,14 @@ import trio
 __all__ = ["Spool", "SpoolDirectory", "SpoolRecord"]
 
 SpoolState = Literal["dirty", "clean"]
+
+INLINE_BYTES = 64 * 1024
+"""Spool reads and writes up to this size run on the calling (trio) thread.
+
+They touch only the page cache (a spool's pages were written moments before), which takes
+microseconds, while a trip to a worker thread and back costs 50 us on a quiet machine and
+3-4 ms on a loaded one (measured: a 4 KiB write through the mount took 3.9 ms, almost all of
+it waiting for the two thread switches). Larger transfers still go to a worker thread."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,15 +70,22 @@ class Spool:
         return self.state == "dirty"
 
     async def pwrite(self, data: bytes, offset: int) -> int:
-        written = await trio.to_thread.run_sync(os.pwrite, self._fd, data, offset)
+        if len(data) <= INLINE_BYTES:
+            written = os.pwrite(self._fd, data, offset)
+        else:
+            written = await trio.to_thread.run_sync(os.pwrite, self._fd, data, offset)
         self.size = max(self.size, offset + written)
         return written
 
     async def pread(self, offset: int, length: int) -> bytes:
+        if length <= INLINE_BYTES:
+            return os.pread(self._fd, length, offset)
         return await trio.to_thread.run_sync(os.pread, self._fd, length, offset)
 
     async def read_all(self) -> bytes:
         """The whole content, in one read."""
+        if self.size <= INLINE_BYTES:
+            return _pread_exact(self._fd, self.size)
         return await trio.to_thread.run_sync(_pread_exact, self._fd, self.size)
 
     async def truncate(self, size: int) -> None:
