@@ -103,16 +103,17 @@ class ChangeFeed:
         if after == 0:  # no subscriber has caught up yet: they read the store anyway
             channel.ring()
             return
-        try:
-            page = await self.pull(tenant_id, after)
+        try:  # one query: *after* was just seen, so it is inside the retained log
+            async with self.store.read(tenant_id) as tx:
+                events = await tx.events_after(after, MAX_PULL + 1)
         except Exception as exc:  # each subscriber reads, and reports, the failure itself
             log.debug("reading another process's events of %s failed: %s", tenant_id, exc)
             channel.ring()
             return
-        if page.reset or page.has_more:
+        if len(events) > MAX_PULL:
             channel.ring()
-        elif page.events:
-            channel.append(page.events)
+        elif events:
+            channel.append(events)
 
     async def publish(self, tenant_id: str, events: list[ChangeEvent]) -> None:
         """Called after a commit with the events it appended."""
