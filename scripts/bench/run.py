@@ -11,6 +11,7 @@ HERE = Path(__file__).resolve().parent
 BENCHMARKS = [
     "server_core.py",
     "workers.py",
+    "request_cost.py",
     "backends.py",
     "client_transfer.py",
     "large_files.py",

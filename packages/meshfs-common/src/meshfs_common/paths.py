@@ -34,9 +34,15 @@ def validate_name(name: str) -> str:
         raise InvalidPathError(f"a name cannot contain '/': {name!r}")
     if _CONTROL.search(name):
         raise InvalidPathError(f"a name cannot contain control characters: {name!r}")
-    name = unicodedata.normalize("NFC", name)
+    plain = name.isascii()  # the common case: already NFC, one byte per character, valid
+    if not plain:
+        name = unicodedata.normalize("NFC", name)
     if name in (".", ".."):
         raise InvalidPathError(f"'{name}' is not allowed as a name; paths cannot be relative")
+    if plain:
+        if len(name) > MAX_NAME_BYTES:
+            raise NameTooLongError(f"name is longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}...")
+        return name
     if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES:
         raise NameTooLongError(f"name is longer than {MAX_NAME_BYTES} bytes: {name[:40]!r}...")
     try:

@@ -10,11 +10,20 @@ from meshfs_server.auth.service import Identity
 from meshfs_server.domain.actor import Actor
 from meshfs_server.services import Services
 
+#: Scope key: the request's :class:`Services`, found once (middleware and route both ask).
+SERVICES_KEY = "meshfs.services"
+
 
 def maybe_services(scope: Scope) -> Services | None:
     """The state the lifespan built for the app serving *scope* (None before it started)."""
+    found = scope.get(SERVICES_KEY)
+    if isinstance(found, Services):
+        return found
     found = getattr(getattr(scope.get("app"), "state", None), "services", None)
-    return found if isinstance(found, Services) else None
+    if not isinstance(found, Services):
+        return None
+    scope[SERVICES_KEY] = found
+    return found
 
 
 def services(conn: HTTPConnection) -> Services:
