@@ -20,16 +20,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _harness import Server, median, report, running_server
+from workers import tree_cpu
 
 from meshfs_client import MeshFSClient
 
@@ -61,26 +64,68 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> float:
     return time.perf_counter() - start
 
 
+def children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes so far (the CLI runs)."""
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
+def timed_cpu(
+    command: list[str], env: dict[str, str], server: Server
+) -> tuple[float, float, float]:
+    """Wall seconds, client CPU seconds and server CPU seconds of one CLI run."""
+    client, served = children_cpu(), tree_cpu(server.process.pid)
+    took = timed(command, env)
+    return took, children_cpu() - client, tree_cpu(server.process.pid) - served
+
+
 def count_files(root: Path) -> int:
     return sum(1 for p in root.rglob("*") if p.is_file())
 
 
-def bulk(server: Server, work: Path, count: int, runs: int) -> tuple[float, float, float]:
-    """cp -r, put -r and get -r rates (files/s) through bulk requests."""
+@dataclass
+class Bulk:
+    """Rates (files/s) and CPU per file (us: the CLI's, the server's) of one bulk run."""
+
+    cp: float
+    put: float
+    get: float
+    put_cpu: tuple[float, float]
+    get_cpu: tuple[float, float]
+
+
+def bulk(server: Server, work: Path, count: int, runs: int) -> Bulk:
+    """cp -r, put -r and get -r rates (files/s) through bulk requests, and their CPU."""
     meshfs, env = meshfs_env(server, work)
     cp, put, get = [], [], []
+    put_cpu: list[tuple[float, float]] = []
+    get_cpu: list[tuple[float, float]] = []
     for run in range(runs):
         tree = work / "tree"
         make_tree(tree, count, seed=run)
         cp.append(timed(["cp", "-r", str(tree), str(work / "tree-copy")]))
         shutil.rmtree(work / "tree-copy")
-        put.append(timed([meshfs, "-q", "put", "-r", str(tree), f"/bulk-{run}"], env))
-        get.append(timed([meshfs, "-q", "get", "-r", f"/bulk-{run}", str(work / "back")], env))
+        took, client, served = timed_cpu(
+            [meshfs, "-q", "put", "-r", str(tree), f"/bulk-{run}"], env, server
+        )
+        put.append(took)
+        put_cpu.append((client, served))
+        took, client, served = timed_cpu(
+            [meshfs, "-q", "get", "-r", f"/bulk-{run}", str(work / "back")], env, server
+        )
+        get.append(took)
+        get_cpu.append((client, served))
         if (got := count_files(work / "back")) != count:
             raise RuntimeError(f"get -r brought back {got} files, expected {count}")
         shutil.rmtree(work / "back")
         shutil.rmtree(tree)
-    return count / median(cp), count / median(put), count / median(get)
+
+    def per_file_us(cpu: list[tuple[float, float]]) -> tuple[float, float]:
+        return (median([c for c, _ in cpu]) / count * 1e6,
+                median([s for _, s in cpu]) / count * 1e6)  # fmt: skip
+
+    return Bulk(count / median(cp), count / median(put), count / median(get),
+                per_file_us(put_cpu), per_file_us(get_cpu))  # fmt: skip
 
 
 async def download_each(server: Server, root: str, local: Path) -> None:
@@ -122,7 +167,8 @@ def per_file(server: Server, work: Path, count: int, runs: int) -> tuple[float, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--files", type=int, default=10000)
-    parser.add_argument("--per-file", type=int, default=2000)
+    parser.add_argument("--per-file", type=int, default=2000,
+                        help="files for the per-file comparison (0: skip it)")  # fmt: skip
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="meshfs-bench-bulk-", dir=os.environ.get("BENCH_DIR")))
@@ -132,9 +178,12 @@ def main() -> None:
     print(f"  medians of {args.runs} runs")
     try:
         with running_server({"MESHFS_RATE_LIMIT_PER_MINUTE": DEFAULT_RATE}) as server:
-            cp, put, get = bulk(server, work, args.files, args.runs)
-        with running_server() as server:
-            put_each, get_each = per_file(server, work, args.per_file, args.runs)
+            got = bulk(server, work, args.files, args.runs)
+        cp, put, get = got.cp, got.put, got.get
+        put_each = get_each = 0.0
+        if args.per_file:
+            with running_server() as server:
+                put_each, get_each = per_file(server, work, args.per_file, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(f"cp -r {args.files} small files (baseline)", cp, "files/s")
@@ -142,10 +191,15 @@ def main() -> None:
            f"target >= 1000; ratio to cp -r {put / cp:.3f}")  # fmt: skip
     report(f"get -r, bulk, {DEFAULT_RATE} req/min limit", get, "files/s",
            f"target >= 2000; ratio to cp -r {get / cp:.3f}")  # fmt: skip
-    report(f"put -r -n, per file, {args.per_file} files, no limit", put_each, "files/s",
-           f"bulk is {put / put_each:.1f}x")  # fmt: skip
-    report(f"download_to per file, {args.per_file} files, no limit", get_each, "files/s",
-           f"bulk is {get / get_each:.1f}x")  # fmt: skip
+    report("put -r CPU per file: meshfs (client)", got.put_cpu[0], "us")
+    report("put -r CPU per file: server", got.put_cpu[1], "us")
+    report("get -r CPU per file: meshfs (client)", got.get_cpu[0], "us")
+    report("get -r CPU per file: server", got.get_cpu[1], "us")
+    if args.per_file:
+        report(f"put -r -n, per file, {args.per_file} files, no limit", put_each, "files/s",
+               f"bulk is {put / put_each:.1f}x")  # fmt: skip
+        report(f"download_to per file, {args.per_file} files, no limit", get_each, "files/s",
+               f"bulk is {get / get_each:.1f}x")  # fmt: skip
     load = os.getloadavg()
     print(f"  load average at end {load[0]:.2f} {load[1]:.2f}")
 
