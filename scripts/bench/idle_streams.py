@@ -128,12 +128,17 @@ def _retrieved(task: asyncio.Task[None]) -> None:
 
 
 async def open_all(
-    session: aiohttp.ClientSession, server: Server, kind: str, count: int
+    session: aiohttp.ClientSession,
+    server: Server,
+    kind: str,
+    count: int,
+    concurrency: int = OPEN_CONCURRENCY,
 ) -> tuple[list[Subscriber], list[asyncio.Task[None]], float]:
     follow = follow_ws if kind == "ws" else follow_sse
-    gate = asyncio.Semaphore(OPEN_CONCURRENCY)
+    gate = asyncio.Semaphore(concurrency)
     subs = [Subscriber() for _ in range(count)]
     tasks: list[asyncio.Task[None]] = []
+    failed: list[str] = []
     start = time.monotonic()
 
     async def one(sub: Subscriber) -> None:
@@ -143,32 +148,39 @@ async def open_all(
             tasks.append(task)
             ready = asyncio.create_task(sub.ready.wait())
             await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
-            if not ready.done():
+            if not ready.done():  # the stream ended before it was ready: count it, say why
                 ready.cancel()
-                task.result()  # the stream ended before it was ready: say why
+                failed.append(repr(task.exception()) if not task.cancelled() else "cancelled")
 
     try:
         async with asyncio.timeout(OPEN_DEADLINE):
             await asyncio.gather(*(one(sub) for sub in subs))
     except TimeoutError:  # bounded in time: go on with those that opened
         print(f"  only some subscribers opened within {OPEN_DEADLINE:.0f} s", flush=True)
+    if failed:
+        print(f"  {len(failed)} subscribers failed to open (first: {failed[0]})", flush=True)
     ready = [sub for sub in subs if sub.ready.is_set()]
     return ready, tasks, time.monotonic() - start
 
 
-def receiver(kind: str, url: str, token: str, count: int, conn: Connection) -> None:
-    """A receiving process: open *count* subscribers, then answer the coordinator's commands
-    (``("expect", path, deadline)`` -> arrival times and misses; ``("stop",)``)."""
-    asyncio.run(_receive(kind, url, token, count, conn))
+def receiver(
+    kind: str, url: str, token: str, count: int, concurrency: int, conn: Connection
+) -> None:
+    """A receiving process: open *count* subscribers (*concurrency* handshakes at a time), then
+    answer the coordinator's commands (``("expect", path, deadline)`` -> arrival times and
+    misses; ``("stop",)``)."""
+    asyncio.run(_receive(kind, url, token, count, concurrency, conn))
 
 
-async def _receive(kind: str, url: str, token: str, count: int, conn: Connection) -> None:
+async def _receive(
+    kind: str, url: str, token: str, count: int, concurrency: int, conn: Connection
+) -> None:
     server = Server(url, token, Path(), None)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        subs, tasks, _ = await open_all(session, server, kind, count)
+        subs, tasks, _ = await open_all(session, server, kind, count, concurrency)
         conn.send(len(subs))
         try:
             while True:
@@ -200,12 +212,17 @@ class Receivers:
     def __init__(self, kind: str, server: Server, count: int, processes: int) -> None:
         context = multiprocessing.get_context("spawn")
         shares = [count // processes + (i < count % processes) for i in range(processes)]
+        # The handshakes in flight stay within the server's listen backlog, whatever the count
+        # of processes.
+        concurrency = max(1, OPEN_CONCURRENCY // processes)
         self.pipes: list[Connection] = []
         self.processes = []
         for share in shares:
             ours, theirs = context.Pipe()
             process = context.Process(
-                target=receiver, args=(kind, server.url, server.token, share, theirs), daemon=True
+                target=receiver,
+                args=(kind, server.url, server.token, share, concurrency, theirs),
+                daemon=True,
             )
             process.start()
             self.pipes.append(ours)
