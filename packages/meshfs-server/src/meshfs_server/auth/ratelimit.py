@@ -19,6 +19,10 @@ bucket would admit, and a process that cannot get a slice refuses at once. The o
 tokens idle in one process's slice (at most S each) are unavailable to the others until the
 slice is returned or refilled.
 
+A spend of several tokens at once (a bulk transfer's charge) is all or nothing: the process
+gives back what it holds and the shared bucket grants all of them or none, so a refusal spends
+nothing and leaves no tokens idle in the refused process.
+
 The client-address budgets are shared the same way (their slices are small: 6 sign-in
 requests, and 1 failed guess, so N processes together admit what one would).
 :class:`RateLimiter` keeps buckets in one process's memory (tests, and servers built without
