@@ -100,8 +100,8 @@ def _mirror(url: str, token: str, target: Path, name: str, trace: Path) -> None:
     _steps.StepRunner._transfer = transfer  # type: ignore[method-assign]
     real_place = transfers._place
 
-    def place(temp: Path, dest: Path, expected: Any) -> Any:
-        placed = real_place(temp, dest, expected)
+    def place(temp: Path, dest: Path, expected: Any, *args: Any) -> Any:
+        placed = real_place(temp, dest, expected, *args)
         stamp("placed", "/" + dest.relative_to(target).as_posix())
         return placed
 
@@ -120,7 +120,7 @@ def _wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
     while not condition():
         if time.monotonic() > end:
             raise RuntimeError(f"timed out waiting for {what}")
-        time.sleep(0.01)
+        time.sleep(0.001)
 
 
 def _same(path: Path, data: bytes) -> bool:

@@ -4,6 +4,7 @@ meshfs-server process."""
 from __future__ import annotations
 
 import errno
+from pathlib import Path
 
 import pytest
 from meshfs_client_testkit import Account
@@ -39,6 +40,19 @@ async def test_chmod_chown_utime_keep_the_content(client: MeshFSClient) -> None:
         await client.chmod("/run.sh", 0o170000)
     directory = await client.mkdir("/private", mode=0o700)
     assert directory.mode == 0o700
+
+
+async def test_an_upload_sets_the_mtime_it_is_given(client: MeshFSClient, tmp_path: Path) -> None:
+    mtime = 1_234_567_890_123_456_789
+    made = await client.upload("/given.txt", b"one", mtime_ns=mtime)
+    assert made.entry.mtime_ns == mtime
+    local = tmp_path / "two.txt"
+    local.write_bytes(b"two")
+    again = await client.upload("/given.txt", local, mtime_ns=mtime + 1)
+    assert (await client.meta("/given.txt")).mtime_ns == again.entry.mtime_ns == mtime + 1
+    # Without one, a write sets the commit's time.
+    plain = await client.upload("/given.txt", b"three")
+    assert plain.entry.mtime_ns > mtime + 1
 
 
 async def test_symlinks_and_special_nodes(client: MeshFSClient) -> None:

@@ -124,3 +124,22 @@ async def test_a_state_database_from_before_attributes_is_migrated(
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_a_small_file_is_uploaded_with_its_mtime_in_one_change(
+    account: Account, client: MeshFSClient, tmp_path: Path
+) -> None:
+    # The mtime travels with the content: the other mirrors see one write event, not a write
+    # followed by an attributes change they would have to fetch and apply as well.
+    a = tmp_path / "a"
+    a.mkdir()
+    note = a / "note.txt"
+    note.write_bytes(b"hello")
+    os.utime(note, ns=(MTIME, MTIME))
+    cursor = await client.current_cursor()
+    await sync_once(account, a, tmp_path / "state")
+    entry = await client.meta("/note.txt")
+    assert entry.mtime_ns == MTIME
+    events = [e for e in (await client.pull(cursor)).events if e.path == "/note.txt"]
+    assert [e.type for e in events] == ["write"]
+    assert events[0].version_id == entry.version_id

@@ -210,25 +210,31 @@ class FileMethods(ClientBase):
         if_match: str | None = None,
         if_none_match: bool = False,
         progress: Progress | None = None,
+        mtime_ns: int | None = None,
     ) -> CommitResult:
         """Write *source* to *path* as a new version.
 
         *source* is content (``bytes``), a local file (``str`` or ``os.PathLike``), or an async
         iterable of ``bytes``. ``if_match`` (a version id) / ``if_none_match`` make the write
         conditional (412 ``precondition_failed`` otherwise). Memory use is constant.
+        ``mtime_ns`` is the mtime the new version gives the file, in the same request, for
+        content up to ``SMALL_UPLOAD_LIMIT`` (4 MiB); larger content gets the commit's time
+        (set another with :meth:`set_attributes`), as does every write without it.
         """
         remote = paths.normalise(path)
         uploader = self._uploader(progress)
         if isinstance(source, bytes | bytearray | memoryview):
             return await uploader.put_bytes(
-                remote, bytes(source), if_match=if_match, if_none_match=if_none_match
-            )
+                remote, bytes(source), if_match=if_match, if_none_match=if_none_match,
+                mtime_ns=mtime_ns,
+            )  # fmt: skip
         if isinstance(source, str | os.PathLike):
             return await uploader.put_file(
-                remote, Path(source), if_match=if_match, if_none_match=if_none_match
-            )
+                remote, Path(source), if_match=if_match, if_none_match=if_none_match,
+                mtime_ns=mtime_ns,
+            )  # fmt: skip
         return await uploader.put_stream(
-            remote, source, if_match=if_match, if_none_match=if_none_match
+            remote, source, if_match=if_match, if_none_match=if_none_match, mtime_ns=mtime_ns
         )
 
     def download(

@@ -173,15 +173,24 @@ class Uploader:
             self.progress(nbytes)
 
     async def put_small(
-        self, path: str, data: bytes, *, if_match: str | None, if_none_match: bool
+        self,
+        path: str,
+        data: bytes,
+        *,
+        if_match: str | None,
+        if_none_match: bool,
+        mtime_ns: int | None = None,
     ) -> CommitResult:
-        """One-shot ``PUT /files/content``."""
+        """One-shot ``PUT /files/content`` (with *mtime_ns*, the new version's mtime)."""
         headers = precondition_headers(if_match, if_none_match)
+        params: dict[str, str | int] = {"path": path}
+        if mtime_ns is not None:
+            params["mtime_ns"] = mtime_ns
         result = await self.transport.call(
             "PUT",
             "/files/content",
             CommitResult,
-            params={"path": path},
+            params=params,
             data=data,
             headers=headers,
             idempotent=not headers,  # same reasoning as a commit (module docstring)
@@ -324,7 +333,13 @@ class Uploader:
         self._advance(part.length)
 
     async def put_file(
-        self, path: str, local: Path, *, if_match: str | None, if_none_match: bool
+        self,
+        path: str,
+        local: Path,
+        *,
+        if_match: str | None,
+        if_none_match: bool,
+        mtime_ns: int | None = None,
     ) -> CommitResult:
         """Upload a local file."""
         handle = await asyncio.to_thread(open, local, "rb")
@@ -334,8 +349,9 @@ class Uploader:
                 data = await asyncio.to_thread(handle.read, SMALL_UPLOAD_LIMIT + 1)
                 if len(data) <= SMALL_UPLOAD_LIMIT:
                     return await self.put_small(
-                        path, data, if_match=if_match, if_none_match=if_none_match
-                    )
+                        path, data, if_match=if_match, if_none_match=if_none_match,
+                        mtime_ns=mtime_ns,
+                    )  # fmt: skip
             digest = await asyncio.to_thread(hash_file, local)
             return await self.put_chunked(
                 path,
@@ -346,11 +362,19 @@ class Uploader:
             )
 
     async def put_bytes(
-        self, path: str, data: bytes, *, if_match: str | None, if_none_match: bool
+        self,
+        path: str,
+        data: bytes,
+        *,
+        if_match: str | None,
+        if_none_match: bool,
+        mtime_ns: int | None = None,
     ) -> CommitResult:
         """Upload content held in memory."""
         if len(data) <= SMALL_UPLOAD_LIMIT:
-            return await self.put_small(path, data, if_match=if_match, if_none_match=if_none_match)
+            return await self.put_small(
+                path, data, if_match=if_match, if_none_match=if_none_match, mtime_ns=mtime_ns
+            )
         digest = await asyncio.to_thread(hash_bytes, data)
         return await self.put_chunked(
             path, BytesSource(data), digest, if_match=if_match, if_none_match=if_none_match
@@ -363,6 +387,7 @@ class Uploader:
         *,
         if_match: str | None,
         if_none_match: bool,
+        mtime_ns: int | None = None,
     ) -> CommitResult:
         """Upload an async byte stream of unknown length.
 
@@ -374,8 +399,9 @@ class Uploader:
             if digest.size <= SMALL_UPLOAD_LIMIT:
                 data = await asyncio.to_thread(_read_all, spool)
                 return await self.put_small(
-                    path, data, if_match=if_match, if_none_match=if_none_match
-                )
+                    path, data, if_match=if_match, if_none_match=if_none_match,
+                    mtime_ns=mtime_ns,
+                )  # fmt: skip
             return await self.put_chunked(
                 path,
                 FileSource(spool, digest.size),

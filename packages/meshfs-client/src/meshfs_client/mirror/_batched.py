@@ -76,6 +76,17 @@ class DownloadBatcher:
 
     async def _fetch(self, batch: list[_Wanted]) -> None:
         run = self.executor
+        if len(batch) == 1:
+            # A live edit: one plain download (content and attributes asked for at once) is
+            # quicker than a bulk read followed by the attributes.
+            wanted = batch[0]
+            try:
+                await run.download(wanted.rel, wanted.remote, wanted.expected)
+            except Exception as exc:
+                wanted.done.set_exception(exc)
+            else:
+                wanted.done.set_result(None)
+            return
         where = {run.tree.remote_path(w.rel): w for w in batch}
         try:
             found = {f.path: f async for f in run.client.read_many(list(where))}

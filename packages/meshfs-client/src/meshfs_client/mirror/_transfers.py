@@ -12,7 +12,9 @@ of the directory. If the destination changed while the download was in flight, t
 discarded and the path is re-planned, which uploads the local edit instead.
 
 A file's executable bits and mtime travel with it: a download sets them on the temporary file
-before it is put in place, an upload sends them as an attribute change of the new version, and
+before it is put in place, an upload of a small file carries the mtime in its request (and
+sends executable bits that differ from the server's as an attribute change of the new version;
+a large file sends both that way), and
 an attribute-only change on either side is applied to the other without moving content.
 """
 
@@ -24,10 +26,10 @@ import dataclasses
 import errno
 import os
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TypeVar
 
 from meshfs_client._client import MeshFSClient
 from meshfs_client._upload import SMALL_UPLOAD_LIMIT, SourceChangedError
@@ -57,6 +59,8 @@ Attributes = tuple[int, int]
 """``(executable bits, mtime_ns)`` a download gives the local file."""
 
 _WRITE_BATCH = 1024 * 1024
+_First = TypeVar("_First")
+_Second = TypeVar("_Second")
 _INLINE_READ = 64 * 1024
 
 Echo = Callable[[str, str, str | None, list[str]], None]
@@ -88,12 +92,13 @@ class Executor:
         *expected* meanwhile (then :class:`LocalChangedError`)."""
         dest = self.os_path(rel)
         temp = dest.with_name(f".{_short(dest.name)}.{secrets.token_hex(4)}{TEMP_SUFFIX}")
-        attrs = await self.attributes_of(remote)
         if remote.size <= _WRITE_BATCH:
-            # A small file is fetched into memory, then checked, written, synced and put in
-            # place in one hand-off to a thread (streaming takes one per step).
-            data = await self.client.read_bytes(
-                node_id=remote.node_id, version_id=remote.version_id
+            # A small file is fetched into memory (its attributes asked for at the same time),
+            # then checked, written, synced and put in place in one hand-off to a thread
+            # (streaming takes one per step).
+            attrs, data = await _together(
+                self.attributes_of(remote),
+                self.client.read_bytes(node_id=remote.node_id, version_id=remote.version_id),
             )
             placed, content_hash = await asyncio.to_thread(
                 _write_and_place, rel, data, remote.content_hash, temp, dest, expected, attrs
@@ -102,6 +107,7 @@ class Executor:
                 raise LocalChangedError(rel)
             self._record_download(rel, remote, placed, content_hash, attrs)
             return
+        attrs = await self.attributes_of(remote)
         await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
         hasher = ContentHasher()
         try:
@@ -208,9 +214,12 @@ class Executor:
             if data is None:
                 raise LocalChangedError(rel)
             content_hash = hash_bytes(data).content_hash
+            # The local mtime travels with the content: no second request (and commit, and
+            # event for every follower) to set it afterwards.
             result = await self.client.upload(
-                remote_path, data, if_match=if_match, if_none_match=if_none_match
-            )
+                remote_path, data, if_match=if_match, if_none_match=if_none_match,
+                mtime_ns=local.mtime_ns,
+            )  # fmt: skip
         else:
             try:
                 result = await self.client.upload(
@@ -501,6 +510,20 @@ def _short(name: str, limit: int = 200) -> str:
     if len(data) <= limit:
         return name
     return data[:limit].decode(errors="ignore")
+
+
+async def _together(first: Awaitable[_First], second: Awaitable[_Second]) -> tuple[_First, _Second]:
+    """Both results, awaited at the same time; when the first fails, the second is cancelled
+    and the failure raised as it is (not wrapped in a group, as the callers catch it)."""
+    other = asyncio.ensure_future(second)
+    try:
+        one = await first
+    except BaseException:
+        other.cancel()
+        with contextlib.suppress(BaseException):
+            await other
+        raise
+    return one, await other
 
 
 def _flush_and_sync(handle: IO[bytes]) -> None:
