@@ -119,3 +119,29 @@ async def test_in_process_buckets_spend_all_or_nothing() -> None:
     await limiter.spend(KEY, tokens=2)
     with pytest.raises(ValueError):
         await limiter.spend(KEY, tokens=61)
+
+
+async def test_a_bucket_clock_never_goes_back(db: AuthStore) -> None:
+    """Two processes read the clock, then wait for the bucket's row in turn: the one that read
+    it first must not set the row's time back (the seconds between would refill twice)."""
+    a = LeasedBuckets(db, period=HOUR)
+    await a.spend(KEY, capacity=CAPACITY, tokens=int(CAPACITY))
+    async with db.write() as conn:  # another process's later reading came first
+        await conn.execute(
+            "UPDATE rate_buckets SET updated_at = updated_at + 600 WHERE bucket_key = ?", (KEY,)
+        )
+    async with db.read() as conn:
+        row = await conn.fetchone(
+            "SELECT updated_at FROM rate_buckets WHERE bucket_key = ?", (KEY,)
+        )
+    assert row is not None
+    later = float(row[0])
+    with pytest.raises(RateLimitedError):
+        await a.spend(KEY, capacity=CAPACITY)
+    async with db.read() as conn:
+        row = await conn.fetchone(
+            "SELECT updated_at, tokens FROM rate_buckets WHERE bucket_key = ?", (KEY,)
+        )
+    assert row is not None
+    assert float(row[0]) >= later
+    assert float(row[1]) < 1.0

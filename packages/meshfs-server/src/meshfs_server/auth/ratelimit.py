@@ -178,7 +178,7 @@ VALUES ($1, $2::float8 - {_grant("$2::float8")},
 ON CONFLICT (bucket_key) DO UPDATE SET
     granted = {_grant(_HELD)},
     tokens = {_HELD} - {_grant(_HELD)},
-    updated_at = EXCLUDED.updated_at
+    updated_at = GREATEST(b.updated_at, EXCLUDED.updated_at)
 RETURNING granted, tokens
 """
 
@@ -271,14 +271,17 @@ class LeasedBuckets:
                 )
             assert row is not None
             return float(row[0]), float(row[1])
-        # SQLite: one short write transaction; every process reads the same machine clock.
-        now = time.time()
+        # SQLite: one short write transaction; every process reads the same machine clock, once
+        # it holds the write lock (a time read before waiting for it could be older than the
+        # row's and refill the same seconds twice).
         async with self.db.write(durable=False) as conn:
+            now = time.time()
             row = await conn.fetchone(
                 "SELECT tokens, updated_at FROM rate_buckets WHERE bucket_key = ?", (key,)
             )
             tokens = capacity
             if row is not None:
+                now = max(now, float(row[1]))
                 refill = max(0.0, now - float(row[1])) * rate
                 tokens = min(capacity, float(row[0]) + returned + refill)
             whole = math.floor(tokens)
