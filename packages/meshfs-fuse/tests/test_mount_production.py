@@ -132,7 +132,8 @@ def test_the_server_keeps_the_mounts_files_in_postgres_and_seaweedfs(
     # What the tests here prove holds only if the server really is on those backends.
     local, _ = home
     before = _objects(production)
-    (local / "stored.bin").write_bytes(os.urandom(1000))
+    # Over 64 KiB: smaller chunks are kept in the database, beside the version's row.
+    (local / "stored.bin").write_bytes(os.urandom(100_000))
     assert _objects(production) > before
     assert _tables(database) > 0
 
