@@ -141,6 +141,72 @@ async def test_atomic_bulk_write_is_all_or_nothing(client: httpx.AsyncClient) ->
     assert good.json()["files"] == 2
 
 
+async def test_if_absent_writes_only_paths_that_do_not_exist(client: httpx.AsyncClient) -> None:
+    await client.put("/files/content", params={"path": "/n/file"}, content=b"mine")
+    made = await client.post("/files/mkdir", json={"path": "/n/dir"})
+    assert made.status_code == 201, made.text
+    before = (await client.get("/files/meta", params={"path": "/n/file"})).json()
+    body = archive(("./", None), ("new1", b"1"), ("file", b"theirs"), ("dir", b"over a dir"),
+                   ("sub", None), ("sub/new2", b"2"))  # fmt: skip
+    reply = await bulk_write(client, "/n", body, if_absent="true")
+    assert reply.status_code == 200, reply.text
+    result = reply.json()
+    assert sorted(w["name"] for w in result["written"] if w["kind"] == "file") == [
+        "new1", "sub/new2",
+    ]  # fmt: skip
+    assert [(f["name"], f["path"], f["error"]) for f in result["failed"]] == [
+        ("file", "/n/file", "already_exists"), ("dir", "/n/dir", "already_exists"),
+    ]  # fmt: skip
+    assert all("already exists" in f["message"] for f in result["failed"])
+    assert (await client.get("/files/download", params={"path": "/n/file"})).content == b"mine"
+    after = (await client.get("/files/meta", params={"path": "/n/file"})).json()
+    assert after["version_id"] == before["version_id"]
+    assert (await client.get("/files/meta", params={"path": "/n/dir"})).json()["kind"] == "dir"
+    assert (await client.get("/files/download", params={"path": "/n/sub/new2"})).content == b"2"
+    # Without if_absent the same member overwrites, as before.
+    plain = await bulk_write(client, "/n", archive(("file", b"theirs")))
+    assert plain.json()["failed"] == []
+    assert (await client.get("/files/download", params={"path": "/n/file"})).content == b"theirs"
+
+
+async def test_atomic_if_absent_write_fails_whole_on_an_existing_path(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.put("/files/content", params={"path": "/na/taken"}, content=b"mine")
+    before = await events(client)
+    body = archive(("ok1", b"1"), ("taken", b"theirs"), ("ok2", b"2"))
+    reply = await bulk_write(client, "/na", body, atomic="true", if_absent="true")
+    assert reply.status_code == 409, reply.text
+    assert reply.json()["error"] == "already_exists"
+    assert reply.json()["detail"]["name"] == "taken"
+    assert await events(client) == before
+    assert (await client.get("/files/meta", params={"path": "/na/ok1"})).status_code == 404
+    assert (await client.get("/files/download", params={"path": "/na/taken"})).content == b"mine"
+
+
+async def test_if_absent_is_decided_when_the_batch_commits(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Another writer creates a member's path after the request has read and stored the batch,
+    # just before its commit: the commit sees it and leaves it alone.
+    store = bulk_domain.BulkWrites._store
+
+    async def store_then_race(self: Any, run: Any, files: Any) -> None:
+        await store(self, run, files)
+        created = await client.put("/files/content", params={"path": "/race/b"}, content=b"won")
+        assert created.status_code in (200, 201), created.text
+
+    monkeypatch.setattr(bulk_domain.BulkWrites, "_store", store_then_race)
+    body = archive(("a", b"1"), ("b", b"lost"), ("c", b"3"))
+    reply = await bulk_write(client, "/race", body, if_absent="true")
+    assert reply.status_code == 200, reply.text
+    assert [w["name"] for w in reply.json()["written"]] == ["a", "c"]
+    assert [(f["name"], f["error"]) for f in reply.json()["failed"]] == [("b", "already_exists")]
+    assert (await client.get("/files/download", params={"path": "/race/b"})).content == b"won"
+    writes = [e["path"] for e in await events(client) if e["type"] == "write"]
+    assert writes.count("/race/b") == 1
+
+
 async def test_malformed_archives_and_media(
     client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -264,7 +330,7 @@ async def limited(tmp_path: Path, backend: dict[str, Any]) -> AsyncIterator[Auth
         rate_limit_per_minute=30, **backend,
     )  # fmt: skip
     app = create_app(settings, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://meshfs.test") as client:
             yield AuthHarness(app, transport, client, app.state.services, settings)
@@ -295,7 +361,7 @@ async def test_bulk_counts_files_against_the_rate_limit(
     # one, so the write stops where the budget runs out.
     settings = Settings(data_dir=tmp_path / "rl", rate_limit_per_minute=6, **backend)
     app = create_app(settings, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             harness = AuthHarness(app, transport, client, app.state.services, settings)

@@ -20,6 +20,12 @@ most :data:`BATCH_FILES` files or :data:`BATCH_BYTES` bytes, which then:
 
 With ``atomic`` the write is all or nothing: the first failing member fails the request with
 its error (naming it), and every member is committed in one transaction at the end.
+
+With ``if_absent`` nothing is overwritten: a file member whose path already exists (as
+anything: a file, a directory, a link) fails alone with ``already_exists`` - or, with
+``atomic``, fails the request - decided inside the commit's transaction, so a file created
+meanwhile by another writer is never replaced. A directory member that already is a directory
+is left as it is (there is nothing to overwrite).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from meshfs_common.bulk import (
     BulkWritten,
 )
 from meshfs_common.errors import (
+    AlreadyExistsError,
     BadRequestError,
     ConflictError,
     ForbiddenError,
@@ -56,7 +63,7 @@ from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.content import UPLOAD_TTL, ContentService, hash_off_loop
 from meshfs_server.domain.namespace import commit_version
 from meshfs_server.domain.placement import may_be_inline
-from meshfs_server.domain.tree import ensure_dirs
+from meshfs_server.domain.tree import ensure_dirs, lookup
 
 BATCH_FILES = 500
 BATCH_BYTES = 16 * 1024 * 1024
@@ -112,6 +119,7 @@ class _Run:
     root: str
     atomic: bool
     budget: BulkBudget
+    if_absent: bool = False
     result: BulkWriteResult = field(default_factory=lambda: BulkWriteResult(written=[], failed=[]))
     hold_id: str = field(default_factory=new_id)
     held: bool = False
@@ -142,8 +150,10 @@ class BulkWrites:
         *,
         atomic: bool = False,
         budget: BulkBudget | None = None,
+        if_absent: bool = False,
     ) -> BulkWriteResult:
-        """Write every member of *members* under directory *root* (see the module notes)."""
+        """Write every member of *members* under directory *root* (see the module notes);
+        with *if_absent* a file member whose path exists is refused, never overwritten."""
         if not actor.can_write:
             raise ReadOnlyError("this token or role is read-only")
         root = paths.normalise(root)
@@ -151,7 +161,7 @@ class BulkWrites:
         if not (actor.scope.contains(root) or paths.is_within(prefix, root)):
             # Nothing under root lies within the scope: refused as a whole.
             raise ForbiddenError(f"this token is limited to {prefix}")
-        run = _Run(actor, root, atomic, budget or Unmetered())
+        run = _Run(actor, root, atomic, budget or Unmetered(), if_absent)
         batch: list[_Item] = []
         size = 0
         everything: list[_Item] = []
@@ -282,6 +292,10 @@ class BulkWrites:
                             created_version=len(events) > before,
                         ))  # fmt: skip
                         continue
+                    if run.if_absent and await lookup(tx, paths.split(item.path)) is not None:
+                        raise AlreadyExistsError(
+                            f"{item.path} already exists (if_absent: not overwritten)"
+                        )
                     chunks = (item.chunk,) if item.chunk else ()
                     if quota is not None:
                         await quota.commit(tx, actor, chunks)

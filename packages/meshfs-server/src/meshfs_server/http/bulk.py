@@ -62,12 +62,18 @@ _ACCEPTED_MEDIA = (
 )  # fmt: skip
 MEMBER_ERRORS = (
     "invalid_path", "forbidden", "read_only", "not_a_directory", "is_a_directory",
-    "quota_exceeded", "payload_too_large", "bad_request", "not_found",
+    "quota_exceeded", "payload_too_large", "bad_request", "not_found", "already_exists",
 )  # fmt: skip
 
 ATOMIC = Param(
     "atomic", type="boolean",
     description="all or nothing: the first member that cannot be written fails the request",
+)  # fmt: skip
+IF_ABSENT = Param(
+    "if_absent", type="boolean",
+    description="create only: a file member whose path already exists (as anything) is not"
+    " written and is reported with error already_exists (with atomic=true it fails the"
+    " request); checked in the transaction that writes the batch",
 )  # fmt: skip
 META = Param(
     "meta", type="boolean",
@@ -91,7 +97,7 @@ def budget_for(services: Services) -> BulkBudget:
     " every file its own version and change event",
     request_media=TAR, response=BulkWriteResult,
     params=(Param("path", required=True, description="the directory members are written under"),
-            ATOMIC),
+            ATOMIC, IF_ABSENT),
     errors=(*MEMBER_ERRORS, "unsupported_media_type"), tags=TAGS, max_body=BULK_BODY,
 ))  # fmt: skip
 async def bulk_write(request: Request) -> Response:
@@ -106,7 +112,12 @@ async def bulk_write(request: Request) -> Response:
     services = state.services(request)
     acted_on(request, root)
     result = await BulkWrites(services.content).write(
-        who, root, _members(request.stream()), atomic=atomic, budget=budget_for(services)
+        who,
+        root,
+        _members(request.stream()),
+        atomic=atomic,
+        budget=budget_for(services),
+        if_absent=query_bool(request, "if_absent"),
     )
     return respond(result)
 
