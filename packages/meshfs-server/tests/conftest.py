@@ -15,6 +15,7 @@ import httpx
 import meshfs_server_backends
 import pytest
 from asgi_lifespan import LifespanManager
+from meshfs_server_backends import STARTUP_SECONDS
 from meshfs_server_wait import wait_for_server
 from starlette.requests import HTTPConnection
 
@@ -82,7 +83,7 @@ async def harness(settings: Settings) -> AsyncIterator[Harness]:
     tenant = new_id()
     token = tokens.add(Actor(tenant_id=tenant, user_id=new_id(), device_name="pytest"))
     app = create_app(settings, authenticate=tokens.authenticate, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(
             transport=transport,
@@ -215,7 +216,7 @@ def cli_env(settings: Settings) -> dict[str, str | None]:
 @pytest.fixture
 async def auth(auth_settings: Settings) -> AsyncIterator[AuthHarness]:
     app = create_app(auth_settings, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://meshfs.test") as client:
             yield AuthHarness(app, transport, client, app.state.services, auth_settings)

@@ -32,6 +32,9 @@ ACCESS_KEY = "meshfs-test"
 SECRET_KEY = "meshfs-test-secret"
 ADMIN_KEY = "meshfs-admin"
 ADMIN_SECRET = "meshfs-admin-secret"
+STARTUP_SECONDS = 60.0
+"""How long an app under test may take to start (migrations, pools, object store): generous,
+as a machine busy with other work can take seconds over a Postgres connection."""
 
 
 class BackendUnavailableError(RuntimeError):

@@ -23,7 +23,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from conftest import AuthHarness, Harness, LiveServer
-from meshfs_server_backends import Postgres, Production, Seaweed
+from meshfs_server_backends import STARTUP_SECONDS, Postgres, Production, Seaweed
 from meshfs_server_wait import wait_until
 
 from meshfs_common.errors import ERROR_TABLE, UnavailableError, error_from_envelope
@@ -251,7 +251,7 @@ async def _fake_auth_server(settings: Settings) -> AsyncIterator[httpx.AsyncClie
 
     app = create_app(settings, authenticate=authenticate, background=False)
     async with (
-        LifespanManager(app) as manager,
+        LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager,
         serving(manager.app) as url,
         httpx.AsyncClient(base_url=url, timeout=30) as client,
     ):
@@ -291,7 +291,7 @@ async def test_database_outage_is_503_on_every_route_and_stream_then_recovers(
         database_timeout_seconds=2.0,
     )  # fmt: skip
     app = create_app(settings, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         services = app.state.services
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://meshfs.test") as anon:

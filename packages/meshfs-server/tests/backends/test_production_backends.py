@@ -17,7 +17,7 @@ import aiohttp
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from meshfs_server_backends import Production
+from meshfs_server_backends import STARTUP_SECONDS, Production
 from meshfs_server_wait import wait_until
 
 from meshfs_common.hashing import CHUNK_SIZE, hash_bytes
@@ -62,7 +62,7 @@ class _Tokens:
 async def _client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     actor = Actor(tenant_id=new_id(), user_id=new_id(), device_name="pytest")
     app = create_app(settings, authenticate=_Tokens(actor).authenticate, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://meshfs.test") as c:
             yield c

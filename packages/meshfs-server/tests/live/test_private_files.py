@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from meshfs_server_backends import STARTUP_SECONDS
 
 from meshfs_common.ids import new_id
 from meshfs_server.app import create_app
@@ -44,7 +45,7 @@ async def serve_once(settings: Settings) -> None:
         return actor
 
     app = create_app(settings, authenticate=authenticate, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             # Larger than what the database keeps (64 KiB): a chunk file in the content store.

@@ -18,6 +18,7 @@ from asgi_lifespan import LifespanManager
 from conftest import AuthHarness, Harness, LiveServer
 from hypothesis import given
 from hypothesis import strategies as st
+from meshfs_server_backends import STARTUP_SECONDS
 
 from meshfs_common import paths
 from meshfs_common.hashing import CHUNK_SIZE, chunk_hash, content_hash_of
@@ -529,7 +530,7 @@ async def small(tmp_path: Path, backend: dict[str, Any]) -> AsyncIterator[AuthHa
         rate_limit_per_minute=100_000, **backend,
     )  # fmt: skip
     app = create_app(settings, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://meshfs.test") as client:
             yield AuthHarness(app, transport, client, app.state.services, settings)

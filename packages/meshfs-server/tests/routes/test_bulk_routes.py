@@ -13,6 +13,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from conftest import AuthHarness, Harness
+from meshfs_server_backends import STARTUP_SECONDS
 
 from meshfs_common.bulk import BULK_MAX_FILE, PAX_ERROR, PAX_VERSION_ID
 from meshfs_common.hashing import hash_bytes

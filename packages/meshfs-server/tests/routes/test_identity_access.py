@@ -12,7 +12,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from conftest import AuthHarness
-from meshfs_server_backends import sql_only
+from meshfs_server_backends import STARTUP_SECONDS, sql_only
 
 from meshfs_common.hashing import chunk_hash, content_hash_of
 from meshfs_server.app import create_app
@@ -244,7 +244,7 @@ async def small(tmp_path: Path, backend: dict[str, Any]) -> AsyncIterator[AuthHa
         rate_limit_per_minute=100_000, **backend,
     )  # fmt: skip
     app = create_app(settings, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://meshfs.test") as client:
             yield AuthHarness(app, transport, client, app.state.services, settings)
@@ -353,7 +353,7 @@ async def test_retention_never_prunes_a_head(auth: AuthHarness) -> None:
 async def test_tenant_rate_limit_under_load(tmp_path: Path, backend: dict[str, Any]) -> None:
     settings = Settings(data_dir=tmp_path / "rl", rate_limit_per_minute=30, **backend)
     app = create_app(settings, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             harness = AuthHarness(app, transport, client, app.state.services, settings)

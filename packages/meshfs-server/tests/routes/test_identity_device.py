@@ -191,12 +191,13 @@ async def test_tokens_work_on_file_endpoints(auth: AuthHarness) -> None:
 async def test_dev_auto_approve(tmp_path: Path, backend: dict[str, Any]) -> None:
     import httpx
     from asgi_lifespan import LifespanManager
+    from meshfs_server_backends import STARTUP_SECONDS
 
     from meshfs_server.app import create_app
 
     settings = Settings(data_dir=tmp_path / "d", dev_auto_approve=True, **backend)
     app = create_app(settings, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             started = (await client.post("/auth/device/start", json={})).json()
@@ -239,6 +240,7 @@ def test_approve_cli_creates_account_and_approves(tmp_path: Path, backend: dict[
 
     import httpx
     from asgi_lifespan import LifespanManager
+    from meshfs_server_backends import STARTUP_SECONDS
 
     from meshfs_server.app import create_app
 
@@ -247,7 +249,7 @@ def test_approve_cli_creates_account_and_approves(tmp_path: Path, backend: dict[
 
     async def scenario() -> dict[str, object]:
         app = create_app(settings, background=False)
-        async with LifespanManager(app) as manager:
+        async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 started = (await client.post("/auth/device/start", json={})).json()
@@ -309,6 +311,7 @@ def test_approve_cli_lists_pending_codes_and_shows_client_names_safely(
 
     import httpx
     from asgi_lifespan import LifespanManager
+    from meshfs_server_backends import STARTUP_SECONDS
 
     from meshfs_server.app import create_app
 
@@ -324,7 +327,7 @@ def test_approve_cli_lists_pending_codes_and_shows_client_names_safely(
 
     async def scenario() -> tuple[Any, Any, str]:
         app = create_app(settings, background=False)
-        async with LifespanManager(app) as manager:
+        async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 started = await client.post("/auth/device/start", json={"client_name": hostile})
@@ -354,6 +357,7 @@ def test_approve_never_joins_someone_elses_tenant_by_its_name(
 
     import httpx
     from asgi_lifespan import LifespanManager
+    from meshfs_server_backends import STARTUP_SECONDS
 
     from meshfs_server.app import create_app
 
@@ -366,7 +370,7 @@ def test_approve_never_joins_someone_elses_tenant_by_its_name(
 
     async def scenario() -> Any:
         app = create_app(settings, background=False)
-        async with LifespanManager(app) as manager:
+        async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
             transport = httpx.ASGITransport(app=manager.app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
                 started = (await client.post("/auth/device/start", json={})).json()
@@ -400,6 +404,7 @@ async def test_shared_secret_signs_hs256(
 ) -> None:
     import httpx
     from asgi_lifespan import LifespanManager
+    from meshfs_server_backends import STARTUP_SECONDS
 
     from meshfs_server.app import create_app
 
@@ -407,7 +412,7 @@ async def test_shared_secret_signs_hs256(
         data_dir=tmp_path / "d", jwt_secret=secret, dev_auto_approve=True, **backend
     )
     app = create_app(settings, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             started = (await client.post("/auth/device/start", json={})).json()

@@ -23,6 +23,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from conftest import AuthHarness
+from meshfs_server_backends import STARTUP_SECONDS
 
 from meshfs_common.errors import ERROR_TABLE
 from meshfs_common.hashing import chunk_hash, content_hash_of
@@ -78,7 +79,7 @@ async def world(tmp_path: Path, backend: dict[str, Any]) -> AsyncIterator[World]
         data_dir=tmp_path / "data", gc_grace_seconds=0, rate_limit_per_minute=10**6, **backend
     )
     app = create_app(settings, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://meshfs.test") as c:
             services = app.state.services

@@ -20,6 +20,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from conftest import AuthHarness
+from meshfs_server_backends import STARTUP_SECONDS
 from meshfs_server_live import serving
 
 from meshfs_common.hashing import chunk_hash, content_hash_of
@@ -580,7 +581,7 @@ async def matrix_auth(tmp_path: Path, backend: dict[str, Any]) -> AsyncIterator[
     settings = Settings(data_dir=tmp_path / "matrix", gc_grace_seconds=0,
                         rate_limit_per_minute=1_000_000, **backend)  # fmt: skip
     app = create_app(settings, background=False)
-    async with LifespanManager(app) as manager:
+    async with LifespanManager(app, startup_timeout=STARTUP_SECONDS) as manager:
         transport = httpx.ASGITransport(app=manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://meshfs.test") as client:
             harness = AuthHarness(app, transport, client, app.state.services, settings)
