@@ -18,7 +18,7 @@ from meshfs_client_testkit import Account, device_login, own_server
 
 from meshfs_client import MeshFS, MeshFSClient
 from meshfs_common.bulk import BULK_MAX_FILE
-from meshfs_common.errors import MeshFSError, NotADirError
+from meshfs_common.errors import AlreadyExistsError, MeshFSError, NotADirError
 
 pytestmark = pytest.mark.live
 MESHFS = str(Path(sys.executable).with_name("meshfs"))
@@ -70,6 +70,31 @@ async def test_atomic_write_many_is_all_or_nothing(client: MeshFSClient) -> None
     assert not await client.exists("/q/a")
 
 
+async def test_write_many_if_absent_never_overwrites(client: MeshFSClient) -> None:
+    mine = await client.upload("/n/small", b"mine")
+    await client.upload("/n/big.bin", b"mine too")
+    await client.mkdir("/n/dir")
+    big = os.urandom(BULK_MAX_FILE + 10)
+    done = await client.write_many(
+        [("/n/a", b"a"), ("/n/small", b"theirs"), ("/n/dir", b"x"), ("/n/big.bin", big),
+         ("/n/new.bin", big)],
+        if_absent=True,
+    )  # fmt: skip
+    assert sorted(w.path for w in done.written) == ["/n/a", "/n/new.bin"]
+    assert sorted((f.path, f.error) for f in done.failed) == [
+        ("/n/big.bin", "already_exists"), ("/n/dir", "already_exists"),
+        ("/n/small", "already_exists"),
+    ]  # fmt: skip
+    assert await client.read_bytes("/n/small") == b"mine"
+    assert (await client.meta("/n/small")).version_id == mine.version.version_id
+    assert await client.read_bytes("/n/big.bin") == b"mine too"
+    assert await client.read_bytes("/n/new.bin") == big
+    with pytest.raises(AlreadyExistsError) as raised:
+        await client.write_many([("/n/b", b"b"), ("/n/small", b"x")], atomic=True, if_absent=True)
+    assert "/n/small" in raised.value.message
+    assert not await client.exists("/n/b")
+
+
 def test_blocking_client_bulk_methods(account: Account, tmp_path: Path) -> None:
     local = tmp_path / "in.txt"
     local.write_bytes(b"from disk")
@@ -109,6 +134,37 @@ async def test_put_r_and_get_r_use_bulk_requests(account: Account, tmp_path: Pat
         log = await actions(client)
     assert log.count("POST /files/bulk") == 1  # 400 small files and the directories
     assert "PUT /files/content" not in log
+
+
+async def test_put_r_no_clobber_skips_existing_files_in_bulk(
+    account: Account, tmp_path: Path
+) -> None:
+    src = tmp_path / "tree"
+    for i in range(50):
+        path = src / f"d{i % 3}" / f"f{i:02}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"local {i}")
+    async with account.client() as client:
+        await client.upload("/nc/d1/f01.txt", b"remote one")
+        await client.upload("/nc/d2/f02.txt", b"remote two")
+        before = await actions(client)
+    put = meshfs(account, "put", "-r", "-n", str(src), "/nc")
+    err = put.stderr.decode()
+    assert put.returncode == 5, err  # a conflict, as a single `put -n` onto a file
+    assert "uploaded 48 files" in err
+    assert f"skipped {src / 'd1' / 'f01.txt'}" in err
+    assert f"skipped {src / 'd2' / 'f02.txt'}" in err
+    assert "2 files already existed and not overwritten" in err
+    async with account.client() as client:
+        assert await client.read_bytes("/nc/d1/f01.txt") == b"remote one"
+        assert await client.read_bytes("/nc/d2/f02.txt") == b"remote two"
+        assert await client.read_bytes("/nc/d0/f03.txt") == b"local 3"
+        log = await actions(client)
+    assert log.count("POST /files/bulk") - before.count("POST /files/bulk") == 1
+    assert log.count("PUT /files/content") == before.count("PUT /files/content")
+    again = meshfs(account, "put", "-r", "-n", str(src), "/nc")
+    assert again.returncode == 5
+    assert "50 files already existed" in again.stderr.decode()
 
 
 async def test_quota_fills_mid_batch(tmp_path: Path) -> None:
@@ -167,6 +223,13 @@ async def test_fsspec_put_and_get_of_many_files_use_bulk_requests(
         (src / f"d{i % 3}" / f"f{i}.txt").write_text(f"fsspec {i}")
     (src / "big.bin").write_bytes(os.urandom(BULK_MAX_FILE + 5))
     await asyncio.to_thread(fs.put, str(src), "/fs", recursive=True)
+    # fsspec's mode="create": nothing is overwritten, the rest still goes in bulk.
+    (src / "d0" / "f0.txt").write_text("changed")
+    (src / "d0" / "new.txt").write_text("new")
+    with pytest.raises(FileExistsError):
+        await asyncio.to_thread(fs.put, f"{src}/", "/fs", recursive=True, mode="create")
+    (src / "d0" / "f0.txt").write_text("fsspec 0")
+    assert await asyncio.to_thread(fs.cat, "/fs/d0/new.txt") == b"new"
     back = tmp_path / "back"
     await asyncio.to_thread(fs.get, "/fs", str(back), recursive=True)
     for path in src.rglob("*"):
@@ -174,7 +237,7 @@ async def test_fsspec_put_and_get_of_many_files_use_bulk_requests(
             assert (back / path.relative_to(src)).read_bytes() == path.read_bytes()
     async with account.client() as client:
         log = await actions(client)
-    assert log.count("POST /files/bulk") == 1
+    assert log.count("POST /files/bulk") == 2
     assert "PUT /files/content" not in log
 
 

@@ -33,8 +33,10 @@ from meshfs_common.bulk import (
     BulkWritten,
 )
 from meshfs_common.errors import (
+    AlreadyExistsError,
     HashMismatchError,
     MeshFSError,
+    PreconditionFailedError,
     RateLimitedError,
     error_from_envelope,
 )
@@ -93,6 +95,7 @@ class BulkMethods(FileMethods):
         *,
         directories: Iterable[str] = (),
         atomic: bool = False,
+        if_absent: bool = False,
         progress: Progress | None = None,
     ) -> BulkWriteResult:
         """Write many files: ``(remote path, content or local path)`` pairs, and *directories*
@@ -102,7 +105,11 @@ class BulkMethods(FileMethods):
         becomes its own version (content equal to the head: none). A file that cannot be
         written is listed in ``failed`` with its error while the rest land; with *atomic*
         (small files only, one request) nothing lands unless everything does, and the first
-        failure is raised. *progress* is called with the bytes of each batch that lands.
+        failure is raised. With *if_absent* nothing is overwritten: a file whose remote path
+        already exists (as anything) is not written and is listed in ``failed`` with error
+        ``already_exists`` (decided by the server in the transaction that writes it, so a file
+        created meanwhile is never replaced; with *atomic*, raised). *progress* is called with
+        the bytes of each batch that lands.
         """
         items = [_Out(p.lstrip("/") or "/", p, None) for p in map(paths.normalise, directories)]
         large: list[tuple[str, BulkSource]] = []
@@ -126,13 +133,25 @@ class BulkMethods(FileMethods):
         async def send(batch: list[_Out]) -> None:
             async with limit:
                 await self._write_batch(
-                    batch, result, atomic=atomic, progress=progress, pacing=pacing
+                    batch,
+                    result,
+                    atomic=atomic,
+                    if_absent=if_absent,
+                    progress=progress,
+                    pacing=pacing,
                 )
 
         async def upload(remote: str, source: BulkSource) -> None:
             async with big:
                 try:
-                    done = await self.upload(remote, source, progress=progress)
+                    done = await self.upload(
+                        remote, source, if_none_match=if_absent, progress=progress
+                    )
+                except PreconditionFailedError:
+                    # If-None-Match refused it: the path exists, as a bulk write reports it.
+                    exists = AlreadyExistsError(f"{remote} already exists (not overwritten)")
+                    result.failed.append(_failed(remote.lstrip("/"), remote, exists))
+                    return
                 except MeshFSError as exc:
                     result.failed.append(_failed(remote.lstrip("/"), remote, exc))
                     return
@@ -158,7 +177,7 @@ class BulkMethods(FileMethods):
         return result
 
     async def _write_batch(
-        self, batch: list[_Out], result: BulkWriteResult, *, atomic: bool,
+        self, batch: list[_Out], result: BulkWriteResult, *, atomic: bool, if_absent: bool,
         progress: Progress | None, pacing: _Pacing,
     ) -> None:  # fmt: skip
         pending = batch
@@ -170,7 +189,9 @@ class BulkMethods(FileMethods):
             async with pacing.lock if pacing.limited else contextlib.nullcontext():
                 reply = await self._t.call(
                     "POST", "/files/bulk", BulkWriteResult,
-                    params={"path": "/", "atomic": atomic or None}, data=body,
+                    params={"path": "/", "atomic": atomic or None,
+                            "if_absent": if_absent or None},
+                    data=body,
                     headers={"Content-Type": TAR}, idempotent=True,
                 )  # fmt: skip
             stopped = reply.stopped

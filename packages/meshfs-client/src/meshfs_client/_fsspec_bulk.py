@@ -25,9 +25,11 @@ from meshfs_common.models import Entry
 
 @dataclass(slots=True)
 class Batch:
-    """Files noted by ``put_file`` (local, remote) or ``get_file`` (remote, local)."""
+    """Files noted by ``put_file`` (local, remote) or ``get_file`` (remote, local);
+    ``creates`` are puts in fsspec's ``mode="create"`` (never overwrite)."""
 
     puts: list[tuple[str, str]] = field(default_factory=list)
+    creates: list[tuple[str, str]] = field(default_factory=list)
     gets: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -51,11 +53,16 @@ async def collecting() -> AsyncIterator[Batch]:
         _CURRENT.reset(token)
 
 
-async def send_puts(client: MeshFSClient, puts: list[tuple[str, str]]) -> None:
-    """Upload (local, remote) pairs in bulk; the first file refused raises its OSError."""
+async def send_puts(
+    client: MeshFSClient, puts: list[tuple[str, str]], *, if_absent: bool = False
+) -> None:
+    """Upload (local, remote) pairs in bulk; the first file refused raises its OSError. With
+    *if_absent* an existing remote file is not overwritten (``FileExistsError``)."""
     if not puts:
         return
-    done = await client.write_many([(remote, Path(local)) for local, remote in puts])
+    done = await client.write_many(
+        [(remote, Path(local)) for local, remote in puts], if_absent=if_absent
+    )
     if done.failed:
         first = done.failed[0]
         with os_errors(first.path or first.name):

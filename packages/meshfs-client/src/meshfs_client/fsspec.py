@@ -316,7 +316,9 @@ class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
                 result = await super()._put(kept, targets, recursive, *args, **kwargs)
             else:
                 result = await super()._put(lpath, rpath, recursive, *args, **kwargs)
-        await bulk.send_puts(await self.set_session(), batch.puts)
+        client = await self.set_session()
+        await bulk.send_puts(client, batch.puts)
+        await bulk.send_puts(client, batch.creates, if_absent=True)
         return result
 
     async def _put_file(
@@ -330,8 +332,8 @@ class MeshFSFileSystem(AsyncFileSystem):  # type: ignore[misc]
                 await client.mkdir(where, parents=True)
                 return
             batch = bulk.current()
-            if batch is not None and not exclusive:  # part of a put: sent in bulk
-                batch.puts.append((lpath, where))
+            if batch is not None:  # part of a put: sent in bulk
+                (batch.creates if exclusive else batch.puts).append((lpath, where))
                 return
             await client.upload(where, Path(lpath), if_none_match=exclusive)
 

@@ -13,13 +13,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from meshfs_client.cli._context import CliState, client_command
-from meshfs_client.cli._errors import describe
 from meshfs_client.cli._local_tree import LocalTree, scan_tree
 from meshfs_client.cli._progress import TransferProgress
 from meshfs_client.cli.files import resolve_into_dir
 from meshfs_common import paths
 from meshfs_common.bulk import BulkWritten
-from meshfs_common.errors import InvalidMoveError, InvalidPathError, IsADirError
+from meshfs_common.errors import (
+    AlreadyExistsError,
+    InvalidMoveError,
+    InvalidPathError,
+    IsADirError,
+)
 from meshfs_common.models import CommitResult, Entry
 
 if TYPE_CHECKING:
@@ -82,7 +86,12 @@ def _summary(state: CliState, verb: str, count: int, nbytes: int) -> None:
 @click.command()
 @click.option("-r", "-R", "recursive", is_flag=True, help="Upload a directory tree.")
 @click.option("--if-match", metavar="VERSION", help="Only replace this head version.")
-@click.option("--no-clobber", "-n", is_flag=True, help="Fail if the remote file exists.")
+@click.option(
+    "--no-clobber",
+    "-n",
+    is_flag=True,
+    help="Never overwrite: fail if the remote file exists (with -r: skip and list it).",
+)
 @click.option(
     "--follow-symlinks",
     is_flag=True,
@@ -108,7 +117,8 @@ async def put(
     nothing; end DST with '/' to put the tree inside it under its own name
     (`put -r photos /backup/` makes /backup/photos). Names MeshFS cannot store are skipped and
     listed, the rest is sent, and the exit code is 2. Small files go many to a request, large
-    ones one by one; with -n every file is sent on its own, refused if it exists.
+    ones one by one. With -n nothing is overwritten: a file that exists remotely (checked as it
+    is written) is skipped and listed, the rest is sent, and the exit code is 5.
     """
     local = Path(src)
     is_dir, size = await asyncio.to_thread(_put_source, src, recursive, follow_symlinks)
@@ -165,10 +175,7 @@ async def _put_tree(
 ) -> None:
     # Everything is checked before anything is created, so a bad name never leaves half a tree.
     tree = await asyncio.to_thread(scan_tree, root, target, follow_symlinks=follow_symlinks)
-    if no_clobber:
-        results: list[Any] = await _put_each(state, client, root, tree)
-    else:
-        results = await _put_bulk(state, client, root, tree)
+    results, existing = await _put_bulk(state, client, root, tree, no_clobber)
     _report(state, "uploaded", results, sum(_size(r) for r in results))
     for skipped in tree.skipped:
         if state.json:
@@ -177,6 +184,12 @@ async def _put_tree(
             )
         elif skipped.failed or not state.quiet:
             click.echo(f"meshfs: skipped {_shown(skipped.local)}: {skipped.reason}", err=True)
+    if existing and len(tree.failures) == existing:
+        files = "1 file" if existing == 1 else f"{existing} files"
+        raise AlreadyExistsError(
+            f"{files} already existed and not overwritten (listed above); everything else was"
+            " uploaded"
+        )
     if tree.failures:
         count = len(tree.failures)
         raise InvalidPathError(
@@ -190,48 +203,25 @@ def _size(result: CommitResult | BulkWritten) -> int:
 
 
 async def _put_bulk(
-    state: CliState, client: MeshFSClient, root: Path, tree: LocalTree
-) -> list[BulkWritten]:
-    """The tree in bulk requests (many small files each; large files one by one)."""
+    state: CliState, client: MeshFSClient, root: Path, tree: LocalTree, no_clobber: bool
+) -> tuple[list[BulkWritten], int]:
+    """The tree in bulk requests (many small files each; large files one by one); with
+    *no_clobber* a file that exists remotely is not written. Gives what landed and how many
+    files were left alone because they existed."""
     local_of = {remote: local for local, remote in tree.files}
     with _bar(state, client, root.name, tree.total) as bar:
         done = await client.write_many(
             [(remote, local) for local, remote in tree.files],
             directories=tree.directories,
+            if_absent=no_clobber,
             progress=bar.advance,
         )
     for failure in done.failed:
         where = local_of.get(failure.path or "") or root / failure.name
         tree.skip(where, failure.message, failed=True)
-    return sorted((w for w in done.written if w.kind == "file"), key=lambda w: w.path)
-
-
-async def _put_each(
-    state: CliState, client: MeshFSClient, root: Path, tree: LocalTree
-) -> list[CommitResult]:
-    """The tree file by file, each write refused if the file exists (``--no-clobber``)."""
-    no_clobber = True
-    for remote_dir in tree.directories:
-        await client.mkdir(remote_dir, parents=True)
-    limit = asyncio.Semaphore(FILE_CONCURRENCY)
-    results: list[CommitResult] = []
-    with _bar(state, client, root.name, tree.total) as bar:
-
-        async def one(local: Path, remote: str) -> None:
-            async with limit:
-                try:
-                    results.append(
-                        await client.upload(
-                            remote, local, if_none_match=no_clobber, progress=bar.advance
-                        )
-                    )
-                except OSError as exc:  # unreadable or gone since the scan: report, go on
-                    tree.skip(local, describe(exc), failed=True)
-
-        async with asyncio.TaskGroup() as group:
-            for local, remote in tree.files:
-                group.create_task(one(local, remote))
-    return sorted(results, key=lambda r: r.entry.path)
+    existing = sum(1 for failure in done.failed if failure.error == "already_exists")
+    written = sorted((w for w in done.written if w.kind == "file"), key=lambda w: w.path)
+    return written, existing
 
 
 def _shown(local: Path) -> str:
