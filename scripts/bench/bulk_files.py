@@ -5,9 +5,11 @@ Measures, in one run:
   * ``meshfs put -r`` and ``meshfs get -r`` of that tree through bulk requests (tar batches),
     on a server with the DEFAULT rate limit (1,200 requests/minute for the free plan):
     targets >= 1,000 and >= 2,000 files/s
-  * the per-file path beside it: ``put -r --no-clobber`` (one request per file) and
-    ``download_to`` file by file (4 at a time), on a server with the rate limit lifted (under
-    the default limit it would be held to 20 files/s), over --per-file files
+  * ``meshfs put -r --no-clobber`` (bulk requests that create only) of a fresh tree, beside
+    the per-file path it replaced
+  * the per-file path beside them: ``upload(if_none_match=True)`` and ``download_to`` file by
+    file (4 at a time), on a server with the rate limit lifted (under the default limit it
+    would be held to 20 files/s), over --per-file files
 
 Figures are medians of --runs runs; not a pass/fail test. Client, server and disk share the
 machine's cores: compare ratios, not absolute numbers.
@@ -92,6 +94,8 @@ class Bulk:
     get: float
     put_cpu: tuple[float, float]
     get_cpu: tuple[float, float]
+    put_n: float
+    put_n_cpu: tuple[float, float]
 
 
 def bulk(server: Server, work: Path, count: int, runs: int) -> Bulk:
@@ -100,6 +104,8 @@ def bulk(server: Server, work: Path, count: int, runs: int) -> Bulk:
     cp, put, get = [], [], []
     put_cpu: list[tuple[float, float]] = []
     get_cpu: list[tuple[float, float]] = []
+    put_n: list[float] = []
+    put_n_cpu: list[tuple[float, float]] = []
     for run in range(runs):
         tree = work / "tree"
         make_tree(tree, count, seed=run)
@@ -110,6 +116,11 @@ def bulk(server: Server, work: Path, count: int, runs: int) -> Bulk:
         )
         put.append(took)
         put_cpu.append((client, served))
+        took, client, served = timed_cpu(
+            [meshfs, "-q", "put", "-r", "-n", str(tree), f"/bulk-n-{run}"], env, server
+        )
+        put_n.append(took)
+        put_n_cpu.append((client, served))
         took, client, served = timed_cpu(
             [meshfs, "-q", "get", "-r", f"/bulk-{run}", str(work / "back")], env, server
         )
@@ -125,7 +136,25 @@ def bulk(server: Server, work: Path, count: int, runs: int) -> Bulk:
                 median([s for _, s in cpu]) / count * 1e6)  # fmt: skip
 
     return Bulk(count / median(cp), count / median(put), count / median(get),
-                per_file_us(put_cpu), per_file_us(get_cpu))  # fmt: skip
+                per_file_us(put_cpu), per_file_us(get_cpu), count / median(put_n),
+                per_file_us(put_n_cpu))  # fmt: skip
+
+
+async def upload_each(server: Server, tree: Path, root: str) -> None:
+    """The per-file upload path: upload(if_none_match=True) for each file, 4 at a time (what
+    ``put -r -n`` did before it sent bulk requests)."""
+    files = await asyncio.to_thread(lambda: [p for p in tree.rglob("*") if p.is_file()])
+    async with MeshFSClient(server.url, token=server.token) as client:
+        limit = asyncio.Semaphore(4)
+
+        async def one(local: Path) -> None:
+            async with limit:
+                remote = f"{root}/{local.relative_to(tree).as_posix()}"
+                await client.upload(remote, local, if_none_match=True)
+
+        async with asyncio.TaskGroup() as group:
+            for local in files:
+                group.create_task(one(local))
 
 
 async def download_each(server: Server, root: str, local: Path) -> None:
@@ -145,15 +174,18 @@ async def download_each(server: Server, root: str, local: Path) -> None:
                 group.create_task(one(entry.path))
 
 
-def per_file(server: Server, work: Path, count: int, runs: int) -> tuple[float, float]:
-    """put -r and get -r rates (files/s), one request per file."""
-    meshfs, env = meshfs_env(server, work)
-    put, get = [], []
+def per_file(server: Server, work: Path, count: int, runs: int) -> tuple[float, float, float]:
+    """Upload and download rates (files/s), one request per file, and the server's CPU per
+    uploaded file (us)."""
+    put, get, cpu = [], [], []
     for run in range(runs):
         tree = work / "tree"
         make_tree(tree, count, seed=100 + run)
-        # --no-clobber sends each file on its own (a conditional write each).
-        put.append(timed([meshfs, "-q", "put", "-r", "-n", str(tree), f"/each-{run}"], env))
+        served = tree_cpu(server.process.pid)
+        start = time.perf_counter()
+        asyncio.run(upload_each(server, tree, f"/each-{run}"))
+        put.append(time.perf_counter() - start)
+        cpu.append((tree_cpu(server.process.pid) - served) / count * 1e6)
         start = time.perf_counter()
         asyncio.run(download_each(server, f"/each-{run}", work / "back"))
         get.append(time.perf_counter() - start)
@@ -161,7 +193,7 @@ def per_file(server: Server, work: Path, count: int, runs: int) -> tuple[float, 
             raise RuntimeError(f"per-file get brought back {got} files, expected {count}")
         shutil.rmtree(work / "back")
         shutil.rmtree(tree)
-    return count / median(put), count / median(get)
+    return count / median(put), count / median(get), median(cpu)
 
 
 def main() -> None:
@@ -180,10 +212,10 @@ def main() -> None:
         with running_server({"MESHFS_RATE_LIMIT_PER_MINUTE": DEFAULT_RATE}) as server:
             got = bulk(server, work, args.files, args.runs)
         cp, put, get = got.cp, got.put, got.get
-        put_each = get_each = 0.0
+        put_each = get_each = each_cpu = 0.0
         if args.per_file:
             with running_server() as server:
-                put_each, get_each = per_file(server, work, args.per_file, args.runs)
+                put_each, get_each, each_cpu = per_file(server, work, args.per_file, args.runs)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(f"cp -r {args.files} small files (baseline)", cp, "files/s")
@@ -195,9 +227,14 @@ def main() -> None:
     report("put -r CPU per file: server", got.put_cpu[1], "us")
     report("get -r CPU per file: meshfs (client)", got.get_cpu[0], "us")
     report("get -r CPU per file: server", got.get_cpu[1], "us")
+    report(f"put -r -n, bulk, {DEFAULT_RATE} req/min limit", got.put_n, "files/s")
+    report("put -r -n CPU per file: meshfs (client)", got.put_n_cpu[0], "us")
+    report("put -r -n CPU per file: server", got.put_n_cpu[1], "us")
     if args.per_file:
-        report(f"put -r -n, per file, {args.per_file} files, no limit", put_each, "files/s",
-               f"bulk is {put / put_each:.1f}x")  # fmt: skip
+        report(f"upload(if_none_match) per file, {args.per_file} files, no limit", put_each,
+               "files/s", f"put -r bulk is {put / put_each:.1f}x,"
+               f" put -r -n bulk {got.put_n / put_each:.1f}x")  # fmt: skip
+        report("upload per file CPU per file: server", each_cpu, "us")
         report(f"download_to per file, {args.per_file} files, no limit", get_each, "files/s",
                f"bulk is {get / get_each:.1f}x")  # fmt: skip
     load = os.getloadavg()
