@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ import pytest
 from aiohttp import web
 from meshfs_client_testkit import Fake, envelope
 
-from meshfs_client import FeedReset, SourceChangedError
+from meshfs_client import FeedReset, SourceChangedError, _download
 from meshfs_client._upload import BytesSource, Uploader, plan_parts
 from meshfs_common.errors import HashMismatchError, InternalError
 from meshfs_common.hashing import CHUNK_SIZE, hash_bytes
@@ -285,6 +286,35 @@ async def test_partial_file_from_an_earlier_run_is_resumed(fake: Fake, tmp_path:
         await client.download_to("/f", target)
     assert target.read_bytes() == data
     assert server.ranges == ["bytes=500000-"]
+
+
+async def test_a_failing_local_write_surfaces_as_that_error_mid_download(
+    fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Received blocks are written in a thread while the next ones arrive; a disk that fills up
+    # on the second batch must still be reported as the OSError it is, the target untouched.
+    data = os.urandom(3 * 4 * 1024 * 1024)
+    DownloadServer(fake, data, cut=None)
+    await fake.start()
+    written: list[int] = []
+    real_write = _download._write_and_hash
+
+    def write_until_full(out: Any, hasher: Any, batch: list[bytes]) -> None:
+        if written:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(sum(len(b) for b in batch))
+        real_write(out, hasher, batch)
+
+    monkeypatch.setattr(_download, "_write_and_hash", write_until_full)
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"keep me")
+    async with fake.client(tmp_path, token="t") as client:
+        with pytest.raises(OSError) as raised:
+            await client.download_to("/f", target)
+    assert raised.value.errno == errno.ENOSPC
+    assert target.read_bytes() == b"keep me"
+    assert len(written) == 1
+    assert written[0] >= 4 * 1024 * 1024
 
 
 async def test_hash_mismatch_never_replaces_the_target(fake: Fake, tmp_path: Path) -> None:
