@@ -291,8 +291,8 @@ async def test_partial_file_from_an_earlier_run_is_resumed(fake: Fake, tmp_path:
 async def test_a_failing_local_write_surfaces_as_that_error_mid_download(
     fake: Fake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Received blocks are written in a thread while the next ones arrive; a disk that fills up
-    # on the second batch must still be reported as the OSError it is, the target untouched.
+    # A disk that fills up after the first 4 MiB batch is reported as the OSError it is, the
+    # target untouched.
     data = os.urandom(3 * 4 * 1024 * 1024)
     DownloadServer(fake, data, cut=None)
     await fake.start()

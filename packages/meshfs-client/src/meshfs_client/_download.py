@@ -27,7 +27,6 @@ import aiohttp
 
 from meshfs_client._retry import backoff_delay
 from meshfs_client._transport import Params, Transport, network_error
-from meshfs_client._upload import first_error
 from meshfs_common.errors import HashMismatchError, InternalError, MeshFSError
 from meshfs_common.hashing import ContentHasher
 
@@ -254,40 +253,23 @@ async def download_to_path(
 async def _fetch_into(
     stream: DownloadStream, out: IO[bytes], hasher: ContentHasher, progress: Progress | None
 ) -> DownloadInfo:
-    # Receiving goes on while the previous batch is written and hashed in a thread: one batch
-    # in the writer's hands and one waiting for it at most, so memory stays bounded.
-    batches: asyncio.Queue[list[bytes] | None] = asyncio.Queue(maxsize=1)
-    try:
-        async with stream, asyncio.TaskGroup() as group:
-            group.create_task(_write_batches(batches, out, hasher, progress))
-            # Blocks are handed to the writing thread as they came (no joining copy).
-            batch: list[bytes] = []
-            batched = 0
-            async for block in stream:
-                batch.append(block)
-                batched += len(block)
-                if batched >= _WRITE_BATCH:
-                    await batches.put(batch)
-                    batch, batched = [], 0
-            if batch:
-                await batches.put(batch)
-            await batches.put(None)
-    except BaseExceptionGroup as failed:  # the writer failed (a full disk): raise its error
-        raise first_error(failed) from None
-    return stream.info
-
-
-async def _write_batches(
-    batches: asyncio.Queue[list[bytes] | None],
-    out: IO[bytes],
-    hasher: ContentHasher,
-    progress: Progress | None,
-) -> None:
-    """Write and hash the batches from *batches* in order until ``None`` arrives."""
-    while (batch := await batches.get()) is not None:
-        await asyncio.to_thread(_write_and_hash, out, hasher, batch)
-        if progress is not None:
-            progress(sum(len(block) for block in batch))
+    async with stream:
+        # Blocks are handed to the writing thread as they came (no joining copy).
+        batch: list[bytes] = []
+        batched = 0
+        async for block in stream:
+            batch.append(block)
+            batched += len(block)
+            if batched >= _WRITE_BATCH:
+                await asyncio.to_thread(_write_and_hash, out, hasher, batch)
+                if progress is not None:
+                    progress(batched)
+                batch, batched = [], 0
+        if batch:
+            await asyncio.to_thread(_write_and_hash, out, hasher, batch)
+            if progress is not None:
+                progress(batched)
+        return stream.info
 
 
 def _with_version(where: Params, version_id: str | None) -> dict[str, str | int | bool | None]:
