@@ -170,6 +170,28 @@ async def test_if_absent_writes_only_paths_that_do_not_exist(client: httpx.Async
     assert (await client.get("/files/download", params={"path": "/n/file"})).content == b"theirs"
 
 
+async def test_a_create_only_batch_sent_again_reports_its_files_written(
+    client: httpx.AsyncClient,
+) -> None:
+    """A client re-sends a batch whose answer it lost: the files it already created hold exactly
+    that content, so they are reported written (no new version), not refused as existing."""
+    body = archive(("a", b"one"), ("b", b"two"))
+    first = await bulk_write(client, "/again", body, if_absent="true")
+    assert first.status_code == 200, first.text
+    again = await bulk_write(client, "/again", body, if_absent="true")
+    assert again.status_code == 200, again.text
+    result = again.json()
+    assert result["failed"] == []
+    by_name = {w["name"]: w for w in first.json()["written"]}
+    for written in result["written"]:
+        assert written["version_id"] == by_name[written["name"]]["version_id"]
+        assert written["created_version"] is False
+    # Other content at a taken path is still refused and the file kept.
+    other = await bulk_write(client, "/again", archive(("a", b"ONE")), if_absent="true")
+    assert [f["error"] for f in other.json()["failed"]] == ["already_exists"]
+    assert (await client.get("/files/download", params={"path": "/again/a"})).content == b"one"
+
+
 async def test_atomic_if_absent_write_fails_whole_on_an_existing_path(
     client: httpx.AsyncClient,
 ) -> None:

@@ -176,7 +176,13 @@ async def _put_tree(
     # Everything is checked before anything is created, so a bad name never leaves half a tree.
     tree = await asyncio.to_thread(scan_tree, root, target, follow_symlinks=follow_symlinks)
     results, existing = await _put_bulk(state, client, root, tree, no_clobber)
+    # With -n a file already holding the same content is left as it is (no new version).
+    same = [r for r in results if no_clobber and not r.created_version]
+    results = [r for r in results if not (no_clobber and not r.created_version)]
     _report(state, "uploaded", results, sum(_size(r) for r in results))
+    if same and not state.json:
+        held = "1 file" if len(same) == 1 else f"{len(same)} files"
+        state.info(f"{held} already held the same content (left as they were)")
     for skipped in tree.skipped:
         if state.json:
             click.echo(

@@ -63,6 +63,7 @@ from meshfs_server.domain.actor import Actor
 from meshfs_server.domain.content import UPLOAD_TTL, ContentService, hash_off_loop
 from meshfs_server.domain.namespace import commit_version
 from meshfs_server.domain.placement import may_be_inline
+from meshfs_server.domain.ports import NodeRow
 from meshfs_server.domain.tree import ensure_dirs, lookup
 
 BATCH_FILES = 500
@@ -292,11 +293,22 @@ class BulkWrites:
                             created_version=len(events) > before,
                         ))  # fmt: skip
                         continue
-                    if run.if_absent and await lookup(tx, paths.split(item.path)) is not None:
-                        raise AlreadyExistsError(
-                            f"{item.path} already exists (if_absent: not overwritten)"
-                        )
                     chunks = (item.chunk,) if item.chunk else ()
+                    if run.if_absent:
+                        there = await lookup(tx, paths.split(item.path))
+                        if there is not None and _holds(there, len(item.data), chunks):
+                            # Already this very content (a re-sent batch whose first answer was
+                            # lost finds its own file): nothing to write, nothing overwritten.
+                            landed.append(BulkWritten(
+                                name=item.name, path=item.path, kind="file",
+                                node_id=there.node_id, version_id=there.head_version_id,
+                                size=there.size, content_hash=there.content_hash,
+                            ))  # fmt: skip
+                            continue
+                        if there is not None:
+                            raise AlreadyExistsError(
+                                f"{item.path} already exists (if_absent: not overwritten)"
+                            )
                     if quota is not None:
                         await quota.commit(tx, actor, chunks)
                     done = await commit_version(
@@ -324,6 +336,13 @@ class BulkWrites:
         run.result.bytes += sum(w.size for w in landed if w.kind == "file")
         if events:
             await self.content.feed.publish(actor.tenant_id, events)
+
+
+def _holds(node: NodeRow, size: int, chunks: Sequence[str]) -> bool:
+    """Whether *node* is a file whose head is exactly this content."""
+    return (
+        node.kind == "file" and node.size == size and node.content_hash == content_hash_of(chunks)
+    )
 
 
 def _failure(name: str, path: str | None, exc: MeshFSError) -> BulkFailure:
