@@ -5,14 +5,24 @@ from __future__ import annotations
 
 import asyncio
 import io
+import math
 import tarfile
 from collections.abc import AsyncIterator
+from fractions import Fraction
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshfs_common.tarstream import END, TarFormatError, TarReader, file_member, member_header
+from meshfs_common.tarstream import (
+    END,
+    NS,
+    TarFormatError,
+    TarMember,
+    TarReader,
+    file_member,
+    member_header,
+)
 
 NAMES = st.lists(
     st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="/\\"),
@@ -136,3 +146,43 @@ def test_headers_are_written_and_read_as_tarfile_does(
             name, directory=directory, size=size, mode=mode, mtime=mtime, pax=tags
         )
         assert (written is not None) == fits
+
+
+def read_members(data: bytes) -> list[TarMember]:
+    async def run() -> list[TarMember]:
+        return [member async for member in TarReader(_pieces(data, 512))]
+
+    return asyncio.run(run())
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    mtime_ns=st.one_of(st.integers(-(2**62), 2**62),
+                       st.integers(0, 8**11 - 1).map(lambda s: s * NS)),
+    mode=st.integers(0, 0o7777),
+)  # fmt: skip
+def test_an_exact_mtime_is_written_as_pax_and_read_back_to_the_nanosecond(
+    mtime_ns: int, mode: int
+) -> None:
+    archive = file_member("f", b"data", mode=mode, mtime_ns=mtime_ns) + END
+    [member] = read_members(archive)
+    assert (member.mtime_ns, member.mode) == (mtime_ns, mode)
+    # Standard pax: tarfile (as GNU tar and bsdtar) reads the same time, to its float's grain.
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        got = tar.getmember("f")
+    assert got.mode == mode
+    assert got.mtime == pytest.approx(mtime_ns / NS, abs=1e-6, rel=1e-15)
+
+
+@settings(max_examples=100, deadline=None)
+@given(seconds=st.integers(-(2**40), 2**40), digits=st.text("0123456789", max_size=12))
+def test_a_pax_time_tarfile_writes_is_read_exactly(seconds: int, digits: str) -> None:
+    text = f"{seconds}.{digits}" if digits else str(seconds)
+    info = tarfile.TarInfo("f")
+    info.pax_headers = {"mtime": text}
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        tar.addfile(info, io.BytesIO(b""))
+    [member] = read_members(out.getvalue())
+    exact = Fraction(text) * NS  # the record's value, floored to a nanosecond
+    assert member.mtime_ns == math.floor(exact)

@@ -7,13 +7,15 @@ stream (constant memory besides the member being read) and writes member headers
 touches the filesystem.
 
 Only what bulk transfers need is interpreted: regular files, directories, the member's name
-(``path``), ``size``, ``mode`` and ``mtime``; pax keywords reach the caller as they are (bulk
+(``path``), ``size``, ``mode`` and ``mtime`` (to the nanosecond from a pax ``mtime`` record,
+exactly: no float rounding); pax keywords reach the caller as they are (bulk
 reads put ``MESHFS.*`` keywords there when asked). Other member types (links, devices) are
 reported with kind ``"other"`` for the caller to refuse by name.
 """
 
 from __future__ import annotations
 
+import re
 import tarfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,6 +29,7 @@ BLOCK = 512
 END = bytes(2 * BLOCK)
 #: The largest pax or GNU long-name record read (they carry names and a few numbers).
 MAX_META = 64 * 1024
+NS = 1_000_000_000
 
 MemberKind = Literal["file", "dir", "other"]
 _FILE_TYPES = (tarfile.REGTYPE, tarfile.AREGTYPE, tarfile.CONTTYPE)
@@ -49,6 +52,9 @@ class TarMember:
     pax: dict[str, str] = field(default_factory=dict)
     type_name: str = "file"
     """What the member is, for messages (``"symbolic link"``, ``"hard link"``...)."""
+    mtime_ns: int = 0
+    """The modification time in integer nanoseconds: exact from a pax ``mtime`` record
+    (``"1700000000.123456789"``), else the header's whole seconds."""
 
 
 _TYPE_NAMES = {
@@ -161,12 +167,16 @@ class TarReader:
                 kind = "dir" if name.endswith("/") and size == 0 else "file"
             elif info_type == tarfile.DIRTYPE:
                 kind = "dir"
-            mtime = float(pax["mtime"]) if _is_number(pax.get("mtime")) else float(info_mtime)
+            mtime_ns = _pax_time_ns(pax.get("mtime"))
+            if mtime_ns is None:
+                mtime_ns = info_mtime * NS
+            mtime = mtime_ns / NS
             self._data_left = size
             self._unread = size + padding(size)
             return TarMember(
                 name=name, kind=kind, size=size, mode=info_mode & 0o7777, mtime=mtime, pax=pax,
                 type_name=_TYPE_NAMES.get(info_type, "directory" if kind == "dir" else "file"),
+                mtime_ns=mtime_ns,
             )  # fmt: skip
         return None
 
@@ -188,14 +198,36 @@ def _general_header(raw: bytes, at: int) -> Header:
     return info.name, info.type, info.size, info.mode, int(info.mtime)
 
 
-def _is_number(text: str | None) -> bool:
+_PAX_TIME = re.compile(r"(-?)([0-9]+)(?:\.([0-9]*))?")
+
+
+def _pax_time_ns(text: str | None) -> int | None:
+    """A pax time record (``"-12.5"``, ``"1700000000.123456789"``) in integer nanoseconds,
+    exactly (digits past the ninth are dropped, towards the earlier time, as GNU tar does);
+    None when absent or not a decimal number (the header's seconds are used then)."""
     if text is None:
-        return False
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
+        return None
+    match = _PAX_TIME.fullmatch(text)
+    if match is None:
+        return None
+    sign, whole, fraction = match.groups()
+    digits = (fraction or "").ljust(9, "0")
+    ns = int(whole) * NS + int(digits[:9])
+    if sign:
+        return -ns - (1 if digits[9:].strip("0") else 0)
+    return ns
+
+
+def pax_time(ns: int) -> str:
+    """*ns* nanoseconds as a pax time record's value (``"1700000000.123456789"``; whole
+    seconds without a fraction), read back exactly by :class:`TarReader`."""
+    seconds, rest = divmod(ns, NS)
+    if rest == 0:
+        return str(seconds)
+    if seconds < 0:  # pax writes a negative time as -S.F: the fraction counts away from zero
+        seconds, rest = seconds + 1, NS - rest
+        return f"-{abs(seconds)}.{rest:09d}".rstrip("0")
+    return f"{seconds}.{rest:09d}".rstrip("0")
 
 
 def _pax_records(body: bytes, at: int) -> dict[str, str]:
@@ -229,11 +261,17 @@ def member_header(
     mode: int | None = None,
     mtime: float = 0.0,
     pax: dict[str, str] | None = None,
+    mtime_ns: int | None = None,
 ) -> bytes:
     """The header block(s) of one member (a pax extended header first when the name or *pax*
-    needs one); its data follows, then :func:`padding` zero bytes."""
+    needs one); its data follows, then :func:`padding` zero bytes. *mtime_ns* (instead of
+    *mtime*) is written exactly, as a pax ``mtime`` record when it is not whole seconds."""
     if mode is None:
         mode = 0o755 if kind == "dir" else 0o644
+    if mtime_ns is not None:
+        mtime = mtime_ns // NS
+        if mtime_ns % NS:
+            pax = {**(pax or {}), "mtime": pax_time(mtime_ns)}
     common = write_header(
         name, directory=kind == "dir", size=0 if kind == "dir" else size, mode=mode,
         mtime=int(mtime), pax=pax,
@@ -250,8 +288,12 @@ def member_header(
     return info.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
 
 
-def file_member(name: str, data: bytes, *, mode: int | None = None, mtime: float = 0.0,
-                pax: dict[str, str] | None = None) -> bytes:  # fmt: skip
-    """A whole regular-file member: header, data and padding."""
-    header = member_header(name, size=len(data), mode=mode, mtime=mtime, pax=pax)
+def file_member(
+    name: str, data: bytes, *, mode: int | None = None, mtime: float = 0.0,
+    pax: dict[str, str] | None = None, mtime_ns: int | None = None,
+) -> bytes:  # fmt: skip
+    """A whole regular-file member: header, data and padding (*mtime_ns*: see
+    :func:`member_header`)."""
+    header = member_header(name, size=len(data), mode=mode, mtime=mtime, pax=pax,
+                           mtime_ns=mtime_ns)  # fmt: skip
     return b"".join((header, data, bytes(padding(len(data)))))
