@@ -17,6 +17,7 @@ from meshfs_server_backends import STARTUP_SECONDS
 
 from meshfs_common.bulk import BULK_MAX_FILE, PAX_ERROR, PAX_VERSION_ID
 from meshfs_common.hashing import hash_bytes
+from meshfs_common.tarstream import END, file_member, member_header, padding
 from meshfs_server.app import create_app
 from meshfs_server.domain import bulk as bulk_domain
 from meshfs_server.settings import Settings
@@ -407,3 +408,61 @@ async def test_bulk_counts_files_against_the_rate_limit(
     # The budget is spent for everything else too.
     assert after.status_code == 429
     assert read.status_code == 429
+
+
+async def test_attributes_keep_each_members_mode_and_exact_mtime(
+    client: httpx.AsyncClient,
+) -> None:
+    await client.put("/files/content", params={"path": "/p/old"}, content=b"before")
+    await client.put("/files/content", params={"path": "/p/same"}, content=b"same")
+    same_before = (await client.get("/files/meta", params={"path": "/p/same"})).json()
+    odd = 1_600_000_000_123_456_789
+    body = b"".join((
+        file_member("run.sh", b"#!/bin/sh\n", mode=0o755, mtime_ns=odd),
+        file_member("sub/secret", b"s", mode=0o600, mtime_ns=999_999_999),
+        file_member("old", b"after", mode=0o700, mtime_ns=odd + 1),
+        file_member("same", b"same", mode=0o640, mtime_ns=odd + 2),
+        file_member("whole", b"w", mode=0o644, mtime_ns=1_500_000_000 * 10**9),
+    )) + END  # fmt: skip
+    reply = await bulk_write(client, "/p", body, attributes="true")
+    assert reply.status_code == 200, reply.text
+    assert reply.json()["failed"] == []
+
+    async def meta(path: str) -> dict[str, Any]:
+        return (await client.get("/files/meta", params={"path": path})).json()  # type: ignore[no-any-return]
+
+    got = {p: await meta(f"/p/{p}") for p in ("run.sh", "sub/secret", "old", "same", "whole")}
+    assert {p: (m["mode"], m["mtime_ns"]) for p, m in got.items()} == {
+        "run.sh": (0o755, odd), "sub/secret": (0o600, 999_999_999), "old": (0o700, odd + 1),
+        "same": (0o640, odd + 2), "whole": (0o644, 1_500_000_000 * 10**9),
+    }  # fmt: skip
+    # The existing file changed content (a new version) and mode; the one already holding the
+    # member's content got no new version, only its attributes.
+    assert (await client.get("/files/download", params={"path": "/p/old"})).content == b"after"
+    assert got["same"]["version_id"] == same_before["version_id"]
+    kinds = [(e["type"], e["path"]) for e in await events(client) if e["path"] == "/p/same"]
+    assert kinds[-1] == ("attributes", "/p/same")
+
+
+async def test_without_attributes_members_modes_and_times_are_not_taken(
+    client: httpx.AsyncClient,
+) -> None:
+    body = file_member("x", b"x", mode=0o755, mtime_ns=1_000_000_000_123) + END
+    reply = await bulk_write(client, "/q", body)
+    assert reply.status_code == 200, reply.text
+    entry = (await client.get("/files/meta", params={"path": "/q/x"})).json()
+    assert entry["mode"] == 0o644
+    assert entry["mtime_ns"] != 1_000_000_000_123
+
+
+async def test_attributes_a_time_out_of_range_fails_that_member_by_name(
+    client: httpx.AsyncClient,
+) -> None:
+    far = member_header("far", size=1, pax={"mtime": "99999999999999999999"}) + b"f"
+    body = far + bytes(padding(1)) + file_member("near", b"n", mtime_ns=5) + END
+    reply = await bulk_write(client, "/r", body, attributes="true")
+    assert reply.status_code == 200, reply.text
+    [failure] = reply.json()["failed"]
+    assert (failure["name"], failure["error"]) == ("far", "bad_request")
+    assert "mtime" in failure["message"]
+    assert (await client.get("/files/meta", params={"path": "/r/near"})).json()["mtime_ns"] == 5

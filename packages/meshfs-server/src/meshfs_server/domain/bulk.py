@@ -26,6 +26,14 @@ anything: a file, a directory, a link) fails alone with ``already_exists`` - or,
 ``atomic``, fails the request - decided inside the commit's transaction, so a file created
 meanwhile by another writer is never replaced. A directory member that already is a directory
 is left as it is (there is nothing to overwrite).
+
+With ``attributes`` each file member brings its permission bits and modification time (as
+``tar -p`` extracts): every file written takes the member's mode - a new file is created with
+it, an existing one is changed to it (the ``attributes`` event after its ``write`` event) - and
+the member's mtime, to the nanosecond. A file whose content is already the member's gets no
+new version, but its mode and mtime become the member's all the same (one ``attributes``
+event; nothing when they already are). Without it a new file is 0644, an existing one keeps
+its mode, and the mtime is the commit's time.
 """
 
 from __future__ import annotations
@@ -60,10 +68,11 @@ from meshfs_common.hashing import content_hash_of
 from meshfs_common.ids import new_id
 from meshfs_common.models import ChangeEvent
 from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.attributes import apply, check_mode, check_time, now_ns
 from meshfs_server.domain.content import UPLOAD_TTL, ContentService, hash_off_loop
 from meshfs_server.domain.namespace import commit_version
 from meshfs_server.domain.placement import may_be_inline
-from meshfs_server.domain.ports import NodeRow
+from meshfs_server.domain.ports import NewEvent, NodeRow, WriteTx
 from meshfs_server.domain.tree import ensure_dirs, lookup
 
 BATCH_FILES = 500
@@ -101,6 +110,10 @@ class Incoming:
     data: bytes | None = None
     """The file's bytes (None for directories, and for files not read: too large)."""
     type_name: str = "file"
+    mode: int | None = None
+    """The permission bits to give the file (None: the defaults, see the module notes)."""
+    mtime_ns: int | None = None
+    """The file's modification time (None: the commit's time)."""
 
 
 @dataclass(slots=True)
@@ -110,6 +123,8 @@ class _Item:
     kind: Literal["file", "dir"]
     data: bytes = b""
     chunk: str | None = None
+    mode: int | None = None
+    mtime_ns: int | None = None
 
 
 @dataclass(slots=True)
@@ -221,6 +236,10 @@ class BulkWrites:
                 )
             if path == paths.ROOT:
                 raise BadRequestError("the root is a directory, not a file")
+            if member.mode is not None:
+                check_mode(member.mode)
+            if member.mtime_ns is not None:
+                check_time(member.mtime_ns, "mtime")
         except MEMBER_ERRORS as exc:
             if run.atomic:
                 _name_in(exc, member.name)
@@ -229,7 +248,7 @@ class BulkWrites:
             return None
         data = member.data
         chunk = await hash_off_loop(data) if data else None
-        return _Item(member.name, path, "file", data, chunk)
+        return _Item(member.name, path, "file", data, chunk, member.mode, member.mtime_ns)
 
     async def _flush(self, run: _Run, batch: list[_Item], everything: list[_Item]) -> None:
         files = [item for item in batch if item.kind == "file"]
@@ -314,7 +333,9 @@ class BulkWrites:
                     done = await commit_version(
                         tx, actor, item.path, size=len(item.data),
                         content_hash=content_hash_of(chunks), chunks=chunks, events=events,
+                        mode=item.mode, mtime_ns=item.mtime_ns,
                     )  # fmt: skip
+                    await _take_attributes(tx, actor, item, done.node, events)
                 except MEMBER_ERRORS as exc:
                     if run.atomic:
                         _name_in(exc, item.name)
@@ -336,6 +357,29 @@ class BulkWrites:
         run.result.bytes += sum(w.size for w in landed if w.kind == "file")
         if events:
             await self.content.feed.publish(actor.tenant_id, events)
+
+
+async def _take_attributes(
+    tx: WriteTx, actor: Actor, item: _Item, node: NodeRow, events: list[ChangeEvent]
+) -> None:
+    """Give a written file the member's mode and mtime where the commit did not (an existing
+    file's mode; either, when its content was already the member's): one attributes event."""
+    wanted: dict[str, int] = {}
+    if item.mode is not None:
+        wanted["mode"] = item.mode
+    if item.mtime_ns is not None:
+        wanted["mtime_ns"] = item.mtime_ns
+    if not wanted:
+        return
+    new, old = apply(node, wanted, now_ns())
+    if not new:
+        return
+    await tx.save_attributes(node)
+    events.append(await tx.append_event(NewEvent(
+        type="attributes", node_id=node.node_id, kind=node.kind, path=item.path,
+        version_id=node.head_version_id, attributes=new, old_attributes=old,
+        writer=actor.writer,
+    )))  # fmt: skip
 
 
 def _holds(node: NodeRow, size: int, chunks: Sequence[str]) -> bool:

@@ -75,6 +75,15 @@ IF_ABSENT = Param(
     " written and is reported with error already_exists (with atomic=true it fails the"
     " request); checked in the transaction that writes the batch",
 )  # fmt: skip
+ATTRIBUTES = Param(
+    "attributes", type="boolean",
+    description="keep each file member's permission bits and modification time, as tar -p"
+    " extracts: a file written takes the member's mode (a new file is created with it, an"
+    " existing one is changed to it) and its mtime, to the nanosecond from a pax mtime record"
+    " (else the header's seconds); a file whose content is already the member's gets no new"
+    " version but the same mode and mtime. Without it a new file is 0644, an existing one"
+    " keeps its mode and the mtime is the time of the write",
+)  # fmt: skip
 META = Param(
     "meta", type="boolean",
     description=f"tag members with pax keywords {PAX_NODE_ID}, {PAX_VERSION_ID},"
@@ -97,7 +106,7 @@ def budget_for(services: Services) -> BulkBudget:
     " every file its own version and change event",
     request_media=TAR, response=BulkWriteResult,
     params=(Param("path", required=True, description="the directory members are written under"),
-            ATOMIC, IF_ABSENT),
+            ATOMIC, IF_ABSENT, ATTRIBUTES),
     errors=(*MEMBER_ERRORS, "unsupported_media_type"), tags=TAGS, max_body=BULK_BODY,
 ))  # fmt: skip
 async def bulk_write(request: Request) -> Response:
@@ -114,7 +123,7 @@ async def bulk_write(request: Request) -> Response:
     result = await BulkWrites(services.content).write(
         who,
         root,
-        _members(request.stream()),
+        _members(request.stream(), attributes=query_bool(request, "attributes")),
         atomic=atomic,
         budget=budget_for(services),
         if_absent=query_bool(request, "if_absent"),
@@ -122,14 +131,18 @@ async def bulk_write(request: Request) -> Response:
     return respond(result)
 
 
-async def _members(body: AsyncIterator[bytes]) -> AsyncIterator[Incoming]:
-    """The archive's members; a file's data is read only when bulk writes take its size."""
+async def _members(body: AsyncIterator[bytes], *, attributes: bool) -> AsyncIterator[Incoming]:
+    """The archive's members; a file's data is read only when bulk writes take its size (and
+    with *attributes*, its mode and mtime are taken too)."""
     reader = TarReader(body)
     async for member in reader:
         data = None
         if member.kind == "file" and member.size <= BULK_MAX_FILE:
             data = await reader.read_data()
-        yield Incoming(member.name, member.kind, member.size, data, member.type_name)
+        incoming = Incoming(member.name, member.kind, member.size, data, member.type_name)
+        if attributes and member.kind == "file":
+            incoming.mode, incoming.mtime_ns = member.mode, member.mtime_ns
+        yield incoming
 
 
 @endpoint(Endpoint(
