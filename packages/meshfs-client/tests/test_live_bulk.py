@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from meshfs_client_testkit import Account, device_login, own_server
 
-from meshfs_client import MeshFS, MeshFSClient
+from meshfs_client import BulkMember, MeshFS, MeshFSClient
 from meshfs_common.bulk import BULK_MAX_FILE
 from meshfs_common.errors import AlreadyExistsError, MeshFSError, NotADirError
 
@@ -93,6 +93,29 @@ async def test_write_many_if_absent_never_overwrites(client: MeshFSClient) -> No
         await client.write_many([("/n/b", b"b"), ("/n/small", b"x")], atomic=True, if_absent=True)
     assert "/n/small" in raised.value.message
     assert not await client.exists("/n/b")
+
+
+async def test_write_many_members_carry_their_mode_and_exact_mtime(
+    client: MeshFSClient, tmp_path: Path
+) -> None:
+    await client.upload("/attr/old.sh", b"echo old")
+    odd = 1_600_000_000_123_456_789
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(BULK_MAX_FILE + 10))
+    done = await client.write_many([
+        BulkMember("/attr/run.sh", b"echo hi", mode=0o755, mtime_ns=odd),
+        BulkMember("/attr/old.sh", b"echo new", mode=0o750, mtime_ns=odd + 1),
+        BulkMember("/attr/big.bin", big, mode=0o600, mtime_ns=odd + 2),
+        ("/attr/plain", b"no attributes"),
+    ])  # fmt: skip
+    assert done.failed == []
+    got = {p: await client.meta(f"/attr/{p}") for p in ("run.sh", "old.sh", "big.bin", "plain")}
+    assert {p: (e.mode, e.mtime_ns) for p, e in got.items() if p != "plain"} == {
+        "run.sh": (0o755, odd), "old.sh": (0o750, odd + 1), "big.bin": (0o600, odd + 2),
+    }  # fmt: skip
+    assert await client.read_bytes("/attr/old.sh") == b"echo new"
+    assert got["plain"].mode == 0o644
+    assert got["plain"].mtime_ns > odd + 3600 * 10**9  # the time of the write
 
 
 def test_blocking_client_bulk_methods(account: Account, tmp_path: Path) -> None:

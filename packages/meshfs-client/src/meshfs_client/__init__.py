@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from meshfs_client._blocking import MeshFS
-    from meshfs_client._bulk import BulkFile, BulkSource
+    from meshfs_client._bulk import BulkFile, BulkMember, BulkSource
     from meshfs_client._client import ClientOptions, MeshFSClient
     from meshfs_client._credentials import Credentials, CredentialStore
     from meshfs_client._download import DownloadInfo, DownloadStream
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "MeshFS": "meshfs_client._blocking",
     "BulkFile": "meshfs_client._bulk",
+    "BulkMember": "meshfs_client._bulk",
     "BulkSource": "meshfs_client._bulk",
     "ClientOptions": "meshfs_client._client",
     "MeshFSClient": "meshfs_client._client",
@@ -106,6 +107,7 @@ __all__ = [
     "AlreadyExistsError",
     "AuthError",
     "BulkFile",
+    "BulkMember",
     "BulkSource",
     "ChangeFeed",
     "ClientOptions",

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from meshfs_client._files import FileMethods
+from meshfs_client._posix import PosixMethods
 from meshfs_client._transport import Reply
 from meshfs_client._upload import Progress
 from meshfs_common import paths
@@ -59,6 +60,25 @@ PARTIAL_SUFFIX = ".meshfs-bulk"
 
 
 @dataclass(frozen=True, slots=True)
+class BulkMember:
+    """A file for :meth:`BulkMethods.write_many` with the attributes it is to have: *mode*
+    (permission bits, 0..0o7777) and *mtime_ns* (its modification time, exact to the
+    nanosecond). The server gives them to the file it writes, new or existing, as ``tar -p``
+    extracts. A member that gives only one of them gets the default of the other: mode 0644,
+    or the time it is sent. A plain ``(path, source)`` pair keeps the server's defaults (a new
+    file 0644, an existing one its mode; the time of the write)."""
+
+    path: str
+    source: BulkSource
+    mode: int | None = None
+    mtime_ns: int | None = None
+
+    @property
+    def has_attributes(self) -> bool:
+        return self.mode is not None or self.mtime_ns is not None
+
+
+@dataclass(frozen=True, slots=True)
 class BulkFile:
     """One file of a bulk read: its content at one version, or why it could not be read."""
 
@@ -84,22 +104,26 @@ class _Out:
     path: str
     source: BulkSource | None  # None: a directory
     size: int = 0
+    mode: int | None = None
+    mtime_ns: int | None = None
+    attributes: bool = False  # sent in a request that sets attributes (see BulkMember)
 
 
-class BulkMethods(FileMethods):
+class BulkMethods(PosixMethods):
     """``write_many``, ``read_many``, ``download_many``."""
 
     async def write_many(
         self,
-        files: Iterable[tuple[str, BulkSource]],
+        files: Iterable[tuple[str, BulkSource] | BulkMember],
         *,
         directories: Iterable[str] = (),
         atomic: bool = False,
         if_absent: bool = False,
         progress: Progress | None = None,
     ) -> BulkWriteResult:
-        """Write many files: ``(remote path, content or local path)`` pairs, and *directories*
-        to create (with their parents).
+        """Write many files: ``(remote path, content or local path)`` pairs or
+        :class:`BulkMember` (which also gives a file's mode and mtime), and *directories* to
+        create (with their parents).
 
         Small files go in bulk requests, larger ones through the chunked upload. Each file
         becomes its own version (content equal to the head: none). A file that cannot be
@@ -109,24 +133,39 @@ class BulkMethods(FileMethods):
         already exists (as anything) is not written and is listed in ``failed`` with error
         ``already_exists`` (decided by the server in the transaction that writes it, so a file
         created meanwhile is never replaced; with *atomic*, raised). *progress* is called with
-        the bytes of each batch that lands.
+        the bytes of each batch that lands. Members carrying attributes go in requests of their
+        own (``attributes=true``); a large one is uploaded, then given them.
         """
         items = [_Out(p.lstrip("/") or "/", p, None) for p in map(paths.normalise, directories)]
-        large: list[tuple[str, BulkSource]] = []
-        pairs = [(paths.normalise(remote), source) for remote, source in files]
-        sizes = await asyncio.to_thread(_sizes_of, [source for _, source in pairs])
-        for (where, source), size in zip(pairs, sizes, strict=True):
+        large: list[BulkMember] = []
+        members = [
+            BulkMember(paths.normalise(f.path), f.source, f.mode, f.mtime_ns)
+            if isinstance(f, BulkMember) else BulkMember(paths.normalise(f[0]), f[1])
+            for f in files
+        ]  # fmt: skip
+        if atomic and len({m.has_attributes for m in members}) > 1:
+            raise ValueError("an atomic bulk write gives attributes to all its files or to none")
+        sizes = await asyncio.to_thread(_sizes_of, [member.source for member in members])
+        for member, size in zip(members, sizes, strict=True):
+            where = member.path
             if size > BULK_MAX_FILE:
                 if atomic:
                     raise ValueError(
                         f"{where} is over {BULK_MAX_FILE} bytes: atomic bulk writes take small"
                         " files only"
                     )
-                large.append((where, source))
+                large.append(member)
             else:
-                items.append(_Out(where.lstrip("/"), where, source, size))
+                items.append(_Out(
+                    where.lstrip("/"), where, member.source, size, member.mode, member.mtime_ns,
+                    member.has_attributes,
+                ))  # fmt: skip
         result = BulkWriteResult(written=[], failed=[])
-        batches = [items] if atomic else _batches(items)
+        if atomic:
+            batches = [items]
+        else:  # a request sets attributes for all its files or for none
+            batches = _batches([i for i in items if not i.attributes])
+            batches += _batches([i for i in items if i.attributes])
         limit = asyncio.Semaphore(IN_FLIGHT)
         pacing = _Pacing()
 
@@ -141,12 +180,19 @@ class BulkMethods(FileMethods):
                     pacing=pacing,
                 )
 
-        async def upload(remote: str, source: BulkSource) -> None:
+        async def upload(member: BulkMember) -> None:
+            remote, source = member.path, member.source
             async with big:
                 try:
                     done = await self.upload(
-                        remote, source, if_none_match=if_absent, progress=progress
-                    )
+                        remote, source, if_none_match=if_absent, progress=progress,
+                        mtime_ns=member.mtime_ns,
+                    )  # fmt: skip
+                    if member.has_attributes:
+                        await self.set_attributes(
+                            remote, mode=member.mode, mtime_ns=member.mtime_ns,
+                            if_match=done.version.version_id,
+                        )  # fmt: skip
                 except PreconditionFailedError:
                     # If-None-Match refused it: the path exists, as a bulk write reports it.
                     exists = AlreadyExistsError(f"{remote} already exists (not overwritten)")
@@ -170,8 +216,8 @@ class BulkMethods(FileMethods):
                 for batch in batches:
                     if batch:
                         group.create_task(send(batch))
-                for remote, source in large:
-                    group.create_task(upload(remote, source))
+                for member in large:
+                    group.create_task(upload(member))
         except BaseExceptionGroup as failed:
             raise _first(failed) from None
         return result
@@ -181,6 +227,7 @@ class BulkMethods(FileMethods):
         progress: Progress | None, pacing: _Pacing,
     ) -> None:  # fmt: skip
         pending = batch
+        attributes = any(item.attributes for item in batch)
         while pending:
             body, unreadable = await asyncio.to_thread(_archive_of, pending)
             result.failed.extend(unreadable)
@@ -190,7 +237,7 @@ class BulkMethods(FileMethods):
                 reply = await self._t.call(
                     "POST", "/files/bulk", BulkWriteResult,
                     params={"path": "/", "atomic": atomic or None,
-                            "if_absent": if_absent or None},
+                            "if_absent": if_absent or None, "attributes": attributes or None},
                     data=body,
                     headers={"Content-Type": TAR}, idempotent=True,
                 )  # fmt: skip
@@ -330,7 +377,11 @@ def _archive_of(items: Sequence[_Out]) -> tuple[bytes, list[BulkFailure]]:
                     message=f"cannot read {os.fspath(item.source)}: {exc.strerror or exc}",
                 ))  # fmt: skip
                 continue
-        parts.append(file_member(item.name, data))
+        if item.attributes:
+            mtime_ns = time.time_ns() if item.mtime_ns is None else item.mtime_ns
+            parts.append(file_member(item.name, data, mode=item.mode, mtime_ns=mtime_ns))
+        else:
+            parts.append(file_member(item.name, data))
     parts.append(END)
     return b"".join(parts), unreadable
 
