@@ -5,6 +5,7 @@ server's rate limit stopping and pacing a bulk write."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import os
 import subprocess
 import sys
@@ -298,3 +299,103 @@ async def test_mirror_first_pass_fetches_small_files_in_bulk(
         assert (target / path.lstrip("/")).read_bytes() == data
     assert seen[("POST", "/files/bulk/read")] <= 10  # 300 small files, a few bulk reads
     assert seen[("GET", "/files/download")] <= 1  # the large file only
+
+
+def _counted() -> tuple[Any, collections.Counter[tuple[str, str]]]:
+    """An aiohttp trace config counting requests by (method, path)."""
+    import aiohttp
+
+    seen: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    async def count(session: object, context: object, params: Any) -> None:
+        seen[(params.method, params.url.path)] += 1
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(count)
+    return trace, seen
+
+
+async def test_mirror_first_pass_sends_small_files_in_bulk_with_modes_and_mtimes(
+    account: Account, client: MeshFSClient, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    from meshfs_client.mirror import MirrorSync, SyncOptions
+
+    source = tmp_path / "source"
+    odd = 1_600_000_000_123_456_789
+    files: dict[str, bytes] = {}
+    for i in range(300):
+        rel = f"up/d{i % 4}/f{i}.txt"
+        files[rel] = f"local {i}".encode()
+    files["up/run.sh"] = b"#!/bin/sh\necho hi\n"
+    files["up/empty"] = b""
+    for i, (rel, data) in enumerate(files.items()):
+        path = source / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        os.utime(path, ns=(odd, odd + i * 1_000_003))  # nanoseconds a float would round
+    (source / "up/run.sh").chmod(0o755)
+    mtimes = {rel: (source / rel).stat().st_mtime_ns for rel in files}
+    trace, seen = _counted()
+    async with (
+        aiohttp.ClientSession(trace_configs=[trace]) as session,
+        MeshFSClient(account.server.url, settings=account.settings, session=session) as traced,
+    ):
+        options = SyncOptions(target=source, state_dir=tmp_path / "state-a", once=True)
+        await MirrorSync(traced, options).run()
+    assert seen[("POST", "/files/bulk")] <= 3  # 302 new small files, a few bulk writes
+    assert seen[("PUT", "/files/content")] == 0
+    assert seen[("POST", "/files/attributes")] == 0
+    for rel, data in files.items():
+        entry = await client.meta(f"/{rel}")
+        assert await client.read_bytes(f"/{rel}") == data
+        assert (entry.mode, entry.mtime_ns) == (
+            0o755 if rel == "up/run.sh" else 0o644,
+            mtimes[rel],
+        ), rel
+    # A second mirror of the same folder gets every file with its exec bit and exact mtime.
+    other = tmp_path / "other"
+    options = SyncOptions(target=other, state_dir=tmp_path / "state-b", once=True)
+    await MirrorSync(client, options).run()
+    for rel, data in files.items():
+        st = (other / rel).stat()
+        assert (other / rel).read_bytes() == data
+        assert st.st_mtime_ns == mtimes[rel], rel
+        assert bool(st.st_mode & 0o111) == (rel == "up/run.sh"), rel
+
+
+async def test_mirror_bulk_upload_never_overwrites_a_file_created_meanwhile(
+    account: Account, client: MeshFSClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from meshfs_client.mirror import ConflictPolicy, MirrorSync, SyncOptions
+
+    source = tmp_path / "source"
+    (source / "c").mkdir(parents=True)
+    for i in range(20):
+        (source / f"c/f{i}.txt").write_bytes(f"mine {i}".encode())
+    real = MeshFSClient.write_many
+    raced: list[str] = []
+
+    async def racing(self: MeshFSClient, files: Any, **kwargs: Any) -> Any:
+        if not raced:  # someone else creates f3 while the batch is on its way
+            raced.append("/c/f3.txt")
+            await client.upload("/c/f3.txt", b"theirs")
+        return await real(self, files, **kwargs)
+
+    monkeypatch.setattr(MeshFSClient, "write_many", racing)
+    async with account.client() as mirror_client:
+        # The bulk write refuses f3 (already_exists); the single upload finds it too and the
+        # conflict is resolved as for any file changed on both sides (here: keep both).
+        options = SyncOptions(target=source, state_dir=tmp_path / "state", once=True,
+                              conflicts=ConflictPolicy.KEEP_BOTH)  # fmt: skip
+        await MirrorSync(mirror_client, options).run()
+    assert raced
+    assert await client.read_bytes("/c/f3.txt") == b"theirs"  # not overwritten
+    names = {e.name: e for e in [e async for e in client.iterdir("/c")]}
+    copies = [n for n in names if n.startswith("f3 (conflict")]
+    assert len(copies) == 1, sorted(names)  # the local file kept as a conflict copy
+    assert await client.read_bytes(f"/c/{copies[0]}") == b"mine 3"
+    for i in range(20):
+        if i != 3:
+            assert await client.read_bytes(f"/c/f{i}.txt") == f"mine {i}".encode()

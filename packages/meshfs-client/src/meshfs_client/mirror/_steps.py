@@ -1,7 +1,8 @@
 """Carrying out one planned step on one path and recording the outcome.
 
 Transfers (uploads, downloads) run in parallel, bounded by ``SyncOptions.transfers``; small
-downloads planned together share bulk reads (:mod:`._batched`); other steps run in order. A
+downloads planned together share bulk reads (:mod:`._batched`), uploads of small new files
+share bulk writes (:mod:`._bulk_uploads`); other steps run in order. A
 step that succeeded settles the path and marks it to be looked at again; one that failed goes
 to :meth:`~meshfs_client.mirror._bookkeeping.EngineBase._failed`.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 from meshfs_client.mirror._batched import SMALL, DownloadBatcher
 from meshfs_client.mirror._bookkeeping import EngineBase
+from meshfs_client.mirror._bulk_uploads import UploadBatcher
 from meshfs_client.mirror._model import EXEC_BITS, LocalNode, RemoteNode, SyncedNode
 from meshfs_client.mirror._planner import Action, remote_attributes_equal, remote_changed
 from meshfs_client.mirror._status import SyncEvent
@@ -21,6 +23,7 @@ class StepRunner(EngineBase):
     """Runs the planner's actions through the executor and keeps the counters."""
 
     _batcher: DownloadBatcher | None = None
+    _upload_batcher: UploadBatcher | None = None
 
     @property
     def _downloads(self) -> DownloadBatcher:
@@ -28,6 +31,13 @@ class StepRunner(EngineBase):
         if self._batcher is None or self._batcher.executor is not self.executor:
             self._batcher = DownloadBatcher(self.executor, self._transfer_slots)
         return self._batcher
+
+    @property
+    def _uploads(self) -> UploadBatcher:
+        """Uploads of small new files in bulk writes (made for the current executor)."""
+        if self._upload_batcher is None or self._upload_batcher.executor is not self.executor:
+            self._upload_batcher = UploadBatcher(self.executor, self._transfer_slots)
+        return self._upload_batcher
 
     async def _transfer(
         self, rel: str, action: Action, local: LocalNode | None, remote: RemoteNode | None
@@ -37,6 +47,13 @@ class StepRunner(EngineBase):
                 # Shares a bulk read (and a transfer slot) with the round's other downloads.
                 await self._downloads.download(rel, remote, local)
                 self.status.downloads += 1
+            elif (
+                action.kind == "upload" and action.if_none_match and action.if_match is None
+                and local is not None and local.kind == "file" and local.size <= SMALL
+            ):  # fmt: skip
+                # A new file: shares a bulk write (and a transfer slot) with the round's others.
+                await self._uploads.upload(rel, local)
+                self.status.uploads += 1
             else:
                 async with self._transfer_slots:
                     if action.kind == "download":
