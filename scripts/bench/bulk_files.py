@@ -7,9 +7,12 @@ Measures, in one run:
     targets >= 1,000 and >= 2,000 files/s
   * ``meshfs put -r --no-clobber`` (bulk requests that create only) of a fresh tree, beside
     the per-file path it replaced
+  * a mirror's first pass (``meshfs sync --once`` in-process) over the same kind of tree of
+    local files, new to the server: uploaded in bulk writes, under the default rate limit
   * the per-file path beside them: ``upload(if_none_match=True)`` and ``download_to`` file by
-    file (4 at a time), on a server with the rate limit lifted (under the default limit it
-    would be held to 20 files/s), over --per-file files
+    file (4 at a time), and the mirror's first pass with one upload per file (the path before
+    its bulk writes) alternated with its bulk pass, on a server with the rate limit lifted
+    (under the default limit it would be held to 20 files/s), over --per-file files
 
 Figures are medians of --runs runs; not a pass/fail test. Client, server and disk share the
 machine's cores: compare ratios, not absolute numbers.
@@ -37,6 +40,7 @@ from _harness import Server, median, report, running_server
 from workers import tree_cpu
 
 from meshfs_client import MeshFSClient
+from meshfs_client.mirror import MirrorSync, SyncOptions, _bulk_uploads
 
 DEFAULT_RATE = "1200"
 
@@ -96,6 +100,7 @@ class Bulk:
     get_cpu: tuple[float, float]
     put_n: float
     put_n_cpu: tuple[float, float]
+    mirror: float
 
 
 def bulk(server: Server, work: Path, count: int, runs: int) -> Bulk:
@@ -106,6 +111,7 @@ def bulk(server: Server, work: Path, count: int, runs: int) -> Bulk:
     get_cpu: list[tuple[float, float]] = []
     put_n: list[float] = []
     put_n_cpu: list[tuple[float, float]] = []
+    mirror: list[float] = []
     for run in range(runs):
         tree = work / "tree"
         make_tree(tree, count, seed=run)
@@ -129,6 +135,7 @@ def bulk(server: Server, work: Path, count: int, runs: int) -> Bulk:
         if (got := count_files(work / "back")) != count:
             raise RuntimeError(f"get -r brought back {got} files, expected {count}")
         shutil.rmtree(work / "back")
+        mirror.append(mirror_first_pass(server, tree, work / f"state-{run}", f"/mirror-{run}"))
         shutil.rmtree(tree)
 
     def per_file_us(cpu: list[tuple[float, float]]) -> tuple[float, float]:
@@ -137,7 +144,30 @@ def bulk(server: Server, work: Path, count: int, runs: int) -> Bulk:
 
     return Bulk(count / median(cp), count / median(put), count / median(get),
                 per_file_us(put_cpu), per_file_us(get_cpu), count / median(put_n),
-                per_file_us(put_n_cpu))  # fmt: skip
+                per_file_us(put_n_cpu), count / median(mirror))  # fmt: skip
+
+
+def mirror_first_pass(
+    server: Server, tree: Path, state: Path, root: str, *, bulk: bool = True
+) -> float:
+    """Seconds of a mirror's first pass (``sync --once``) uploading *tree* to *root* (new on the
+    server); without *bulk*, each file goes in a request of its own (the path before)."""
+
+    async def run() -> None:
+        async with MeshFSClient(server.url, token=server.token) as client:
+            await client.mkdir(root)
+            options = SyncOptions(target=tree, remote_root=root, state_dir=state, once=True)
+            await MirrorSync(client, options).run()
+
+    small = _bulk_uploads.SMALL
+    _bulk_uploads.SMALL = small if bulk else -1
+    try:
+        start = time.perf_counter()
+        asyncio.run(run())
+        return time.perf_counter() - start
+    finally:
+        _bulk_uploads.SMALL = small
+        shutil.rmtree(state, ignore_errors=True)
 
 
 async def upload_each(server: Server, tree: Path, root: str) -> None:
@@ -174,10 +204,12 @@ async def download_each(server: Server, root: str, local: Path) -> None:
                 group.create_task(one(entry.path))
 
 
-def per_file(server: Server, work: Path, count: int, runs: int) -> tuple[float, float, float]:
-    """Upload and download rates (files/s), one request per file, and the server's CPU per
-    uploaded file (us)."""
-    put, get, cpu = [], [], []
+def per_file(
+    server: Server, work: Path, count: int, runs: int
+) -> tuple[float, float, float, float, float]:
+    """Upload and download rates (files/s), one request per file, the server's CPU per
+    uploaded file (us), and the mirror's first pass per file and in bulk (files/s)."""
+    put, get, cpu, mirror_each, mirror_bulk = [], [], [], [], []
     for run in range(runs):
         tree = work / "tree"
         make_tree(tree, count, seed=100 + run)
@@ -192,8 +224,14 @@ def per_file(server: Server, work: Path, count: int, runs: int) -> tuple[float, 
         if (got := count_files(work / "back")) != count:
             raise RuntimeError(f"per-file get brought back {got} files, expected {count}")
         shutil.rmtree(work / "back")
+        # The mirror's first pass, per file and in bulk, alternated (each to a new root).
+        for bulk in (False, True) if run % 2 == 0 else (True, False):
+            took = mirror_first_pass(server, tree, work / "state", f"/mirror-each-{run}-{bulk}",
+                                     bulk=bulk)  # fmt: skip
+            (mirror_bulk if bulk else mirror_each).append(took)
         shutil.rmtree(tree)
-    return count / median(put), count / median(get), median(cpu)
+    rates = (count / median(put), count / median(get), median(cpu))
+    return (*rates, count / median(mirror_each), count / median(mirror_bulk))
 
 
 def main() -> None:
@@ -212,10 +250,12 @@ def main() -> None:
         with running_server({"MESHFS_RATE_LIMIT_PER_MINUTE": DEFAULT_RATE}) as server:
             got = bulk(server, work, args.files, args.runs)
         cp, put, get = got.cp, got.put, got.get
-        put_each = get_each = each_cpu = 0.0
+        put_each = get_each = each_cpu = mirror_each = mirror_bulk = 0.0
         if args.per_file:
             with running_server() as server:
-                put_each, get_each, each_cpu = per_file(server, work, args.per_file, args.runs)
+                put_each, get_each, each_cpu, mirror_each, mirror_bulk = per_file(
+                    server, work, args.per_file, args.runs
+                )
     finally:
         shutil.rmtree(work, ignore_errors=True)
     report(f"cp -r {args.files} small files (baseline)", cp, "files/s")
@@ -230,11 +270,17 @@ def main() -> None:
     report(f"put -r -n, bulk, {DEFAULT_RATE} req/min limit", got.put_n, "files/s")
     report("put -r -n CPU per file: meshfs (client)", got.put_n_cpu[0], "us")
     report("put -r -n CPU per file: server", got.put_n_cpu[1], "us")
+    report(f"mirror first pass (sync --once), uploads, bulk, {DEFAULT_RATE} req/min limit",
+           got.mirror, "files/s", f"ratio to cp -r {got.mirror / cp:.3f}")  # fmt: skip
     if args.per_file:
         report(f"upload(if_none_match) per file, {args.per_file} files, no limit", put_each,
                "files/s", f"put -r bulk is {put / put_each:.1f}x,"
                f" put -r -n bulk {got.put_n / put_each:.1f}x")  # fmt: skip
         report("upload per file CPU per file: server", each_cpu, "us")
+        report(f"mirror first pass, one upload per file, {args.per_file} files, no limit",
+               mirror_each, "files/s")  # fmt: skip
+        report(f"mirror first pass, bulk writes, {args.per_file} files, no limit", mirror_bulk,
+               "files/s", f"{mirror_bulk / mirror_each:.1f}x per file")  # fmt: skip
         report(f"download_to per file, {args.per_file} files, no limit", get_each, "files/s",
                f"bulk is {get / get_each:.1f}x")  # fmt: skip
     load = os.getloadavg()

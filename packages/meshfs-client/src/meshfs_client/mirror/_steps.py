@@ -9,6 +9,7 @@ to :meth:`~meshfs_client.mirror._bookkeeping.EngineBase._failed`.
 
 from __future__ import annotations
 
+from meshfs_client.mirror import _bulk_uploads
 from meshfs_client.mirror._batched import SMALL, DownloadBatcher
 from meshfs_client.mirror._bookkeeping import EngineBase
 from meshfs_client.mirror._bulk_uploads import UploadBatcher
@@ -49,7 +50,8 @@ class StepRunner(EngineBase):
                 self.status.downloads += 1
             elif (
                 action.kind == "upload" and action.if_none_match and action.if_match is None
-                and local is not None and local.kind == "file" and local.size <= SMALL
+                and local is not None and local.kind == "file"
+                and local.size <= _bulk_uploads.SMALL
             ):  # fmt: skip
                 # A new file: shares a bulk write (and a transfer slot) with the round's others.
                 await self._uploads.upload(rel, local)
