@@ -3,9 +3,12 @@ attribute-only change (chmod, touch) moves no content (see mirror_testkit.py).""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import os
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 from meshfs_client_testkit import Account
@@ -13,6 +16,7 @@ from mirror_testkit import running_mirrors, sync_once, wait_for
 
 from meshfs_client import MeshFSClient
 from meshfs_client.mirror._state import StateDB
+from meshfs_common.models import ChangeEvent, Entry
 
 pytestmark = pytest.mark.live
 
@@ -124,6 +128,94 @@ async def test_a_state_database_from_before_attributes_is_migrated(
 
 async def _async(value: bool) -> bool:
     return value
+
+
+async def test_a_live_download_takes_mode_and_mtime_from_the_write_event(
+    account: Account, tmp_path: Path
+) -> None:
+    # The write event carries the new head's mode and mtime: the receiving mirror fetches the
+    # content and nothing else (no metadata request beside it, on the way of every new file).
+    a, b, outside = tmp_path / "a", tmp_path / "b", tmp_path / "outside"
+    for folder in (a, b, outside):
+        folder.mkdir()
+    (a / "ready").write_bytes(b"")
+    async with running_mirrors(account, [a, b], tmp_path / "state") as mirrors:
+        await wait_for(lambda: _async((b / "ready").exists()), what="the mirrors to start")
+        receiver = mirrors[1].engine.client
+        asked: list[object] = []
+        real_meta = receiver.meta
+
+        async def meta(*args: Any, **kwargs: Any) -> Entry:
+            asked.append(args or kwargs)
+            return await real_meta(*args, **kwargs)
+
+        receiver.meta = meta  # type: ignore[method-assign]
+        made = outside / "note.txt"
+        made.write_bytes(b"hello")
+        os.utime(made, ns=(MTIME, MTIME))
+        made.rename(a / "note.txt")  # appears whole, with its mtime
+
+        async def arrived() -> bool:
+            p = b / "note.txt"
+            return p.exists() and p.stat().st_mtime_ns == MTIME
+
+        await wait_for(arrived, what="the file in b with its mtime")
+        assert (b / "note.txt").read_bytes() == b"hello"
+        assert asked == []
+
+
+async def test_an_uploaded_executable_stays_executable_while_its_events_come_back(
+    account: Account, client: MeshFSClient, tmp_path: Path
+) -> None:
+    # A new executable is a write (the server's default mode) then an attributes change. The
+    # uploading mirror waits for the second event before it looks at the file again, so the
+    # first one's mode is never put on the local file.
+    a, b, outside = tmp_path / "a", tmp_path / "b", tmp_path / "outside"
+    for folder in (a, b, outside):
+        folder.mkdir()
+    async with running_mirrors(account, [a, b], tmp_path / "state") as mirrors:
+        uploader = mirrors[0].engine
+        # A path held for an echo that went by would wait this long: the edit below shows none.
+        uploader.options = dataclasses.replace(uploader.options, echo_timeout=3600)
+        real_apply = uploader._apply
+
+        def late_attributes(event: ChangeEvent) -> None:
+            # The second event takes its time to come back (a busy server, another worker).
+            if event.type == "attributes":
+                asyncio.get_running_loop().call_later(0.3, real_apply, event)
+            else:
+                real_apply(event)
+
+        uploader._apply = late_attributes  # type: ignore[method-assign]
+        for i in range(5):
+            made = outside / f"run{i}.sh"
+            made.write_bytes(b"#!/bin/sh\necho hi\n")
+            made.chmod(0o755)
+            os.utime(made, ns=(MTIME, MTIME))
+            made.rename(a / made.name)
+        for i in range(5):
+            name = f"run{i}.sh"
+
+            async def both_executable(name: str = name) -> bool:
+                p = b / name
+                return (
+                    p.exists()
+                    and os.access(p, os.X_OK)
+                    and p.stat().st_mtime_ns == MTIME
+                    and (await client.meta(f"/{name}")).mode & 0o111 == 0o111
+                )
+
+            await wait_for(both_executable, what=f"{name} executable everywhere")
+        assert uploader.status.uploads == 5
+        assert uploader.status.attributes == 0  # nothing applied back to a
+        assert all(os.access(a / f"run{i}.sh", os.X_OK) for i in range(5))
+        # An edit right after is sent as soon as it is seen.
+        (a / "run0.sh").write_bytes(b"#!/bin/sh\necho edited\n")
+
+        async def edited() -> bool:
+            return await client.read_bytes("/run0.sh") == b"#!/bin/sh\necho edited\n"
+
+        await wait_for(edited, what="the edit on the server")
 
 
 async def test_a_small_file_is_uploaded_with_its_mtime_in_one_change(

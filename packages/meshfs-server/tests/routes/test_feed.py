@@ -210,3 +210,45 @@ async def test_live_frames_go_past_the_request_middleware(
     assert seen["http.response.start"] >= 1
     assert seen["websocket.send"] == 0
     assert seen["http.response.body+more"] == 0
+
+
+async def test_write_and_restore_events_carry_the_new_heads_mode_and_mtime(
+    client: httpx.AsyncClient,
+) -> None:
+    """A follower (``meshfs sync``) places a written file with its mode and mtime from the
+    event alone: they are what ``GET /files/meta`` says of the new head."""
+
+    async def last_event() -> dict:
+        return (await client.get("/sync/pull")).json()["events"][-1]
+
+    async def meta(path: str) -> dict:
+        return (await client.get("/files/meta", params={"path": path})).json()
+
+    mtime = 1_700_000_000_123_456_789
+    first = await client.put(
+        "/files/content", params={"path": "/m", "mode": 0o755, "mtime_ns": mtime}, content=b"1"
+    )
+    event = await last_event()
+    assert event["type"] == "write"
+    assert event["attributes"] == {"mode": 0o755, "mtime_ns": mtime}
+
+    # A new version of an existing file keeps its mode; its mtime is the commit's.
+    await client.put("/files/content", params={"path": "/m"}, content=b"2")
+    event, now = await last_event(), await meta("/m")
+    assert event["attributes"] == {"mode": 0o755, "mtime_ns": now["mtime_ns"]}
+    assert now["mtime_ns"] != mtime
+
+    # A rename over a file with other names writes the moved content under the name.
+    await client.put("/files/content", params={"path": "/src", "mtime_ns": mtime}, content=b"3")
+    await client.post("/files/link", json={"path": "/src", "new_path": "/src2"})
+    await client.post("/files/rename", json={"path": "/src", "new_path": "/m", "overwrite": True})
+    event, now = await last_event(), await meta("/m")
+    assert (event["type"], event["path"]) == ("write", "/m")
+    assert event["attributes"] == {"mode": now["mode"], "mtime_ns": now["mtime_ns"]}
+
+    node_id, version_id = first.json()["entry"]["node_id"], first.json()["version"]["version_id"]
+    restored = await client.post(f"/files/{node_id}/versions/{version_id}/restore")
+    assert restored.status_code == 200, restored.text
+    event, now = await last_event(), await meta("/m")
+    assert event["type"] == "restore"
+    assert event["attributes"] == {"mode": now["mode"], "mtime_ns": now["mtime_ns"]}

@@ -212,22 +212,26 @@ class RemoteTree:
 
 
 def _from_event(event: ChangeEvent, previous: RemoteNode | None = None) -> RemoteNode:
-    """The file an event names; its mode and mtime are kept from *previous* when that is the
-    same version (a rename), otherwise unknown until a listing or download says."""
-    same = (
+    """The file an event names. Its mode and mtime are the ones a write or restore event
+    carries with the new head, else kept from *previous* when that is the same version (a
+    rename), otherwise unknown until a listing or download says."""
+    given = event.attributes if event.type in ("write", "restore") else None
+    mode: int | None
+    mtime_ns: int | None
+    if given is not None and "mode" in given and "mtime_ns" in given:
+        mode, mtime_ns = given["mode"], given["mtime_ns"]
+    elif (
         previous is not None
         and previous.node_id == event.node_id
         and previous.version_id == event.version_id
-    )
+    ):
+        mode, mtime_ns = previous.mode, previous.mtime_ns
+    else:
+        mode = mtime_ns = None
     return RemoteNode(
-        "file",
-        event.node_id,
-        event.version_id,
-        event.content_hash,
-        event.size or 0,
-        previous.mode if same and previous is not None else None,
-        previous.mtime_ns if same and previous is not None else None,
-    )
+        "file", event.node_id, event.version_id, event.content_hash, event.size or 0, mode,
+        mtime_ns,
+    )  # fmt: skip
 
 
 def _within(path: str, rel: str) -> bool:

@@ -361,7 +361,23 @@ class Executor:
                 None if attributed is None else local.mode & EXEC_BITS,
             ),
         )
-        if result.created_version:
+        # The path is held until the feed has brought our change back, unless it already has
+        # (its events can beat the answers: a hold for an echo gone by lasts its whole timeout).
+        shown = self.state.remote.get(rel)
+        if attributed is not None and (attributed.mode, attributed.mtime_ns) != (
+            entry.mode,
+            entry.mtime_ns,
+        ):
+            # The attributes went as a change of their own: its event follows the write's,
+            # which shows the server's attributes from before (planned on, they would be put
+            # back on the local file). The later event is the one waited for.
+            if shown is None or (shown.version_id, shown.mode, shown.mtime_ns) != (
+                attributed.version_id,
+                attributed.mode,
+                attributed.mtime_ns,
+            ):
+                self.expect_echo("attributes", entry.node_id, None, [rel])
+        elif result.created_version and (shown is None or shown.version_id != entry.version_id):
             self.expect_echo("write", entry.node_id, entry.version_id, [rel])
 
     async def mkdir_remote(self, rel: str, local: LocalNode) -> None:

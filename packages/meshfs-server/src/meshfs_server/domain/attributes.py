@@ -117,6 +117,12 @@ def new_node(
     )  # fmt: skip
 
 
+def head_attributes(node: NodeRow) -> dict[str, int]:
+    """What a ``write`` or ``restore`` event carries in ``attributes``: the file's mode and
+    mtime with its new head, so a follower needs no second request for them."""
+    return {"mode": node.mode, "mtime_ns": node.mtime_ns}
+
+
 def set_mtime(node: NodeRow, mtime_ns: int) -> None:
     node.mtime_ns = mtime_ns
     node.modified_at = mtime_ns / 1e9

@@ -40,7 +40,14 @@ from meshfs_common.models import (
     VersionPage,
 )
 from meshfs_server.domain.actor import Actor
-from meshfs_server.domain.attributes import changed, entries_changed, new_node, now_ns, set_mtime
+from meshfs_server.domain.attributes import (
+    changed,
+    entries_changed,
+    head_attributes,
+    new_node,
+    now_ns,
+    set_mtime,
+)
 from meshfs_server.domain.feed import ChangeFeed
 from meshfs_server.domain.links import make_link, remove_names
 from meshfs_server.domain.paging import decode_after, encode_after
@@ -158,7 +165,7 @@ async def commit_version(
             NewEvent(
                 type="write", node_id=node.node_id, kind="file", path=path,
                 version_id=version.version_id, size=size, content_hash=content_hash,
-                writer=actor.writer,
+                writer=actor.writer, attributes=head_attributes(node),
             )
         )
     )  # fmt: skip
@@ -479,6 +486,7 @@ class Namespace:
                     type="write", node_id=target.node_id, kind="file", path=dst,
                     version_id=target.head_version_id, size=target.size,
                     content_hash=target.content_hash, writer=actor.writer,
+                    attributes=head_attributes(target),
                 ),
             ):  # fmt: skip
                 events.append(await tx.append_event(event))
@@ -601,6 +609,7 @@ class Namespace:
                             type="restore", node_id=node_id, kind="file", path=target_path,
                             version_id=version.version_id, size=version.size,
                             content_hash=version.content_hash, writer=actor.writer,
+                            attributes=head_attributes(node),
                         )
                     )
                 )  # fmt: skip
