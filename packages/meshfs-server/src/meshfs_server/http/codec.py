@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import msgspec
 from starlette.requests import HTTPConnection, Request
@@ -78,8 +79,36 @@ def _note_body_target(conn: HTTPConnection, body: object) -> None:
             return
 
 
+#: Scope key: the request's query parameters, parsed once (middleware and route both ask).
+QUERY_KEY = "meshfs.query"
+
+
+def parse_query(raw: bytes) -> dict[str, str]:
+    """Query parameters by name, the last value of a repeated one: what Starlette's
+    ``query_params.get`` answers. Most queries (``path=/docs/a.txt``) have nothing to unquote
+    and are split directly; any ``%`` or ``+`` goes through :func:`urllib.parse.parse_qsl`."""
+    text = raw.decode("latin-1")
+    if "%" in text or "+" in text:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    found: dict[str, str] = {}
+    for pair in text.split("&"):
+        if pair:
+            name, _, value = pair.partition("=")
+            found[name] = value
+    return found
+
+
+def query_params(conn: HTTPConnection) -> Mapping[str, str]:
+    """The query parameters of a request or WebSocket (see :func:`parse_query`), parsed once."""
+    scope = conn.scope
+    found: dict[str, str] | None = scope.get(QUERY_KEY)
+    if found is None:
+        found = scope[QUERY_KEY] = parse_query(scope.get("query_string", b""))
+    return found
+
+
 def query_str(request: HTTPConnection, name: str) -> str | None:
-    return request.query_params.get(name)
+    return query_params(request).get(name)
 
 
 def parse_int(raw: str, what: str, *, minimum: int = 0, maximum: int = MAX_INTEGER) -> int:
@@ -109,14 +138,14 @@ def query_int(
     maximum: int = MAX_INTEGER,
 ) -> int | None:
     """Integer query parameter *name* (see :func:`parse_int`); *default* when absent or empty."""
-    raw = request.query_params.get(name)
+    raw = query_params(request).get(name)
     if raw is None or raw == "":
         return default
     return parse_int(raw, f"query parameter {name}", minimum=minimum, maximum=maximum)
 
 
 def query_bool(request: HTTPConnection, name: str, default: bool = False) -> bool:
-    raw = request.query_params.get(name)
+    raw = query_params(request).get(name)
     if raw is None:
         return default
     if raw.lower() in ("1", "true", "yes"):

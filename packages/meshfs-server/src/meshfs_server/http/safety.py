@@ -74,7 +74,8 @@ class SafetyMiddleware:
             else:
                 await render(exc)(scope, receive, send)
             return
-        if scope["type"] == "websocket":  # a stream attempt, counted above; nothing to audit
+        if scope["type"] == "websocket" or scope["method"] not in _MUTATING:
+            # A stream attempt (counted above), or a read: nothing to audit, nothing to watch.
             await self.app(scope, receive, send)
             return
         status = 500
@@ -88,7 +89,7 @@ class SafetyMiddleware:
         try:
             await self.app(scope, receive, watch)
         finally:
-            if conn.scope["method"] in _MUTATING and conn.url.path not in _NOT_AUDITED:
+            if conn.url.path not in _NOT_AUDITED:
                 await _audit_quietly(identity, conn, status)
 
 
