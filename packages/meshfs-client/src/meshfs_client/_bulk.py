@@ -188,11 +188,6 @@ class BulkMethods(PosixMethods):
                         remote, source, if_none_match=if_absent, progress=progress,
                         mtime_ns=member.mtime_ns,
                     )  # fmt: skip
-                    if member.has_attributes:
-                        await self.set_attributes(
-                            remote, mode=member.mode, mtime_ns=member.mtime_ns,
-                            if_match=done.version.version_id,
-                        )  # fmt: skip
                 except PreconditionFailedError:
                     # If-None-Match refused it: the path exists, as a bulk write reports it.
                     exists = AlreadyExistsError(f"{remote} already exists (not overwritten)")
@@ -201,6 +196,17 @@ class BulkMethods(PosixMethods):
                 except MeshFSError as exc:
                     result.failed.append(_failed(remote.lstrip("/"), remote, exc))
                     return
+                if member.has_attributes:
+                    try:
+                        await self.set_attributes(
+                            remote, mode=member.mode, mtime_ns=member.mtime_ns,
+                            if_match=done.version.version_id,
+                        )  # fmt: skip
+                    except MeshFSError as exc:
+                        # The content landed, its attributes did not (the file changed
+                        # meanwhile, or a mode out of range): reported with that error.
+                        result.failed.append(_failed(remote.lstrip("/"), remote, exc))
+                        return
             result.written.append(BulkWritten(
                 name=remote.lstrip("/"), path=done.entry.path, kind="file",
                 node_id=done.entry.node_id, version_id=done.version.version_id,

@@ -32,8 +32,9 @@ With ``attributes`` each file member brings its permission bits and modification
 it, an existing one is changed to it (the ``attributes`` event after its ``write`` event) - and
 the member's mtime, to the nanosecond. A file whose content is already the member's gets no
 new version, but its mode and mtime become the member's all the same (one ``attributes``
-event; nothing when they already are). Without it a new file is 0644, an existing one keeps
-its mode, and the mtime is the commit's time.
+event; nothing when they already are; with ``if_absent`` such a file is left entirely as it
+is). Without it a new file is 0644, an existing one keeps its mode, and the mtime is the
+commit's time.
 """
 
 from __future__ import annotations
