@@ -26,13 +26,33 @@ PART_BODY = CHUNK_SIZE
 MAX_INTEGER = 2**63 - 1
 
 
+_JSON = "application/json"
+
+
 class JSONResponse(Response):
     """A response whose body is a msgspec-encoded model."""
 
-    media_type = "application/json"
+    media_type = _JSON
 
     def render(self, content: Any) -> bytes:
         return encode(content)
+
+    def init_headers(self, headers: Mapping[str, str] | None = None) -> None:
+        # Most answers carry no headers of their own: their two are written directly (the
+        # ones Starlette's init_headers would write for them).
+        status = self.status_code
+        if (
+            headers is None
+            and self.media_type == _JSON
+            and status >= 200
+            and status not in (204, 304)
+        ):
+            self.raw_headers = [
+                (b"content-length", str(len(self.body)).encode()),
+                (b"content-type", b"application/json"),
+            ]
+            return
+        super().init_headers(headers)
 
 
 def respond(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

@@ -94,9 +94,10 @@ class RequestLog:
             kind = message["type"]
             if kind in ("http.response.start", "websocket.http.response.start"):
                 seen["status"] = message["status"]
-                for name, value in message.get("headers", ()):
-                    if name.lower() == b"retry-after":
-                        seen["retry"] = value.decode("latin-1")
+                if message["status"] == 429:  # its wait is logged too
+                    for name, value in message.get("headers", ()):
+                        if name.lower() == b"retry-after":
+                            seen["retry"] = value.decode("latin-1")
             elif kind in ("http.response.body", "websocket.http.response.body"):
                 seen["bytes"] += len(message.get("body", b""))
             elif kind == "websocket.accept":
