@@ -5,7 +5,8 @@ A :class:`DownloadStream` pins the version it started with (from ``X-MeshFS-Vers
 *of that version*; versions are immutable, so the pieces always fit together.
 
 :func:`download_to_path` writes into a partial file next to the target, named after the
-version (``.<name>.<version>.meshfs-part``), hashes while writing, compares with
+version (``.<name>.<version>.meshfs-part``; past the page cache where the system allows it, see
+:mod:`._disk_writer`), hashes while writing, compares with
 ``X-MeshFS-Content-Hash`` and renames into place only when they agree. An interrupted download
 of the same version resumes from the partial file.
 """
@@ -21,12 +22,13 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import IO
 
 import aiohttp
 
+from meshfs_client._disk_writer import AppendWriter
 from meshfs_client._retry import backoff_delay
 from meshfs_client._transport import Params, Transport, network_error
+from meshfs_client._upload import first_error
 from meshfs_common.errors import HashMismatchError, InternalError, MeshFSError
 from meshfs_common.hashing import ContentHasher
 
@@ -225,7 +227,7 @@ async def download_to_path(
             if progress is not None:
                 progress(start)
         info = head
-        out = await asyncio.to_thread(open, partial, "ab")
+        out = await asyncio.to_thread(AppendWriter, partial, start)
         with out:
             if head.size is None or start < head.size:
                 info = await _fetch_into(
@@ -234,7 +236,7 @@ async def download_to_path(
                     hasher,
                     progress,
                 )
-            await asyncio.to_thread(_sync, out)
+            await asyncio.to_thread(out.finish)
         expected = info.content_hash or head.content_hash
         digest = hasher.finish()
         if expected is None or digest.content_hash == expected:
@@ -251,25 +253,43 @@ async def download_to_path(
 
 
 async def _fetch_into(
-    stream: DownloadStream, out: IO[bytes], hasher: ContentHasher, progress: Progress | None
+    stream: DownloadStream, out: AppendWriter, hasher: ContentHasher, progress: Progress | None
 ) -> DownloadInfo:
-    async with stream:
-        # Blocks are handed to the writing thread as they came (no joining copy).
-        batch: list[bytes] = []
-        batched = 0
-        async for block in stream:
-            batch.append(block)
-            batched += len(block)
-            if batched >= _WRITE_BATCH:
-                await asyncio.to_thread(_write_and_hash, out, hasher, batch)
-                if progress is not None:
-                    progress(batched)
-                batch, batched = [], 0
-        if batch:
-            await asyncio.to_thread(_write_and_hash, out, hasher, batch)
-            if progress is not None:
-                progress(batched)
-        return stream.info
+    # Receiving goes on while the previous batch is written and hashed in a thread (a direct
+    # write waits for the disk: done in turn with receiving, each would wait for the other).
+    # One batch in the writer's hands and one waiting for it at most: memory stays bounded.
+    batches: asyncio.Queue[list[bytes] | None] = asyncio.Queue(maxsize=1)
+    try:
+        async with stream, asyncio.TaskGroup() as group:
+            group.create_task(_write_batches(batches, out, hasher, progress))
+            # Blocks are handed to the writing thread as they came (no joining copy).
+            batch: list[bytes] = []
+            batched = 0
+            async for block in stream:
+                batch.append(block)
+                batched += len(block)
+                if batched >= _WRITE_BATCH:
+                    await batches.put(batch)
+                    batch, batched = [], 0
+            if batch:
+                await batches.put(batch)
+            await batches.put(None)
+    except BaseExceptionGroup as failed:  # the writer failed (a full disk): raise its error
+        raise first_error(failed) from None
+    return stream.info
+
+
+async def _write_batches(
+    batches: asyncio.Queue[list[bytes] | None],
+    out: AppendWriter,
+    hasher: ContentHasher,
+    progress: Progress | None,
+) -> None:
+    """Write and hash the batches from *batches* in order until ``None`` arrives."""
+    while (batch := await batches.get()) is not None:
+        await asyncio.to_thread(_write_and_hash, out, hasher, batch)
+        if progress is not None:
+            progress(sum(len(block) for block in batch))
 
 
 def _with_version(where: Params, version_id: str | None) -> dict[str, str | int | bool | None]:
@@ -296,15 +316,10 @@ def _hash_existing(partial: Path, hasher: ContentHasher) -> None:
             hasher.update(block)
 
 
-def _write_and_hash(out: IO[bytes], hasher: ContentHasher, blocks: list[bytes]) -> None:
+def _write_and_hash(out: AppendWriter, hasher: ContentHasher, blocks: list[bytes]) -> None:
     for block in blocks:
         out.write(block)
         hasher.update(block)
-
-
-def _sync(out: IO[bytes]) -> None:
-    out.flush()
-    os.fsync(out.fileno())
 
 
 def _unlink(path: Path) -> None:
