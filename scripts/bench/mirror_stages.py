@@ -13,6 +13,7 @@ timestamp (``time.monotonic``, one clock for every process of the machine) at ea
   B event           the write event reached B's follower
   B round           B's reconciler picked the path up
   B download-start  the download step began
+  B write-start     the content had arrived; writing it began (in a worker thread)
   B placed          the file was in place (written, fsynced, linked)
   seen              the sampler read identical bytes in B
 
@@ -98,6 +99,13 @@ def _mirror(url: str, token: str, target: Path, name: str, trace: Path) -> None:
             stamp(f"{action.kind}-end", rel)
 
     _steps.StepRunner._transfer = transfer  # type: ignore[method-assign]
+    real_write = transfers._write_and_place
+
+    def write_and_place(rel: str, *args: Any) -> Any:
+        stamp("write-start", rel)  # the content is here, in the thread that writes it
+        return real_write(rel, *args)
+
+    transfers._write_and_place = write_and_place
     real_place = transfers._place
 
     def place(temp: Path, dest: Path, expected: Any, *args: Any) -> Any:
