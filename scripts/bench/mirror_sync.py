@@ -6,8 +6,11 @@ measured in the same run as the peer, and the initial sync of many small files.
   of random bytes under a new name in one folder, poll the other every 2 ms for identical
   bytes) measures A->B and B->A, n samples each (100). Targets: p50 <= 10 ms, p99 <= 25 ms.
 * Floor: what any mirror has to spend, measured in the same run through the client library:
-  upload 1 KiB, download it, write it to a local file and fsync it (n samples). The file
-  watcher adds well under a millisecond; about 6 ms in all on a quiet machine.
+  upload 1 KiB, download it, write it to a local file and fsync it (n samples), printed
+  with the p50 of each of the three parts. The file watcher adds well under a millisecond;
+  about 6 ms in all on a quiet machine. Most of it is the upload: the server answers once
+  the commit's WAL fsync is done (group commit, run in a thread), so the disk's fsync time
+  and two thread hand-offs are in every sample.
 * Peer: ``../shared/bench/syncthing_latency.py --skip-default`` (two Syncthing instances on
   loopback, watcher delay 1 s, the least it accepts); reported as the ratio of its p50/p99 to
   ours. When syncthing is missing it is installed from the distribution's packages the way
@@ -120,6 +123,8 @@ def floor(server: Server, work: Path, n: int) -> dict[str, object]:
     """Upload 1 KiB, download it, write and fsync it locally: n samples, in ms."""
     from meshfs_client import MeshFSClient
 
+    parts: dict[str, list[float]] = {"upload": [], "download": [], "write+fsync": []}
+
     async def run() -> list[float]:
         samples: list[float] = []
         async with MeshFSClient(server.url, token=server.token) as client:
@@ -127,23 +132,33 @@ def floor(server: Server, work: Path, n: int) -> dict[str, object]:
                 data = os.urandom(1024)
                 start = time.perf_counter()
                 result = await client.upload(f"/floor/f{i:04d}.bin", data)
+                uploaded = time.perf_counter()
                 got = await client.read_bytes(
                     node_id=result.entry.node_id, version_id=result.entry.version_id
                 )
+                downloaded = time.perf_counter()
                 fd = os.open(work / f"floor-{i}.bin", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
                 try:
                     os.write(fd, got)
                     os.fsync(fd)
                 finally:
                     os.close(fd)
+                end = time.perf_counter()
                 if i:
-                    samples.append((time.perf_counter() - start) * 1000)
+                    samples.append((end - start) * 1000)
+                    parts["upload"].append((uploaded - start) * 1000)
+                    parts["download"].append((downloaded - uploaded) * 1000)
+                    parts["write+fsync"].append((end - downloaded) * 1000)
                 await asyncio.sleep(0.05)
         return samples
 
     samples = asyncio.run(run())
     q = statistics.quantiles(samples, n=100, method="inclusive")
-    return {"n": n, "ok": len(samples), "p50_ms": round(q[49], 1), "p99_ms": round(q[98], 1)}
+    return {
+        "n": n, "ok": len(samples), "p50_ms": round(q[49], 1), "p99_ms": round(q[98], 1),
+        # What the floor is made of (p50 of each part, ms): the upload is most of it.
+        "parts_p50_ms": {k: round(statistics.median(v), 2) for k, v in parts.items()},
+    }  # fmt: skip
 
 
 def _install_syncthing() -> bool:
@@ -254,6 +269,10 @@ def main() -> int:
             base = floor(server, work, args.n)
             results["floor"] = base
             print(_row("floor: up+down+fsync", base), flush=True)
+            parts = base["parts_p50_ms"]
+            assert isinstance(parts, dict)
+            line = "   ".join(f"{k} {v} ms" for k, v in parts.items())
+            print(f"  {'floor parts, p50':<28} {line}", flush=True)
             print(f"  {'floor on a quiet machine':<28} p50 ~{FLOOR_MS:>6} ms", flush=True)
             for run in ours["runs"]:  # type: ignore[attr-defined]
                 for q in ("p50_ms", "p99_ms"):
