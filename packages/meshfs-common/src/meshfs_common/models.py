@@ -383,8 +383,9 @@ class ChangeEvent(Model):
     """One mutation, numbered by a per-tenant gap-free sequence (the cursor).
 
     ``rename`` carries ``old_path``; ``write`` and ``restore`` carry the new head version and,
-    in ``attributes``, the file's ``mode`` and ``mtime_ns`` with that head (events recorded
-    before servers sent them have none: ask ``GET /files/meta``).
+    in ``attributes``, the file's ``mode`` and ``mtime_ns`` with that head (absent on events
+    recorded by older servers, and on the write a token limited to a subtree sees for a file
+    moved or linked into it: ask ``GET /files/meta`` then).
     A rename *over an existing file* keeps that file: ``node_id`` is the file now at ``path``
     (same id and history as before, with the moved content as its new head version) and
     ``replaced_node_id`` is the node that was moved onto it, which is now a tombstone.
