@@ -32,7 +32,13 @@ def client_address(conn: HTTPConnection) -> str | None:
 
 def bearer_token(conn: HTTPConnection) -> str | None:
     """The token in ``Authorization: Bearer``, or ``?access_token=`` for WebSocket and SSE."""
-    header = conn.headers.get("authorization")
+    # The header read straight from the scope (ASGI servers give names in lower case): every
+    # request asks, and Starlette's Headers would be built for this alone.
+    header: str | None = None
+    for name, raw in conn.scope["headers"]:
+        if name == b"authorization":
+            header = raw.decode("latin-1")
+            break
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
