@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import fcntl
 import os
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -88,3 +89,26 @@ async def test_a_write_given_up_while_waiting_does_not_keep_other_processes_out(
     finally:
         os.close(other)
     assert await _bodies(db) == ["next"]
+
+
+async def test_a_write_given_up_while_a_process_outside_the_lock_writes_leaves_no_transaction_open(
+    db: SqliteDatabase,
+) -> None:
+    """A process that writes the file without the writers' lock (another program, an older
+    server) makes ``BEGIN IMMEDIATE`` wait in the writer thread; a write given up then must not
+    leave the transaction that thread begins open on the writer's connection."""
+    outsider = sqlite3.connect(db.path, isolation_level=None)
+    try:
+        outsider.execute("BEGIN IMMEDIATE")
+        given_up = asyncio.create_task(_write(db, "never written"))
+        await wait_until(lambda: db._write_lock.locked(), "the write to start")
+        given_up.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await given_up
+        outsider.execute("INSERT INTO notes (body) VALUES ('outsider')")
+        outsider.execute("COMMIT")
+
+        await asyncio.wait_for(_write(db, "next"), 20)
+    finally:
+        outsider.close()
+    assert await _bodies(db) == ["outsider", "next"]

@@ -39,7 +39,7 @@ import fcntl
 import logging
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -88,6 +88,7 @@ class SqliteDatabase:
         self._write_lock = asyncio.Lock()
         self._writers_fd = os.open(f"{path}-writer", os.O_RDWR | os.O_CREAT, 0o600)
         self._stray: asyncio.Future[None] | None = None  # a lock wait given up, still running
+        self._stray_begin: asyncio.Future[sqlite3.Cursor] | None = None  # a BEGIN wait given up
         self._checkpointed_at = 0  # the writer's total_changes at the last checkpoint
         self._checkpointer: sqlite3.Connection | None = None
         self._readers: asyncio.Queue[sqlite3.Connection] = asyncio.Queue()
@@ -144,6 +145,7 @@ class SqliteDatabase:
         """
         async with self._write_lock:
             conn = self._writer
+            await self._end_stray_begin(conn)
             await self._lock_writers()
             try:
                 await self._begin(conn)
@@ -222,13 +224,26 @@ class SqliteDatabase:
             pass
         finally:
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+        begun = asyncio.get_running_loop().run_in_executor(
+            self._writer_thread, conn.execute, "BEGIN IMMEDIATE"
+        )
         try:
-            await self._in_writer_thread(conn.execute, "BEGIN IMMEDIATE")
+            await asyncio.shield(begun)
         except sqlite3.OperationalError as exc:
             raise UnavailableError(f"database is busy: {exc}") from exc
+        except BaseException:
+            # Given up (cancelled) while the thread still waits: the transaction it may yet
+            # begin is rolled back by the next writer, before that one begins its own.
+            self._stray_begin = begun
+            raise
 
-    async def _in_writer_thread(self, call: Callable[..., object], *args: object) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._writer_thread, call, *args)
+    async def _end_stray_begin(self, conn: sqlite3.Connection) -> None:
+        stray, self._stray_begin = self._stray_begin, None
+        if stray is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(stray)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
 
     def read(self) -> Reading:
         """A read transaction on a pooled connection: one consistent snapshot."""
@@ -243,6 +258,7 @@ class SqliteDatabase:
             if self._stray is not None:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(self._stray)
+            await self._end_stray_begin(self._writer)
             self._writer.close()
             for conn in self._all_readers:
                 conn.close()
