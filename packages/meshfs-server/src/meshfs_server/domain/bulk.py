@@ -73,8 +73,8 @@ from meshfs_server.domain.attributes import apply, check_mode, check_time, now_n
 from meshfs_server.domain.content import UPLOAD_TTL, ContentService, hash_off_loop
 from meshfs_server.domain.namespace import commit_version
 from meshfs_server.domain.placement import may_be_inline
-from meshfs_server.domain.ports import NewEvent, NodeRow, WriteTx
-from meshfs_server.domain.tree import ensure_dirs, lookup
+from meshfs_server.domain.ports import NewEvent, NodeRow, ReadTx, WriteTx
+from meshfs_server.domain.tree import ensure_dirs, lookup, not_a_directory
 
 BATCH_FILES = 500
 BATCH_BYTES = 16 * 1024 * 1024
@@ -298,6 +298,7 @@ class BulkWrites:
         events: list[ChangeEvent] = []
         landed: list[BulkWritten] = []
         failed: list[BulkFailure] = []
+        folders: dict[tuple[str, ...], NodeRow] = {}  # directories found, for if_absent
         async with self.content.store.write(actor.tenant_id) as tx:
             for name, size in run.unmarked.items():
                 await tx.mark_stored(name, size)
@@ -315,7 +316,7 @@ class BulkWrites:
                         continue
                     chunks = (item.chunk,) if item.chunk else ()
                     if run.if_absent:
-                        there = await lookup(tx, paths.split(item.path))
+                        there = await _existing(tx, paths.split(item.path), folders)
                         if there is not None and _holds(there, len(item.data), chunks):
                             # Already this very content (a re-sent batch whose first answer was
                             # lost finds its own file): nothing to write, nothing overwritten.
@@ -381,6 +382,23 @@ async def _take_attributes(
         version_id=node.head_version_id, attributes=new, old_attributes=old,
         writer=actor.writer,
     )))  # fmt: skip
+
+
+async def _existing(
+    tx: ReadTx, names: tuple[str, ...], folders: dict[tuple[str, ...], NodeRow]
+) -> NodeRow | None:
+    """What :func:`~meshfs_server.domain.tree.lookup` finds at *names* (a file on the way is
+    :class:`NotADirError`), with the directory above looked up once per batch: the files of a
+    batch share a few directories, and a new file's path is otherwise walked name by name."""
+    parent = folders.get(names[:-1])
+    if parent is None:
+        parent = await lookup(tx, names[:-1])
+        if parent is None:
+            return None
+        if not parent.is_dir:
+            raise not_a_directory(parent, paths.join(names[:-1]))
+        folders[names[:-1]] = parent
+    return await tx.child(parent.node_id, names[-1])
 
 
 def _holds(node: NodeRow, size: int, chunks: Sequence[str]) -> bool:
