@@ -31,8 +31,9 @@ async def _round_trip(root: Path) -> None:
         await asyncio.gather(*(store.put_bytes(tenant, n, d) for n, d in stored.items()))
         for name, data in stored.items():
             assert b"".join([b async for b in store.open(tenant, name)]) == data
-            assert b"".join([b async for b in store.open(tenant, name, start=1, end=4097)]) == (
-                data[1:4097]
+            assert (
+                b"".join([b async for b in store.open(tenant, name, start=1, end=4097)])
+                == (data[1:4097])
             )
         assert not list((root / "tmp").iterdir())  # no partial file left behind
     finally:
