@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from meshfs_client.mirror._ignore import TEMP_SUFFIX
 from meshfs_client.mirror._model import LocalNode, RemoteNode
+from meshfs_client.mirror._rounds import Rounds
 from meshfs_client.mirror._transfers import (
     Executor,
     LocalChangedError,
@@ -40,41 +41,21 @@ class _Wanted:
     )
 
 
-class DownloadBatcher:
+class DownloadBatcher(Rounds[_Wanted]):
     """Shares bulk reads between the download steps of one engine."""
 
     def __init__(self, executor: Executor, slots: asyncio.Semaphore) -> None:
+        super().__init__(slots)
         self.executor = executor
-        self.slots = slots
-        self._queue: list[_Wanted] = []
-        self._leading = False
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     async def download(self, rel: str, remote: RemoteNode, expected: LocalNode | None) -> None:
         """:meth:`Executor.download` of a small file, in a bulk read with the others queued."""
-        wanted = _Wanted(rel, remote, expected)
-        self._queue.append(wanted)
-        while not wanted.done.done():
-            if self._leading:
-                await self._idle.wait()
-                continue
-            self._leading = True
-            self._idle.clear()
-            batch: list[_Wanted] = []
-            try:
-                await asyncio.sleep(0)  # one turn: the round's other downloads queue up
-                batch, self._queue = self._queue[:BATCH], self._queue[BATCH:]
-                async with self.slots:
-                    await self._fetch(batch)
-            finally:
-                # Cancelled part-way: what was taken and not done goes back to the queue.
-                self._queue[:0] = [w for w in batch if not w.done.done() and w is not wanted]
-                self._leading = False
-                self._idle.set()
-        wanted.done.result()
+        await self.join(_Wanted(rel, remote, expected))
 
-    async def _fetch(self, batch: list[_Wanted]) -> None:
+    def take(self, queue: list[_Wanted]) -> tuple[list[_Wanted], list[_Wanted]]:
+        return queue[:BATCH], queue[BATCH:]
+
+    async def carry_out(self, batch: list[_Wanted]) -> None:
         run = self.executor
         if len(batch) == 1:
             # A live edit: one plain download (content and attributes asked for at once) is

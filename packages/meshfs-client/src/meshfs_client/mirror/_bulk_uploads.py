@@ -28,6 +28,7 @@ from pathlib import Path
 
 from meshfs_client._bulk import BulkMember
 from meshfs_client.mirror._model import EXEC_BITS, LocalNode
+from meshfs_client.mirror._rounds import Rounds
 from meshfs_client.mirror._transfers import Executor, LocalChangedError, _read_if_same
 from meshfs_common import paths
 from meshfs_common.bulk import BULK_MAX_FILE, BulkWritten
@@ -52,42 +53,28 @@ class _Wanted:
     )
 
 
-class UploadBatcher:
+class UploadBatcher(Rounds[_Wanted]):
     """Shares bulk writes between the upload steps (of new small files) of one engine."""
 
     def __init__(self, executor: Executor, slots: asyncio.Semaphore) -> None:
+        super().__init__(slots)
         self.executor = executor
-        self.slots = slots
-        self._queue: list[_Wanted] = []
-        self._leading = False
-        self._idle = asyncio.Event()
-        self._idle.set()
 
     async def upload(self, rel: str, local: LocalNode) -> None:
         """:meth:`Executor.upload` (``if_none_match``) of a small new file, in a bulk write
         with the others queued."""
-        wanted = _Wanted(rel, local)
-        self._queue.append(wanted)
-        while not wanted.done.done():
-            if self._leading:
-                await self._idle.wait()
-                continue
-            self._leading = True
-            self._idle.clear()
-            batch: list[_Wanted] = []
-            try:
-                await asyncio.sleep(0)  # one turn: the round's other uploads queue up
-                batch, self._queue = _take(self._queue)
-                async with self.slots:
-                    await self._send(batch)
-            finally:
-                # Cancelled part-way: what was taken and not done goes back to the queue.
-                self._queue[:0] = [w for w in batch if not w.done.done() and w is not wanted]
-                self._leading = False
-                self._idle.set()
-        wanted.done.result()
+        await self.join(_Wanted(rel, local))
 
-    async def _send(self, batch: list[_Wanted]) -> None:
+    def take(self, queue: list[_Wanted]) -> tuple[list[_Wanted], list[_Wanted]]:
+        """At most :data:`BATCH` files and :data:`BATCH_BYTES` (one file at least)."""
+        size = 0
+        for count, wanted in enumerate(queue):
+            size += wanted.local.size
+            if count >= BATCH or (count and size > BATCH_BYTES):
+                return queue[:count], queue[count:]
+        return queue, []
+
+    async def carry_out(self, batch: list[_Wanted]) -> None:
         run = self.executor
         if len(batch) == 1:
             await self._single(batch[0])
@@ -138,17 +125,6 @@ class UploadBatcher:
             wanted.done.set_exception(exc)
         else:
             wanted.done.set_result(None)
-
-
-def _take(queue: list[_Wanted]) -> tuple[list[_Wanted], list[_Wanted]]:
-    """The next batch (at most :data:`BATCH` files and :data:`BATCH_BYTES`, one at least)
-    and what stays queued."""
-    size = 0
-    for count, wanted in enumerate(queue):
-        size += wanted.local.size
-        if count >= BATCH or (count and size > BATCH_BYTES):
-            return queue[:count], queue[count:]
-    return queue, []
 
 
 def _read_all(run: Executor, batch: list[_Wanted]) -> list[bytes | None]:
