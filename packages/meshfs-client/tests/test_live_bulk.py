@@ -399,3 +399,47 @@ async def test_mirror_bulk_upload_never_overwrites_a_file_created_meanwhile(
     for i in range(20):
         if i != 3:
             assert await client.read_bytes(f"/c/f{i}.txt") == f"mine {i}".encode()
+
+
+async def test_mirror_first_pass_makes_many_directories_in_bulk(
+    account: Account, client: MeshFSClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import aiohttp
+
+    from meshfs_client.mirror import MirrorSync, SyncOptions
+
+    source = tmp_path / "source"
+    rels = [f"tree/a{i}/b{j}/leaf.txt" for i in range(12) for j in range(5)]
+    for rel in rels:
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        (source / rel).write_text(rel)
+    (source / "tree/empty-dir").mkdir()
+    real = MeshFSClient.write_many
+    raced: list[str] = []
+
+    async def racing(self: MeshFSClient, files: Any, **kwargs: Any) -> Any:
+        if kwargs.get("directories") and not raced:
+            # Someone else puts a file where one of the new directories goes meanwhile.
+            raced.append("/tree/a7")
+            await client.upload("/tree/a7", b"theirs")
+        return await real(self, files, **kwargs)
+
+    monkeypatch.setattr(MeshFSClient, "write_many", racing)
+    trace, seen = _counted()
+    async with (
+        aiohttp.ClientSession(trace_configs=[trace]) as session,
+        MeshFSClient(account.server.url, settings=account.settings, session=session) as traced,
+    ):
+        options = SyncOptions(target=source, state_dir=tmp_path / "state", once=True)
+        await MirrorSync(traced, options).run()
+    assert raced
+    # 73 new directories on three levels: one mkdir (the top), then one bulk write per level.
+    assert seen[("POST", "/files/mkdir")] <= 2
+    # The file is not lost: as for any file meeting a local directory, it is moved aside.
+    names = [e.name async for e in client.iterdir("/tree")]
+    aside = [n for n in names if n.startswith("a7 (conflict")]
+    assert len(aside) == 1, sorted(names)
+    assert await client.read_bytes(f"/tree/{aside[0]}") == b"theirs"
+    assert (await client.meta("/tree/empty-dir")).kind == "dir"
+    for rel in rels:
+        assert await client.read_bytes(f"/{rel}") == rel.encode()

@@ -236,6 +236,7 @@ class Reconciler(StepRunner, RemoteFollower):
             observed.update(more)
         await self._detect_local_renames(due, observed)
         changed_dirs: list[str] = []  # a step on a directory makes what we saw below it stale
+        new_dirs: list[tuple[str, LocalNode]] = []  # made together at the end of the round
         for rel in due:
             if rel in self._busy or rel in self._held or rel in self._dirty:
                 continue  # handled by a rename above, or re-marked
@@ -271,10 +272,15 @@ class Reconciler(StepRunner, RemoteFollower):
             if action.kind in ("upload", "download"):
                 self._busy.add(rel)
                 transfers.create_task(self._transfer(rel, action, local, remote))
+            elif action.kind == "mkdir_remote" and isinstance(local, LocalNode):
+                new_dirs.append((rel, local))
+                changed_dirs.append(rel)
             else:
                 await self._step(rel, action, local, remote, synced)
                 if any(n is not None and n.kind == "dir" for n in (local, remote, synced)):
                     changed_dirs.append(rel)
+        if new_dirs:
+            await self._mkdirs(new_dirs)
 
     async def _detect_local_renames(
         self, due: list[str], observed: dict[str, LocalNode | Unsupported | None]

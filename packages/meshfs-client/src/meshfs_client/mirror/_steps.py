@@ -154,6 +154,23 @@ class StepRunner(EngineBase):
         except (MeshFSError, OSError) as exc:
             await self._failed(rel, exc)
 
+    async def _mkdirs(self, wanted: list[tuple[str, LocalNode]]) -> None:
+        """The ``mkdir_remote`` steps of one round: new directories made in one request (a
+        first pass over a folder of many directories made them one request each)."""
+        outcome = await self.executor.mkdirs_remote(wanted)
+        for rel, _ in wanted:
+            failure = outcome.get(rel)
+            if isinstance(failure, LocalChangedError):
+                self._mark([rel], delay=0.05)
+            elif isinstance(failure, MeshFSError | OSError):
+                await self._failed(rel, failure)
+            elif failure is not None:
+                raise failure
+            else:
+                self._emit(SyncEvent("mkdir_remote", rel))
+                self._settled(rel)
+                self._mark([rel])
+
     def _record(self, rel: str, local: LocalNode | None, remote: RemoteNode | None) -> None:
         if local is None or remote is None:
             self.state.drop_synced(rel)

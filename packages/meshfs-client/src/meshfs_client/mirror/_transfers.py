@@ -48,9 +48,11 @@ from meshfs_client.mirror._state import StateDB
 from meshfs_common import paths
 from meshfs_common.errors import (
     AlreadyExistsError,
+    ConflictError,
     HashMismatchError,
     NotFoundError,
     PreconditionFailedError,
+    error_from_envelope,
 )
 from meshfs_common.hashing import ContentHasher, hash_bytes
 from meshfs_common.models import CommitResult, Entry
@@ -389,6 +391,50 @@ class Executor:
             raise LocalChangedError(rel) from None
         if entry.kind == "dir":
             self.state.set_synced(rel, SyncedNode("dir", entry.node_id, inode=local.inode))
+
+    async def mkdirs_remote(
+        self, wanted: list[tuple[str, LocalNode]]
+    ) -> dict[str, BaseException | None]:
+        """:meth:`mkdir_remote` of several new directories in one bulk write; the outcome of
+        each (None: made and recorded; :class:`LocalChangedError`: something is there already,
+        re-plan; else the error)."""
+        if len(wanted) == 1:
+            rel, local = wanted[0]
+            try:
+                await self.mkdir_remote(rel, local)
+            except Exception as exc:
+                return {rel: exc}
+            return {rel: None}
+        where = {paths.normalise(self.tree.remote_path(rel)): (rel, local) for rel, local in wanted}
+        try:
+            result = await self.client.write_many([], directories=list(where))
+        except Exception as exc:
+            return {rel: exc for rel, _ in wanted}
+        outcome: dict[str, BaseException | None] = {}
+        for made in result.written:
+            if made.path not in where or made.kind != "dir":
+                continue  # a parent made on the way: its event is recorded as it arrives
+            rel, local = where[made.path]
+            if not made.created_version:
+                # It existed already (its event is on its way): re-plan, as a single mkdir does.
+                outcome[rel] = LocalChangedError(rel)
+                continue
+            self.expect_echo("mkdir", made.node_id, None, [rel])
+            self.state.set_synced(rel, SyncedNode("dir", made.node_id, inode=local.inode))
+            outcome[rel] = None
+        for failed in result.failed:
+            if failed.path in where:
+                rel, _ = where[failed.path]
+                refused = error_from_envelope(
+                    400, {"error": failed.error, "error_description": failed.message}
+                )
+                # A file where the directory goes: re-plan, as a single mkdir does.
+                outcome[rel] = (
+                    LocalChangedError(rel) if isinstance(refused, ConflictError) else refused
+                )
+        for rel, _ in wanted:
+            outcome.setdefault(rel, LocalChangedError(rel))
+        return outcome
 
     async def delete_remote(self, rel: str, remote: RemoteNode, if_match: str | None) -> None:
         """Delete on the server (a directory recursively: the engine checked it is clean)."""
