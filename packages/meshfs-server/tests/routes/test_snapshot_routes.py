@@ -276,3 +276,30 @@ async def test_snapshot_of_the_whole_tenant(harness: Harness) -> None:
         assert await tree(client, "/") == before
         assert (await client.post("/snapshots/empty/restore")).status_code == 200
         assert await tree(client, "/") == {}
+
+
+async def test_restored_content_moves_the_files_times_and_keeps_its_mode(
+    client: httpx.AsyncClient,
+) -> None:
+    await write(client, "/t/run.sh", b"#!/bin/sh\necho one\n")
+    changed = await client.post("/files/attributes", json={"path": "/t/run.sh", "mode": 0o755})
+    assert changed.status_code == 200, changed.text
+    await client.post("/snapshots", json={"path": "/t", "name": "times"})
+    await write(client, "/t/run.sh", b"#!/bin/sh\necho two\n")
+    before = (await client.get("/files/meta", params={"path": "/t/run.sh"})).json()
+    restored = await client.post("/snapshots/times/restore")
+    assert restored.status_code == 200, restored.text
+    after = (await client.get("/files/meta", params={"path": "/t/run.sh"})).json()
+    got = await client.get("/files/download", params={"path": "/t/run.sh"})
+    assert got.content == b"#!/bin/sh\necho one\n"
+    # New content: mtime and ctime move (make and rsync see the file changed); mode kept.
+    assert after["mtime_ns"] > before["mtime_ns"]
+    assert after["ctime_ns"] > before["ctime_ns"]
+    assert after["modified_at"] != before["modified_at"]
+    assert after["mode"] == 0o755
+    history = (await client.get(f"/files/{after['node_id']}/versions")).json()
+    assert history["versions"][0]["mode"] == 0o755
+    # The restore event carries the file's attributes as a write's does.
+    events = (await client.get("/sync/pull", params={"cursor": 0, "limit": 1000})).json()
+    restore = [e for e in events["events"] if e["type"] == "restore"][-1]
+    assert restore["attributes"] == {"mode": 0o755, "mtime_ns": after["mtime_ns"]}

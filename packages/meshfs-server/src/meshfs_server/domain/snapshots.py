@@ -28,6 +28,7 @@ from meshfs_common.models import (
     SnapshotRestoreResult,
 )
 from meshfs_server.domain.actor import Actor
+from meshfs_server.domain.attributes import changed, head_attributes, set_mtime
 from meshfs_server.domain.feed import ChangeFeed
 from meshfs_server.domain.history import History
 from meshfs_server.domain.links import settle
@@ -239,14 +240,14 @@ async def _state_diff(tx: ReadTx, actor: Actor, row: SnapshotRow) -> list[FileCh
         if current is not None:
             node, path = current
             moved = path != item.path
-            changed = node.kind == "file" and not same_content(node, item)
-            if not moved and not changed:
+            content_changed = node.kind == "file" and not same_content(node, item)
+            if not moved and not content_changed:
                 continue
             out.append(FileChange(
                 path=path, node_id=node.node_id, kind=node.kind,
                 status="renamed" if moved else "modified", old_path=item.path if moved else None,
                 old_version_id=item.version_id, version_id=node.head_version_id,
-                size=node.size if node.kind == "file" else None, content_changed=changed,
+                size=node.size if node.kind == "file" else None, content_changed=content_changed,
             ))  # fmt: skip
             continue
         node_now = await tx.get_node(item.node_id)
@@ -372,14 +373,15 @@ async def _restore(
                 )))  # fmt: skip
             files.add(node.node_id)  # it may be hard-linked too
             continue
-        changed = not same_content(node, item)
-        if changed:
+        content_changed = not same_content(node, item)
+        if content_changed:
             await _restore_content(tx, actor, node, item)
-        if changed or revived:
+        if content_changed or revived:
             events.append(await tx.append_event(NewEvent(
                 type="restore", node_id=node.node_id, kind="file", path=item.path,
                 version_id=node.head_version_id, size=node.size,
                 content_hash=node.content_hash, writer=actor.writer,
+                attributes=head_attributes(node),
             )))  # fmt: skip
         files.add(node.node_id)
     # Names of hard-linked files went and came back: each file's own row holds a live name.
@@ -390,15 +392,20 @@ async def _restore_content(tx: WriteTx, actor: Actor, node: NodeRow, item: Snaps
     old = await tx.get_version(item.version_id or "")
     if old is None:
         raise NotFoundError(f"version {item.version_id} of {item.path} no longer exists")
+    at_ns = time.time_ns()
     version = VersionRow(
         version_id=new_id(), node_id=node.node_id, seq=await tx.next_seq(), size=old.size,
-        content_hash=old.content_hash, chunks=old.chunks, created_at=time.time(),
+        content_hash=old.content_hash, chunks=old.chunks, created_at=at_ns / 1e9,
         writer=actor.writer, replaces=node.head_version_id, restored_from=old.version_id,
+        mode=node.mode,
     )  # fmt: skip
     await tx.insert_version(version)
     await tx.set_head(node.node_id, version)
     node.head_version_id, node.size = version.version_id, version.size
-    node.content_hash, node.modified_at = version.content_hash, version.created_at
+    node.content_hash = version.content_hash
+    # New content: the file's mtime and ctime move, as for any write (make, rsync rely on it).
+    set_mtime(node, at_ns)
+    await changed(tx, node, at_ns)
 
 
 def same_content(node: NodeRow, item: SnapshotItem) -> bool:
