@@ -275,8 +275,11 @@ class MemoryReadTx:
                 total += chunk.size
         return total
 
+    async def committed_bytes(self) -> int:
+        return sum(c.size for c in self.state.chunks.values() if c.refs > 0)
+
     async def storage_usage(self, *, excluding_content: str | None = None) -> StorageUsage:
-        committed = sum(c.size for c in self.state.chunks.values() if c.refs > 0)
+        committed = await self.committed_bytes()
         now = time.time()
         pending: dict[str, int] = {}
         for upload in self.state.uploads.values():

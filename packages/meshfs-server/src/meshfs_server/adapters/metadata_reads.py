@@ -282,10 +282,14 @@ class SqlReadTx:
             None if reserved is None else int(reserved),
         )  # fmt: skip
 
-    async def storage_usage(self, *, excluding_content: str | None = None) -> StorageUsage:
+    async def committed_bytes(self) -> int:
         committed = await self._value(
             "SELECT COALESCE(MAX(stored_bytes), 0) FROM ns_tenants WHERE tenant_id = ?"
         )
+        return int(committed)
+
+    async def storage_usage(self, *, excluding_content: str | None = None) -> StorageUsage:
+        committed = await self.committed_bytes()
         # uploads.content_hash is never NULL: "not this content" needs no NULL-safe compare.
         other = "" if excluding_content is None else " AND content_hash <> ?"
         pending = await self._value(

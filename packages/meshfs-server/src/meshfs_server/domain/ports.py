@@ -320,6 +320,10 @@ class ReadTx(Protocol):
         """Deduplicated committed bytes and reserved (pending upload) bytes of the tenant;
         uploads of *excluding_content* (a content hash) are left out of ``pending``."""
 
+    async def committed_bytes(self) -> int:
+        """The tenant's deduplicated committed bytes (``storage_usage().committed`` alone,
+        without summing pending uploads: what a commit's quota check needs)."""
+
     async def live_counts(self) -> dict[str, int]:
         """How many live nodes of each kind the tenant has (its root included; kinds with
         none are left out)."""

@@ -82,19 +82,21 @@ class Quota:
         its own file's head, so whether a write fits never tells it whether the tenant stores
         that content elsewhere."""
         quota = await self.limit(actor.tenant_id)
-        usage = await tx.storage_usage()
-        if actor.scope.whole_tenant:
+        committed = await tx.committed_bytes()
+        if not chunks:
+            size = 0
+        elif actor.scope.whole_tenant:
             size = await tx.unreferenced_bytes(chunks)
         else:
             own = set(reused)
             size = sum(z for c, z in (await tx.chunk_sizes(chunks)).items() if c not in own)
-        if usage.committed + size > quota:
+        if committed + size > quota:
             if not actor.scope.whole_tenant:
                 raise _exceeded_in_scope(quota, size)
             raise QuotaExceededError(
-                f"storage quota exceeded: {usage.committed} bytes stored, {size} more asked,"
+                f"storage quota exceeded: {committed} bytes stored, {size} more asked,"
                 f" quota {quota}",
-                detail={"quota": quota, "used": usage.committed, "requested": size},
+                detail={"quota": quota, "used": committed, "requested": size},
             )
 
 
