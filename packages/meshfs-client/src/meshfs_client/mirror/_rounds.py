@@ -11,6 +11,7 @@ took and did not finish.
 from __future__ import annotations
 
 import asyncio
+from abc import ABC, abstractmethod
 from typing import Generic, Protocol, TypeVar
 
 
@@ -24,7 +25,7 @@ class Step(Protocol):
 S = TypeVar("S", bound=Step)
 
 
-class Rounds(Generic[S]):
+class Rounds(ABC, Generic[S]):
     """The queue and the leader of one engine's batched steps of one kind."""
 
     def __init__(self, slots: asyncio.Semaphore) -> None:
@@ -56,10 +57,10 @@ class Rounds(Generic[S]):
                 self._idle.set()
         step.done.result()
 
+    @abstractmethod
     def take(self, queue: list[S]) -> tuple[list[S], list[S]]:
         """The next batch and what stays queued."""
-        raise NotImplementedError
 
+    @abstractmethod
     async def carry_out(self, batch: list[S]) -> None:
         """Carry out *batch*, settling every step's ``done``."""
-        raise NotImplementedError
