@@ -207,9 +207,14 @@ def test_a_file_read_twice_is_fetched_once(
     second = (local / "twice.bin").read_bytes()
     assert first == second
     assert len(first) == 300_000
-    log = server.log_path.read_text()[len(before) :]
-    downloads = re.findall(r"GET /files/download\S*" + re.escape(node_id), log)
-    assert len(downloads) == 1, log
+
+    def downloads() -> list[str]:
+        log = server.log_path.read_text()[len(before) :]
+        return re.findall(r"GET /files/download\S*" + re.escape(node_id), log)
+
+    # The access log line is written once the answer has gone out: wait for it to land.
+    wait_for(lambda: bool(downloads()), 10, "the download in the server's access log")
+    assert len(downloads()) == 1, server.log_path.read_text()[len(before) :]
 
 
 def test_a_readers_close_does_not_commit_a_writers_unfinished_file(
